@@ -1,0 +1,3 @@
+//! Operator tooling: local tables made from template.yaml's definitions.
+
+pub mod tables;

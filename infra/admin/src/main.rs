@@ -1,0 +1,258 @@
+//! apikeys-admin: the operator's CLI (AWS credentials, not the public API).
+//! Creates tables locally, tenants with their first admin, members and keys.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use apikeys_shared::clock::SystemClock;
+use apikeys_shared::config::Config;
+use apikeys_shared::domain::{ApiKey, Role};
+use apikeys_shared::service::operator::NewUser;
+use apikeys_shared::service::KeyRequest;
+use apikeys_shared::store::{dynamodb_client, Store};
+use apikeys_shared::ApiKeys;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+#[command(
+    name = "apikeys-admin",
+    version,
+    about = "Operator commands for apikeys: tables, tenants, members and keys.",
+    after_help = "Talks to DynamoDB with your AWS credentials (or DYNAMODB_ENDPOINT for a local one).\nSecrets are printed once: store them right away."
+)]
+struct Cli {
+    /// DynamoDB table holding apikeys' items.
+    #[arg(long, env = "TABLE_NAME", global = true)]
+    table: Option<String>,
+    /// Endpoint of a local DynamoDB, e.g. http://127.0.0.1:8000.
+    #[arg(long, env = "DYNAMODB_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the table(s) from template.yaml's definitions, if missing.
+    CreateTables {
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
+    /// Create a tenant with its first admin user and print that user's first key.
+    CreateTenant {
+        /// Display name, e.g. "Acme Inc".
+        #[arg(long)]
+        name: String,
+        /// Unique URL-safe handle, e.g. acme.
+        #[arg(long)]
+        slug: String,
+        /// The first admin's username (created if new).
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        admin_email: Option<String>,
+        /// Name of the admin's first key.
+        #[arg(long, default_value = "first key")]
+        key_name: String,
+    },
+    /// Add a user (created if new) to a tenant with a role.
+    AddUser {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+    },
+    /// Issue a key to a member of a tenant and print it (e.g. their first key).
+    IssueKey {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "issued by operator")]
+        name: String,
+        /// Expiry, RFC 3339 (e.g. 2031-01-02T03:04:05Z); never by default.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    TenantAdmin,
+    User,
+    ReadOnlyUser,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::TenantAdmin => Role::TenantAdmin,
+            RoleArg::User => Role::User,
+            RoleArg::ReadOnlyUser => Role::ReadOnlyUser,
+        }
+    }
+}
+
+fn config(cli: &Cli) -> Result<Config> {
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let table = cli
+        .table
+        .clone()
+        .ok_or_else(|| anyhow!("no table: pass --table or set TABLE_NAME"))?;
+    env.insert("TABLE_NAME".into(), table);
+    match &cli.endpoint {
+        Some(endpoint) => env.insert("DYNAMODB_ENDPOINT".into(), endpoint.clone()),
+        None => env.remove("DYNAMODB_ENDPOINT"),
+    };
+    Ok(Config::from_map(&env)?)
+}
+
+fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "user_id": key.owner_id,
+        "tenant_id": key.tenant_id,
+        "expires_at": key.expires_at.and_then(|t| t.format(&Rfc3339).ok()),
+        "key": secret,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = config(&cli)?;
+    if let Command::CreateTables { template } = &cli.command {
+        let text = std::fs::read_to_string(template)
+            .with_context(|| format!("reading {}", template.display()))?;
+        let spec = apikeys_admin::tables::table_spec(&text, apikeys_admin::tables::KEYS_TABLE)?;
+        let client = dynamodb_client(&config).await;
+        let created =
+            apikeys_admin::tables::create_table(&client, &config.table_name, &spec).await?;
+        if cli.json {
+            println!(
+                "{}",
+                json!({"table": config.table_name, "created": created})
+            );
+        } else if created {
+            println!("created table {}", config.table_name);
+        } else {
+            println!("table {} exists already", config.table_name);
+        }
+        return Ok(());
+    }
+    let store = Store::from_config(&config).await;
+    let service = ApiKeys::new(store, Arc::new(SystemClock), config);
+    match cli.command {
+        Command::CreateTables { .. } => unreachable!("handled above"),
+        Command::CreateTenant {
+            name,
+            slug,
+            admin,
+            admin_email,
+            key_name,
+        } => {
+            let user = NewUser {
+                username: &admin,
+                email: admin_email.as_deref(),
+            };
+            let made = service.create_tenant(&name, &slug, user, &key_name).await?;
+            let secret = made.secret.expose_secret();
+            if cli.json {
+                let out = json!({
+                    "tenant": {"id": made.tenant.id, "name": made.tenant.name, "slug": made.tenant.slug},
+                    "user": {"id": made.admin.user_id, "username": made.admin.username,
+                             "membership_id": made.admin.id, "role": made.admin.role.name()},
+                    "key": key_json(&made.key, secret),
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "Tenant '{}' ({}) created: {}",
+                    made.tenant.name, made.tenant.slug, made.tenant.id
+                );
+                println!(
+                    "Admin user '{}': {}",
+                    made.admin.username, made.admin.user_id
+                );
+                println!("API key (shown once, store it now):\n{secret}");
+            }
+        }
+        Command::AddUser {
+            tenant,
+            username,
+            email,
+            role,
+        } => {
+            let user = NewUser {
+                username: &username,
+                email: email.as_deref(),
+            };
+            let member = service.add_member(&tenant, user, role.into()).await?;
+            if cli.json {
+                let out = json!({"user_id": member.user_id, "username": member.username,
+                    "membership_id": member.id, "tenant_id": member.tenant_id,
+                    "role": member.role.name()});
+                println!("{out}");
+            } else {
+                println!(
+                    "User '{}' ({}) added to '{tenant}' as {}",
+                    member.username,
+                    member.user_id,
+                    member.role.name()
+                );
+            }
+        }
+        Command::IssueKey {
+            tenant,
+            username,
+            name,
+            expires_at,
+        } => {
+            let expires_at = expires_at
+                .map(|t| {
+                    OffsetDateTime::parse(&t, &Rfc3339)
+                        .with_context(|| format!("--expires-at {t:?} is not RFC 3339"))
+                })
+                .transpose()?;
+            let request = KeyRequest {
+                name: &name,
+                expires_at,
+            };
+            let (key, secret) = service.issue_key(&tenant, &username, request).await?;
+            if cli.json {
+                println!("{}", key_json(&key, secret.expose_secret()));
+            } else {
+                println!(
+                    "Key '{}' ({}) for '{username}' in '{tenant}'",
+                    key.name, key.id
+                );
+                println!(
+                    "API key (shown once, store it now):\n{}",
+                    secret.expose_secret()
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Deployment configuration, read once from the environment into a typed struct.
+
+use std::collections::HashMap;
+
+/// Keys a single owner may hold in one tenant. Deleting an owner removes its
+/// membership and every key (two items each) in one transaction, which DynamoDB
+/// caps at 100 items: 1 + 2 * 40 + 1 fits with room to spare.
+pub const MAX_KEYS_PER_OWNER: u32 = 40;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The DynamoDB table holding every item (`TABLE_NAME`).
+    pub table_name: String,
+    /// Endpoint override for a local DynamoDB (`DYNAMODB_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// Prefix of user keys (`USER_KEY_PREFIX`, default `apk`).
+    pub user_key_prefix: String,
+    /// Prefix of service-account keys (`SERVICE_KEY_PREFIX`, default `apks`).
+    pub service_key_prefix: String,
+    /// Serve GraphiQL on GET and allow introspection (`ENABLE_GRAPHIQL`, default false).
+    pub graphiql: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let table_name = get("TABLE_NAME")
+            .ok_or_else(|| ConfigError("TABLE_NAME is not set: name the DynamoDB table".into()))?
+            .to_string();
+        let prefix = |name: &str, default: &str| -> Result<String, ConfigError> {
+            let value = get(name).unwrap_or(default);
+            let ok = (1..=16).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if ok {
+                Ok(value.to_string())
+            } else {
+                Err(ConfigError(format!(
+                    "{name} must be 1 to 16 characters of a-z, 0-9 and '_'"
+                )))
+            }
+        };
+        let user_key_prefix = prefix("USER_KEY_PREFIX", "apk")?;
+        let service_key_prefix = prefix("SERVICE_KEY_PREFIX", "apks")?;
+        if user_key_prefix == service_key_prefix {
+            return Err(ConfigError(
+                "USER_KEY_PREFIX and SERVICE_KEY_PREFIX must differ".into(),
+            ));
+        }
+        let graphiql = match get("ENABLE_GRAPHIQL") {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(ConfigError("ENABLE_GRAPHIQL must be true or false".into())),
+        };
+        Ok(Self {
+            table_name,
+            endpoint: get("DYNAMODB_ENDPOINT").map(str::to_string),
+            user_key_prefix,
+            service_key_prefix,
+            graphiql,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_table_name_is_named_in_the_error() {
+        let err = Config::from_map(&env(&[])).unwrap_err();
+        assert!(err.to_string().contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = Config::from_map(&env(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(config.user_key_prefix, "apk");
+        assert_eq!(config.service_key_prefix, "apks");
+        assert_eq!(config.endpoint, None);
+        assert!(!config.graphiql);
+    }
+
+    #[test]
+    fn bad_prefix_and_switch_are_rejected_by_name() {
+        let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("USER_KEY_PREFIX", "A-B")]));
+        assert!(err.unwrap_err().to_string().contains("USER_KEY_PREFIX"));
+        let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("ENABLE_GRAPHIQL", "yes")]));
+        assert!(err.unwrap_err().to_string().contains("ENABLE_GRAPHIQL"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Domain types: tenants, principals, roles, memberships and API keys.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A tenant's role. Each has a stable id, returned as `role_detail.id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    TenantAdmin,
+    User,
+    ReadOnlyUser,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::TenantAdmin, Role::User, Role::ReadOnlyUser];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::TenantAdmin => "TENANT_ADMIN",
+            Role::User => "USER",
+            Role::ReadOnlyUser => "READ_ONLY_USER",
+        }
+    }
+
+    pub fn id(self) -> Uuid {
+        match self {
+            Role::TenantAdmin => Uuid::from_u128(0x6f0a_3c52_7d1e_4b55_9a3e_2c1f_0000_0001),
+            Role::User => Uuid::from_u128(0x6f0a_3c52_7d1e_4b55_9a3e_2c1f_0000_0002),
+            Role::ReadOnlyUser => Uuid::from_u128(0x6f0a_3c52_7d1e_4b55_9a3e_2c1f_0000_0003),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    pub fn from_id(id: Uuid) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.id() == id)
+    }
+
+    /// What the role may do, as reported by `auth_info.permissions`.
+    pub fn permissions(self) -> &'static [&'static str] {
+        match self {
+            Role::TenantAdmin => &[
+                "read:tenant",
+                "create:api_key",
+                "delete:api_key",
+                "create:service_account",
+                "delete:service_account",
+                "update:membership",
+                "delete:membership",
+            ],
+            Role::User => &["read:tenant", "create:api_key", "delete:api_key"],
+            Role::ReadOnlyUser => &["read:tenant", "create:api_key", "delete:api_key"],
+        }
+    }
+}
+
+/// Whether a principal is a person or a service account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountType {
+    User,
+    Service,
+}
+
+impl AccountType {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountType::User => "USER",
+            AccountType::Service => "SERVICE",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AccountType> {
+        match name {
+            "USER" => Some(AccountType::User),
+            "SERVICE" => Some(AccountType::Service),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub created: OffsetDateTime,
+}
+
+/// A user's or service account's place in one tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub account_type: AccountType,
+    pub role: Role,
+    pub key_count: u32,
+    pub created: OffsetDateTime,
+}
+
+/// Who is calling: the owner of the presented key, acting in the key's tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub api_key_id: Uuid,
+    pub username: String,
+    pub account_type: AccountType,
+    pub role: Role,
+}
+
+/// An API key's metadata. The secret is never part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub created: OffsetDateTime,
+    pub created_by: Uuid,
+    pub created_by_name: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub hint: String,
+}
+
+/// Checks a display name: 1 to 255 characters, no control characters.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 || len > 255 {
+        return Err(format!("{what} must be 1 to 255 characters long"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    if name.trim().is_empty() {
+        return Err(format!("{what} must not be blank"));
+    }
+    Ok(())
+}
+
+/// Checks a tenant slug: 1 to 64 of `a-z`, `0-9` and `-`, not starting with `-`.
+pub fn validate_slug(slug: &str) -> Result<(), String> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 64
+        && !slug.starts_with('-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err("slug must be 1 to 64 characters of a-z, 0-9 and '-', not starting with '-'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_ids_and_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_id(role.id()), Some(role));
+            assert_eq!(Role::from_name(role.name()), Some(role));
+        }
+    }
+
+    #[test]
+    fn names_are_one_to_255_characters_without_control_characters() {
+        assert!(validate_name("name", "ci").is_ok());
+        assert!(validate_name("name", &"é".repeat(255)).is_ok());
+        assert!(validate_name("name", "").is_err());
+        assert!(validate_name("name", "   ").is_err());
+        assert!(validate_name("name", &"x".repeat(256)).is_err());
+        assert!(validate_name("name", "a\nb").is_err());
+        assert!(validate_name("name", "a\u{7f}b").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! apikeys core: key format and hashing, authorization rules, domain, DynamoDB store.
+
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod service;
+pub mod store;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use service::ApiKeys;

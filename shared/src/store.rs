@@ -1,0 +1,796 @@
+//! DynamoDB storage: one table, every tenant-scoped item partitioned by tenant id.
+//!
+//! | pk                  | sk                   | item                                   |
+//! |---------------------|----------------------|----------------------------------------|
+//! | `<tenant id>`       | `tenant`             | tenant (+ `admin_users` counter)       |
+//! | `<tenant id>`       | `member#<user id>`   | membership (role, account type, `key_count`) |
+//! | `<tenant id>`       | `ukey#<user id>#<key id>` | a user's key (metadata + hash)    |
+//! | `<tenant id>`       | `skey#<key id>`      | a service account's key                |
+//! | `slug#<slug>`       | `slug`               | slug -> tenant id (uniqueness)         |
+//! | `user#<user id>`    | `user`               | a person (operator-created)            |
+//! | `username#<name>`   | `username`           | username -> user id (uniqueness)       |
+//! | `hash#<sha256 hex>` | `hash`               | key lookup for authentication          |
+//!
+//! Authentication reads `hash#…` then `member#…`, both strongly consistent.
+//! Hash items of expiring keys carry `exp_bucket` (hour) and `expires_at`, the
+//! keys of the sparse `by_expiry` index the sweeper queries.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::{Config, MAX_KEYS_PER_OWNER};
+use crate::domain::{AccountType, ApiKey, Membership, Role, Tenant};
+use crate::token::TokenHash;
+
+pub const EXPIRY_INDEX: &str = "by_expiry";
+/// Keys stay this long past expiry before DynamoDB TTL removes them: TTL is a
+/// backstop for a stopped sweeper, never what makes a key invalid.
+const TTL_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A transaction was cancelled because one of its conditions failed:
+    /// the state changed since it was read, or the write is not allowed.
+    #[error("transaction cancelled: {0}")]
+    Conflict(String),
+    #[error("dynamodb request failed: {0}")]
+    Sdk(String),
+    #[error("stored item {0} is malformed: {1}")]
+    Corrupt(String, &'static str),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Item = HashMap<String, AttributeValue>;
+
+impl<E, R> From<SdkError<E, R>> for StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn from(err: SdkError<E, R>) -> Self {
+        StoreError::Sdk(aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())
+    }
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
+    fn from(err: aws_sdk_dynamodb::error::BuildError) -> Self {
+        StoreError::Sdk(err.to_string())
+    }
+}
+
+/// A key as stored in its tenant's partition: metadata plus the secret's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key: ApiKey,
+    pub hash: TokenHash,
+}
+
+/// What authentication learns from a hash lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashRecord {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    /// USER-type members with TENANT_ADMIN: never allowed to reach zero.
+    pub admin_users: u32,
+}
+
+/// A person, as created by the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub created: OffsetDateTime,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+/// Builds the SDK client from the standard AWS environment, with the
+/// configured endpoint override for a local DynamoDB.
+pub async fn dynamodb_client(config: &Config) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    Client::new(&loader.load().await)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key_of(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Typed reads of one item's attributes, naming the item when one is wrong.
+struct Fields<'a>(&'a Item);
+
+impl Fields<'_> {
+    fn name(&self) -> String {
+        let get = |k: &str| match self.0.get(k) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => "?".into(),
+        };
+        format!("{}/{}", get("pk"), get("sk"))
+    }
+
+    fn opt_s(&self, attr: &'static str) -> Result<Option<&str>> {
+        match self.0.get(attr) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(v)) => Ok(Some(v)),
+            Some(_) => Err(StoreError::Corrupt(self.name(), attr)),
+        }
+    }
+
+    fn s(&self, attr: &'static str) -> Result<&str> {
+        self.opt_s(attr)?
+            .ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn opt_n(&self, attr: &'static str) -> Result<Option<i64>> {
+        match self.0.get(attr) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(v)) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(self.name(), attr)),
+            Some(_) => Err(StoreError::Corrupt(self.name(), attr)),
+        }
+    }
+
+    fn n(&self, attr: &'static str) -> Result<i64> {
+        self.opt_n(attr)?
+            .ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn uuid(&self, attr: &'static str) -> Result<Uuid> {
+        Uuid::parse_str(self.s(attr)?).map_err(|_| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn time(&self, attr: &'static str) -> Result<OffsetDateTime> {
+        self.opt_time(attr)?
+            .ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn opt_time(&self, attr: &'static str) -> Result<Option<OffsetDateTime>> {
+        self.opt_n(attr)?
+            .map(|secs| {
+                OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|_| StoreError::Corrupt(self.name(), attr))
+            })
+            .transpose()
+    }
+
+    fn account_type(&self, attr: &'static str) -> Result<AccountType> {
+        AccountType::from_name(self.s(attr)?).ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn role(&self, attr: &'static str) -> Result<Role> {
+        Role::from_name(self.s(attr)?).ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+}
+
+fn tenant_pk(tenant: Uuid) -> String {
+    tenant.to_string()
+}
+
+fn member_sk(user: Uuid) -> String {
+    format!("member#{user}")
+}
+
+fn hash_pk(hash: &TokenHash) -> String {
+    format!("hash#{}", hash.as_str())
+}
+
+/// The sort key of a key's item in its tenant's partition.
+pub fn key_sk(owner_type: AccountType, owner: Uuid, key: Uuid) -> String {
+    match owner_type {
+        AccountType::User => format!("ukey#{owner}#{key}"),
+        AccountType::Service => format!("skey#{key}"),
+    }
+}
+
+/// The sweeper's index partition for an expiry time: its UTC hour.
+pub fn expiry_bucket(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour()
+    )
+}
+
+fn membership_from(item: &Item) -> Result<Membership> {
+    let f = Fields(item);
+    Ok(Membership {
+        id: f.uuid("membership_id")?,
+        tenant_id: f.uuid("pk")?,
+        user_id: f.uuid("user_id")?,
+        username: f.s("username")?.to_string(),
+        email: f.opt_s("email")?.map(str::to_string),
+        account_type: f.account_type("account_type")?,
+        role: f.role("member_role")?,
+        key_count: u32::try_from(f.n("key_count")?)
+            .map_err(|_| StoreError::Corrupt(f.name(), "key_count"))?,
+        created: f.time("created")?,
+    })
+}
+
+fn membership_item(m: &Membership) -> Item {
+    let mut item = key_of(tenant_pk(m.tenant_id), member_sk(m.user_id));
+    item.extend(values([
+        ("membership_id", s(m.id.to_string())),
+        ("user_id", s(m.user_id.to_string())),
+        ("username", s(&m.username)),
+        ("account_type", s(m.account_type.name())),
+        ("member_role", s(m.role.name())),
+        ("key_count", n(i64::from(m.key_count))),
+        ("created", n(m.created.unix_timestamp())),
+    ]));
+    if let Some(email) = &m.email {
+        item.insert("email".into(), s(email));
+    }
+    item
+}
+
+fn stored_key_from(item: &Item) -> Result<StoredKey> {
+    let f = Fields(item);
+    Ok(StoredKey {
+        key: ApiKey {
+            id: f.uuid("key_id")?,
+            name: f.s("name")?.to_string(),
+            tenant_id: f.uuid("pk")?,
+            owner_id: f.uuid("owner_id")?,
+            owner_type: f.account_type("owner_type")?,
+            created: f.time("created")?,
+            created_by: f.uuid("created_by")?,
+            created_by_name: f.opt_s("created_by_name")?.map(str::to_string),
+            expires_at: f.opt_time("expires_at")?,
+            hint: f.s("hint")?.to_string(),
+        },
+        hash: TokenHash::from_stored(f.s("hash")?.to_string()),
+    })
+}
+
+/// The key's two items: its tenant-partition item and its hash lookup.
+fn key_items(stored: &StoredKey) -> (Item, Item) {
+    let k = &stored.key;
+    let mut listing = key_of(
+        tenant_pk(k.tenant_id),
+        key_sk(k.owner_type, k.owner_id, k.id),
+    );
+    let mut lookup = key_of(hash_pk(&stored.hash), "hash".into());
+    let shared = [
+        ("key_id", s(k.id.to_string())),
+        ("owner_id", s(k.owner_id.to_string())),
+        ("owner_type", s(k.owner_type.name())),
+    ];
+    listing.extend(values(shared.clone()));
+    lookup.extend(values(shared));
+    listing.extend(values([
+        ("name", s(&k.name)),
+        ("created", n(k.created.unix_timestamp())),
+        ("created_by", s(k.created_by.to_string())),
+        ("hint", s(&k.hint)),
+        ("hash", s(stored.hash.as_str())),
+    ]));
+    if let Some(name) = &k.created_by_name {
+        listing.insert("created_by_name".into(), s(name));
+    }
+    lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
+    if let Some(expires) = k.expires_at {
+        let secs = expires.unix_timestamp();
+        for item in [&mut listing, &mut lookup] {
+            item.insert("expires_at".into(), n(secs));
+            item.insert("ttl".into(), n(secs.saturating_add(TTL_GRACE_SECS)));
+        }
+        lookup.insert("exp_bucket".into(), s(expiry_bucket(expires)));
+    }
+    (listing, lookup)
+}
+
+fn hash_record_from(item: &Item) -> Result<HashRecord> {
+    let f = Fields(item);
+    Ok(HashRecord {
+        tenant_id: f.uuid("tenant_id")?,
+        key_id: f.uuid("key_id")?,
+        owner_id: f.uuid("owner_id")?,
+        owner_type: f.account_type("owner_type")?,
+        expires_at: f.opt_time("expires_at")?,
+    })
+}
+
+fn tenant_from(item: &Item) -> Result<TenantRecord> {
+    let f = Fields(item);
+    Ok(TenantRecord {
+        tenant: Tenant {
+            id: f.uuid("pk")?,
+            name: f.s("name")?.to_string(),
+            slug: f.s("slug")?.to_string(),
+            created: f.time("created")?,
+        },
+        admin_users: u32::try_from(f.n("admin_users")?)
+            .map_err(|_| StoreError::Corrupt(f.name(), "admin_users"))?,
+    })
+}
+
+fn put(table: &str, item: Item) -> Result<TransactWriteItem> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn delete_existing(table: &str, key: Item) -> Result<TransactWriteItem> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .condition_expression("attribute_exists(pk)")
+        .build()?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+fn update(
+    table: &str,
+    key: Item,
+    expression: &str,
+    condition: &str,
+    vals: Item,
+) -> Result<TransactWriteItem> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(expression)
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(vals))
+        .build()?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<TransactWriteItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
+        .condition_expression("member_role = :admin")
+        .expression_attribute_values(":admin", s(Role::TenantAdmin.name()))
+        .build()?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// Changes the tenant's count of admin users by `delta`; a decrement requires
+/// another admin user to remain.
+fn count_admin_users(table: &str, tenant: Uuid, delta: i64) -> Result<TransactWriteItem> {
+    let key = key_of(tenant_pk(tenant), "tenant".into());
+    if delta < 0 {
+        let condition = "attribute_exists(pk) AND admin_users > :one";
+        let vals = values([(":delta", n(delta)), (":one", n(1))]);
+        update(table, key, "ADD admin_users :delta", condition, vals)
+    } else {
+        let vals = values([(":delta", n(delta))]);
+        update(
+            table,
+            key,
+            "ADD admin_users :delta",
+            "attribute_exists(pk)",
+            vals,
+        )
+    }
+}
+
+fn is_admin_user(m: &Membership) -> bool {
+    m.account_type == AccountType::User && m.role == Role::TenantAdmin
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub async fn from_config(config: &Config) -> Self {
+        Self::new(dynamodb_client(config).await, config.table_name.clone())
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, pk: String, sk: String) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    /// Every item of a tenant partition whose sort key starts with `prefix`,
+    /// strongly consistent, following pagination.
+    async fn query_prefix(&self, pk: String, prefix: String) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<()> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    let reasons: Vec<String> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_string())
+                        .collect();
+                    Err(StoreError::Conflict(reasons.join(",")))
+                }
+                other => Err(StoreError::Sdk(
+                    aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string(),
+                )),
+            },
+        }
+    }
+
+    /// Authentication's first read.
+    pub async fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<HashRecord>> {
+        self.get(hash_pk(hash), "hash".into())
+            .await?
+            .as_ref()
+            .map(hash_record_from)
+            .transpose()
+    }
+
+    /// Authentication's second read.
+    pub async fn membership(&self, tenant: Uuid, user: Uuid) -> Result<Option<Membership>> {
+        self.get(tenant_pk(tenant), member_sk(user))
+            .await?
+            .as_ref()
+            .map(membership_from)
+            .transpose()
+    }
+
+    pub async fn tenant(&self, tenant: Uuid) -> Result<Option<TenantRecord>> {
+        self.get(tenant_pk(tenant), "tenant".into())
+            .await?
+            .as_ref()
+            .map(tenant_from)
+            .transpose()
+    }
+
+    pub async fn tenant_id_by_slug(&self, slug: &str) -> Result<Option<Uuid>> {
+        match self.get(format!("slug#{slug}"), "slug".into()).await? {
+            Some(item) => Ok(Some(Fields(&item).uuid("tenant_id")?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn members(&self, tenant: Uuid) -> Result<Vec<Membership>> {
+        let items = self
+            .query_prefix(tenant_pk(tenant), "member#".into())
+            .await?;
+        items.iter().map(membership_from).collect()
+    }
+
+    pub async fn keys_of_user(&self, tenant: Uuid, user: Uuid) -> Result<Vec<StoredKey>> {
+        let items = self
+            .query_prefix(tenant_pk(tenant), format!("ukey#{user}#"))
+            .await?;
+        items.iter().map(stored_key_from).collect()
+    }
+
+    pub async fn service_account_keys(&self, tenant: Uuid) -> Result<Vec<StoredKey>> {
+        let items = self.query_prefix(tenant_pk(tenant), "skey#".into()).await?;
+        items.iter().map(stored_key_from).collect()
+    }
+
+    /// One key of the tenant, addressed by its owner and id.
+    pub async fn key(
+        &self,
+        tenant: Uuid,
+        owner_type: AccountType,
+        owner: Uuid,
+        key: Uuid,
+    ) -> Result<Option<StoredKey>> {
+        self.get(tenant_pk(tenant), key_sk(owner_type, owner, key))
+            .await?
+            .as_ref()
+            .map(stored_key_from)
+            .transpose()
+    }
+
+    /// Writes a key and its hash lookup, counting it on its owner's membership.
+    /// Fails (nothing written) if the owner is no longer a member, holds
+    /// [`MAX_KEYS_PER_OWNER`] keys already, or `creator_admin` is given and is
+    /// no longer an admin of the tenant.
+    pub async fn insert_key(&self, stored: &StoredKey, creator_admin: Option<Uuid>) -> Result<()> {
+        let k = &stored.key;
+        let (listing, lookup) = key_items(stored);
+        let mut items = vec![
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+            update(
+                &self.table,
+                key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+                "ADD key_count :one",
+                "attribute_exists(pk) AND key_count < :max AND account_type = :type",
+                values([
+                    (":one", n(1)),
+                    (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
+                    (":type", s(k.owner_type.name())),
+                ]),
+            )?,
+        ];
+        if let Some(creator) = creator_admin {
+            items.push(check_admin(&self.table, k.tenant_id, creator)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Removes a key and its hash lookup together. `condition` adds a check on
+    /// both items (e.g. the sweeper's "still expired").
+    pub async fn delete_key(
+        &self,
+        stored: &StoredKey,
+        condition: Option<(&str, Item)>,
+    ) -> Result<()> {
+        let k = &stored.key;
+        let mut items = Vec::with_capacity(3);
+        for key in [
+            key_of(hash_pk(&stored.hash), "hash".into()),
+            key_of(
+                tenant_pk(k.tenant_id),
+                key_sk(k.owner_type, k.owner_id, k.id),
+            ),
+        ] {
+            let mut delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .condition_expression("attribute_exists(pk)");
+            if let Some((extra, vals)) = &condition {
+                delete = delete
+                    .condition_expression(format!("attribute_exists(pk) AND {extra}"))
+                    .set_expression_attribute_values(Some(vals.clone()));
+            }
+            items.push(TransactWriteItem::builder().delete(delete.build()?).build());
+        }
+        items.push(update(
+            &self.table,
+            key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+            "ADD key_count :minus",
+            "attribute_exists(pk)",
+            values([(":minus", n(-1))]),
+        )?);
+        self.transact(items).await
+    }
+
+    /// Adds a membership (a service account, or a user joining a tenant).
+    /// With `creator_admin`, the creator must still be an admin of the tenant.
+    pub async fn insert_membership(
+        &self,
+        m: &Membership,
+        creator_admin: Option<Uuid>,
+    ) -> Result<()> {
+        let mut items = vec![put(&self.table, membership_item(m))?];
+        if is_admin_user(m) {
+            items.push(count_admin_users(&self.table, m.tenant_id, 1)?);
+        } else {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(tenant_pk(m.tenant_id), "tenant".into())))
+                .condition_expression("attribute_exists(pk)")
+                .build()?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        if let Some(creator) = creator_admin {
+            items.push(check_admin(&self.table, m.tenant_id, creator)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Removes a membership and every key it owns in one transaction. `keys`
+    /// must be all of them: the transaction fails if the stored `key_count`
+    /// differs (a key created meanwhile) or the role changed since it was read.
+    pub async fn delete_membership(&self, m: &Membership, keys: &[StoredKey]) -> Result<()> {
+        let mut items = Vec::with_capacity(2 + 2 * keys.len());
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
+            .condition_expression("member_role = :role AND key_count = :count")
+            .set_expression_attribute_values(Some(values([
+                (":role", s(m.role.name())),
+                (":count", n(keys.len() as i64)),
+            ])))
+            .build()?;
+        items.push(TransactWriteItem::builder().delete(delete).build());
+        for stored in keys {
+            let k = &stored.key;
+            items.push(delete_existing(
+                &self.table,
+                key_of(hash_pk(&stored.hash), "hash".into()),
+            )?);
+            items.push(delete_existing(
+                &self.table,
+                key_of(
+                    tenant_pk(k.tenant_id),
+                    key_sk(k.owner_type, k.owner_id, k.id),
+                ),
+            )?);
+        }
+        if is_admin_user(m) {
+            items.push(count_admin_users(&self.table, m.tenant_id, -1)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Changes a member's role, keeping the tenant's admin-user count right.
+    pub async fn set_role(&self, m: &Membership, role: Role) -> Result<()> {
+        let mut items = vec![update(
+            &self.table,
+            key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
+            "SET member_role = :new",
+            "member_role = :old",
+            values([(":new", s(role.name())), (":old", s(m.role.name()))]),
+        )?];
+        let changed = Membership { role, ..m.clone() };
+        match (is_admin_user(m), is_admin_user(&changed)) {
+            (true, false) => items.push(count_admin_users(&self.table, m.tenant_id, -1)?),
+            (false, true) => items.push(count_admin_users(&self.table, m.tenant_id, 1)?),
+            _ => {}
+        }
+        self.transact(items).await
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>> {
+        match self.get(format!("user#{id}"), "user".into()).await? {
+            Some(item) => {
+                let f = Fields(&item);
+                Ok(Some(UserRecord {
+                    id: f.uuid("user_id")?,
+                    username: f.s("username")?.to_string(),
+                    email: f.opt_s("email")?.map(str::to_string),
+                    created: f.time("created")?,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        let pointer = self
+            .get(
+                format!("username#{}", username.to_lowercase()),
+                "username".into(),
+            )
+            .await?;
+        match pointer {
+            Some(item) => self.user(Fields(&item).uuid("user_id")?).await,
+            None => Ok(None),
+        }
+    }
+
+    fn user_items(&self, user: &UserRecord) -> Result<Vec<TransactWriteItem>> {
+        let mut record = key_of(format!("user#{}", user.id), "user".into());
+        record.extend(values([
+            ("user_id", s(user.id.to_string())),
+            ("username", s(&user.username)),
+            ("created", n(user.created.unix_timestamp())),
+        ]));
+        if let Some(email) = &user.email {
+            record.insert("email".into(), s(email));
+        }
+        let mut pointer = key_of(
+            format!("username#{}", user.username.to_lowercase()),
+            "username".into(),
+        );
+        pointer.insert("user_id".into(), s(user.id.to_string()));
+        Ok(vec![put(&self.table, record)?, put(&self.table, pointer)?])
+    }
+
+    /// Creates a user; fails with a conflict if the username is taken.
+    pub async fn insert_user(&self, user: &UserRecord) -> Result<()> {
+        self.transact(self.user_items(user)?).await
+    }
+
+    /// Creates a tenant, its slug, its first admin's membership and first key,
+    /// and the admin user itself when `new_user` is set: all or nothing.
+    pub async fn insert_tenant(
+        &self,
+        tenant: &Tenant,
+        admin: &Membership,
+        new_user: Option<&UserRecord>,
+        first_key: &StoredKey,
+    ) -> Result<()> {
+        let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
+        tenant_item.extend(values([
+            ("name", s(&tenant.name)),
+            ("slug", s(&tenant.slug)),
+            ("created", n(tenant.created.unix_timestamp())),
+            ("admin_users", n(1)),
+        ]));
+        let mut slug_item = key_of(format!("slug#{}", tenant.slug), "slug".into());
+        slug_item.insert("tenant_id".into(), s(tenant.id.to_string()));
+        let (listing, lookup) = key_items(first_key);
+        let mut items = vec![
+            put(&self.table, tenant_item)?,
+            put(&self.table, slug_item)?,
+            put(
+                &self.table,
+                membership_item(&Membership {
+                    key_count: 1,
+                    ..admin.clone()
+                }),
+            )?,
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+        ];
+        if let Some(user) = new_user {
+            items.extend(self.user_items(user)?);
+        }
+        self.transact(items).await
+    }
+}
