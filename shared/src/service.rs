@@ -196,7 +196,7 @@ impl ApiKeys {
     }
 
     /// Keys the caller may see, never expired ones: their own, and for an
-    /// admin every service-account key of the tenant. Oldest first.
+    /// admin every service-account key of the tenant. Oldest first, then by name.
     pub async fn list_api_keys(&self, p: &Principal) -> Result<Vec<ApiKey>> {
         let mut keys = match p.account_type {
             AccountType::User => self.store.keys_of_user(p.tenant_id, p.user_id).await?,
@@ -216,7 +216,7 @@ impl ApiKeys {
             .map(|k| k.key)
             .filter(|k| k.expires_at.is_none_or(|at| at > now))
             .collect();
-        keys.sort_by(|a, b| (a.created, a.id).cmp(&(b.created, b.id)));
+        keys.sort_by(|a, b| (a.created, &a.name, a.id).cmp(&(b.created, &b.name, b.id)));
         Ok(keys)
     }
 

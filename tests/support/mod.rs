@@ -1,1 +1,377 @@
+//! Test harness: a fresh table (from template.yaml) on the local DynamoDB, the
+//! real GraphQL handler, and real API Gateway events as `sam local
+//! generate-event` makes them (tests/events/).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apikeys_graphql::App;
+use apikeys_shared::clock::ManualClock;
+use apikeys_shared::config::Config;
+use apikeys_shared::domain::Role;
+use apikeys_shared::metrics::RequestCounter;
+use apikeys_shared::service::operator::NewUser;
+use apikeys_shared::service::KeyRequest;
+use apikeys_shared::store::{dynamodb_client, Store};
+use apikeys_shared::ApiKeys;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub const TEMPLATE: &str = include_str!("../../template.yaml");
+pub const REST_GRAPHQL_EVENT: &str = include_str!("../events/rest-post-graphql.json");
+pub const REST_ROOT_EVENT: &str = include_str!("../events/rest-post-root.json");
+pub const HTTP_API_EVENT: &str = include_str!("../events/http-api-post-graphql.json");
+pub const SCHEDULED_EVENT: &str = include_str!("../events/scheduled-event.json");
+
+/// The local DynamoDB endpoint, set by infra/test.
+pub fn endpoint() -> String {
+    std::env::var("DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("DYNAMODB_ENDPOINT is not set: run the suite with `bash infra/test`")
+    })
+}
+
+/// Which real API Gateway event shape carries the request.
+#[derive(Clone, Copy, Debug)]
+pub enum Route {
+    /// REST API (v1, `sam local start-api`), POST /graphql.
+    RestGraphql,
+    /// REST API (v1), POST / (the URL the Prefect client posts to).
+    RestRoot,
+    /// HTTP API (v2, `cargo lambda watch`), POST /graphql.
+    HttpApi,
+}
+
+/// Builds a lambda_http request from a sam-generated event with our method,
+/// body and headers.
+pub fn event(
+    route: Route,
+    method: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> lambda_http::Request {
+    let fixture = match route {
+        Route::RestGraphql => REST_GRAPHQL_EVENT,
+        Route::RestRoot => REST_ROOT_EVENT,
+        Route::HttpApi => HTTP_API_EVENT,
+    };
+    let mut event: Value = serde_json::from_str(fixture).expect("fixture is JSON");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    event["body"] = json!(encoded);
+    event["isBase64Encoded"] = json!(true);
+    let mut single = serde_json::Map::new();
+    let mut multi = serde_json::Map::new();
+    single.insert("Content-Type".into(), json!("application/json"));
+    multi.insert("Content-Type".into(), json!(["application/json"]));
+    for (name, value) in headers {
+        single.insert(name.to_string(), json!(value));
+        multi.insert(name.to_string(), json!([value]));
+    }
+    match route {
+        Route::RestGraphql | Route::RestRoot => {
+            event["httpMethod"] = json!(method);
+            event["requestContext"]["httpMethod"] = json!(method);
+            event["headers"] = Value::Object(single);
+            event["multiValueHeaders"] = Value::Object(multi);
+        }
+        Route::HttpApi => {
+            event["requestContext"]["http"]["method"] = json!(method);
+            event["headers"] = Value::Object(single);
+            event["cookies"] = json!([]);
+        }
+    }
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// An HTTP answer of the handler.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub json: Value,
+}
+
+/// A tenant made by the operator, with its first admin.
+#[derive(Clone, Debug)]
+pub struct TenantFixture {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub admin_id: Uuid,
+    pub admin_membership_id: Uuid,
+    pub admin_key: String,
+}
+
+/// A member made by the operator, with a key.
+#[derive(Clone, Debug)]
+pub struct MemberFixture {
+    pub user_id: Uuid,
+    pub membership_id: Uuid,
+    pub key: String,
+}
+
+pub struct Harness {
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub counter: RequestCounter,
+    pub client: Client,
+    pub table: String,
+    pub tenant: TenantFixture,
+}
+
+/// Prefect-style request body: `variables` as a JSON-encoded string.
+pub fn prefect_body(query: &str, variables: Option<Value>) -> Vec<u8> {
+    let variables = variables.map_or("null".to_string(), |v| v.to_string());
+    json!({"query": query, "variables": variables})
+        .to_string()
+        .into_bytes()
+}
+
+impl Harness {
+    /// A fresh table and a tenant `acme` whose admin is `alice`.
+    pub async fn new() -> Self {
+        let table = format!("test-{}", Uuid::new_v4());
+        let config = Config::from_map(&HashMap::from([
+            ("TABLE_NAME".to_string(), table.clone()),
+            ("DYNAMODB_ENDPOINT".to_string(), endpoint()),
+        ]))
+        .expect("test config");
+        let base = dynamodb_client(&config).await;
+        let spec = apikeys_admin::tables::table_spec(TEMPLATE, apikeys_admin::tables::KEYS_TABLE)
+            .expect("template table");
+        apikeys_admin::tables::create_table(&base, &table, &spec)
+            .await
+            .expect("create table");
+        let counter = RequestCounter::default();
+        let client = counter.instrument(&base);
+        let clock = Arc::new(ManualClock::new(
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        ));
+        let store = Store::new(client.clone(), table.clone());
+        let service = ApiKeys::new(store, clock.clone(), config);
+        let app = App::new(service);
+        let mut harness = Self {
+            app,
+            clock,
+            counter,
+            client: base,
+            table,
+            tenant: TenantFixture {
+                id: Uuid::nil(),
+                slug: String::new(),
+                name: String::new(),
+                admin_id: Uuid::nil(),
+                admin_membership_id: Uuid::nil(),
+                admin_key: String::new(),
+            },
+        };
+        harness.tenant = harness.add_tenant("acme", "alice").await;
+        harness
+    }
+
+    pub fn service(&self) -> &ApiKeys {
+        self.app.service()
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.service().now()
+    }
+
+    pub async fn add_tenant(&self, slug: &str, admin: &str) -> TenantFixture {
+        let name = format!("{slug} Inc");
+        let user = NewUser {
+            username: admin,
+            email: Some("admin@example.com"),
+        };
+        let made = self
+            .service()
+            .create_tenant(&name, slug, user, "first key")
+            .await
+            .expect("create tenant");
+        TenantFixture {
+            id: made.tenant.id,
+            slug: slug.to_string(),
+            name,
+            admin_id: made.admin.user_id,
+            admin_membership_id: made.admin.id,
+            admin_key: made.secret.expose_secret().to_string(),
+        }
+    }
+
+    /// Adds `username` to the tenant `slug` with `role` and issues a key.
+    pub async fn add_member(&self, slug: &str, username: &str, role: Role) -> MemberFixture {
+        let user = NewUser {
+            username,
+            email: None,
+        };
+        let member = self
+            .service()
+            .add_member(slug, user, role)
+            .await
+            .expect("add member");
+        let request = KeyRequest {
+            name: "issued",
+            expires_at: None,
+        };
+        let (_, secret) = self
+            .service()
+            .issue_key(slug, username, request)
+            .await
+            .expect("issue key");
+        MemberFixture {
+            user_id: member.user_id,
+            membership_id: member.id,
+            key: secret.expose_secret().to_string(),
+        }
+    }
+
+    /// Sends one request through the real handler as a REST API event.
+    pub async fn send(&self, route: Route, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+        self.send_method(route, "POST", body, headers).await
+    }
+
+    pub async fn send_method(
+        &self,
+        route: Route,
+        method: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let response =
+            apikeys_graphql::handle(&self.app, event(route, method, body, headers)).await;
+        let status = response.status().as_u16();
+        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply { status, body, json }
+    }
+
+    /// A Prefect-client-style call with `key`: asserts HTTP 200, returns the JSON.
+    pub async fn gql(&self, key: &str, query: &str, variables: Option<Value>) -> Value {
+        let auth = format!("Bearer {key}");
+        let reply = self
+            .send(
+                Route::RestGraphql,
+                &prefect_body(query, variables),
+                &[("Authorization", &auth)],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json
+    }
+
+    /// Like [`gql`], but asserts success (no `errors` key) and returns `data`.
+    pub async fn data(&self, key: &str, query: &str, variables: Option<Value>) -> Value {
+        let reply = self.gql(key, query, variables).await;
+        assert!(reply.get("errors").is_none(), "unexpected errors: {reply}");
+        reply["data"].clone()
+    }
+
+    pub async fn create_key(
+        &self,
+        key: &str,
+        user_id: Uuid,
+        name: &str,
+        expires_at: Option<&str>,
+    ) -> Value {
+        self.gql(
+            key,
+            "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key token } }",
+            Some(json!({"input": {"name": name, "user_id": user_id.to_string(), "expires_at": expires_at}})),
+        )
+        .await
+    }
+
+    /// Every item of the table (a Scan: test-only, to prove what was written).
+    pub async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+
+    /// Checks the table's invariants: every key has both items, every key's
+    /// owner is a member, every member's `key_count` matches its keys.
+    /// Returns the number of keys.
+    pub async fn assert_consistent(&self) -> usize {
+        let items = self.items().await;
+        let s = |item: &HashMap<String, AttributeValue>, k: &str| -> String {
+            match item.get(k) {
+                Some(AttributeValue::S(v)) => v.clone(),
+                Some(AttributeValue::N(v)) => v.clone(),
+                _ => String::new(),
+            }
+        };
+        let mut listing = HashMap::new();
+        let mut lookups = HashMap::new();
+        let mut members = HashMap::new();
+        for item in &items {
+            let (pk, sk) = (s(item, "pk"), s(item, "sk"));
+            if sk.starts_with("ukey#") || sk.starts_with("skey#") {
+                listing.insert(
+                    s(item, "hash"),
+                    (pk.clone(), s(item, "owner_id"), s(item, "key_id")),
+                );
+            } else if sk == "hash" {
+                lookups.insert(
+                    pk.trim_start_matches("hash#").to_string(),
+                    (s(item, "tenant_id"), s(item, "owner_id"), s(item, "key_id")),
+                );
+            } else if sk.starts_with("member#") {
+                members.insert((pk.clone(), s(item, "user_id")), s(item, "key_count"));
+            }
+        }
+        assert_eq!(
+            listing.len(),
+            lookups.len(),
+            "keys and hash lookups differ in number"
+        );
+        for (hash, (tenant, owner, key_id)) in &listing {
+            assert_eq!(
+                lookups.get(hash),
+                Some(&(tenant.clone(), owner.clone(), key_id.clone())),
+                "key {key_id} has no matching hash lookup"
+            );
+            assert!(
+                members.contains_key(&(tenant.clone(), owner.clone())),
+                "key {key_id} is an orphan: owner {owner} is not a member"
+            );
+        }
+        for ((tenant, user), count) in &members {
+            let held = listing
+                .values()
+                .filter(|(t, o, _)| t == tenant && o == user)
+                .count();
+            assert_eq!(count, &held.to_string(), "key_count of {user} is wrong");
+        }
+        listing.len()
+    }
+}
+
+/// The UNAUTHENTICATED envelope of API.md, exactly.
+pub fn unauthenticated() -> Value {
+    json!({"errors":[{"message":"Unauthenticated","extensions":{"code":"UNAUTHENTICATED"}}],"data":null})
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(reply: &Value) -> &str {
+    reply["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+}

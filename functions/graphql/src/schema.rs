@@ -54,14 +54,14 @@ pub fn field_error(err: Error) -> FieldError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLScalar)]
 #[graphql(
     name = "DateTime",
-    to_output_with = Self::to_output,
+    to_output_with = Self::render,
     from_input_with = Self::from_input,
     parse_token(String)
 )]
 pub struct DateTime(pub OffsetDateTime);
 
 impl DateTime {
-    fn to_output(&self) -> String {
+    fn render(&self) -> String {
         let utc = self.0.to_offset(UtcOffset::UTC);
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
@@ -292,6 +292,8 @@ pub struct User(Membership);
 #[graphql_object]
 #[graphql(name = "user", context = Context, rename_all = "none")]
 impl User {
+    // A user's id is its membership's `user_id`, not the membership's own id.
+    #[allow(clippy::misnamed_getters)]
     fn id(&self) -> Uuid {
         self.0.user_id
     }

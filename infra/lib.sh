@@ -1,0 +1,65 @@
+# Shared helpers of infra/dev and infra/test (sourced, not run).
+# Installs pinned Python tools into .venv, starts and stops the local DynamoDB.
+
+MINISTACK_VERSION=1.5.33
+VENV=${APIKEYS_VENV:-$PWD/.venv}
+
+# Any AWS SDK call needs credentials and a region; the local server ignores them.
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Creates .venv and installs the pinned local DynamoDB, unless already there.
+ensure_ministack() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("ministack"))' 2>/dev/null)" != "$MINISTACK_VERSION" ]; then
+    log "installing ministack==$MINISTACK_VERSION"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "ministack==$MINISTACK_VERSION"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_ministack PORT STATE_DIR [persist]: starts the local DynamoDB on
+# 127.0.0.1:PORT, sets MINISTACK_PID, waits until it answers.
+start_ministack() {
+  local port=$1 state=$2 persist=${3:-}
+  mkdir -p "$state"
+  if [ -n "$persist" ]; then
+    PERSIST_STATE=1 STATE_DIR="$state" GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
+      "$VENV/bin/ministack" > "$state/ministack.log" 2>&1 &
+  else
+    GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
+      "$VENV/bin/ministack" > "$state/ministack.log" 2>&1 &
+  fi
+  MINISTACK_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$port/_ministack/health" > /dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$MINISTACK_PID" 2> /dev/null; then
+      log "the local DynamoDB did not start:"; tail -20 "$state/ministack.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  log "the local DynamoDB did not answer on port $port"; return 1
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s; waits for it to end.
+stop_pid() {
+  local pid=$1
+  kill -0 "$pid" 2> /dev/null || return 0
+  kill -TERM "$pid" 2> /dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2> /dev/null || { wait "$pid" 2> /dev/null || true; return 0; }
+    sleep 0.2
+  done
+  kill -KILL "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+}

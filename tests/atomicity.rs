@@ -1,0 +1,185 @@
+//! Writes are all or nothing: after any failed condition no item is left
+//! behind, proven by reading the whole table.
+
+use std::sync::Arc;
+
+use apikeys_shared::domain::{AccountType, ApiKey, Role};
+use apikeys_shared::service::operator::NewUser;
+use apikeys_shared::store::{StoreError, StoredKey};
+use apikeys_shared::token::NewKey;
+use apikeys_tests::Harness;
+use uuid::Uuid;
+
+fn key_for(h: &Harness, owner: Uuid, owner_type: AccountType) -> StoredKey {
+    let secret = NewKey::generate("apk");
+    StoredKey {
+        key: ApiKey {
+            id: Uuid::new_v4(),
+            name: "raced".into(),
+            tenant_id: h.tenant.id,
+            owner_id: owner,
+            owner_type,
+            created: h.now(),
+            created_by: owner,
+            created_by_name: None,
+            expires_at: None,
+            hint: secret.hint(),
+        },
+        hash: secret.hash(),
+    }
+}
+
+#[tokio::test]
+async fn a_key_for_an_owner_removed_meanwhile_is_not_written_at_all() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let p = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    assert!(h
+        .service()
+        .delete_membership(&p, bob.membership_id)
+        .await
+        .unwrap());
+    let before = h.items().await;
+    // The store's transaction writes the hash lookup first: its failure on the
+    // membership condition must take the lookup with it.
+    let err = h
+        .service()
+        .store()
+        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(h.items().await, before);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_service_account_key_created_by_a_demoted_admin_is_not_written() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::TenantAdmin).await;
+    let p = h
+        .service()
+        .authenticate(Some(&bob.key), None)
+        .await
+        .unwrap();
+    let sa = h
+        .service()
+        .create_service_account(&p, "bot", None, None)
+        .await
+        .unwrap();
+    let admin = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    h.service()
+        .set_membership_role(&admin, bob.membership_id, Role::User.id())
+        .await
+        .unwrap();
+    let before = h.items().await;
+    let err = h
+        .service()
+        .store()
+        .insert_key(&key_for(&h, sa, AccountType::Service), Some(bob.user_id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(h.items().await, before);
+}
+
+#[tokio::test]
+async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let store = h.service().store();
+    let member = store
+        .membership(h.tenant.id, bob.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys = store.keys_of_user(h.tenant.id, bob.user_id).await.unwrap();
+    // A key is created after the list was read.
+    store
+        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None)
+        .await
+        .unwrap();
+    let before = h.items().await;
+    let err = store.delete_membership(&member, &keys).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(h.items().await, before);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_tenant_with_a_taken_slug_writes_no_user_membership_or_key() {
+    let h = Harness::new().await;
+    let before = h.items().await;
+    let user = NewUser {
+        username: "newcomer",
+        email: None,
+    };
+    let err = h.service().create_tenant("Again", "acme", user, "k").await;
+    assert!(err.is_err());
+    assert_eq!(h.items().await, before);
+}
+
+#[tokio::test]
+async fn concurrent_revocations_of_one_key_succeed_once() {
+    let h = Arc::new(Harness::new().await);
+    let reply = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "twice", None)
+        .await;
+    let id: Uuid = serde_json::from_value(reply["data"]["create_api_key"]["id"].clone()).unwrap();
+    let p = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        h.service().revoke_api_key(&p, id),
+        h.service().revoke_api_key(&p, id)
+    );
+    let results = [a.unwrap(), b.unwrap()];
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "{results:?}");
+    assert_eq!(h.assert_consistent().await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_exceed_the_per_owner_limit() {
+    let h = Harness::new().await;
+    for i in 1..38 {
+        h.create_key(
+            &h.tenant.admin_key,
+            h.tenant.admin_id,
+            &format!("k{i}"),
+            None,
+        )
+        .await;
+    }
+    let p = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    let create = || async {
+        let request = apikeys_shared::service::KeyRequest {
+            name: "racer",
+            expires_at: None,
+        };
+        h.service()
+            .create_api_key(&p, h.tenant.admin_id, request, None)
+            .await
+            .is_ok()
+    };
+    let results = tokio::join!(create(), create(), create(), create(), create());
+    let made = [results.0, results.1, results.2, results.3, results.4]
+        .iter()
+        .filter(|r| **r)
+        .count();
+    assert!(made <= 2, "{made} keys made past 38");
+    assert_eq!(h.assert_consistent().await, 38 + made);
+}

@@ -1,0 +1,360 @@
+//! The GraphQL wire contract of API.md, through real API Gateway events.
+
+use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, Route};
+use serde_json::{json, Value};
+
+const AUTH_INFO: &str =
+    "query { auth_info { tenant_id user_id api_key_id role role_id account_type permissions } }";
+
+#[tokio::test]
+async fn string_variables_null_string_object_and_absent_all_work() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let query = "query($slug: String) { tenant(where: {slug: { _eq: $slug } }) { id } }";
+    let bodies = [
+        json!({"query": query, "variables": "{\"slug\": \"acme\"}"}),
+        json!({"query": query, "variables": {"slug": "acme"}}),
+    ];
+    for body in bodies {
+        let reply = h
+            .send(
+                Route::RestGraphql,
+                body.to_string().as_bytes(),
+                &[("Authorization", &auth)],
+            )
+            .await;
+        assert_eq!(
+            reply.json,
+            json!({"data": {"tenant": [{"id": h.tenant.id.to_string()}]}}),
+            "{body}"
+        );
+    }
+    for body in [
+        json!({"query": "query { hello }", "variables": "null"}),
+        json!({"query": "query { hello }", "variables": null}),
+        json!({"query": "query { hello }"}),
+    ] {
+        let reply = h
+            .send(
+                Route::RestGraphql,
+                body.to_string().as_bytes(),
+                &[("Authorization", &auth)],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json, json!({"data": {"hello": "👋"}}), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn success_has_no_errors_key_at_all() {
+    let h = Harness::new().await;
+    let reply = h.gql(&h.tenant.admin_key, AUTH_INFO, None).await;
+    let object = reply.as_object().unwrap();
+    assert_eq!(object.keys().collect::<Vec<_>>(), vec!["data"]);
+}
+
+#[tokio::test]
+async fn auth_info_describes_the_key_owner_and_tenant() {
+    let h = Harness::new().await;
+    let data = h.data(&h.tenant.admin_key, AUTH_INFO, None).await;
+    let info = &data["auth_info"];
+    assert_eq!(info["tenant_id"], json!(h.tenant.id.to_string()));
+    assert_eq!(info["user_id"], json!(h.tenant.admin_id.to_string()));
+    assert_eq!(info["role"], json!("TENANT_ADMIN"));
+    assert_eq!(info["account_type"], json!("USER"));
+    assert!(info["api_key_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(info["permissions"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty()));
+}
+
+#[tokio::test]
+async fn post_root_and_graphql_on_rest_and_http_api_events_all_answer() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    for route in [Route::RestRoot, Route::RestGraphql, Route::HttpApi] {
+        let reply = h
+            .send(
+                route,
+                &prefect_body("query { auth_info { tenant_id } }", None),
+                &[("Authorization", &auth)],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{route:?}");
+        assert_eq!(
+            reply.json["data"]["auth_info"]["tenant_id"],
+            json!(h.tenant.id.to_string()),
+            "{route:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn header_names_are_case_insensitive() {
+    let h = Harness::new().await;
+    let auth = format!("bearer {}", h.tenant.admin_key);
+    let tenant = h.tenant.id.to_string();
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("query { auth_info { tenant_id } }", None),
+            &[("authorization", &auth), ("x-prefect-tenant-id", &tenant)],
+        )
+        .await;
+    assert_eq!(reply.json["data"]["auth_info"]["tenant_id"], json!(tenant));
+}
+
+#[tokio::test]
+async fn tenant_header_of_the_keys_own_tenant_is_accepted() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let tenant = h.tenant.id.to_string();
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("query { auth_info { tenant_id } }", None),
+            &[("Authorization", &auth), ("X-PREFECT-TENANT-ID", &tenant)],
+        )
+        .await;
+    assert_eq!(
+        reply.json,
+        json!({"data": {"auth_info": {"tenant_id": tenant}}})
+    );
+}
+
+#[tokio::test]
+async fn tenant_header_naming_another_or_a_malformed_tenant_is_unauthenticated() {
+    let h = Harness::new().await;
+    let other = h.add_tenant("globex", "gina").await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    for header in [
+        other.id.to_string(),
+        uuid::Uuid::new_v4().to_string(),
+        "not-a-uuid".to_string(),
+    ] {
+        let reply = h
+            .send(
+                Route::RestGraphql,
+                &prefect_body("query { auth_info { tenant_id } }", None),
+                &[("Authorization", &auth), ("X-PREFECT-TENANT-ID", &header)],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json, unauthenticated(), "{header}");
+    }
+}
+
+#[tokio::test]
+async fn missing_malformed_unknown_and_mistyped_keys_get_the_unauthenticated_envelope() {
+    let h = Harness::new().await;
+    let mut typo = h.tenant.admin_key.clone().into_bytes();
+    let last = typo.len() - 8;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let unknown = apikeys_shared::token::NewKey::generate("apk");
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![],
+        vec![("Authorization", "Bearer".to_string())],
+        vec![("Authorization", "Basic dXNlcjpwYXNz".to_string())],
+        vec![("Authorization", format!("Bearer {typo}"))],
+        vec![(
+            "Authorization",
+            format!("Bearer {}", unknown.expose_secret()),
+        )],
+        vec![("Authorization", "Bearer apk_".to_string())],
+    ];
+    for headers in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = h
+            .send(
+                Route::RestGraphql,
+                &prefect_body("query { auth_info { tenant_id } }", None),
+                &headers,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{headers:?}");
+        assert_eq!(reply.json, unauthenticated(), "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_with_a_bad_checksum_is_rejected_without_a_database_read() {
+    let h = Harness::new().await;
+    let mut typo = h.tenant.admin_key.clone().into_bytes();
+    let last = typo.len() - 1;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    h.counter.reset();
+    let reply = h.gql(&typo, "query { hello }", None).await;
+    assert_eq!(reply, unauthenticated());
+    assert_eq!(h.counter.total(), 0, "{:?}", h.counter.snapshot());
+}
+
+#[tokio::test]
+async fn authentication_costs_two_consistent_get_items() {
+    let h = Harness::new().await;
+    h.counter.reset();
+    h.data(
+        &h.tenant.admin_key,
+        "query { auth_info { tenant_id } }",
+        None,
+    )
+    .await;
+    let counts = h.counter.snapshot();
+    assert_eq!(counts.get("GetItem"), Some(&2), "{counts:?}");
+    assert_eq!(h.counter.total(), 2, "{counts:?}");
+}
+
+#[tokio::test]
+async fn tenant_query_forms_of_the_prefect_client() {
+    let h = Harness::new().await;
+    let key = &h.tenant.admin_key;
+    let id = h.tenant.id.to_string();
+    let expected = json!([{"id": id, "slug": "acme", "name": "acme Inc"}]);
+    let by_id =
+        format!("query {{ tenant(where: {{ id: {{ _eq: \"{id}\" }} }}) {{ id slug name }} }}");
+    assert_eq!(h.data(key, &by_id, None).await["tenant"], expected);
+    assert_eq!(
+        h.data(
+            key,
+            "query { tenant(order_by: {slug: asc}) { id slug name } }",
+            None
+        )
+        .await["tenant"],
+        expected
+    );
+    assert_eq!(
+        h.data(key, "query { tenant { id slug name } }", None).await["tenant"],
+        expected
+    );
+    let by_slug = "query($slug: String) { tenant(where: {slug: { _eq: $slug } }) { id } }";
+    assert_eq!(
+        h.data(key, by_slug, Some(json!({"slug": "nope"}))).await["tenant"],
+        json!([])
+    );
+    assert_eq!(
+        h.data(key, by_slug, Some(json!({"slug": null}))).await["tenant"],
+        json!([{"id": id}])
+    );
+    let created = h.data(key, "query { tenant { created } }", None).await;
+    let created = created["tenant"][0]["created"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        created.ends_with("+00:00") && created.len() == 25,
+        "{created}"
+    );
+}
+
+#[tokio::test]
+async fn field_order_in_a_selection_does_not_matter() {
+    let h = Harness::new().await;
+    let a = h
+        .data(
+            &h.tenant.admin_key,
+            "query { tenant { id slug name } }",
+            None,
+        )
+        .await;
+    let b = h
+        .data(
+            &h.tenant.admin_key,
+            "query { tenant { name id slug } }",
+            None,
+        )
+        .await;
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn non_json_non_graphql_and_batched_bodies_are_http_400() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let bodies: [&[u8]; 7] = [
+        b"not json",
+        b"",
+        b"[{\"query\": \"{ hello }\"}]",
+        b"{\"variables\": {}}",
+        b"{\"query\": 42}",
+        b"{\"query\": \"{ hello }\", \"variables\": \"{not json\"}",
+        b"{\"query\": \"{ hello }\", \"variables\": [1]}",
+    ];
+    for body in bodies {
+        let reply = h
+            .send(Route::RestGraphql, body, &[("Authorization", &auth)])
+            .await;
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
+        assert!(reply.json["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            b"[{\"query\": \"{ hello }\"}]",
+            &[("Authorization", &auth)],
+        )
+        .await;
+    assert!(reply.body.contains("batched"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn a_one_megabyte_body_is_refused_and_writes_nothing() {
+    let h = Harness::new().await;
+    let before = h.items().await.len();
+    let name = "x".repeat(1024 * 1024);
+    let body = prefect_body(
+        "mutation($input: create_api_key_input!) { create_api_key(input: $input) { key } }",
+        Some(json!({"input": {"name": name, "user_id": h.tenant.admin_id.to_string()}})),
+    );
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let reply = h
+        .send(Route::RestGraphql, &body, &[("Authorization", &auth)])
+        .await;
+    assert_eq!(reply.status, 413);
+    assert!(reply.json["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger"));
+    assert_eq!(h.items().await.len(), before);
+}
+
+#[tokio::test]
+async fn graphql_syntax_and_validation_errors_carry_a_code() {
+    let h = Harness::new().await;
+    for query in [
+        "query { nope }",
+        "query {",
+        "mutation { create_api_key(input: {name: 1}) { key } }",
+    ] {
+        let reply = h.gql(&h.tenant.admin_key, query, None).await;
+        assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{query}: {reply}");
+        assert!(reply["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn get_without_graphiql_and_unknown_paths_answer_with_json_errors() {
+    let h = Harness::new().await;
+    let reply = h.send_method(Route::RestGraphql, "GET", b"", &[]).await;
+    assert_eq!(reply.status, 405);
+    assert!(reply.json["errors"].is_array());
+}
+
+#[tokio::test]
+async fn introspection_is_off_by_default() {
+    let h = Harness::new().await;
+    let reply = h
+        .gql(
+            &h.tenant.admin_key,
+            "query { __schema { types { name } } }",
+            None,
+        )
+        .await;
+    assert!(reply.get("errors").is_some(), "{reply}");
+    assert_eq!(reply["data"], Value::Null);
+}
