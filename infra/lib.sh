@@ -30,6 +30,9 @@ free_port() {
 # 127.0.0.1:PORT, sets MINISTACK_PID, waits until it answers.
 start_ministack() {
   local port=$1 state=$2 persist=${3:-}
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
+    log "port $port is already in use: stop what is there or choose another port"; return 1
+  fi
   mkdir -p "$state"
   if [ -n "$persist" ]; then
     PERSIST_STATE=1 STATE_DIR="$state" GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
