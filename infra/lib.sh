@@ -10,16 +10,35 @@ export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Creates .venv and installs the pinned local DynamoDB, unless already there.
+# The Python the project's tools are pinned to.
+python311() {
+  if command -v python3.11 > /dev/null; then echo python3.11; return; fi
+  if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then echo python3; return; fi
+  log "Python 3.11 is needed (python3.11 or python3)"; return 1
+}
+
+# ensure_venv DIR PACKAGE==VERSION...: a venv at DIR holding exactly these pins.
+ensure_venv() {
+  local dir=$1; shift
+  local want="$*" stamp="$dir/.apikeys-pins"
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$stamp" 2> /dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "installing $want into $dir"
+  [ -x "$dir/bin/python" ] || "$(python311)" -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  echo "$want" > "$stamp"
+}
+
+# The pinned local DynamoDB, in .venv.
 ensure_ministack() {
-  if [ ! -x "$VENV/bin/python" ]; then
-    log "creating $VENV"
-    python3 -m venv "$VENV"
-  fi
-  if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("ministack"))' 2>/dev/null)" != "$MINISTACK_VERSION" ]; then
-    log "installing ministack==$MINISTACK_VERSION"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "ministack==$MINISTACK_VERSION"
-  fi
+  ensure_venv "$VENV" "ministack==$MINISTACK_VERSION"
+}
+
+# The real Prefect 1.x client and pytest for the end-to-end tests, in .venv-prefect.
+PREFECT_VENV=${APIKEYS_PREFECT_VENV:-$PWD/.venv-prefect}
+ensure_prefect() {
+  ensure_venv "$PREFECT_VENV" "prefect==1.4.1" "pytest==8.4.2"
 }
 
 free_port() {
