@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod service;
 pub mod store;
+pub mod sweep;
 pub mod token;
 
 pub use error::{Error, Result};

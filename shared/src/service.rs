@@ -246,7 +246,7 @@ impl ApiKeys {
         if !authorize(p.role, Action::RevokeKey, target) {
             return Ok(false);
         }
-        match self.store.delete_key(&stored, None).await {
+        match self.store.delete_key(&stored.key_ref(), None).await {
             Ok(()) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e.into()),

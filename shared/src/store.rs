@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
@@ -31,6 +31,8 @@ use crate::domain::{AccountType, ApiKey, Membership, Role, Tenant};
 use crate::token::TokenHash;
 
 pub const EXPIRY_INDEX: &str = "by_expiry";
+/// Entries per page of the expiry index.
+const EXPIRY_PAGE: i32 = 100;
 /// Keys stay this long past expiry before DynamoDB TTL removes them: TTL is a
 /// backstop for a stopped sweeper, never what makes a key invalid.
 const TTL_GRACE_SECS: i64 = 30 * 24 * 3600;
@@ -48,15 +50,19 @@ pub enum StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-type Item = HashMap<String, AttributeValue>;
+pub type Item = HashMap<String, AttributeValue>;
 
 impl<E, R> From<SdkError<E, R>> for StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     fn from(err: SdkError<E, R>) -> Self {
-        StoreError::Sdk(aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())
+        let text = match err.code() {
+            Some(code) => format!("{code}: {}", err.message().unwrap_or("")),
+            None => aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string(),
+        };
+        StoreError::Sdk(text)
     }
 }
 
@@ -71,6 +77,35 @@ impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
 pub struct StoredKey {
     pub key: ApiKey,
     pub hash: TokenHash,
+}
+
+/// Where a key's two items are: enough to remove it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub hash: TokenHash,
+}
+
+impl StoredKey {
+    pub fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            tenant_id: self.key.tenant_id,
+            key_id: self.key.id,
+            owner_id: self.key.owner_id,
+            owner_type: self.key.owner_type,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// An entry of the expiry index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredEntry {
+    pub key: KeyRef,
+    pub expires_at: OffsetDateTime,
 }
 
 /// What authentication learns from a hash lookup.
@@ -284,7 +319,7 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
 }
 
 /// The key's two items: its tenant-partition item and its hash lookup.
-fn key_items(stored: &StoredKey) -> (Item, Item) {
+pub fn key_items(stored: &StoredKey) -> (Item, Item) {
     let k = &stored.key;
     let mut listing = key_of(
         tenant_pk(k.tenant_id),
@@ -328,6 +363,24 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         owner_id: f.uuid("owner_id")?,
         owner_type: f.account_type("owner_type")?,
         expires_at: f.opt_time("expires_at")?,
+    })
+}
+
+fn expired_entry_from(item: &Item) -> Result<ExpiredEntry> {
+    let f = Fields(item);
+    let hash = f
+        .s("pk")?
+        .strip_prefix("hash#")
+        .ok_or_else(|| StoreError::Corrupt(f.name(), "pk"))?;
+    Ok(ExpiredEntry {
+        key: KeyRef {
+            tenant_id: f.uuid("tenant_id")?,
+            key_id: f.uuid("key_id")?,
+            owner_id: f.uuid("owner_id")?,
+            owner_type: f.account_type("owner_type")?,
+            hash: TokenHash::from_stored(hash.to_string()),
+        },
+        expires_at: f.time("expires_at")?,
     })
 }
 
@@ -591,41 +644,104 @@ impl Store {
         self.transact(items).await
     }
 
-    /// Removes a key and its hash lookup together. `condition` adds a check on
-    /// both items (e.g. the sweeper's "still expired").
-    pub async fn delete_key(
-        &self,
-        stored: &StoredKey,
-        condition: Option<(&str, Item)>,
-    ) -> Result<()> {
-        let k = &stored.key;
+    /// Removes a key and its hash lookup together, decrementing its owner's
+    /// `key_count`. With `expired_by`, only if the key expired by then (on both
+    /// items). Fails with [`StoreError::Conflict`] when either item is gone.
+    pub async fn delete_key(&self, key: &KeyRef, expired_by: Option<OffsetDateTime>) -> Result<()> {
         let mut items = Vec::with_capacity(3);
-        for key in [
-            key_of(hash_pk(&stored.hash), "hash".into()),
+        for item_key in [
+            key_of(hash_pk(&key.hash), "hash".into()),
             key_of(
-                tenant_pk(k.tenant_id),
-                key_sk(k.owner_type, k.owner_id, k.id),
+                tenant_pk(key.tenant_id),
+                key_sk(key.owner_type, key.owner_id, key.key_id),
             ),
         ] {
             let mut delete = Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(key))
+                .set_key(Some(item_key))
                 .condition_expression("attribute_exists(pk)");
-            if let Some((extra, vals)) = &condition {
+            if let Some(now) = expired_by {
                 delete = delete
-                    .condition_expression(format!("attribute_exists(pk) AND {extra}"))
-                    .set_expression_attribute_values(Some(vals.clone()));
+                    .condition_expression("attribute_exists(pk) AND expires_at <= :now")
+                    .expression_attribute_values(":now", n(now.unix_timestamp()));
             }
             items.push(TransactWriteItem::builder().delete(delete.build()?).build());
         }
         items.push(update(
             &self.table,
-            key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+            key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
             "ADD key_count :minus",
             "attribute_exists(pk)",
             values([(":minus", n(-1))]),
         )?);
         self.transact(items).await
+    }
+
+    /// One page of the expiry index: entries of `bucket` expired at `now`.
+    /// A malformed entry comes back as an error in its place.
+    #[allow(clippy::type_complexity)]
+    pub async fn expired_page(
+        &self,
+        bucket: &str,
+        now: OffsetDateTime,
+        start: Option<Item>,
+    ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(EXPIRY_INDEX)
+            .key_condition_expression("exp_bucket = :bucket AND expires_at <= :now")
+            .expression_attribute_values(":bucket", s(bucket))
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .set_exclusive_start_key(start)
+            .limit(EXPIRY_PAGE)
+            .send()
+            .await?;
+        let entries = out.items().iter().map(expired_entry_from).collect();
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    /// Removes one expired key unless it is gone or no longer expired.
+    /// `Ok(false)`: nothing to do (skipped).
+    pub async fn delete_expired(&self, entry: &ExpiredEntry, now: OffsetDateTime) -> Result<bool> {
+        match self.delete_key(&entry.key, Some(now)).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn sweep_checkpoint(&self) -> Result<Option<String>> {
+        match self.get("sweeper".into(), "checkpoint".into()).await? {
+            Some(item) => Ok(Some(Fields(&item).s("next_bucket")?.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the checkpoint to `bucket` unless another sweep moved it further.
+    pub async fn advance_sweep_checkpoint(&self, bucket: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of("sweeper".into(), "checkpoint".into())))
+            .update_expression("SET next_bucket = :bucket")
+            .condition_expression("attribute_not_exists(next_bucket) OR next_bucket < :bucket")
+            .expression_attribute_values(":bucket", s(bucket))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Adds a membership (a service account, or a user joining a tenant).

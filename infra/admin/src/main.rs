@@ -87,9 +87,12 @@ enum Command {
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// Remove expired keys now: what the scheduled sweeper Lambda does.
+    Sweep,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
 enum RoleArg {
     TenantAdmin,
     User,
@@ -162,9 +165,22 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let store = Store::from_config(&config).await;
+    if let Command::Sweep = &cli.command {
+        let sweeper = apikeys_shared::sweep::Sweeper::new(store);
+        let report = sweeper.sweep(OffsetDateTime::now_utc(), None).await?;
+        if cli.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!(
+                "swept {} expired keys ({} skipped, {} failed) in {} ms; {} pages, next sweep starts at {}",
+                report.swept, report.skipped, report.failed, report.duration_ms, report.pages, report.checkpoint
+            );
+        }
+        return Ok(());
+    }
     let service = ApiKeys::new(store, Arc::new(SystemClock), config);
     match cli.command {
-        Command::CreateTables { .. } => unreachable!("handled above"),
+        Command::CreateTables { .. } | Command::Sweep => unreachable!("handled above"),
         Command::CreateTenant {
             name,
             slug,

@@ -1,0 +1,92 @@
+//! The sweeper Lambda: each EventBridge schedule tick sweeps expired keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use apikeys_shared::clock::{Clock, SystemClock};
+use apikeys_shared::config::{Config, ConfigError};
+use apikeys_shared::store::{dynamodb_client, Store};
+use apikeys_shared::sweep::{SweepReport, Sweeper};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
+
+/// The scheduled event, as EventBridge sends it (and `sam local
+/// generate-event cloudwatch scheduled-event` makes it).
+pub type ScheduledEvent = EventBridgeEvent<Value>;
+
+pub struct App {
+    pub sweeper: Sweeper,
+    clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            sweeper: Sweeper::new(store),
+            clock,
+        }
+    }
+
+    /// Built once per cold start. Throttling and transient errors are retried
+    /// by the SDK with exponential backoff, longer than the default.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let client = dynamodb_client(&config).await;
+        let retries = RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_max_backoff(Duration::from_secs(5));
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            client.config().to_builder().retry_config(retries).build(),
+        );
+        Ok(Self::new(
+            Store::new(client, config.table_name),
+            Arc::new(SystemClock),
+        ))
+    }
+}
+
+/// When the invocation must have returned, from the context's deadline.
+fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let left = context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left)
+}
+
+/// Sweeps once; the report is logged as one line and returned.
+pub async fn handle(app: &App, event: LambdaEvent<ScheduledEvent>) -> Result<SweepReport, Error> {
+    let deadline = deadline_of(&event.context);
+    let report = app.sweeper.sweep(app.clock.now(), deadline).await?;
+    tracing::info!(
+        event_id = event.payload.id.as_deref().unwrap_or(""),
+        swept = report.swept,
+        skipped = report.skipped,
+        failed = report.failed,
+        pages = report.pages,
+        buckets = report.buckets,
+        complete = report.complete,
+        checkpoint = %report.checkpoint,
+        duration_ms = report.duration_ms,
+        "sweep"
+    );
+    Ok(report)
+}
+
+/// JSON logs for CloudWatch, level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,306 @@
+//! The expiry sweeper, driven by the real scheduled event, against the local
+//! DynamoDB: what it removes, what it keeps, deadlines, and its request cost.
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use apikeys_shared::domain::{AccountType, ApiKey, Role};
+use apikeys_shared::service::KeyRequest;
+use apikeys_shared::store::{expiry_bucket, key_items, StoredKey};
+use apikeys_shared::sweep::{SweepReport, Sweeper};
+use apikeys_shared::token::NewKey;
+use apikeys_sweeper::{App, ScheduledEvent};
+use apikeys_tests::{unauthenticated, Harness, SCHEDULED_EVENT};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Issues a key to `username` of `slug` expiring at `expires_at`; returns the secret.
+async fn key(
+    h: &Harness,
+    slug: &str,
+    username: &str,
+    expires_at: Option<OffsetDateTime>,
+) -> String {
+    let request = KeyRequest {
+        name: "k",
+        expires_at,
+    };
+    let (_, secret) = h
+        .service()
+        .issue_key(slug, username, request)
+        .await
+        .expect("issue key");
+    secret.expose_secret().to_string()
+}
+
+/// Runs the sweeper Lambda's handler with the sam-generated scheduled event.
+async fn sweep_via_lambda(h: &Harness) -> SweepReport {
+    let app = App::new(h.service().store().clone(), h.clock.clone());
+    let payload: ScheduledEvent = serde_json::from_str(SCHEDULED_EVENT).expect("scheduled event");
+    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+    apikeys_sweeper::handle(&app, event).await.expect("sweep")
+}
+
+async fn works(h: &Harness, key: &str) -> bool {
+    h.gql(key, "query { hello }", None).await != unauthenticated()
+}
+
+#[tokio::test]
+async fn expired_keys_of_every_tenant_go_with_their_lookups_and_live_keys_stay() {
+    let h = Harness::new().await;
+    h.add_tenant("globex", "gina").await;
+    let t0 = h.now();
+    let mut expiring = Vec::new();
+    let mut live = Vec::new();
+    for (slug, user) in [("acme", "alice"), ("globex", "gina")] {
+        for s in [10, 20, 30] {
+            expiring.push(key(&h, slug, user, Some(t0 + Duration::seconds(s))).await);
+        }
+        live.push(key(&h, slug, user, Some(t0 + Duration::hours(2))).await);
+        live.push(key(&h, slug, user, Some(t0 + Duration::seconds(61))).await);
+        live.push(key(&h, slug, user, None).await);
+    }
+    assert_eq!(h.assert_consistent().await, 2 + expiring.len() + live.len());
+
+    h.clock.set(t0 + Duration::seconds(60));
+    let report = sweep_via_lambda(&h).await;
+    assert_eq!(
+        (report.swept, report.skipped, report.failed),
+        (6, 0, 0),
+        "{report:?}"
+    );
+    assert!(report.complete);
+    assert_eq!(
+        h.assert_consistent().await,
+        2 + live.len(),
+        "only the expired keys are gone"
+    );
+    for secret in &live {
+        assert!(works(&h, secret).await);
+    }
+    for secret in &expiring {
+        assert!(!works(&h, secret).await);
+    }
+
+    // A second sweep finds nothing; one later finds the key that expired since.
+    assert_eq!(sweep_via_lambda(&h).await.swept, 0);
+    h.clock.set(t0 + Duration::seconds(61));
+    assert_eq!(sweep_via_lambda(&h).await.swept, 2);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_key_whose_expiry_moved_into_the_future_is_not_swept() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    let secret = key(&h, "acme", "alice", Some(t0 + Duration::seconds(10))).await;
+    let now = t0 + Duration::seconds(20);
+    let store = h.service().store();
+    // The sweep has read the index entry...
+    let (entries, _) = store
+        .expired_page(&expiry_bucket(t0), now, None)
+        .await
+        .unwrap();
+    let entry = entries.into_iter().next().expect("an entry").unwrap();
+    // ...when the key's expiry is changed on both of its items.
+    let later = AttributeValue::N((t0 + Duration::hours(1)).unix_timestamp().to_string());
+    for item in h.items().await {
+        if item.get("key_id") == Some(&AttributeValue::S(entry.key.key_id.to_string())) {
+            h.client
+                .update_item()
+                .table_name(&h.table)
+                .key("pk", item["pk"].clone())
+                .key("sk", item["sk"].clone())
+                .update_expression("SET expires_at = :later")
+                .expression_attribute_values(":later", later.clone())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        !store.delete_expired(&entry, now).await.unwrap(),
+        "it must be skipped"
+    );
+    h.clock.set(now);
+    assert!(works(&h, &secret).await);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_sweep_near_its_deadline_stops_early_and_the_next_one_finishes() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    for i in 0..50 {
+        let user = format!("u{}", i % 2);
+        if i < 2 {
+            h.add_member("acme", &user, Role::User).await;
+        }
+        key(&h, "acme", &user, Some(t0 + Duration::seconds(1 + i))).await;
+    }
+    let mut sweeper = Sweeper::new(h.service().store().clone());
+    sweeper.safety_margin = StdDuration::ZERO;
+    let now = t0 + Duration::minutes(5);
+    let first = sweeper
+        .sweep(now, Some(Instant::now() + StdDuration::from_millis(3)))
+        .await
+        .unwrap();
+    assert!(!first.complete, "{first:?}");
+    assert!(first.swept < 50, "{first:?}");
+    let second = sweeper.sweep(now, None).await.unwrap();
+    assert!(second.complete);
+    assert_eq!(first.swept + second.swept, 50, "{first:?} {second:?}");
+    assert_eq!(
+        h.assert_consistent().await,
+        3,
+        "the three issued keys that never expire"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_sweeps_neither_fail_nor_double_count() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    for i in 0..20 {
+        key(&h, "acme", "alice", Some(t0 + Duration::seconds(1 + i))).await;
+    }
+    let a = Sweeper::new(h.service().store().clone());
+    let b = Sweeper::new(h.service().store().clone());
+    let now = t0 + Duration::minutes(1);
+    let (ra, rb) = tokio::join!(a.sweep(now, None), b.sweep(now, None));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.failed + rb.failed, 0);
+    assert_eq!(ra.swept + rb.swept, 20, "{ra:?} {rb:?}");
+    assert_eq!(h.assert_consistent().await, 1);
+}
+
+/// Writes `count` keys straight into the table (25 items a request), half of
+/// them expiring within the next two days, half never.
+async fn seed_live_keys(h: &Harness, count: usize) {
+    let owner = h.tenant.admin_id;
+    let now = h.now();
+    let mut requests = Vec::new();
+    for i in 0..count {
+        let secret = NewKey::generate("apk");
+        let stored = StoredKey {
+            key: ApiKey {
+                id: Uuid::new_v4(),
+                name: format!("live {i}"),
+                tenant_id: h.tenant.id,
+                owner_id: owner,
+                owner_type: AccountType::User,
+                created: now,
+                created_by: owner,
+                created_by_name: None,
+                expires_at: (i % 2 == 0).then(|| now + Duration::minutes(10 + (i as i64 % 2880))),
+                hint: secret.hint(),
+            },
+            hash: secret.hash(),
+        };
+        let (listing, lookup) = key_items(&stored);
+        for item in [listing, lookup] {
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build(),
+            );
+        }
+    }
+    let tasks: Vec<_> = requests
+        .chunks(25)
+        .map(|batch| {
+            let client = h.client.clone();
+            let table = h.table.clone();
+            let batch = batch.to_vec();
+            tokio::spawn(async move {
+                let mut pending = batch;
+                while !pending.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(&table, pending)
+                        .send()
+                        .await
+                        .expect("batch write");
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove(&table))
+                        .unwrap_or_default();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
+    let live: usize = std::env::var("SWEEP_LIVE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let h = Arc::new(Harness::new().await);
+    seed_live_keys(&h, live).await;
+    let t0 = h.now();
+    for i in 0..50 {
+        let user = format!("e{}", i % 2);
+        if i < 2 {
+            h.add_member("acme", &user, Role::User).await;
+        }
+        key(&h, "acme", &user, Some(t0 + Duration::seconds(1 + i))).await;
+    }
+    // A first sweep sets the checkpoint, as the schedule would have.
+    Sweeper::new(h.service().store().clone())
+        .sweep(t0, None)
+        .await
+        .unwrap();
+
+    h.counter.reset();
+    let report = Sweeper::new(h.service().store().clone())
+        .sweep(t0 + Duration::minutes(1), None)
+        .await
+        .unwrap();
+    let counts = h.counter.snapshot();
+    let total = h.counter.total();
+    println!(
+        "sweep of {live} live + 50 expired keys: {total} DynamoDB requests {counts:?}; {report:?}"
+    );
+    assert_eq!(report.swept, 50, "{report:?}");
+    assert_eq!(counts.get("Scan"), None);
+    assert_eq!(counts.get("TransactWriteItems"), Some(&50));
+    assert!(
+        total <= 50 + 2 * report.buckets + 2,
+        "{total} requests for 50 expired keys: {counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_index_entry_is_counted_as_failed_and_the_rest_are_swept() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    for i in 0..5 {
+        key(&h, "acme", "alice", Some(t0 + Duration::seconds(1 + i))).await;
+    }
+    // An entry of the expiry index with no tenant, owner or key id.
+    h.client
+        .put_item()
+        .table_name(&h.table)
+        .item("pk", AttributeValue::S("hash#poison".into()))
+        .item("sk", AttributeValue::S("hash".into()))
+        .item("exp_bucket", AttributeValue::S(expiry_bucket(t0)))
+        .item(
+            "expires_at",
+            AttributeValue::N(t0.unix_timestamp().to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report = Sweeper::new(h.service().store().clone())
+        .sweep(t0 + Duration::minutes(1), None)
+        .await
+        .unwrap();
+    assert_eq!((report.swept, report.failed), (5, 1), "{report:?}");
+    assert!(report.complete);
+}
