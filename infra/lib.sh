@@ -41,6 +41,14 @@ ensure_prefect() {
   ensure_venv "$PREFECT_VENV" "prefect==1.4.1" "pytest==8.4.2"
 }
 
+# AWS SAM CLI (with its Lambda emulator), cfn-lint, cargo-lambda (brings zig)
+# and pytest, in .venv-sam.
+SAM_VENV=${APIKEYS_SAM_VENV:-$PWD/.venv-sam}
+ensure_sam() {
+  ensure_venv "$SAM_VENV" "aws-sam-cli==1.170.0" "cfn-lint==1.58.0" "cargo-lambda==1.9.2" "pytest==8.4.2"
+  export SAM_CLI_TELEMETRY=0
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
