@@ -4,16 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use apikeys_shared::domain::{AccountType, ApiKey, Role};
+use apikeys_shared::domain::{AccountType, Role};
 use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{expiry_bucket, key_items, StoredKey};
+use apikeys_shared::store::expiry_bucket;
 use apikeys_shared::sweep::{SweepReport, Sweeper};
-use apikeys_shared::token::NewKey;
 use apikeys_sweeper::{App, ScheduledEvent};
 use apikeys_tests::{unauthenticated, Harness, SCHEDULED_EVENT};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 /// Issues a key to `username` of `slug` expiring at `expires_at`; returns the secret.
 async fn key(
@@ -175,66 +173,6 @@ async fn concurrent_sweeps_neither_fail_nor_double_count() {
     assert_eq!(h.assert_consistent().await, 1);
 }
 
-/// Writes `count` keys straight into the table (25 items a request), half of
-/// them expiring within the next two days, half never.
-async fn seed_live_keys(h: &Harness, count: usize) {
-    let owner = h.tenant.admin_id;
-    let now = h.now();
-    let mut requests = Vec::new();
-    for i in 0..count {
-        let secret = NewKey::generate("apk");
-        let stored = StoredKey {
-            key: ApiKey {
-                id: Uuid::new_v4(),
-                name: format!("live {i}"),
-                tenant_id: h.tenant.id,
-                owner_id: owner,
-                owner_type: AccountType::User,
-                created: now,
-                created_by: owner,
-                created_by_name: None,
-                expires_at: (i % 2 == 0).then(|| now + Duration::minutes(10 + (i as i64 % 2880))),
-                hint: secret.hint(),
-            },
-            hash: secret.hash(),
-        };
-        let (listing, lookup) = key_items(&stored);
-        for item in [listing, lookup] {
-            requests.push(
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                    .build(),
-            );
-        }
-    }
-    let tasks: Vec<_> = requests
-        .chunks(25)
-        .map(|batch| {
-            let client = h.client.clone();
-            let table = h.table.clone();
-            let batch = batch.to_vec();
-            tokio::spawn(async move {
-                let mut pending = batch;
-                while !pending.is_empty() {
-                    let out = client
-                        .batch_write_item()
-                        .request_items(&table, pending)
-                        .send()
-                        .await
-                        .expect("batch write");
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&table))
-                        .unwrap_or_default();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
     let live: usize = std::env::var("SWEEP_LIVE_KEYS")
@@ -242,7 +180,8 @@ async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5_000);
     let h = Arc::new(Harness::new().await);
-    seed_live_keys(&h, live).await;
+    h.seed_keys(h.tenant.admin_id, AccountType::User, live)
+        .await;
     let t0 = h.now();
     for i in 0..50 {
         let user = format!("e{}", i % 2);

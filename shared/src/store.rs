@@ -17,16 +17,18 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::config::{Config, MAX_KEYS_PER_OWNER};
+use crate::config::{Config, ConfigError, MAX_KEYS_PER_OWNER};
 use crate::domain::{AccountType, ApiKey, Membership, Role, Tenant};
 use crate::token::TokenHash;
 
@@ -140,14 +142,46 @@ pub struct Store {
     table: String,
 }
 
-/// Builds the SDK client from the standard AWS environment, with the
-/// configured endpoint override for a local DynamoDB.
-pub async fn dynamodb_client(config: &Config) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+/// Builds the DynamoDB client from the environment Lambda provides: region
+/// (`AWS_REGION`) and credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`), plus the configured endpoint override.
+///
+/// These variables are the first link of aws-config's default chain, and the
+/// only one a Lambda uses; skipping the rest of the chain (profiles, SSO, STS,
+/// IMDS) keeps those crates out of the bootstrap and their work out of init.
+/// The operator CLI, run by people with profiles and SSO, uses aws-config.
+pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let missing = |name: &str| ConfigError::new(format!("{name} is not set"));
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .ok_or_else(|| missing("AWS_REGION"))?;
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
+        var("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "environment",
+    );
+    let mut builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(https_client())
+        .region(Region::new(region))
+        .credentials_provider(credentials);
     if let Some(endpoint) = &config.endpoint {
-        loader = loader.endpoint_url(endpoint);
+        builder = builder.endpoint_url(endpoint);
     }
-    Client::new(&loader.load().await)
+    Ok(Client::from_conf(builder.build()))
+}
+
+/// HTTPS for the SDK: rustls with ring rather than aws-lc, which is a large C
+/// library; smaller bootstraps, faster builds, the same TLS 1.2/1.3.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -475,8 +509,11 @@ impl Store {
         }
     }
 
-    pub async fn from_config(config: &Config) -> Self {
-        Self::new(dynamodb_client(config).await, config.table_name.clone())
+    pub fn from_config(config: &Config) -> std::result::Result<Self, ConfigError> {
+        Ok(Self::new(
+            dynamodb_client(config)?,
+            config.table_name.clone(),
+        ))
     }
 
     pub fn client(&self) -> &Client {

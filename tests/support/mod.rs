@@ -8,17 +8,18 @@ use std::sync::Arc;
 use apikeys_graphql::App;
 use apikeys_shared::clock::ManualClock;
 use apikeys_shared::config::Config;
-use apikeys_shared::domain::Role;
+use apikeys_shared::domain::{AccountType, ApiKey, Role};
 use apikeys_shared::metrics::RequestCounter;
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{dynamodb_client, Store};
+use apikeys_shared::store::{dynamodb_client, key_items, Store, StoredKey};
+use apikeys_shared::token::NewKey;
 use apikeys_shared::ApiKeys;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
@@ -139,7 +140,8 @@ impl Harness {
             ("DYNAMODB_ENDPOINT".to_string(), endpoint()),
         ]))
         .expect("test config");
-        let base = dynamodb_client(&config).await;
+        let base =
+            dynamodb_client(&config).expect("AWS_REGION and credentials are set by infra/test");
         let spec = apikeys_admin::tables::table_spec(TEMPLATE, apikeys_admin::tables::KEYS_TABLE)
             .expect("template table");
         apikeys_admin::tables::create_table(&base, &table, &spec)
@@ -282,6 +284,65 @@ impl Harness {
             Some(json!({"input": {"name": name, "user_id": user_id.to_string(), "expires_at": expires_at}})),
         )
         .await
+    }
+
+    /// Writes `count` keys of `owner` straight into the table (25 items a
+    /// request, bypassing the per-owner limit): half of them expiring within
+    /// the next two days, half never. For measuring cost at scale.
+    pub async fn seed_keys(&self, owner: Uuid, owner_type: AccountType, count: usize) {
+        let now = self.now();
+        let mut requests = Vec::new();
+        for i in 0..count {
+            let secret = NewKey::generate("apk");
+            let stored = StoredKey {
+                key: ApiKey {
+                    id: Uuid::new_v4(),
+                    name: format!("seeded {i}"),
+                    tenant_id: self.tenant.id,
+                    owner_id: owner,
+                    owner_type,
+                    created: now,
+                    created_by: owner,
+                    created_by_name: None,
+                    expires_at: (i % 2 == 0)
+                        .then(|| now + Duration::minutes(10 + (i as i64 % 2880))),
+                    hint: secret.hint(),
+                },
+                hash: secret.hash(),
+            };
+            let (listing, lookup) = key_items(&stored);
+            for item in [listing, lookup] {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .expect("put request");
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+        }
+        let tasks: Vec<_> = requests
+            .chunks(25)
+            .map(|batch| {
+                let (client, table, mut pending) =
+                    (self.client.clone(), self.table.clone(), batch.to_vec());
+                tokio::spawn(async move {
+                    while !pending.is_empty() {
+                        let out = client
+                            .batch_write_item()
+                            .request_items(&table, pending)
+                            .send()
+                            .await
+                            .expect("batch write");
+                        pending = out
+                            .unprocessed_items
+                            .and_then(|mut m| m.remove(&table))
+                            .unwrap_or_default();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("seeding task");
+        }
     }
 
     /// Every item of the table (a Scan: test-only, to prove what was written).

@@ -35,14 +35,14 @@ impl App {
         }
     }
 
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
-        Ok(Self::with_clock(config, Arc::new(SystemClock)).await)
+        Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Self {
-        let store = Store::from_config(&config).await;
-        Self::new(ApiKeys::new(store, clock, config))
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        let store = Store::from_config(&config)?;
+        Ok(Self::new(ApiKeys::new(store, clock, config)))
     }
 
     pub fn service(&self) -> &ApiKeys {

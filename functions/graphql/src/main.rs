@@ -6,8 +6,8 @@ use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_graphql::init_tracing();
-    let app = Arc::new(apikeys_graphql::App::from_env().await?);
+    apikeys_shared::logging::init();
+    let app = Arc::new(apikeys_graphql::App::from_env()?);
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(apikeys_graphql::handle(&app, request).await) }

@@ -31,9 +31,9 @@ impl App {
 
     /// Built once per cold start. Throttling and transient errors are retried
     /// by the SDK with exponential backoff, longer than the default.
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
-        let client = dynamodb_client(&config).await;
+        let client = dynamodb_client(&config)?;
         let retries = RetryConfig::standard()
             .with_max_attempts(8)
             .with_max_backoff(Duration::from_secs(5));
@@ -76,17 +76,4 @@ pub async fn handle(app: &App, event: LambdaEvent<ScheduledEvent>) -> Result<Swe
         "sweep"
     );
     Ok(report)
-}
-
-/// JSON logs for CloudWatch, level from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .try_init();
 }

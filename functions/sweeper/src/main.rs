@@ -7,8 +7,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_sweeper::init_tracing();
-    let app = Arc::new(App::from_env().await?);
+    apikeys_shared::logging::init();
+    let app = Arc::new(App::from_env()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ScheduledEvent>| {
         let app = Arc::clone(&app);
         async move { handle(&app, event).await }

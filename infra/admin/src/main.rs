@@ -10,7 +10,7 @@ use apikeys_shared::config::Config;
 use apikeys_shared::domain::{ApiKey, Role};
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{dynamodb_client, Store};
+use apikeys_shared::store::Store;
 use apikeys_shared::ApiKeys;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -123,6 +123,16 @@ fn config(cli: &Cli) -> Result<Config> {
     Ok(Config::from_map(&env)?)
 }
 
+/// The operator's client: aws-config's full chain (profiles, SSO, roles).
+async fn client(config: &Config) -> aws_sdk_dynamodb::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(apikeys_shared::store::https_client());
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::new(&loader.load().await)
+}
+
 fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
     json!({
         "id": key.id,
@@ -149,7 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
         let text = std::fs::read_to_string(template)
             .with_context(|| format!("reading {}", template.display()))?;
         let spec = apikeys_admin::tables::table_spec(&text, apikeys_admin::tables::KEYS_TABLE)?;
-        let client = dynamodb_client(&config).await;
+        let client = client(&config).await;
         let created =
             apikeys_admin::tables::create_table(&client, &config.table_name, &spec).await?;
         if cli.json {
@@ -164,7 +174,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    let store = Store::from_config(&config).await;
+    let store = Store::new(client(&config).await, config.table_name.clone());
     if let Command::Sweep = &cli.command {
         let sweeper = apikeys_shared::sweep::Sweeper::new(store);
         let report = sweeper.sweep(OffsetDateTime::now_utc(), None).await?;

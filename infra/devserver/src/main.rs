@@ -41,12 +41,12 @@ async fn serve(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Respo
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    apikeys_graphql::init_tracing();
+    apikeys_shared::logging::init();
     let addr: SocketAddr = std::env::var("LISTEN_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:4000".into())
         .parse()
         .context("LISTEN_ADDR must be host:port")?;
-    let app = Arc::new(App::from_env().await?);
+    let app = Arc::new(App::from_env()?);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -1,0 +1,268 @@
+"""The benchmark behind `bash infra/bench`: cold start, per-request overhead,
+throughput, size and scaling, each row beside its baseline measured in the same
+run. Prints one markdown table and writes it to target/bench/latest.md.
+
+Run it through infra/bench (it builds the release bootstraps first and runs
+this with the .venv-sam Python, whose aws-sam-cli wheel ships the Lambda
+Runtime Interface Emulator). Every process started here is stopped by pid."""
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE = REPO / "target" / "release"
+HELLO = REPO / "target" / "bench-hello" / "release" / "hello"
+MINISTACK = REPO / ".venv" / "bin" / "ministack"
+SAM = Path(sys.executable).parent / "sam"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def child_of(pid):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            return int(stat.parent.name)
+    return None
+
+
+def vm_hwm_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+def generate_event(*args):
+    out = subprocess.run([str(SAM), "local", "generate-event", *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
+    return json.loads(out.stdout)
+
+
+def rie_binary():
+    import samcli
+
+    return Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
+
+
+def cold_start(bootstrap, event, env):
+    """One cold start under the emulator: (init ms, first invoke ms, peak kB)."""
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix="bench-rie-")[1])
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(rie_binary()), "--runtime-interface-emulator-address", f"127.0.0.1:{port}", str(bootstrap)],
+            env={**env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_TIMEOUT": "30"},
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port)
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
+                data=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+            peak = vm_hwm_kb(child_of(proc.pid))
+        finally:
+            stop(proc)
+    text = log_path.read_text()
+    log_path.unlink()
+    init = re.findall(r"INIT REPORT\(durationMs: ([0-9.]+)\)", text)
+    duration = re.findall(r"REPORT RequestId: \S+\s+(?:Init Duration: [0-9.]+ ms\s+)?Duration: ([0-9.]+) ms", text)
+    if not init or not duration:
+        raise RuntimeError(f"no INIT REPORT/REPORT from the emulator:\n{text}")
+    return float(init[0]), float(duration[0]), peak, answer
+
+
+def zipped_size(path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.write(path, "bootstrap")
+    return len(buffer.getvalue())
+
+
+def runner(env, *args):
+    out = subprocess.run([str(RELEASE / "apikeys-bench"), *args], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"apikeys-bench {args[0]} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cold-starts", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--load-requests", type=int, default=4000)
+    args = parser.parse_args()
+
+    port = free_port()
+    state = tempfile.mkdtemp(prefix="apikeys-bench-")
+    db_log = open(Path(state) / "ministack.log", "w")
+    db = subprocess.Popen([str(MINISTACK)], stdout=db_log, stderr=subprocess.STDOUT,
+                          env={**os.environ, "GATEWAY_PORT": str(port), "BIND_HOST": "127.0.0.1",
+                               "SERVICES": "dynamodb"})
+    procs = [db]
+    rows = []
+    try:
+        wait_listening(port)
+        env = {**AWS_ENV, "PATH": os.environ["PATH"], "TABLE_NAME": "apikeys-bench",
+               "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{port}"}
+        subprocess.run([str(RELEASE / "apikeys-admin"), "create-tables", "--template", str(REPO / "template.yaml")],
+                       env=env, check=True, capture_output=True)
+        tenant = json.loads(subprocess.run(
+            [str(RELEASE / "apikeys-admin"), "--json", "create-tenant", "--name", "Bench", "--slug", "bench",
+             "--admin", "bench"], env=env, check=True, capture_output=True, text=True).stdout)
+        key = tenant["key"]["key"]
+
+        # 1. Cold start and peak memory, 10 fresh emulators per function.
+        rest = generate_event("apigateway", "aws-proxy", "--method", "POST", "--path", "graphql", "--stage", "Prod",
+                              "--body", json.dumps({"query": "query { auth_info { tenant_id } }"}))
+        rest["headers"]["Authorization"] = f"Bearer {key}"
+        rest["multiValueHeaders"]["Authorization"] = [f"Bearer {key}"]
+        scheduled = generate_event("cloudwatch", "scheduled-event")
+        functions = {"hello-world": (HELLO, {}), "graphql": (RELEASE / "graphql", rest),
+                     "sweeper": (RELEASE / "sweeper", scheduled)}
+        cold = {}
+        for name, (bootstrap, event) in functions.items():
+            runs = [cold_start(bootstrap, event, {**env, "AWS_LAMBDA_FUNCTION_NAME": name})
+                    for _ in range(args.cold_starts)]
+            if name == "graphql":
+                body = json.loads(runs[0][3]["body"] if not runs[0][3].get("isBase64Encoded") else
+                                  __import__("base64").b64decode(runs[0][3]["body"]))
+                assert body["data"]["auth_info"]["tenant_id"] == tenant["tenant"]["id"], body
+            cold[name] = {"init": statistics.median(r[0] for r in runs),
+                          "first": statistics.median(r[1] for r in runs),
+                          "peak_mb": statistics.median(r[2] for r in runs) / 1024}
+        hello = cold["hello-world"]
+        for name in ("graphql", "sweeper"):
+            c = cold[name]
+            rows.append((f"cold start: init, {name} (median of {args.cold_starts})", f"{c['init']:.2f} ms",
+                         f"{hello['init']:.2f} ms", ratio(c["init"], hello["init"]), "<= 1.5x"))
+        for name in ("graphql", "sweeper"):
+            c = cold[name]
+            what = "auth_info, 2 DynamoDB reads" if name == "graphql" else "empty sweep"
+            rows.append((f"cold start: first invoke, {name} ({what})", f"{c['first']:.2f} ms",
+                         f"{hello['first']:.2f} ms", ratio(c["first"], hello["first"]), "-"))
+        for name in ("graphql", "sweeper"):
+            c = cold[name]
+            rows.append((f"peak memory (VmHWM), {name}", f"{c['peak_mb']:.1f} MB", f"{hello['peak_mb']:.1f} MB",
+                         ratio(c["peak_mb"], hello["peak_mb"]), "<= 40 MB"))
+
+        # 4. Size.
+        for name in ("graphql", "sweeper"):
+            path = functions[name][0]
+            rows.append((f"size: bootstrap / zip, {name}",
+                         f"{path.stat().st_size / 1e6:.2f} / {zipped_size(path) / 1e6:.2f} MB",
+                         f"{HELLO.stat().st_size / 1e6:.2f} / {zipped_size(HELLO) / 1e6:.2f} MB",
+                         ratio(zipped_size(path), zipped_size(HELLO)), "-"))
+
+        # 2. Per-request overhead, in-process.
+        overhead = runner(env, "overhead", "--iterations", str(args.iterations))
+        for op in ("auth_info", "auth_api_key", "create_api_key"):
+            h, b = overhead[f"{op}/handler"], overhead[f"{op}/bare"]
+            rows.append((f"request: {op}, handler vs bare DynamoDB calls, p50", f"{h['p50_us'] / 1000:.2f} ms",
+                         f"{b['p50_us'] / 1000:.2f} ms", ratio(h["p50_us"], b["p50_us"]), "<= 1.3x"))
+            rows.append((f"request: {op}, p99", f"{h['p99_us'] / 1000:.2f} ms", f"{b['p99_us'] / 1000:.2f} ms",
+                         ratio(h["p99_us"], b["p99_us"]), "-"))
+
+        # 3. Throughput on the local stack.
+        http_port = free_port()
+        server_log = open(Path(state) / "server.log", "w")
+        server = subprocess.Popen([str(RELEASE / "apikeys-devserver")], stdout=server_log, stderr=subprocess.STDOUT,
+                                  env={**env, "LISTEN_ADDR": f"127.0.0.1:{http_port}", "RUST_LOG": "warn"})
+        procs.append(server)
+        wait_listening(http_port)
+        for concurrency in (8, 32):
+            ours, theirs = cpu_seconds(server.pid), cpu_seconds(db.pid)
+            load = runner(env, "load", "--url", f"http://127.0.0.1:{http_port}/graphql", "--key", key,
+                          "--concurrency", str(concurrency), "--requests", str(args.load_requests))
+            ours, theirs = cpu_seconds(server.pid) - ours, cpu_seconds(db.pid) - theirs
+            rows.append((f"throughput: auth_info, {concurrency} clients ({args.load_requests} requests)",
+                         f"{load['requests_per_s']:.0f} req/s, p50 {load['p50_us'] / 1000:.2f} ms, "
+                         f"p99 {load['p99_us'] / 1000:.2f} ms, {load['errors']} errors",
+                         "-", "-", "0 errors"))
+            rows.append((f"throughput: CPU s, apikeys vs local DynamoDB, {concurrency} clients",
+                         f"{ours:.2f} s", f"{theirs:.2f} s", ratio(ours, theirs), "-"))
+
+        # 5. Scaling of DynamoDB requests.
+        scaling = runner(env, "scaling")
+        sweeps = scaling["sweep_50_expired_among_live"]
+        for live, result in sweeps.items():
+            rows.append((f"scaling: sweep of 50 expired among {int(live):,} live keys", f"{result['requests']} requests",
+                         "50 expired", ratio(result["requests"], 50), "flat"))
+        for count, result in scaling["admin_listing_of_service_account_keys"].items():
+            ops = ", ".join(f"{k} {v}" for k, v in sorted(result["by_operation"].items()))
+            rows.append((f"scaling: auth_api_key listing {int(count):,} keys", f"{result['requests']} requests ({ops})",
+                         f"{result['listed']} listed", "-", "1 Query per 1 MB page"))
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    lines = [f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores ({cpu}), "
+             f"{rustc}, local DynamoDB ministack 1.5.33.", "",
+             "| measurement | apikeys | baseline | ratio | goal |", "|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    out = REPO / "target" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+//! apikeys-bench: the measurements `infra/bench` runs and tabulates. Each
+//! prints one JSON object: per-request overhead of the real handler against
+//! the bare DynamoDB calls it must make, load on a running endpoint, and how
+//! DynamoDB request counts scale.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{bail, Context, Result};
+use apikeys_shared::domain::{AccountType, Role};
+use apikeys_shared::service::KeyRequest;
+use apikeys_shared::store::{key_items, StoredKey};
+use apikeys_shared::sweep::Sweeper;
+use apikeys_shared::token::{NewKey, TokenHash};
+use apikeys_tests::{event, prefect_body, Harness, Route};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(about = "apikeys benchmark measurements (run through infra/bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Handler latency vs the bare DynamoDB calls, in-process (DYNAMODB_ENDPOINT).
+    Overhead {
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+    },
+    /// Concurrent `auth_info` requests against a running endpoint.
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        requests: usize,
+    },
+    /// DynamoDB requests of a sweep and of a listing as the table grows.
+    Scaling,
+}
+
+/// Median and 99th percentile, in microseconds.
+fn summary(mut samples: Vec<StdDuration>) -> Value {
+    samples.sort();
+    let at =
+        |q: usize| samples[(samples.len() * q / 100).min(samples.len() - 1)].as_micros() as u64;
+    json!({"p50_us": at(50), "p99_us": at(99), "n": samples.len()})
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+async fn get(client: &Client, table: &str, pk: String, sk: String) -> Result<()> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn query(client: &Client, table: &str, pk: String, prefix: String) -> Result<()> {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+        .expression_attribute_values(":pk", s(pk))
+        .expression_attribute_values(":prefix", s(prefix))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// The two reads authentication cannot avoid.
+async fn bare_auth(h: &Harness, client: &Client, hash: &TokenHash) -> Result<()> {
+    get(
+        client,
+        &h.table,
+        format!("hash#{}", hash.as_str()),
+        "hash".into(),
+    )
+    .await?;
+    get(
+        client,
+        &h.table,
+        h.tenant.id.to_string(),
+        format!("member#{}", h.tenant.admin_id),
+    )
+    .await
+}
+
+async fn handler_call(h: &Harness, body: &[u8], auth: &str) -> Result<Value> {
+    let request = event(Route::RestGraphql, "POST", body, &[("Authorization", auth)]);
+    let started = Instant::now();
+    let response = apikeys_graphql::handle(&h.app, request).await;
+    let elapsed = started.elapsed();
+    let json: Value = serde_json::from_slice(response.body().as_ref())?;
+    if json.get("errors").is_some() {
+        bail!("handler error: {json}");
+    }
+    Ok(json!({"elapsed_ns": elapsed.as_nanos() as u64, "data": json["data"]}))
+}
+
+fn elapsed(v: &Value) -> StdDuration {
+    StdDuration::from_nanos(v["elapsed_ns"].as_u64().unwrap_or(0))
+}
+
+async fn overhead(iterations: usize) -> Result<Value> {
+    let h = Harness::new().await;
+    for i in 0..19 {
+        let request = KeyRequest {
+            name: &format!("k{i}"),
+            expires_at: None,
+        };
+        h.service().issue_key("acme", "alice", request).await?;
+    }
+    let client = h.service().store().client().clone();
+    let key = h.tenant.admin_key.clone();
+    let auth = format!("Bearer {key}");
+    let hash = TokenHash::of(&key);
+    let principal = h.service().authenticate(Some(&key), None).await?;
+    let info_body = prefect_body("query { auth_info { tenant_id user_id } }", None);
+    let list_body = prefect_body("query { auth_api_key { id name expires_at } }", None);
+    let create_body = prefect_body(
+        "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }",
+        Some(json!({"input": {"name": "bench", "user_id": h.tenant.admin_id}})),
+    );
+    let mut samples: BTreeMap<&str, Vec<StdDuration>> = BTreeMap::new();
+    for _ in 0..iterations {
+        let reply = handler_call(&h, &info_body, &auth).await?;
+        samples
+            .entry("auth_info/handler")
+            .or_default()
+            .push(elapsed(&reply));
+        let started = Instant::now();
+        bare_auth(&h, &client, &hash).await?;
+        samples
+            .entry("auth_info/bare")
+            .or_default()
+            .push(started.elapsed());
+
+        let reply = handler_call(&h, &list_body, &auth).await?;
+        let listed = reply["data"]["auth_api_key"].as_array().map_or(0, Vec::len);
+        if listed != 20 {
+            bail!("expected 20 keys, listed {listed}");
+        }
+        samples
+            .entry("auth_api_key/handler")
+            .or_default()
+            .push(elapsed(&reply));
+        let started = Instant::now();
+        bare_auth(&h, &client, &hash).await?;
+        query(
+            &client,
+            &h.table,
+            h.tenant.id.to_string(),
+            format!("ukey#{}#", h.tenant.admin_id),
+        )
+        .await?;
+        query(&client, &h.table, h.tenant.id.to_string(), "skey#".into()).await?;
+        samples
+            .entry("auth_api_key/bare")
+            .or_default()
+            .push(started.elapsed());
+
+        let reply = handler_call(&h, &create_body, &auth).await?;
+        samples
+            .entry("create_api_key/handler")
+            .or_default()
+            .push(elapsed(&reply));
+        let id: Uuid = serde_json::from_value(reply["data"]["create_api_key"]["id"].clone())?;
+        h.service().revoke_api_key(&principal, id).await?;
+
+        let stored = bare_key(&h);
+        let started = Instant::now();
+        bare_auth(&h, &client, &hash).await?;
+        get(
+            &client,
+            &h.table,
+            h.tenant.id.to_string(),
+            format!("member#{}", h.tenant.admin_id),
+        )
+        .await?;
+        bare_create(&h, &client, &stored).await?;
+        samples
+            .entry("create_api_key/bare")
+            .or_default()
+            .push(started.elapsed());
+        h.service()
+            .store()
+            .delete_key(&stored.key_ref(), None)
+            .await?;
+    }
+    let results: BTreeMap<&str, Value> =
+        samples.into_iter().map(|(k, v)| (k, summary(v))).collect();
+    Ok(json!(results))
+}
+
+fn bare_key(h: &Harness) -> StoredKey {
+    let secret = NewKey::generate("apk");
+    StoredKey {
+        key: apikeys_shared::domain::ApiKey {
+            id: Uuid::new_v4(),
+            name: "bench".into(),
+            tenant_id: h.tenant.id,
+            owner_id: h.tenant.admin_id,
+            owner_type: AccountType::User,
+            created: h.now(),
+            created_by: h.tenant.admin_id,
+            created_by_name: Some("alice".into()),
+            expires_at: None,
+            hint: secret.hint(),
+        },
+        hash: secret.hash(),
+    }
+}
+
+/// The one transaction creating a key must make.
+async fn bare_create(h: &Harness, client: &Client, stored: &StoredKey) -> Result<()> {
+    let (listing, lookup) = key_items(stored);
+    let put = |item| -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&h.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    };
+    let update = Update::builder()
+        .table_name(&h.table)
+        .key("pk", s(h.tenant.id.to_string()))
+        .key("sk", s(format!("member#{}", h.tenant.admin_id)))
+        .update_expression("ADD key_count :one")
+        .condition_expression("attribute_exists(pk) AND key_count < :max")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_values(":max", AttributeValue::N("40".into()))
+        .build()?;
+    client
+        .transact_write_items()
+        .transact_items(put(lookup)?)
+        .transact_items(put(listing)?)
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn load(url: String, key: String, concurrency: usize, requests: usize) -> Result<Value> {
+    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build_http();
+    let body = Bytes::from(prefect_body("query { auth_info { tenant_id } }", None));
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, key, body) = (client.clone(), url.clone(), key.clone(), body.clone());
+        let (next, errors) = (Arc::clone(&next), Arc::clone(&errors));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let request = hyper::Request::post(&url)
+                    .header("authorization", format!("Bearer {key}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .expect("request");
+                let sent = Instant::now();
+                let ok = match client.request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+                        status == 200
+                            && bytes.is_ok_and(|b| {
+                                b.windows(9).any(|w| w == b"tenant_id")
+                                    && !b.windows(6).any(|w| w == b"errors")
+                            })
+                    }
+                    Err(_) => false,
+                };
+                latencies.push(sent.elapsed());
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut out = summary(all);
+    out["requests_per_s"] = json!((requests as f64 / seconds).round());
+    out["errors"] = json!(errors.load(Ordering::Relaxed));
+    out["seconds"] = json!(seconds);
+    Ok(out)
+}
+
+async fn scaling() -> Result<Value> {
+    let mut sweeps = BTreeMap::new();
+    for live in [1_000usize, 10_000, 50_000] {
+        let h = Harness::new().await;
+        h.seed_keys(h.tenant.admin_id, AccountType::User, live)
+            .await;
+        let t0 = h.now();
+        for i in 0..50 {
+            let user = format!("e{}", i % 2);
+            if i < 2 {
+                h.add_member("acme", &user, Role::User).await;
+            }
+            let request = KeyRequest {
+                name: "expiring",
+                expires_at: Some(t0 + Duration::seconds(1 + i)),
+            };
+            h.service().issue_key("acme", &user, request).await?;
+        }
+        Sweeper::new(h.service().store().clone())
+            .sweep(t0, None)
+            .await?;
+        h.counter.reset();
+        let report = Sweeper::new(h.service().store().clone())
+            .sweep(t0 + Duration::minutes(1), None)
+            .await?;
+        if report.swept != 50 {
+            bail!("swept {} of 50", report.swept);
+        }
+        sweeps.insert(
+            live.to_string(),
+            json!({"requests": h.counter.total(), "by_operation": h.counter.snapshot()}),
+        );
+    }
+    let mut listings = BTreeMap::new();
+    for keys in [10usize, 100, 1_000] {
+        let h = Harness::new().await;
+        let admin = h
+            .service()
+            .authenticate(Some(&h.tenant.admin_key), None)
+            .await?;
+        let bot = h
+            .service()
+            .create_service_account(&admin, "bot", None, None)
+            .await?;
+        h.seed_keys(bot, AccountType::Service, keys).await;
+        let auth = format!("Bearer {}", h.tenant.admin_key);
+        h.counter.reset();
+        let reply = handler_call(
+            &h,
+            &prefect_body("query { auth_api_key { id } }", None),
+            &auth,
+        )
+        .await?;
+        let listed = reply["data"]["auth_api_key"].as_array().map_or(0, Vec::len);
+        listings.insert(keys.to_string(), json!({"requests": h.counter.total(), "by_operation": h.counter.snapshot(), "listed": listed, "latency_us": elapsed(&reply).as_micros() as u64}));
+    }
+    Ok(
+        json!({"sweep_50_expired_among_live": sweeps, "admin_listing_of_service_account_keys": listings}),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let out = match cli.command {
+        Command::Overhead { iterations } => overhead(iterations).await,
+        Command::Load {
+            url,
+            key,
+            concurrency,
+            requests,
+        } => load(url, key, concurrency, requests).await,
+        Command::Scaling => scaling().await,
+    }
+    .context("measurement failed")?;
+    println!("{out}");
+    Ok(())
+}
