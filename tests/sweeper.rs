@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use apikeys_shared::domain::{AccountType, Role};
+use apikeys_shared::domain::AccountType;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::expiry_bucket;
 use apikeys_shared::sweep::{SweepReport, Sweeper};
@@ -130,13 +130,7 @@ async fn a_key_whose_expiry_moved_into_the_future_is_not_swept() {
 async fn a_sweep_near_its_deadline_stops_early_and_the_next_one_finishes() {
     let h = Harness::new().await;
     let t0 = h.now();
-    for i in 0..50 {
-        let user = format!("u{}", i % 2);
-        if i < 2 {
-            h.add_member("acme", &user, Role::User).await;
-        }
-        key(&h, "acme", &user, Some(t0 + Duration::seconds(1 + i))).await;
-    }
+    h.add_expiring_keys(50, t0).await;
     let mut sweeper = Sweeper::new(h.service().store().clone());
     sweeper.safety_margin = StdDuration::ZERO;
     let now = t0 + Duration::minutes(5);
@@ -183,13 +177,7 @@ async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
     h.seed_keys(h.tenant.admin_id, AccountType::User, live)
         .await;
     let t0 = h.now();
-    for i in 0..50 {
-        let user = format!("e{}", i % 2);
-        if i < 2 {
-            h.add_member("acme", &user, Role::User).await;
-        }
-        key(&h, "acme", &user, Some(t0 + Duration::seconds(1 + i))).await;
-    }
+    h.add_expiring_keys(50, t0).await;
     // A first sweep sets the checkpoint, as the schedule would have.
     Sweeper::new(h.service().store().clone())
         .sweep(t0, None)

@@ -1,6 +1,6 @@
 //! The GraphQL wire contract of API.md, through real API Gateway events.
 
-use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, Route};
+use apikeys_tests::{error_code, mistyped, prefect_body, unauthenticated, Harness, Route};
 use serde_json::{json, Value};
 
 const AUTH_INFO: &str =
@@ -148,10 +148,7 @@ async fn tenant_header_naming_another_or_a_malformed_tenant_is_unauthenticated()
 #[tokio::test]
 async fn missing_malformed_unknown_and_mistyped_keys_get_the_unauthenticated_envelope() {
     let h = Harness::new().await;
-    let mut typo = h.tenant.admin_key.clone().into_bytes();
-    let last = typo.len() - 8;
-    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
-    let typo = String::from_utf8(typo).unwrap();
+    let typo = mistyped(&h.tenant.admin_key, 8);
     let unknown = apikeys_shared::token::NewKey::generate("apk");
     let cases: Vec<Vec<(&str, String)>> = vec![
         vec![],
@@ -181,10 +178,7 @@ async fn missing_malformed_unknown_and_mistyped_keys_get_the_unauthenticated_env
 #[tokio::test]
 async fn a_key_with_a_bad_checksum_is_rejected_without_a_database_read() {
     let h = Harness::new().await;
-    let mut typo = h.tenant.admin_key.clone().into_bytes();
-    let last = typo.len() - 1;
-    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
-    let typo = String::from_utf8(typo).unwrap();
+    let typo = mistyped(&h.tenant.admin_key, 1);
     h.counter.reset();
     let reply = h.gql(&typo, "query { hello }", None).await;
     assert_eq!(reply, unauthenticated());

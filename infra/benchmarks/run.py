@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,75 +22,17 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "infra"))
+from local_services import AWS_ENV, child_of, free_port, generate_event, lambda_emulator, start_ministack, stop, vm_hwm_kb, wait_listening  # noqa: E402
+
 RELEASE = REPO / "target" / "release"
 HELLO = REPO / "target" / "bench-hello" / "release" / "hello"
-MINISTACK = REPO / ".venv" / "bin" / "ministack"
-SAM = Path(sys.executable).parent / "sam"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def cpu_seconds(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def child_of(pid):
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            return int(stat.parent.name)
-    return None
-
-
-def vm_hwm_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return None
-
-
-def generate_event(*args):
-    out = subprocess.run([str(SAM), "local", "generate-event", *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
-    return json.loads(out.stdout)
-
-
-def rie_binary():
-    import samcli
-
-    return Path(samcli.__file__).parent / "local" / "rapid" / "aws-lambda-rie-x86_64"
 
 
 def cold_start(bootstrap, event, env):
@@ -100,11 +41,11 @@ def cold_start(bootstrap, event, env):
     log_path = Path(tempfile.mkstemp(prefix="bench-rie-")[1])
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [str(rie_binary()), "--runtime-interface-emulator-address", f"127.0.0.1:{port}", str(bootstrap)],
+            [str(lambda_emulator()), "--runtime-interface-emulator-address", f"127.0.0.1:{port}", str(bootstrap)],
             env={**env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_TIMEOUT": "30"},
             stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_listening(port)
+            wait_listening(port, "the Lambda emulator")
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
                 data=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
@@ -147,18 +88,12 @@ def main():
     parser.add_argument("--load-requests", type=int, default=4000)
     args = parser.parse_args()
 
-    port = free_port()
     state = tempfile.mkdtemp(prefix="apikeys-bench-")
-    db_log = open(Path(state) / "ministack.log", "w")
-    db = subprocess.Popen([str(MINISTACK)], stdout=db_log, stderr=subprocess.STDOUT,
-                          env={**os.environ, "GATEWAY_PORT": str(port), "BIND_HOST": "127.0.0.1",
-                               "SERVICES": "dynamodb"})
+    db, endpoint = start_ministack()
     procs = [db]
     rows = []
     try:
-        wait_listening(port)
-        env = {**AWS_ENV, "PATH": os.environ["PATH"], "TABLE_NAME": "apikeys-bench",
-               "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{port}"}
+        env = {**AWS_ENV, "PATH": os.environ["PATH"], "TABLE_NAME": "apikeys-bench", "DYNAMODB_ENDPOINT": endpoint}
         subprocess.run([str(RELEASE / "apikeys-admin"), "create-tables", "--template", str(REPO / "template.yaml")],
                        env=env, check=True, capture_output=True)
         tenant = json.loads(subprocess.run(
@@ -223,7 +158,7 @@ def main():
         server = subprocess.Popen([str(RELEASE / "apikeys-devserver")], stdout=server_log, stderr=subprocess.STDOUT,
                                   env={**env, "LISTEN_ADDR": f"127.0.0.1:{http_port}", "RUST_LOG": "warn"})
         procs.append(server)
-        wait_listening(http_port)
+        wait_listening(http_port, "apikeys dev server")
         for concurrency in (8, 32):
             ours, theirs = cpu_seconds(server.pid), cpu_seconds(db.pid)
             load = runner(env, "load", "--url", f"http://127.0.0.1:{http_port}/graphql", "--key", key,

@@ -5,54 +5,20 @@ stopped here, by pid."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "infra"))
+from local_services import AWS_ENV, free_port, start_ministack, stop, wait_listening  # noqa: E402
+
 BIN = Path(os.environ.get("APIKEYS_BIN_DIR", REPO / "target" / "debug"))
-MINISTACK = Path(os.environ.get("MINISTACK_BIN", REPO / ".venv" / "bin" / "ministack"))
 PREFECT = Path(sys.executable).parent / "prefect"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not come up within {timeout} s")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Stack:
@@ -97,34 +63,21 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack():
     state = tempfile.mkdtemp(prefix="apikeys-e2e-")
-    dynamo_port, http_port = free_port(), free_port()
-    procs = []
+    db, endpoint = start_ministack()
+    procs = [db]
     try:
-        db_log = open(Path(state) / "ministack.log", "w")
-        procs.append(subprocess.Popen(
-            [str(MINISTACK)],
-            env={**os.environ, "GATEWAY_PORT": str(dynamo_port), "BIND_HOST": "127.0.0.1",
-                 "SERVICES": "dynamodb"},
-            stdout=db_log, stderr=subprocess.STDOUT,
-        ))
-        health = f"http://127.0.0.1:{dynamo_port}/_ministack/health"
-        wait_until(lambda: urllib.request.urlopen(health, timeout=1).status == 200, "local DynamoDB")
         env = {**AWS_ENV, "PATH": os.environ.get("PATH", ""), "TABLE_NAME": "apikeys-e2e",
-               "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{dynamo_port}"}
+               "DYNAMODB_ENDPOINT": endpoint}
         subprocess.run([str(BIN / "apikeys-admin"), "create-tables", "--template",
                         str(REPO / "template.yaml")], env=env, check=True, capture_output=True)
+        http_port = free_port()
         server_log = open(Path(state) / "server.log", "w")
         procs.append(subprocess.Popen(
             [str(BIN / "apikeys-devserver")],
             env={**env, "LISTEN_ADDR": f"127.0.0.1:{http_port}"},
             stdout=server_log, stderr=subprocess.STDOUT,
         ))
-
-        def listening():
-            with socket.create_connection(("127.0.0.1", http_port), timeout=1):
-                return True
-
-        wait_until(listening, "apikeys dev server")
+        wait_listening(http_port, "apikeys dev server")
         yield Stack(f"http://127.0.0.1:{http_port}", env)
     finally:
         for proc in reversed(procs):

@@ -286,6 +286,31 @@ impl Harness {
         .await
     }
 
+    /// Issues `count` keys in tenant `acme`, the i-th expiring `i + 1`
+    /// seconds after `t0`, spread over new members `expiring-N` (39 each: the
+    /// per-owner limit of 40 less the key a new member is issued). Returns
+    /// their secrets.
+    pub async fn add_expiring_keys(&self, count: usize, t0: OffsetDateTime) -> Vec<String> {
+        let mut secrets = Vec::with_capacity(count);
+        for i in 0..count {
+            let user = format!("expiring-{}", i / 39);
+            if i % 39 == 0 {
+                self.add_member("acme", &user, Role::User).await;
+            }
+            let request = KeyRequest {
+                name: "expiring",
+                expires_at: Some(t0 + Duration::seconds(i as i64 + 1)),
+            };
+            let (_, secret) = self
+                .service()
+                .issue_key("acme", &user, request)
+                .await
+                .expect("issue key");
+            secrets.push(secret.expose_secret().to_string());
+        }
+        secrets
+    }
+
     /// Writes `count` keys of `owner` straight into the table (25 items a
     /// request, bypassing the per-owner limit): half of them expiring within
     /// the next two days, half never. For measuring cost at scale.
@@ -319,23 +344,28 @@ impl Harness {
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
         }
-        let tasks: Vec<_> = requests
-            .chunks(25)
-            .map(|batch| {
-                let (client, table, mut pending) =
-                    (self.client.clone(), self.table.clone(), batch.to_vec());
+        // 16 writers, each sending its share of 25-item batches in turn.
+        let batches: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[_]>::to_vec).collect();
+        let per_writer = batches.len().div_ceil(16).max(1);
+        let tasks: Vec<_> = batches
+            .chunks(per_writer)
+            .map(|share| {
+                let (client, table, share) =
+                    (self.client.clone(), self.table.clone(), share.to_vec());
                 tokio::spawn(async move {
-                    while !pending.is_empty() {
-                        let out = client
-                            .batch_write_item()
-                            .request_items(&table, pending)
-                            .send()
-                            .await
-                            .expect("batch write");
-                        pending = out
-                            .unprocessed_items
-                            .and_then(|mut m| m.remove(&table))
-                            .unwrap_or_default();
+                    for mut pending in share {
+                        while !pending.is_empty() {
+                            let out = client
+                                .batch_write_item()
+                                .request_items(&table, pending)
+                                .send()
+                                .await
+                                .expect("batch write");
+                            pending = out
+                                .unprocessed_items
+                                .and_then(|mut m| m.remove(&table))
+                                .unwrap_or_default();
+                        }
                     }
                 })
             })
@@ -423,6 +453,14 @@ impl Harness {
         }
         listing.len()
     }
+}
+
+/// `key` with the character `from_end` places from its end changed.
+pub fn mistyped(key: &str, from_end: usize) -> String {
+    let mut bytes = key.as_bytes().to_vec();
+    let at = bytes.len() - from_end;
+    bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
+    String::from_utf8(bytes).expect("keys are ASCII")
 }
 
 /// The UNAUTHENTICATED envelope of API.md, exactly.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{bail, Context, Result};
-use apikeys_shared::domain::{AccountType, Role};
+use apikeys_shared::domain::AccountType;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::{key_items, StoredKey};
 use apikeys_shared::sweep::Sweeper;
@@ -326,17 +326,7 @@ async fn scaling() -> Result<Value> {
         h.seed_keys(h.tenant.admin_id, AccountType::User, live)
             .await;
         let t0 = h.now();
-        for i in 0..50 {
-            let user = format!("e{}", i % 2);
-            if i < 2 {
-                h.add_member("acme", &user, Role::User).await;
-            }
-            let request = KeyRequest {
-                name: "expiring",
-                expires_at: Some(t0 + Duration::seconds(1 + i)),
-            };
-            h.service().issue_key("acme", &user, request).await?;
-        }
+        h.add_expiring_keys(50, t0).await;
         Sweeper::new(h.service().store().clone())
             .sweep(t0, None)
             .await?;

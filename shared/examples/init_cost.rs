@@ -1,0 +1,16 @@
+//! Times what a function does at init, step by step (see BENCHMARKS.md).
+
+use std::time::Instant;
+
+fn main() {
+    let started = Instant::now();
+    let config = apikeys_shared::config::Config::from_env().expect("config");
+    let after_config = started.elapsed();
+    let client = apikeys_shared::store::dynamodb_client(&config).expect("client");
+    let after_client = started.elapsed();
+    drop(client);
+    println!(
+        "config {after_config:?}, dynamodb client {:?}",
+        after_client - after_config
+    );
+}
