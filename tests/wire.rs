@@ -352,3 +352,29 @@ async fn introspection_is_off_by_default() {
     assert!(reply.get("errors").is_some(), "{reply}");
     assert_eq!(reply["data"], Value::Null);
 }
+
+#[tokio::test]
+async fn with_graphiql_enabled_get_serves_it_and_introspection_answers() {
+    let h = Harness::with_env(&[("ENABLE_GRAPHIQL", "true")]).await;
+    let reply = h.send_method(Route::RestGraphql, "GET", b"", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("<html") && reply.body.to_lowercase().contains("graphiql"));
+    let data = h
+        .data(
+            &h.tenant.admin_key,
+            "query { __type(name: \"create_api_key_input\") { inputFields { name } } }",
+            None,
+        )
+        .await;
+    let mut fields: Vec<&str> = data["__type"]["inputFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["default_tenant_id", "expires_at", "name", "user_id"]
+    );
+}

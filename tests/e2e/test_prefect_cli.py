@@ -2,13 +2,13 @@
 `prefect.Client().graphql(...)` work unchanged."""
 
 import datetime
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
 
-from conftest import PREFECT
 
 INVALID = "Unauthorized. Invalid Prefect Cloud API key."
 CREATE_SA = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }"
@@ -16,8 +16,9 @@ CREATE_KEY = "mutation($input: create_api_key_input!) { create_api_key(input: $i
 DELETE_SA = "mutation($input: delete_service_account_input!) { delete_service_account(input: $input) { success } }"
 
 
-def new_key(stack, acme, name, **extra):
-    return stack.admin("issue-key", "--tenant", "acme", "--username", "alice", "--name", name, *extra.get("args", []))
+def new_key(stack, name, *args):
+    """A key for alice, issued by the operator."""
+    return stack.admin("issue-key", "--tenant", "acme", "--username", "alice", "--name", name, *args)
 
 
 def test_login_with_the_admin_key_names_the_tenant(stack, acme, tmp_path):
@@ -31,7 +32,7 @@ def test_login_fails_for_a_bad_an_expired_and_a_revoked_key(stack, acme, tmp_pat
     assert (rc, INVALID in out) == (1, True), out
 
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
-    expiring = new_key(stack, acme, "expiring", args=["--expires-at", soon.strftime("%Y-%m-%dT%H:%M:%SZ")])
+    expiring = new_key(stack, "expiring", "--expires-at", soon.strftime("%Y-%m-%dT%H:%M:%SZ"))
     rc, out = stack.cli("login", "--key", expiring["key"], home=tmp_path)
     assert rc == 0, out
     while datetime.datetime.now(datetime.timezone.utc) < soon + datetime.timedelta(seconds=1):
@@ -39,7 +40,7 @@ def test_login_fails_for_a_bad_an_expired_and_a_revoked_key(stack, acme, tmp_pat
     rc, out = stack.cli("login", "--key", expiring["key"], home=tmp_path)
     assert (rc, INVALID in out) == (1, True), out
 
-    doomed = new_key(stack, acme, "doomed")
+    doomed = new_key(stack, "doomed")
     rc, out = stack.cli("login", "--key", doomed["key"], home=tmp_path)
     assert rc == 0, out
     rc, out = stack.cli("revoke-key", "--id", doomed["id"], home=tmp_path)
@@ -162,7 +163,6 @@ def test_the_python_client_graphql_calls(stack, acme, tmp_path):
            "PREFECT__CLOUD__API": stack.url, "PREFECT__CLOUD__API_KEY": acme["admin_key"]}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    import json
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"info": {"tenant_id": acme["id"], "user_id": acme["admin_id"]}, "hello": "👋"}
 

@@ -134,12 +134,18 @@ pub fn prefect_body(query: &str, variables: Option<Value>) -> Vec<u8> {
 impl Harness {
     /// A fresh table and a tenant `acme` whose admin is `alice`.
     pub async fn new() -> Self {
+        Self::with_env(&[]).await
+    }
+
+    /// Like [`Harness::new`], with more configuration variables.
+    pub async fn with_env(extra: &[(&str, &str)]) -> Self {
         let table = format!("test-{}", Uuid::new_v4());
-        let config = Config::from_map(&HashMap::from([
+        let mut env = HashMap::from([
             ("TABLE_NAME".to_string(), table.clone()),
             ("DYNAMODB_ENDPOINT".to_string(), endpoint()),
-        ]))
-        .expect("test config");
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_map(&env).expect("test config");
         let base =
             dynamodb_client(&config).expect("AWS_REGION and credentials are set by infra/test");
         let spec = apikeys_admin::tables::table_spec(TEMPLATE, apikeys_admin::tables::KEYS_TABLE)
