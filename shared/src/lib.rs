@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod https;
 pub mod logging;
 pub mod metrics;
 pub mod service;

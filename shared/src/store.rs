@@ -24,7 +24,6 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use aws_smithy_http_client::tls;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -151,6 +150,14 @@ pub struct Store {
 /// IMDS) keeps those crates out of the bootstrap and their work out of init.
 /// The operator CLI, run by people with profiles and SSO, uses aws-config.
 pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigError> {
+    dynamodb_client_over(config, crate::https::https_client())
+}
+
+/// [`dynamodb_client`] over a given HTTP client.
+pub fn dynamodb_client_over(
+    config: &Config,
+    http: SharedHttpClient,
+) -> std::result::Result<Client, ConfigError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let missing = |name: &str| ConfigError::new(format!("{name} is not set"));
     let region = var("AWS_REGION")
@@ -165,23 +172,13 @@ pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigErr
     );
     let mut builder = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .http_client(https_client())
+        .http_client(http)
         .region(Region::new(region))
         .credentials_provider(credentials);
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
     Ok(Client::from_conf(builder.build()))
-}
-
-/// HTTPS for the SDK: rustls with ring rather than aws-lc, which is a large C
-/// library; smaller bootstraps, faster builds, the same TLS 1.2/1.3.
-pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

@@ -126,7 +126,7 @@ fn config(cli: &Cli) -> Result<Config> {
 /// The operator's client: aws-config's full chain (profiles, SSO, roles).
 async fn client(config: &Config) -> aws_sdk_dynamodb::Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(apikeys_shared::store::https_client());
+        .http_client(apikeys_shared::https::https_client());
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }

@@ -1,0 +1,125 @@
+//! HTTPS for the DynamoDB client: hyper with rustls (ring), trusting Mozilla's
+//! root certificates compiled into the binary (webpki-roots).
+//!
+//! The SDK's default client loads every root certificate of the system when
+//! it is built (the bundle and each file of /etc/ssl/certs): measured, that was
+//! more than half of a function's init. Here nothing is read or parsed from
+//! disk; the trust anchors are static data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::http::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+type Pool = Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>;
+
+/// Connect and read timeouts: the settings a connector is built for.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+/// How long an idle connection is kept for reuse (as the SDK's own client).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The SDK HTTP client used by every apikeys binary: Mozilla's roots.
+pub fn https_client() -> SharedHttpClient {
+    https_client_trusting(rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+}
+
+/// The same client trusting `roots` instead (tests use their own CA).
+pub fn https_client_trusting(roots: rustls::RootCertStore) -> SharedHttpClient {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // A fixed configuration that ring always supports; no input reaches it.
+    .expect("ring supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    SharedHttpClient::new(RustlsClient {
+        tls: Arc::new(tls),
+        connectors: Mutex::default(),
+    })
+}
+
+/// Hands the SDK one pooled connector per timeout setting.
+#[derive(Debug)]
+struct RustlsClient {
+    tls: Arc<rustls::ClientConfig>,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
+}
+
+impl HttpClient for RustlsClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let key: Timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut connectors = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
+        connectors
+            .entry(key)
+            .or_insert_with(|| {
+                let mut tcp = TcpConnector::new();
+                tcp.enforce_http(false);
+                tcp.set_nodelay(true);
+                tcp.set_connect_timeout(key.0);
+                // http: only for a local DynamoDB endpoint override.
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*self.tls).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(tcp);
+                let pool = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(IDLE_TIMEOUT)
+                    .build(https);
+                SharedHttpConnector::new(RustlsConnector {
+                    pool,
+                    read_timeout: key.1,
+                })
+            })
+            .clone()
+    }
+}
+
+#[derive(Debug)]
+struct RustlsConnector {
+    pool: Pool,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpConnector for RustlsConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let (pool, read_timeout) = (self.pool.clone(), self.read_timeout);
+        HttpConnectorFuture::new(async move {
+            let sent = pool.request(request);
+            let answered = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
+                    ConnectorError::timeout(format!("no response within {limit:?}").into())
+                })?,
+                None => sent.await,
+            };
+            // Connection failures and dropped connections: the SDK retries these.
+            let response = answered.map_err(|e| ConnectorError::io(e.into()))?;
+            let (parts, body) = response.into_parts();
+            let response = hyper::Response::from_parts(parts, SdkBody::from_body_1_x(body));
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
