@@ -19,7 +19,7 @@ async fn two_tenants() -> (Harness, apikeys_tests::TenantFixture) {
     (h, b)
 }
 
-/// Everything in `reply` but the request-specific ids, to compare answers.
+/// Two answers are identical: a foreign object looks like a random id.
 fn same_answer(a: &serde_json::Value, b: &serde_json::Value) {
     assert_eq!(a, b, "a foreign object is told apart from a random id");
 }

@@ -1,15 +1,13 @@
 //! The expiry sweeper, driven by the real scheduled event, against the local
 //! DynamoDB: what it removes, what it keeps, deadlines, and its request cost.
 
-use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use apikeys_shared::domain::AccountType;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::expiry_bucket;
 use apikeys_shared::sweep::{SweepReport, Sweeper};
 use apikeys_sweeper::{App, ScheduledEvent};
-use apikeys_tests::{unauthenticated, Harness, SCHEDULED_EVENT};
+use apikeys_tests::{sweep_cost, unauthenticated, Harness, SCHEDULED_EVENT};
 use aws_sdk_dynamodb::types::AttributeValue;
 use time::{Duration, OffsetDateTime};
 
@@ -173,24 +171,8 @@ async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5_000);
-    let h = Arc::new(Harness::new().await);
-    h.seed_keys(h.tenant.admin_id, AccountType::User, live)
-        .await;
-    let t0 = h.now();
-    h.add_expiring_keys(50, t0).await;
-    // A first sweep sets the checkpoint, as the schedule would have.
-    Sweeper::new(h.service().store().clone())
-        .sweep(t0, None)
-        .await
-        .unwrap();
-
-    h.counter.reset();
-    let report = Sweeper::new(h.service().store().clone())
-        .sweep(t0 + Duration::minutes(1), None)
-        .await
-        .unwrap();
-    let counts = h.counter.snapshot();
-    let total = h.counter.total();
+    let (report, counts) = sweep_cost(live).await;
+    let total: u64 = counts.values().sum();
     println!(
         "sweep of {live} live + 50 expired keys: {total} DynamoDB requests {counts:?}; {report:?}"
     );

@@ -2,7 +2,7 @@
 //! real GraphQL handler, and real API Gateway events as `sam local
 //! generate-event` makes them (tests/events/).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use apikeys_graphql::App;
@@ -13,6 +13,7 @@ use apikeys_shared::metrics::RequestCounter;
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::{dynamodb_client, key_items, Store, StoredKey};
+use apikeys_shared::sweep::{SweepReport, Sweeper};
 use apikeys_shared::token::NewKey;
 use apikeys_shared::ApiKeys;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -459,6 +460,25 @@ impl Harness {
         }
         listing.len()
     }
+}
+
+/// The DynamoDB requests of one sweep that finds 50 expired keys among
+/// `live` others (a fresh table; a first sweep sets the checkpoint, as the
+/// schedule would have). Returns the report and the requests by operation.
+pub async fn sweep_cost(live: usize) -> (SweepReport, BTreeMap<String, u64>) {
+    let h = Harness::new().await;
+    h.seed_keys(h.tenant.admin_id, AccountType::User, live)
+        .await;
+    let t0 = h.now();
+    h.add_expiring_keys(50, t0).await;
+    let sweeper = Sweeper::new(h.service().store().clone());
+    sweeper.sweep(t0, None).await.expect("first sweep");
+    h.counter.reset();
+    let report = sweeper
+        .sweep(t0 + Duration::minutes(1), None)
+        .await
+        .expect("sweep");
+    (report, h.counter.snapshot())
 }
 
 /// `key` with the character `from_end` places from its end changed.

@@ -12,9 +12,8 @@ use anyhow::{bail, Context, Result};
 use apikeys_shared::domain::AccountType;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::{key_items, StoredKey};
-use apikeys_shared::sweep::Sweeper;
 use apikeys_shared::token::{NewKey, TokenHash};
-use apikeys_tests::{event, prefect_body, Harness, Route};
+use apikeys_tests::{event, prefect_body, sweep_cost, Harness, Route};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use clap::{Parser, Subcommand};
@@ -23,7 +22,6 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use time::Duration;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -322,24 +320,14 @@ async fn load(url: String, key: String, concurrency: usize, requests: usize) -> 
 async fn scaling() -> Result<Value> {
     let mut sweeps = BTreeMap::new();
     for live in [1_000usize, 10_000, 50_000] {
-        let h = Harness::new().await;
-        h.seed_keys(h.tenant.admin_id, AccountType::User, live)
-            .await;
-        let t0 = h.now();
-        h.add_expiring_keys(50, t0).await;
-        Sweeper::new(h.service().store().clone())
-            .sweep(t0, None)
-            .await?;
-        h.counter.reset();
-        let report = Sweeper::new(h.service().store().clone())
-            .sweep(t0 + Duration::minutes(1), None)
-            .await?;
+        let (report, counts) = sweep_cost(live).await;
         if report.swept != 50 {
             bail!("swept {} of 50", report.swept);
         }
+        let total: u64 = counts.values().sum();
         sweeps.insert(
             live.to_string(),
-            json!({"requests": h.counter.total(), "by_operation": h.counter.snapshot()}),
+            json!({"requests": total, "by_operation": counts}),
         );
     }
     let mut listings = BTreeMap::new();
