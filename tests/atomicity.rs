@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use apikeys_shared::domain::{AccountType, ApiKey, Role};
 use apikeys_shared::service::operator::NewUser;
-use apikeys_shared::store::{StoreError, StoredKey};
+use apikeys_shared::store::StoredKey;
 use apikeys_shared::token::NewKey;
 use apikeys_tests::Harness;
 use uuid::Uuid;
@@ -52,7 +52,7 @@ async fn a_key_for_an_owner_removed_meanwhile_is_not_written_at_all() {
         .insert_key(&key_for(&h, bob.user_id, AccountType::User), None)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.is_condition_failure(), "{err}");
     assert_eq!(h.items().await, before);
     h.assert_consistent().await;
 }
@@ -87,7 +87,7 @@ async fn a_service_account_key_created_by_a_demoted_admin_is_not_written() {
         .insert_key(&key_for(&h, sa, AccountType::Service), Some(bob.user_id))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.is_condition_failure(), "{err}");
     assert_eq!(h.items().await, before);
 }
 
@@ -108,8 +108,11 @@ async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
         .await
         .unwrap();
     let before = h.items().await;
-    let err = store.delete_membership(&member, &keys).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = store
+        .delete_membership(&member, &keys, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_condition_failure(), "{err}");
     assert_eq!(h.items().await, before);
     h.assert_consistent().await;
 }

@@ -61,18 +61,43 @@ impl Target {
     }
 }
 
-/// May a caller with `role` do `action` to `target`?
-pub fn authorize(role: Role, action: Action, target: Target) -> bool {
+/// Who acts: the caller's role in the tenant and whether it is a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub role: Role,
+    pub account_type: AccountType,
+}
+
+impl Actor {
+    pub const fn new(role: Role, account_type: AccountType) -> Self {
+        Self { role, account_type }
+    }
+}
+
+/// May `actor` do `action` to `target`?
+///
+/// Service accounts are tenant admins by default, so an admin service
+/// account manages keys and service accounts (itself included) like any
+/// admin; but the people of a tenant (their roles and memberships) are
+/// changed only by a human admin: a leaked CI key cannot rewrite the team.
+pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
     use Action::*;
-    let admin = role == Role::TenantAdmin;
+    let admin = actor.role == Role::TenantAdmin;
+    let human_admin = admin && actor.account_type == AccountType::User;
+    let service_admin = admin && actor.account_type == AccountType::Service;
     match (action, target) {
         (ReadTenant, _) => true,
         (CreateKey | ListKeys | RevokeKey, Target::Myself) => true,
         (CreateKey | ListKeys | RevokeKey, Target::ServiceAccount) => admin,
         (CreateKey | ListKeys | RevokeKey, Target::OtherUser) => false,
-        (CreateServiceAccount | DeleteServiceAccount, Target::ServiceAccount) => admin,
-        (CreateServiceAccount | DeleteServiceAccount, _) => false,
-        (ChangeRole | RemoveMember, _) => admin,
+        (CreateServiceAccount, Target::ServiceAccount) => admin,
+        (CreateServiceAccount, _) => false,
+        (DeleteServiceAccount, Target::ServiceAccount) => admin,
+        // The same answer as `RemoveMember` of oneself: both paths agree.
+        (DeleteServiceAccount, Target::Myself) => service_admin,
+        (DeleteServiceAccount, Target::OtherUser) => false,
+        (ChangeRole | RemoveMember, Target::Myself | Target::ServiceAccount) => admin,
+        (ChangeRole | RemoveMember, Target::OtherUser) => human_admin,
     }
 }
 
@@ -97,57 +122,88 @@ mod tests {
     use Role::*;
     use Target::*;
 
-    /// Every (role, action, target) combination and its expected answer.
+    /// Every (action, target) and the answer for each role
+    /// `[TenantAdmin, User, ReadOnlyUser]`, when a person acts and when a
+    /// service account acts.
     #[rustfmt::skip]
-    const TABLE: &[(Role, Action, Target, bool)] = &[
-        (TenantAdmin, CreateKey, Myself, true),   (User, CreateKey, Myself, true),   (ReadOnlyUser, CreateKey, Myself, true),
-        (TenantAdmin, CreateKey, ServiceAccount, true), (User, CreateKey, ServiceAccount, false), (ReadOnlyUser, CreateKey, ServiceAccount, false),
-        (TenantAdmin, CreateKey, OtherUser, false), (User, CreateKey, OtherUser, false), (ReadOnlyUser, CreateKey, OtherUser, false),
-        (TenantAdmin, ListKeys, Myself, true),    (User, ListKeys, Myself, true),    (ReadOnlyUser, ListKeys, Myself, true),
-        (TenantAdmin, ListKeys, ServiceAccount, true), (User, ListKeys, ServiceAccount, false), (ReadOnlyUser, ListKeys, ServiceAccount, false),
-        (TenantAdmin, ListKeys, OtherUser, false), (User, ListKeys, OtherUser, false), (ReadOnlyUser, ListKeys, OtherUser, false),
-        (TenantAdmin, RevokeKey, Myself, true),   (User, RevokeKey, Myself, true),   (ReadOnlyUser, RevokeKey, Myself, true),
-        (TenantAdmin, RevokeKey, ServiceAccount, true), (User, RevokeKey, ServiceAccount, false), (ReadOnlyUser, RevokeKey, ServiceAccount, false),
-        (TenantAdmin, RevokeKey, OtherUser, false), (User, RevokeKey, OtherUser, false), (ReadOnlyUser, RevokeKey, OtherUser, false),
-        (TenantAdmin, CreateServiceAccount, Myself, false), (User, CreateServiceAccount, Myself, false), (ReadOnlyUser, CreateServiceAccount, Myself, false),
-        (TenantAdmin, CreateServiceAccount, ServiceAccount, true), (User, CreateServiceAccount, ServiceAccount, false), (ReadOnlyUser, CreateServiceAccount, ServiceAccount, false),
-        (TenantAdmin, CreateServiceAccount, OtherUser, false), (User, CreateServiceAccount, OtherUser, false), (ReadOnlyUser, CreateServiceAccount, OtherUser, false),
-        (TenantAdmin, DeleteServiceAccount, Myself, false), (User, DeleteServiceAccount, Myself, false), (ReadOnlyUser, DeleteServiceAccount, Myself, false),
-        (TenantAdmin, DeleteServiceAccount, ServiceAccount, true), (User, DeleteServiceAccount, ServiceAccount, false), (ReadOnlyUser, DeleteServiceAccount, ServiceAccount, false),
-        (TenantAdmin, DeleteServiceAccount, OtherUser, false), (User, DeleteServiceAccount, OtherUser, false), (ReadOnlyUser, DeleteServiceAccount, OtherUser, false),
-        (TenantAdmin, ChangeRole, Myself, true),  (User, ChangeRole, Myself, false),  (ReadOnlyUser, ChangeRole, Myself, false),
-        (TenantAdmin, ChangeRole, ServiceAccount, true), (User, ChangeRole, ServiceAccount, false), (ReadOnlyUser, ChangeRole, ServiceAccount, false),
-        (TenantAdmin, ChangeRole, OtherUser, true), (User, ChangeRole, OtherUser, false), (ReadOnlyUser, ChangeRole, OtherUser, false),
-        (TenantAdmin, RemoveMember, Myself, true), (User, RemoveMember, Myself, false), (ReadOnlyUser, RemoveMember, Myself, false),
-        (TenantAdmin, RemoveMember, ServiceAccount, true), (User, RemoveMember, ServiceAccount, false), (ReadOnlyUser, RemoveMember, ServiceAccount, false),
-        (TenantAdmin, RemoveMember, OtherUser, true), (User, RemoveMember, OtherUser, false), (ReadOnlyUser, RemoveMember, OtherUser, false),
-        (TenantAdmin, ReadTenant, Myself, true),  (User, ReadTenant, Myself, true),  (ReadOnlyUser, ReadTenant, Myself, true),
-        (TenantAdmin, ReadTenant, ServiceAccount, true), (User, ReadTenant, ServiceAccount, true), (ReadOnlyUser, ReadTenant, ServiceAccount, true),
-        (TenantAdmin, ReadTenant, OtherUser, true), (User, ReadTenant, OtherUser, true), (ReadOnlyUser, ReadTenant, OtherUser, true),
+    const TABLE: &[(Action, Target, [bool; 3], [bool; 3])] = &[
+        //                                      person               service account
+        (CreateKey, Myself,                    [true, true, true],   [true, true, true]),
+        (CreateKey, ServiceAccount,            [true, false, false], [true, false, false]),
+        (CreateKey, OtherUser,                 [false, false, false], [false, false, false]),
+        (ListKeys, Myself,                     [true, true, true],   [true, true, true]),
+        (ListKeys, ServiceAccount,             [true, false, false], [true, false, false]),
+        (ListKeys, OtherUser,                  [false, false, false], [false, false, false]),
+        (RevokeKey, Myself,                    [true, true, true],   [true, true, true]),
+        (RevokeKey, ServiceAccount,            [true, false, false], [true, false, false]),
+        (RevokeKey, OtherUser,                 [false, false, false], [false, false, false]),
+        (CreateServiceAccount, Myself,         [false, false, false], [false, false, false]),
+        (CreateServiceAccount, ServiceAccount, [true, false, false], [true, false, false]),
+        (CreateServiceAccount, OtherUser,      [false, false, false], [false, false, false]),
+        (DeleteServiceAccount, Myself,         [false, false, false], [true, false, false]),
+        (DeleteServiceAccount, ServiceAccount, [true, false, false], [true, false, false]),
+        (DeleteServiceAccount, OtherUser,      [false, false, false], [false, false, false]),
+        (ChangeRole, Myself,                   [true, false, false], [true, false, false]),
+        (ChangeRole, ServiceAccount,           [true, false, false], [true, false, false]),
+        (ChangeRole, OtherUser,                [true, false, false], [false, false, false]),
+        (RemoveMember, Myself,                 [true, false, false], [true, false, false]),
+        (RemoveMember, ServiceAccount,         [true, false, false], [true, false, false]),
+        (RemoveMember, OtherUser,              [true, false, false], [false, false, false]),
+        (ReadTenant, Myself,                   [true, true, true],   [true, true, true]),
+        (ReadTenant, ServiceAccount,           [true, true, true],   [true, true, true]),
+        (ReadTenant, OtherUser,                [true, true, true],   [true, true, true]),
     ];
 
     #[test]
-    fn every_role_action_target_combination_matches_the_table() {
-        for role in Role::ALL {
-            for action in Action::ALL {
-                for target in Target::ALL {
-                    let expected = TABLE
-                        .iter()
-                        .find(|(r, a, t, _)| (*r, *a, *t) == (role, action, target))
-                        .map(|row| row.3)
-                        .unwrap_or_else(|| panic!("table lacks {role:?} {action:?} {target:?}"));
-                    assert_eq!(
-                        authorize(role, action, target),
-                        expected,
-                        "{role:?} {action:?} {target:?}"
-                    );
+    fn every_actor_action_target_combination_matches_the_table() {
+        let mut checked = 0;
+        for action in Action::ALL {
+            for target in Target::ALL {
+                let row = TABLE
+                    .iter()
+                    .find(|(a, t, _, _)| (*a, *t) == (action, target))
+                    .unwrap_or_else(|| panic!("table lacks {action:?} {target:?}"));
+                for (i, role) in Role::ALL.into_iter().enumerate() {
+                    for (account_type, expected) in [
+                        (AccountType::User, row.2[i]),
+                        (AccountType::Service, row.3[i]),
+                    ] {
+                        let actor = Actor::new(role, account_type);
+                        assert_eq!(
+                            authorize(actor, action, target),
+                            expected,
+                            "{actor:?} {action:?} {target:?}"
+                        );
+                        checked += 1;
+                    }
                 }
             }
         }
-        assert_eq!(
-            TABLE.len(),
-            Role::ALL.len() * Action::ALL.len() * Target::ALL.len()
-        );
+        assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
+        assert_eq!(checked, 144);
+    }
+
+    #[test]
+    fn a_service_account_cannot_change_or_remove_a_person_but_a_human_admin_can() {
+        let bot = Actor::new(TenantAdmin, AccountType::Service);
+        let person = Actor::new(TenantAdmin, AccountType::User);
+        for action in [ChangeRole, RemoveMember] {
+            assert!(!authorize(bot, action, OtherUser));
+            assert!(authorize(bot, action, ServiceAccount));
+            assert!(authorize(person, action, OtherUser));
+        }
+    }
+
+    #[test]
+    fn removing_oneself_answers_alike_on_both_paths() {
+        for role in Role::ALL {
+            let bot = Actor::new(role, AccountType::Service);
+            assert_eq!(
+                authorize(bot, DeleteServiceAccount, Myself),
+                authorize(bot, RemoveMember, Myself),
+                "{role:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 /// caps at 100 items: 1 + 2 * 40 + 1 fits with room to spare.
 pub const MAX_KEYS_PER_OWNER: u32 = 40;
 
+/// Default cap on service accounts per tenant (`MAX_SERVICE_ACCOUNTS`).
+pub const DEFAULT_MAX_SERVICE_ACCOUNTS: u32 = 100;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The DynamoDB table holding every item (`TABLE_NAME`).
@@ -17,8 +20,12 @@ pub struct Config {
     pub user_key_prefix: String,
     /// Prefix of service-account keys (`SERVICE_KEY_PREFIX`, default `apks`).
     pub service_key_prefix: String,
-    /// Serve GraphiQL on GET and allow introspection (`ENABLE_GRAPHIQL`, default false).
-    pub graphiql: bool,
+    /// Allow schema introspection (`ENABLE_INTROSPECTION`, default false;
+    /// `ENABLE_GRAPHIQL`, its former name, is still read).
+    pub introspection: bool,
+    /// Service accounts a tenant may have (`MAX_SERVICE_ACCOUNTS`, 1 to
+    /// 10000, default 100).
+    pub max_service_accounts: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,17 +69,31 @@ impl Config {
                 "USER_KEY_PREFIX and SERVICE_KEY_PREFIX must differ".into(),
             ));
         }
-        let graphiql = match get("ENABLE_GRAPHIQL") {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(_) => return Err(ConfigError("ENABLE_GRAPHIQL must be true or false".into())),
+        let switch = |name: &str| match get(name) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(_) => Err(ConfigError(format!("{name} must be true or false"))),
+        };
+        let introspection = switch("ENABLE_INTROSPECTION")? || switch("ENABLE_GRAPHIQL")?;
+        let max_service_accounts = match get("MAX_SERVICE_ACCOUNTS") {
+            None => DEFAULT_MAX_SERVICE_ACCOUNTS,
+            Some(value) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    ConfigError(
+                        "MAX_SERVICE_ACCOUNTS must be a whole number from 1 to 10000".into(),
+                    )
+                })?,
         };
         Ok(Self {
             table_name,
             endpoint: get("DYNAMODB_ENDPOINT").map(str::to_string),
             user_key_prefix,
             service_key_prefix,
-            graphiql,
+            introspection,
+            max_service_accounts,
         })
     }
 }
@@ -100,7 +121,8 @@ mod tests {
         assert_eq!(config.user_key_prefix, "apk");
         assert_eq!(config.service_key_prefix, "apks");
         assert_eq!(config.endpoint, None);
-        assert!(!config.graphiql);
+        assert!(!config.introspection);
+        assert_eq!(config.max_service_accounts, DEFAULT_MAX_SERVICE_ACCOUNTS);
     }
 
     #[test]
@@ -109,5 +131,14 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("USER_KEY_PREFIX"));
         let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("ENABLE_GRAPHIQL", "yes")]));
         assert!(err.unwrap_err().to_string().contains("ENABLE_GRAPHIQL"));
+        for bad in ["0", "-1", "10001", "lots", "99999999999"] {
+            let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("MAX_SERVICE_ACCOUNTS", bad)]));
+            assert!(
+                err.unwrap_err()
+                    .to_string()
+                    .contains("MAX_SERVICE_ACCOUNTS"),
+                "{bad}"
+            );
+        }
     }
 }

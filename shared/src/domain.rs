@@ -100,6 +100,15 @@ pub struct Membership {
     pub role: Role,
     pub key_count: u32,
     pub created: OffsetDateTime,
+    /// Removal has begun: no new key may be created for this member.
+    pub removing: bool,
+}
+
+impl Membership {
+    /// A person with the admin role: the tenant must always keep one.
+    pub fn is_admin_user(&self) -> bool {
+        self.account_type == AccountType::User && self.role == Role::TenantAdmin
+    }
 }
 
 /// Who is calling: the owner of the presented key, acting in the key's tenant.
@@ -111,6 +120,14 @@ pub struct Principal {
     pub username: String,
     pub account_type: AccountType,
     pub role: Role,
+    /// The caller's membership as authentication read it.
+    pub membership: Membership,
+}
+
+impl Principal {
+    pub fn actor(&self) -> crate::authz::Actor {
+        crate::authz::Actor::new(self.role, self.account_type)
+    }
 }
 
 /// An API key's metadata. The secret is never part of it.

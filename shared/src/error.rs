@@ -1,6 +1,6 @@
 //! The errors of the service layer; the GraphQL edge maps each to a code once.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// Missing, malformed, unknown, expired or revoked key, or a foreign tenant.
     #[error("Unauthenticated")]

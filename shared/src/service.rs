@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::{Store, StoreError, StoredKey};
 use crate::token::{verify_presented, NewKey};
 
-/// How often an operation re-reads and retries after a concurrent change.
+/// How often a read-modify-write re-reads and retries after a concurrent change.
 const CONFLICT_RETRIES: usize = 3;
 
 pub struct ApiKeys {
@@ -27,6 +27,22 @@ pub struct ApiKeys {
 pub struct KeyRequest<'a> {
     pub name: &'a str,
     pub expires_at: Option<OffsetDateTime>,
+}
+
+fn key_limit_reached() -> Error {
+    Error::BadInput(format!(
+        "an owner may hold at most {MAX_KEYS_PER_OWNER} keys in a tenant: revoke one first"
+    ))
+}
+
+fn last_admin(verb: &str) -> Error {
+    Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
+}
+
+/// A store error after which a retry by the caller cannot help: a condition
+/// that no branch of the caller explained is a bug, reported as internal.
+fn internal(e: StoreError) -> Error {
+    Error::Store(e)
 }
 
 impl ApiKeys {
@@ -62,13 +78,7 @@ impl ApiKeys {
         bearer: Option<&str>,
         tenant_header: Option<&str>,
     ) -> Result<Principal> {
-        let prefixes = [
-            self.config.user_key_prefix.as_str(),
-            self.config.service_key_prefix.as_str(),
-        ];
-        let hash = bearer
-            .and_then(|key| verify_presented(key, &prefixes))
-            .ok_or(Error::Unauthenticated)?;
+        let hash = self.presented_hash(bearer).ok_or(Error::Unauthenticated)?;
         let wanted_tenant = match tenant_header {
             Some(value) => Some(Uuid::parse_str(value.trim()).map_err(|_| Error::Unauthenticated)?),
             None => None,
@@ -94,10 +104,21 @@ impl ApiKeys {
             user_id: member.user_id,
             tenant_id: member.tenant_id,
             api_key_id: record.key_id,
-            username: member.username,
+            username: member.username.clone(),
             account_type: member.account_type,
             role: member.role,
+            membership: member,
         })
+    }
+
+    /// The hash of a presented key when its shape and checksum are right:
+    /// no database read. `None` can only ever be "Unauthenticated".
+    pub fn presented_hash(&self, bearer: Option<&str>) -> Option<crate::token::TokenHash> {
+        let prefixes = [
+            self.config.user_key_prefix.as_str(),
+            self.config.service_key_prefix.as_str(),
+        ];
+        bearer.and_then(|key| verify_presented(key, &prefixes))
     }
 
     pub async fn current_tenant(&self, p: &Principal) -> Result<Tenant> {
@@ -107,11 +128,9 @@ impl ApiKeys {
         }
     }
 
-    pub async fn me(&self, p: &Principal) -> Result<Membership> {
-        self.store
-            .membership(p.tenant_id, p.user_id)
-            .await?
-            .ok_or(Error::Unauthenticated)
+    /// The caller's membership, as authentication read it in this request.
+    pub fn me(&self, p: &Principal) -> Membership {
+        p.membership.clone()
     }
 
     /// Users and service accounts of the caller's tenant.
@@ -158,6 +177,48 @@ impl ApiKeys {
         Ok(())
     }
 
+    /// Every key an owner holds in its tenant.
+    async fn keys_of_owner(&self, owner: &Membership) -> Result<Vec<StoredKey>> {
+        let tenant = owner.tenant_id;
+        Ok(match owner.account_type {
+            AccountType::User => self.store.keys_of_user(tenant, owner.user_id).await?,
+            AccountType::Service => self
+                .store
+                .service_account_keys(tenant)
+                .await?
+                .into_iter()
+                .filter(|k| k.key.owner_id == owner.user_id)
+                .collect(),
+        })
+    }
+
+    /// An owner at the key limit whose expired keys are not swept yet: they
+    /// no longer count (the listing hides them), so remove them now, in one
+    /// transaction, and return the owner as it is after that.
+    async fn make_room(&self, owner: Membership) -> Result<Membership> {
+        let now = self.now();
+        let expired: Vec<_> = self
+            .keys_of_owner(&owner)
+            .await?
+            .iter()
+            .filter(|k| k.key.expires_at.is_some_and(|at| at <= now))
+            .map(StoredKey::key_ref)
+            .collect();
+        if expired.is_empty() {
+            return Ok(owner);
+        }
+        match self.store.delete_expired_keys(&owner, &expired, now).await {
+            // A failed condition: one was revoked or swept meanwhile; the
+            // re-read below tells what room there is now.
+            Err(e) if !e.is_condition_failure() => return Err(e.into()),
+            _ => {}
+        }
+        self.store
+            .membership(owner.tenant_id, owner.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
     /// `create_api_key`: the secret is in the returned [`NewKey`], shown once.
     pub async fn create_api_key(
         &self,
@@ -172,26 +233,52 @@ impl ApiKeys {
                 "default_tenant_id must be the tenant the request acts in".into(),
             ));
         }
-        let owner = self
-            .store
-            .membership(p.tenant_id, user_id)
-            .await?
-            .ok_or(Error::NotFound("user"))?;
-        let target = Target::of(p.user_id, owner.user_id, owner.account_type);
-        if !authorize(p.role, Action::CreateKey, target) {
+        // Only an admin may create a key for someone else: decided before
+        // any read.
+        let for_myself = user_id == p.user_id;
+        if !for_myself && !authorize(p.actor(), Action::CreateKey, Target::ServiceAccount) {
             return Err(Error::NotFound("user"));
         }
+        let owner = if for_myself {
+            p.membership.clone()
+        } else {
+            self.store
+                .membership(p.tenant_id, user_id)
+                .await?
+                .ok_or(Error::NotFound("user"))?
+        };
+        let target = Target::of(p.user_id, owner.user_id, owner.account_type);
+        if owner.removing || !authorize(p.actor(), Action::CreateKey, target) {
+            return Err(Error::NotFound("user"));
+        }
+        let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
+            self.make_room(owner).await?
+        } else {
+            owner
+        };
         if owner.key_count >= MAX_KEYS_PER_OWNER {
-            return Err(Error::BadInput(format!(
-                "an owner may hold at most {MAX_KEYS_PER_OWNER} keys in a tenant: revoke one first"
-            )));
+            return Err(key_limit_reached());
         }
         let (stored, secret) = self.mint(&owner, &request, (p.user_id, &p.username));
         let creator_admin = (target != Target::Myself).then_some(p.user_id);
         match self.store.insert_key(&stored, creator_admin).await {
             Ok(()) => Ok((stored.key, secret)),
-            Err(StoreError::Conflict(_)) => Err(Error::NotFound("user")),
-            Err(e) => Err(e.into()),
+            // The owner is gone, being removed, or reached the limit meanwhile.
+            Err(e) if e.condition_failed(2) => {
+                match self
+                    .store
+                    .membership(owner.tenant_id, owner.user_id)
+                    .await?
+                {
+                    Some(now) if !now.removing && now.key_count >= MAX_KEYS_PER_OWNER => {
+                        Err(key_limit_reached())
+                    }
+                    _ => Err(Error::NotFound("user")),
+                }
+            }
+            // The creator is no longer an admin: not theirs to create.
+            Err(e) if e.condition_failed(3) => Err(Error::NotFound("user")),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -202,12 +289,12 @@ impl ApiKeys {
             AccountType::User => self.store.keys_of_user(p.tenant_id, p.user_id).await?,
             AccountType::Service => Vec::new(),
         };
-        let sees_service_keys = authorize(p.role, Action::ListKeys, Target::ServiceAccount);
+        let sees_service_keys = authorize(p.actor(), Action::ListKeys, Target::ServiceAccount);
         if sees_service_keys || p.account_type == AccountType::Service {
             let service_keys = self.store.service_account_keys(p.tenant_id).await?;
             keys.extend(service_keys.into_iter().filter(|k| {
                 let target = Target::of(p.user_id, k.key.owner_id, AccountType::Service);
-                authorize(p.role, Action::ListKeys, target)
+                authorize(p.actor(), Action::ListKeys, target)
             }));
         }
         let now = self.now();
@@ -231,25 +318,45 @@ impl ApiKeys {
             }
             AccountType::Service => None,
         };
+        // A person who is not an admin can only revoke their own keys: no
+        // read of service-account keys for them.
+        let may_see_service_keys = p.account_type == AccountType::Service
+            || authorize(p.actor(), Action::RevokeKey, Target::ServiceAccount);
         let found = match own {
             Some(k) => Some(k),
-            None => {
+            None if may_see_service_keys => {
                 self.store
                     .key(p.tenant_id, AccountType::Service, Uuid::nil(), key_id)
                     .await?
             }
+            None => None,
         };
         let Some(stored) = found else {
             return Ok(false);
         };
         let target = Target::of(p.user_id, stored.key.owner_id, stored.key.owner_type);
-        if !authorize(p.role, Action::RevokeKey, target) {
+        if !authorize(p.actor(), Action::RevokeKey, target) {
             return Ok(false);
         }
-        match self.store.delete_key(&stored.key_ref(), None).await {
+        let caller_admin = (target != Target::Myself).then_some(p.user_id);
+        match self
+            .store
+            .delete_key(&stored.key_ref(), None, caller_admin)
+            .await
+        {
             Ok(()) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e.into()),
+            // Revoked (or its owner removed) meanwhile: it is gone, truly.
+            Err(e) if e.condition_failed(0) || e.condition_failed(1) => Ok(false),
+            // Its owner is being removed, keys and all, right now: asking
+            // again in a moment finds it gone.
+            Err(e) if e.condition_failed(2) => Err(StoreError::Transient {
+                message: "the key's owner is being removed".into(),
+                unknown_outcome: false,
+            }
+            .into()),
+            // The caller lost the admin role meanwhile: no longer theirs.
+            Err(e) if e.condition_failed(3) => Ok(false),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -268,10 +375,14 @@ impl ApiKeys {
             Some(id) => Role::from_id(id).ok_or(Error::BadInput("unknown role_id".into()))?,
             None => Role::TenantAdmin,
         };
-        if !authorize(p.role, Action::CreateServiceAccount, Target::ServiceAccount) {
-            return Err(Error::Forbidden(
-                "only a tenant admin may create service accounts".into(),
-            ));
+        let forbidden =
+            || Error::Forbidden("only a tenant admin may create service accounts".into());
+        if !authorize(
+            p.actor(),
+            Action::CreateServiceAccount,
+            Target::ServiceAccount,
+        ) {
+            return Err(forbidden());
         }
         let account = Membership {
             id: Uuid::new_v4(),
@@ -283,72 +394,94 @@ impl ApiKeys {
             role,
             key_count: 0,
             created: self.now(),
+            removing: false,
         };
+        let cap = self.config.max_service_accounts;
         match self
             .store
-            .insert_membership(&account, Some(p.user_id))
+            .insert_membership(&account, Some(p.user_id), cap)
             .await
         {
             Ok(()) => Ok(account.user_id),
-            Err(StoreError::Conflict(_)) => Err(Error::Forbidden(
-                "only a tenant admin may create service accounts".into(),
-            )),
-            Err(e) => Err(e.into()),
+            Err(e) if e.condition_failed(1) => Err(Error::BadInput(format!(
+                "a tenant may have at most {cap} service accounts: delete one first"
+            ))),
+            Err(e) if e.condition_failed(2) => Err(forbidden()),
+            Err(e) => Err(internal(e)),
         }
     }
 
     /// Deletes a service account and all its keys; `false` when there is no
     /// such service account the caller may delete.
     pub async fn delete_service_account(&self, p: &Principal, user_id: Uuid) -> Result<bool> {
+        if p.role != Role::TenantAdmin {
+            return Ok(false);
+        }
         let Some(account) = self.store.membership(p.tenant_id, user_id).await? else {
             return Ok(false);
         };
         let target = Target::of(p.user_id, user_id, account.account_type);
         if account.account_type != AccountType::Service
-            || !authorize(p.role, Action::DeleteServiceAccount, target)
+            || !authorize(p.actor(), Action::DeleteServiceAccount, target)
         {
             return Ok(false);
         }
-        self.remove_with_keys(p.tenant_id, user_id).await
+        self.remove_member(p, account).await
     }
 
-    /// Removes a membership with every key it owns, re-reading after a
-    /// concurrent change. Returns `false` when it is already gone.
-    async fn remove_with_keys(&self, tenant: Uuid, user_id: Uuid) -> Result<bool> {
+    /// Removes a member with every key it owns. First the member is marked as
+    /// being removed: from then on none of its keys can be created, revoked
+    /// or swept and its role cannot change, so nothing the member (or anyone)
+    /// does can change what the removal read, and the removal transaction
+    /// succeeds at its first try after the mark (the retries are for
+    /// conflicts DynamoDB reports while another transaction is in flight).
+    /// Returns `false` when it is already gone.
+    async fn remove_member(&self, p: &Principal, member: Membership) -> Result<bool> {
+        let tenant = self.store.tenant(p.tenant_id).await?;
+        let admins = tenant.map_or(0, |t| t.admin_users);
+        if leaves_tenant_without_admin(admins, member.account_type, member.role, None) {
+            return Err(last_admin("removed"));
+        }
+        if !self.store.mark_removing(&member, self.now()).await? {
+            return Ok(false);
+        }
+        let caller_admin = (member.user_id != p.user_id).then_some(p.user_id);
         for _ in 0..CONFLICT_RETRIES {
-            let Some(member) = self.store.membership(tenant, user_id).await? else {
+            let Some(current) = self
+                .store
+                .membership(member.tenant_id, member.user_id)
+                .await?
+            else {
                 return Ok(false);
             };
-            let keys = match member.account_type {
-                AccountType::User => self.store.keys_of_user(tenant, user_id).await?,
-                AccountType::Service => self
-                    .store
-                    .service_account_keys(tenant)
-                    .await?
-                    .into_iter()
-                    .filter(|k| k.key.owner_id == user_id)
-                    .collect(),
-            };
-            if let Some(record) = self.store.tenant(tenant).await? {
-                let last = leaves_tenant_without_admin(
-                    record.admin_users,
-                    member.account_type,
-                    member.role,
-                    None,
-                );
-                if last {
-                    return Err(Error::BadInput(
-                        "the last admin user of a tenant cannot be removed".into(),
+            let keys = self.keys_of_owner(&current).await?;
+            let tenant_item = keys.len().saturating_mul(2).saturating_add(1);
+            match self
+                .store
+                .delete_membership(&current, &keys, caller_admin)
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(e) if e.condition_failed(tenant_item) => {
+                    self.store.clear_removing(&current).await?;
+                    return Err(last_admin("removed"));
+                }
+                Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => {
+                    self.store.clear_removing(&current).await?;
+                    return Err(Error::Forbidden(
+                        "only a tenant admin may remove members".into(),
                     ));
                 }
-            }
-            match self.store.delete_membership(&member, &keys).await {
-                Ok(()) => return Ok(true),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+                // Changed by a write that was in flight at the mark: read again.
+                Err(e) if e.is_condition_failure() => continue,
+                Err(e) => return Err(internal(e)),
             }
         }
-        Err(StoreError::Conflict("membership kept changing".into()).into())
+        Err(StoreError::Transient {
+            message: "membership kept changing".into(),
+            unknown_outcome: false,
+        }
+        .into())
     }
 
     async fn membership_by_id(&self, p: &Principal, membership_id: Uuid) -> Result<Membership> {
@@ -367,13 +500,24 @@ impl ApiKeys {
         role_id: Uuid,
     ) -> Result<Uuid> {
         let role = Role::from_id(role_id).ok_or(Error::BadInput("unknown role_id".into()))?;
+        let forbidden = || Error::Forbidden("only a tenant admin may change roles".into());
+        if p.role != Role::TenantAdmin {
+            return Err(forbidden());
+        }
         for _ in 0..CONFLICT_RETRIES {
             let member = self.membership_by_id(p, membership_id).await?;
             let target = Target::of(p.user_id, member.user_id, member.account_type);
-            if !authorize(p.role, Action::ChangeRole, target) {
+            if !authorize(p.actor(), Action::ChangeRole, target) {
                 return Err(Error::Forbidden(
-                    "only a tenant admin may change roles".into(),
+                    "a service account cannot change a person's role: ask a human tenant admin"
+                        .into(),
                 ));
+            }
+            if member.removing {
+                return Err(Error::NotFound("membership"));
+            }
+            if target == Target::Myself && member.role != Role::TenantAdmin {
+                return Err(forbidden());
             }
             if member.role == role {
                 return Ok(member.id);
@@ -384,33 +528,52 @@ impl ApiKeys {
                 .await?
                 .map_or(0, |r| r.admin_users);
             if leaves_tenant_without_admin(admins, member.account_type, member.role, Some(role)) {
-                return Err(Error::BadInput(
-                    "the last admin user of a tenant cannot be demoted".into(),
-                ));
+                return Err(last_admin("demoted"));
             }
-            match self.store.set_role(&member, role).await {
+            let counts_admins = member.is_admin_user()
+                != Membership {
+                    role,
+                    ..member.clone()
+                }
+                .is_admin_user();
+            let caller_item = if counts_admins { 2 } else { 1 };
+            let caller_admin = (target != Target::Myself).then_some(p.user_id);
+            match self.store.set_role(&member, role, caller_admin).await {
                 Ok(()) => return Ok(member.id),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) if e.condition_failed(0) => continue,
+                Err(e) if counts_admins && e.condition_failed(1) => {
+                    return Err(last_admin("demoted"))
+                }
+                Err(e) if e.condition_failed(caller_item) => return Err(forbidden()),
+                Err(e) => return Err(internal(e)),
             }
         }
-        Err(StoreError::Conflict("membership kept changing".into()).into())
+        Err(StoreError::Transient {
+            message: "membership kept changing".into(),
+            unknown_outcome: false,
+        }
+        .into())
     }
 
     /// Removes a member (user or service account) and all their keys here.
     pub async fn delete_membership(&self, p: &Principal, membership_id: Uuid) -> Result<bool> {
+        if p.role != Role::TenantAdmin {
+            return Err(Error::Forbidden(
+                "only a tenant admin may remove members".into(),
+            ));
+        }
         let member = match self.membership_by_id(p, membership_id).await {
             Ok(m) => m,
             Err(Error::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
         let target = Target::of(p.user_id, member.user_id, member.account_type);
-        if !authorize(p.role, Action::RemoveMember, target) {
+        if !authorize(p.actor(), Action::RemoveMember, target) {
             return Err(Error::Forbidden(
-                "only a tenant admin may remove members".into(),
+                "a service account cannot remove a person: ask a human tenant admin".into(),
             ));
         }
-        self.remove_with_keys(p.tenant_id, member.user_id).await
+        self.remove_member(p, member).await
     }
 }
 
@@ -511,6 +674,7 @@ pub mod operator {
                 role: Role::TenantAdmin,
                 key_count: 0,
                 created: self.now(),
+                removing: false,
             };
             let (stored, secret) = self.mint(&membership, &request, (user.id, &user.username));
             match self
@@ -524,11 +688,11 @@ pub mod operator {
                     key: stored.key,
                     secret,
                 }),
-                Err(StoreError::Conflict(_)) => Err(Error::BadInput(format!(
+                Err(e) if e.is_condition_failure() => Err(Error::BadInput(format!(
                     "slug '{slug}' is taken (or user '{}' was created meanwhile)",
                     admin.username
                 ))),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(internal(e)),
             }
         }
 
@@ -541,17 +705,6 @@ pub mod operator {
         ) -> Result<Membership> {
             let tenant = self.tenant_by_slug(tenant_slug).await?;
             let (record, new_user) = self.find_or_new_user(&user).await?;
-            if let Some(new_user) = &new_user {
-                self.store
-                    .insert_user(new_user)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::Conflict(_) => {
-                            Error::BadInput("username was taken meanwhile: try again".into())
-                        }
-                        e => e.into(),
-                    })?;
-            }
             let membership = Membership {
                 id: Uuid::new_v4(),
                 tenant_id: tenant.id,
@@ -562,14 +715,23 @@ pub mod operator {
                 role,
                 key_count: 0,
                 created: self.now(),
+                removing: false,
             };
-            match self.store.insert_membership(&membership, None).await {
+            match self
+                .store
+                .insert_member(&membership, new_user.as_ref())
+                .await
+            {
                 Ok(()) => Ok(membership),
-                Err(StoreError::Conflict(_)) => Err(Error::BadInput(format!(
+                Err(e) if e.condition_failed(0) => Err(Error::BadInput(format!(
                     "user '{}' is already a member of '{tenant_slug}'",
                     membership.username
                 ))),
-                Err(e) => Err(e.into()),
+                Err(e) if e.condition_failed(1) => Err(Error::NotFound("tenant")),
+                Err(e) if e.condition_failed(2) || e.condition_failed(3) => Err(Error::BadInput(
+                    "username was taken meanwhile: try again".into(),
+                )),
+                Err(e) => Err(internal(e)),
             }
         }
 
@@ -601,8 +763,8 @@ pub mod operator {
             let (stored, secret) = self.mint(&member, &request, (user.id, "operator"));
             match self.store.insert_key(&stored, None).await {
                 Ok(()) => Ok((stored.key, secret)),
-                Err(StoreError::Conflict(_)) => Err(Error::NotFound("membership")),
-                Err(e) => Err(e.into()),
+                Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),
+                Err(e) => Err(internal(e)),
             }
         }
     }

@@ -17,8 +17,9 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
@@ -38,32 +39,134 @@ const EXPIRY_PAGE: i32 = 100;
 /// backstop for a stopped sweeper, never what makes a key invalid.
 const TTL_GRACE_SECS: i64 = 30 * 24 * 3600;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A transaction was cancelled because one of its conditions failed:
-    /// the state changed since it was read, or the write is not allowed.
-    #[error("transaction cancelled: {0}")]
-    Conflict(String),
+    /// A transaction was cancelled because a condition failed: the reasons,
+    /// one per item in the order the items were given, say which.
+    #[error("transaction cancelled: {0:?}")]
+    Cancelled(Vec<CancelReason>),
+    /// DynamoDB could not answer now (throttling, 5xx, a dropped connection,
+    /// a time-out, a transaction that kept conflicting): retrying may help.
+    /// `unknown_outcome`: a write was sent and may or may not have applied.
+    #[error("dynamodb unavailable: {message}")]
+    Transient {
+        message: String,
+        unknown_outcome: bool,
+    },
     #[error("dynamodb request failed: {0}")]
     Sdk(String),
     #[error("stored item {0} is malformed: {1}")]
     Corrupt(String, &'static str),
 }
 
+/// Why one item of a cancelled transaction did not apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// This item was fine; another one failed.
+    None,
+    /// This item's condition was false: the state the write depends on.
+    ConditionFailed,
+    /// Another transaction was writing the item at the same time.
+    Conflict,
+    /// Throttled, or DynamoDB failed on this item.
+    Transient,
+    /// Anything else (validation): a bug, not a state of the data.
+    Other,
+}
+
+impl CancelReason {
+    fn from_code(code: Option<&str>) -> Self {
+        match code {
+            None | Some("None") => CancelReason::None,
+            Some("ConditionalCheckFailed") => CancelReason::ConditionFailed,
+            Some("TransactionConflict") => CancelReason::Conflict,
+            Some(
+                "ThrottlingError"
+                | "ProvisionedThroughputExceeded"
+                | "RequestLimitExceeded"
+                | "InternalServerError",
+            ) => CancelReason::Transient,
+            Some(_) => CancelReason::Other,
+        }
+    }
+}
+
+impl StoreError {
+    /// Did the condition of item `index` of a cancelled transaction fail?
+    pub fn condition_failed(&self, index: usize) -> bool {
+        matches!(self, StoreError::Cancelled(reasons)
+            if reasons.get(index) == Some(&CancelReason::ConditionFailed))
+    }
+
+    /// A transaction cancelled by a failed condition (a real answer about the data).
+    pub fn is_condition_failure(&self) -> bool {
+        matches!(self, StoreError::Cancelled(reasons)
+            if reasons.contains(&CancelReason::ConditionFailed))
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+}
+
+/// DynamoDB error codes that mean "not now" rather than "never".
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "TransactionConflictException",
+    "LimitExceededException",
+];
+
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Item = HashMap<String, AttributeValue>;
 
-impl<E, R> From<SdkError<E, R>> for StoreError
+impl<E> From<SdkError<E, HttpResponse>> for StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    fn from(err: SdkError<E, R>) -> Self {
-        let text = match err.code() {
-            Some(code) => format!("{code}: {}", err.message().unwrap_or("")),
-            None => aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string(),
+    fn from(err: SdkError<E, HttpResponse>) -> Self {
+        // DynamoDB answered with an error: the write did not apply. Any
+        // other failure (time-out, connection lost after sending, an answer
+        // that could not be read) leaves a write's outcome unknown.
+        let transient = |message: String, unknown_outcome: bool| StoreError::Transient {
+            message,
+            unknown_outcome,
         };
-        StoreError::Sdk(text)
+        match &err {
+            SdkError::TimeoutError(_) => transient("no answer in time".into(), true),
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                transient(DisplayErrorContext(&err).to_string(), true)
+            }
+            SdkError::ServiceError(service) => {
+                let code = err.code().unwrap_or("");
+                let status = service.raw().status().as_u16();
+                let text = format!("{code}: {}", err.message().unwrap_or(""));
+                if TRANSIENT_CODES.contains(&code) || status >= 500 {
+                    transient(text, false)
+                } else {
+                    StoreError::Sdk(text)
+                }
+            }
+            _ => StoreError::Sdk(DisplayErrorContext(&err).to_string()),
+        }
+    }
+}
+
+/// A failed read changed nothing, whatever happened to it.
+fn read_error<E>(err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match StoreError::from(err) {
+        StoreError::Transient { message, .. } => StoreError::Transient {
+            message,
+            unknown_outcome: false,
+        },
+        other => other,
     }
 }
 
@@ -310,6 +413,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
         key_count: u32::try_from(f.n("key_count")?)
             .map_err(|_| StoreError::Corrupt(f.name(), "key_count"))?,
         created: f.time("created")?,
+        removing: f.opt_n("removing")?.is_some(),
     })
 }
 
@@ -438,13 +542,48 @@ fn put(table: &str, item: Item) -> Result<TransactWriteItem> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-fn delete_existing(table: &str, key: Item) -> Result<TransactWriteItem> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .condition_expression("attribute_exists(pk)")
-        .build()?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
+/// Deletes of a key's hash lookup and listing item; with `expired_by`,
+/// each only if the key had expired by then.
+fn push_key_deletes(
+    table: &str,
+    items: &mut Vec<TransactWriteItem>,
+    key: &KeyRef,
+    expired_by: Option<OffsetDateTime>,
+) -> Result<()> {
+    for item_key in [
+        key_of(hash_pk(&key.hash), "hash".into()),
+        key_of(
+            tenant_pk(key.tenant_id),
+            key_sk(key.owner_type, key.owner_id, key.key_id),
+        ),
+    ] {
+        let mut delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(item_key))
+            .condition_expression("attribute_exists(pk)");
+        if let Some(now) = expired_by {
+            delete = delete
+                .condition_expression("attribute_exists(pk) AND expires_at <= :now")
+                .expression_attribute_values(":now", n(now.unix_timestamp()));
+        }
+        items.push(TransactWriteItem::builder().delete(delete.build()?).build());
+    }
+    Ok(())
+}
+
+/// The condition on an owner's membership when one of its keys goes: a
+/// member being removed keeps its keys until the removal takes them all at
+/// once, so the removal reads a set of keys that cannot change under it.
+const OWNER_NOT_BEING_REMOVED: &str = "attribute_exists(pk) AND attribute_not_exists(removing)";
+
+/// Sends of a transaction cancelled only by concurrent writes or throttling.
+const TRANSACTION_ATTEMPTS: u32 = 4;
+
+/// Full-jitter pause before attempt `attempt + 1`: up to 10, 20, 40 ms.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let cap_ms = 10u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(6));
+    std::time::Duration::from_millis(rand::rng().random_range(1..=cap_ms))
 }
 
 fn update(
@@ -468,7 +607,7 @@ fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<TransactWriteIte
     let check = ConditionCheck::builder()
         .table_name(table)
         .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
-        .condition_expression("member_role = :admin")
+        .condition_expression("member_role = :admin AND attribute_not_exists(removing)")
         .expression_attribute_values(":admin", s(Role::TenantAdmin.name()))
         .build()?;
     Ok(TransactWriteItem::builder().condition_check(check).build())
@@ -492,10 +631,6 @@ fn count_admin_users(table: &str, tenant: Uuid, delta: i64) -> Result<TransactWr
             vals,
         )
     }
-}
-
-fn is_admin_user(m: &Membership) -> bool {
-    m.account_type == AccountType::User && m.role == Role::TenantAdmin
 }
 
 impl Store {
@@ -529,7 +664,8 @@ impl Store {
             .set_key(Some(key_of(pk, sk)))
             .consistent_read(true)
             .send()
-            .await?;
+            .await
+            .map_err(read_error)?;
         Ok(out.item)
     }
 
@@ -549,7 +685,8 @@ impl Store {
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
-                .await?;
+                .await
+                .map_err(read_error)?;
             items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -558,28 +695,54 @@ impl Store {
         }
     }
 
+    /// Runs one transaction. A cancellation caused only by concurrent
+    /// transactions or throttling (nothing applied) is tried again after a
+    /// jittered pause, a few times; a failed condition is returned with the
+    /// reason of every item.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<()> {
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.into_service_error() {
-                TransactWriteItemsError::TransactionCanceledException(e) => {
-                    let reasons: Vec<String> = e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None").to_string())
-                        .collect();
-                    Err(StoreError::Conflict(reasons.join(",")))
-                }
-                other => Err(StoreError::Sdk(
-                    aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string(),
-                )),
-            },
+        let mut attempt: u32 = 0;
+        loop {
+            attempt = attempt.saturating_add(1);
+            // One token per logical attempt: should the SDK resend it after a
+            // lost answer, DynamoDB recognises the transaction instead of
+            // failing the conditions it already satisfied.
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(Uuid::new_v4().to_string())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let reasons: Vec<CancelReason> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| CancelReason::from_code(r.code()))
+                    .collect(),
+                _ => return Err(err.into()),
+            };
+            let retryable = reasons.iter().all(|r| {
+                matches!(
+                    r,
+                    CancelReason::None | CancelReason::Conflict | CancelReason::Transient
+                )
+            });
+            if !retryable {
+                return Err(StoreError::Cancelled(reasons));
+            }
+            if attempt >= TRANSACTION_ATTEMPTS {
+                return Err(StoreError::Transient {
+                    message: format!(
+                        "transaction cancelled {attempt} times by concurrent writes or throttling"
+                    ),
+                    unknown_outcome: false,
+                });
+            }
+            tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
@@ -651,9 +814,10 @@ impl Store {
     }
 
     /// Writes a key and its hash lookup, counting it on its owner's membership.
-    /// Fails (nothing written) if the owner is no longer a member, holds
-    /// [`MAX_KEYS_PER_OWNER`] keys already, or `creator_admin` is given and is
-    /// no longer an admin of the tenant.
+    /// Fails (nothing written) if the owner is no longer a member, is being
+    /// removed, holds [`MAX_KEYS_PER_OWNER`] keys already, or `creator_admin`
+    /// is given and is no longer an admin of the tenant. Cancellation
+    /// reasons: see [`InsertKeyItem`].
     pub async fn insert_key(&self, stored: &StoredKey, creator_admin: Option<Uuid>) -> Result<()> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
@@ -664,7 +828,8 @@ impl Store {
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
                 "ADD key_count :one",
-                "attribute_exists(pk) AND key_count < :max AND account_type = :type",
+                "attribute_exists(pk) AND key_count < :max AND account_type = :type \
+                 AND attribute_not_exists(removing)",
                 values([
                     (":one", n(1)),
                     (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
@@ -680,33 +845,52 @@ impl Store {
 
     /// Removes a key and its hash lookup together, decrementing its owner's
     /// `key_count`. With `expired_by`, only if the key expired by then (on both
-    /// items). Fails with [`StoreError::Conflict`] when either item is gone.
-    pub async fn delete_key(&self, key: &KeyRef, expired_by: Option<OffsetDateTime>) -> Result<()> {
-        let mut items = Vec::with_capacity(3);
-        for item_key in [
-            key_of(hash_pk(&key.hash), "hash".into()),
-            key_of(
-                tenant_pk(key.tenant_id),
-                key_sk(key.owner_type, key.owner_id, key.key_id),
-            ),
-        ] {
-            let mut delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(item_key))
-                .condition_expression("attribute_exists(pk)");
-            if let Some(now) = expired_by {
-                delete = delete
-                    .condition_expression("attribute_exists(pk) AND expires_at <= :now")
-                    .expression_attribute_values(":now", n(now.unix_timestamp()));
-            }
-            items.push(TransactWriteItem::builder().delete(delete.build()?).build());
-        }
+    /// items). With `caller_admin`, only while that caller is still an admin.
+    /// Cancellation reasons: items 0 and 1 the key's (gone, or not expired),
+    /// 2 the owner (gone, or being removed), 3 the caller's admin check.
+    pub async fn delete_key(
+        &self,
+        key: &KeyRef,
+        expired_by: Option<OffsetDateTime>,
+        caller_admin: Option<Uuid>,
+    ) -> Result<()> {
+        let mut items = Vec::with_capacity(4);
+        push_key_deletes(&self.table, &mut items, key, expired_by)?;
         items.push(update(
             &self.table,
             key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
             "ADD key_count :minus",
-            "attribute_exists(pk)",
+            OWNER_NOT_BEING_REMOVED,
             values([(":minus", n(-1))]),
+        )?);
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, key.tenant_id, caller)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Removes some expired keys of one owner in one transaction, each only if
+    /// it has expired by `now`: what makes room when an owner is at the limit.
+    pub async fn delete_expired_keys(
+        &self,
+        owner: &Membership,
+        keys: &[KeyRef],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::with_capacity(1 + 2 * keys.len());
+        for key in keys {
+            push_key_deletes(&self.table, &mut items, key, Some(now))?;
+        }
+        let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        items.push(update(
+            &self.table,
+            key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
+            "ADD key_count :minus",
+            OWNER_NOT_BEING_REMOVED,
+            values([(":minus", n(removed.saturating_neg()))]),
         )?);
         self.transact(items).await
     }
@@ -739,9 +923,9 @@ impl Store {
     /// Removes one expired key unless it is gone or no longer expired.
     /// `Ok(false)`: nothing to do (skipped).
     pub async fn delete_expired(&self, entry: &ExpiredEntry, now: OffsetDateTime) -> Result<bool> {
-        match self.delete_key(&entry.key, Some(now)).await {
+        match self.delete_key(&entry.key, Some(now), None).await {
             Ok(()) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) if e.is_condition_failure() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -779,78 +963,178 @@ impl Store {
     }
 
     /// Adds a membership (a service account, or a user joining a tenant).
-    /// With `creator_admin`, the creator must still be an admin of the tenant.
+    /// With `creator_admin`, the creator must still be an admin of the
+    /// tenant. A service account counts toward the tenant's
+    /// `max_service_accounts`. Cancellation reasons: item 0 the membership
+    /// (exists already), 1 the tenant (gone, or at the cap), 2 the creator.
     pub async fn insert_membership(
         &self,
         m: &Membership,
         creator_admin: Option<Uuid>,
+        max_service_accounts: u32,
     ) -> Result<()> {
         let mut items = vec![put(&self.table, membership_item(m))?];
-        if is_admin_user(m) {
-            items.push(count_admin_users(&self.table, m.tenant_id, 1)?);
-        } else {
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .set_key(Some(key_of(tenant_pk(m.tenant_id), "tenant".into())))
-                .condition_expression("attribute_exists(pk)")
-                .build()?;
-            items.push(TransactWriteItem::builder().condition_check(check).build());
-        }
+        items.push(self.tenant_counter_item(m, 1, max_service_accounts)?);
         if let Some(creator) = creator_admin {
             items.push(check_admin(&self.table, m.tenant_id, creator)?);
         }
         self.transact(items).await
     }
 
+    /// The tenant item's part in adding (`delta` 1) or removing (-1) `m`:
+    /// its admin-user count, its service-account count, or only a check that
+    /// the tenant exists.
+    fn tenant_counter_item(
+        &self,
+        m: &Membership,
+        delta: i64,
+        max_service_accounts: u32,
+    ) -> Result<TransactWriteItem> {
+        if m.is_admin_user() {
+            return count_admin_users(&self.table, m.tenant_id, delta);
+        }
+        let key = key_of(tenant_pk(m.tenant_id), "tenant".into());
+        match (m.account_type, delta > 0) {
+            (AccountType::Service, true) => update(
+                &self.table,
+                key,
+                "ADD service_accounts :delta",
+                "attribute_exists(pk) AND \
+                 (attribute_not_exists(service_accounts) OR service_accounts < :max)",
+                values([
+                    (":delta", n(delta)),
+                    (":max", n(i64::from(max_service_accounts))),
+                ]),
+            ),
+            (AccountType::Service, false) => update(
+                &self.table,
+                key,
+                "ADD service_accounts :delta",
+                "attribute_exists(pk)",
+                values([(":delta", n(delta))]),
+            ),
+            (AccountType::User, _) => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .condition_expression("attribute_exists(pk)")
+                    .build()?;
+                Ok(TransactWriteItem::builder().condition_check(check).build())
+            }
+        }
+    }
+
+    /// Marks a member as being removed: from now on no key of it can be
+    /// created, revoked or swept, and its role cannot change, so the removal
+    /// that follows reads a membership and a set of keys that stay as read.
+    /// `Ok(false)`: the membership is gone.
+    pub async fn mark_removing(&self, m: &Membership, now: OffsetDateTime) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
+            .update_expression("SET removing = if_not_exists(removing, :now)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Undoes [`Store::mark_removing`] when the removal was refused.
+    pub async fn clear_removing(&self, m: &Membership) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
+            .update_expression("REMOVE removing")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Removes a membership and every key it owns in one transaction. `keys`
     /// must be all of them: the transaction fails if the stored `key_count`
-    /// differs (a key created meanwhile) or the role changed since it was read.
-    pub async fn delete_membership(&self, m: &Membership, keys: &[StoredKey]) -> Result<()> {
-        let mut items = Vec::with_capacity(2 + 2 * keys.len());
+    /// differs (a key revoked or swept meanwhile) or the role changed since
+    /// it was read. With `caller_admin` (someone else removes `m`), only while
+    /// that caller is still an admin. Cancellation reasons: item 0 the
+    /// membership, then two per key, then the tenant, then the caller.
+    pub async fn delete_membership(
+        &self,
+        m: &Membership,
+        keys: &[StoredKey],
+        caller_admin: Option<Uuid>,
+    ) -> Result<()> {
+        let mut items = Vec::with_capacity(3 + 2 * keys.len());
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
             .condition_expression("member_role = :role AND key_count = :count")
             .set_expression_attribute_values(Some(values([
                 (":role", s(m.role.name())),
-                (":count", n(keys.len() as i64)),
+                (":count", n(i64::try_from(keys.len()).unwrap_or(i64::MAX))),
             ])))
             .build()?;
         items.push(TransactWriteItem::builder().delete(delete).build());
         for stored in keys {
-            let k = &stored.key;
-            items.push(delete_existing(
-                &self.table,
-                key_of(hash_pk(&stored.hash), "hash".into()),
-            )?);
-            items.push(delete_existing(
-                &self.table,
-                key_of(
-                    tenant_pk(k.tenant_id),
-                    key_sk(k.owner_type, k.owner_id, k.id),
-                ),
-            )?);
+            push_key_deletes(&self.table, &mut items, &stored.key_ref(), None)?;
         }
-        if is_admin_user(m) {
-            items.push(count_admin_users(&self.table, m.tenant_id, -1)?);
+        items.push(self.tenant_counter_item(m, -1, 0)?);
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, m.tenant_id, caller)?);
         }
         self.transact(items).await
     }
 
     /// Changes a member's role, keeping the tenant's admin-user count right.
-    pub async fn set_role(&self, m: &Membership, role: Role) -> Result<()> {
+    /// With `caller_admin` (someone else's role), only while that caller is
+    /// still an admin. Cancellation reasons: item 0 the membership (role
+    /// changed meanwhile, or gone), then the tenant count if it changes, then
+    /// the caller.
+    pub async fn set_role(
+        &self,
+        m: &Membership,
+        role: Role,
+        caller_admin: Option<Uuid>,
+    ) -> Result<()> {
         let mut items = vec![update(
             &self.table,
             key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
             "SET member_role = :new",
-            "member_role = :old",
+            "member_role = :old AND attribute_not_exists(removing)",
             values([(":new", s(role.name())), (":old", s(m.role.name()))]),
         )?];
         let changed = Membership { role, ..m.clone() };
-        match (is_admin_user(m), is_admin_user(&changed)) {
+        match (m.is_admin_user(), changed.is_admin_user()) {
             (true, false) => items.push(count_admin_users(&self.table, m.tenant_id, -1)?),
             (false, true) => items.push(count_admin_users(&self.table, m.tenant_id, 1)?),
             _ => {}
+        }
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, m.tenant_id, caller)?);
         }
         self.transact(items).await
     }
@@ -901,9 +1185,19 @@ impl Store {
         Ok(vec![put(&self.table, record)?, put(&self.table, pointer)?])
     }
 
-    /// Creates a user; fails with a conflict if the username is taken.
-    pub async fn insert_user(&self, user: &UserRecord) -> Result<()> {
-        self.transact(self.user_items(user)?).await
+    /// Adds a person to a tenant, creating the user too when `new_user` is
+    /// set: all in one transaction. Cancellation reasons: item 0 the
+    /// membership (already a member), 1 the tenant, then the user's record
+    /// and username (taken meanwhile).
+    pub async fn insert_member(&self, m: &Membership, new_user: Option<&UserRecord>) -> Result<()> {
+        let mut items = vec![
+            put(&self.table, membership_item(m))?,
+            self.tenant_counter_item(m, 1, 0)?,
+        ];
+        if let Some(user) = new_user {
+            items.extend(self.user_items(user)?);
+        }
+        self.transact(items).await
     }
 
     /// Creates a tenant, its slug, its first admin's membership and first key,

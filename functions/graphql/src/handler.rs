@@ -8,12 +8,14 @@ use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::store::Store;
 use apikeys_shared::{ApiKeys, Error};
-use juniper::{InputValue, Variables};
+use juniper::parser::{parse_document_source, ParseError};
+use juniper::{GraphQLError, InputValue, OperationType, Variables};
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 
-use crate::schema::{schema, Context, Schema};
+use crate::cost::{self, TooComplex};
+use crate::schema::{error_code_and_message, schema, Context, Schema, SERVICE_UNAVAILABLE};
 
 /// Largest request body accepted; any real GraphQL request is far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,16 +24,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct App {
     service: Arc<ApiKeys>,
     schema: Schema,
-    graphiql: bool,
 }
 
 impl App {
     pub fn new(service: ApiKeys) -> Self {
-        let graphiql = service.config().graphiql;
+        let introspection = service.config().introspection;
         Self {
             service: Arc::new(service),
-            schema: schema(graphiql),
-            graphiql,
+            schema: schema(introspection),
         }
     }
 
@@ -154,16 +154,6 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let path = route_path(&request).trim_end_matches('/').to_string();
     let response = match (request.method(), path.as_str()) {
         (&Method::POST, "" | "/graphql") => graphql(app, &request).await,
-        (&Method::GET, "/graphql") if app.graphiql => {
-            let mut response = Response::new(Body::Text(juniper::http::graphiql::graphiql_source(
-                "/graphql", None,
-            )));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            response
-        }
         (_, "" | "/graphql") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &error_body("use POST with a JSON GraphQL request", "METHOD_NOT_ALLOWED"),
@@ -174,10 +164,48 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
         method = %request.method(),
         path = %path,
         status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
     response
+}
+
+/// Errors shown in one response at most; the rest are counted in one more.
+pub const MAX_ERRORS: usize = 10;
+
+/// The operation a request runs, measured: what the answer's status depends on.
+struct Measured {
+    kind: OperationType,
+    root_fields: u64,
+}
+
+/// Parses and measures the document before anything reads DynamoDB: a
+/// syntax error or a document over the cost bound is answered here.
+/// `Err` is the message and code of the answer.
+fn measure(app: &App, parsed: &GraphQlRequest) -> Result<Option<Measured>, (String, &'static str)> {
+    let document = match parse_document_source(&parsed.query, &app.schema.schema) {
+        Ok(document) => document,
+        Err(err) => {
+            let code = match err.item {
+                ParseError::DepthLimitExceeded(_)
+                | ParseError::TokenLimitExceeded(_)
+                | ParseError::FieldLimitExceeded(_) => "QUERY_TOO_COMPLEX",
+                _ => "BAD_USER_INPUT",
+            };
+            return Err((GraphQLError::ParseError(err).to_string(), code));
+        }
+    };
+    let Some((kind, cost)) = cost::measure(&document, parsed.operation_name.as_deref()) else {
+        // No single operation to run: juniper says which way.
+        return Ok(None);
+    };
+    match cost::check(kind, cost, cost::LIMITS) {
+        Ok(()) => Ok(Some(Measured {
+            kind,
+            root_fields: cost.root_fields,
+        })),
+        Err(TooComplex(message)) => Err((message, "QUERY_TOO_COMPLEX")),
+    }
 }
 
 async fn graphql(app: &App, request: &Request) -> Response<Body> {
@@ -192,24 +220,33 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
+    // A key of the wrong shape or checksum is refused before anything else.
+    let bearer = bearer(request);
+    if app.service.presented_hash(bearer).is_none() {
+        return unauthenticated();
+    }
+    let measured = match measure(app, &parsed) {
+        Ok(measured) => measured,
+        Err((message, code)) => return json_response(StatusCode::OK, &error_body(&message, code)),
+    };
     let principal = match app
         .service
-        .authenticate(bearer(request), header_str(request, "x-prefect-tenant-id"))
+        .authenticate(bearer, header_str(request, "x-prefect-tenant-id"))
         .await
     {
         Ok(principal) => principal,
         Err(Error::Unauthenticated) => return unauthenticated(),
         Err(other) => {
-            let err = crate::schema::field_error(other);
-            let body = json!({"errors": [{"message": err.message(),
-                "extensions": {"code": "INTERNAL_SERVER_ERROR"}}], "data": null});
-            return json_response(StatusCode::OK, &body);
+            let (code, message) = error_code_and_message(&other);
+            let status = if code == SERVICE_UNAVAILABLE {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            return with_retry_after(json_response(status, &error_body(&message, code)));
         }
     };
-    let context = Context {
-        service: Arc::clone(&app.service),
-        principal,
-    };
+    let context = Context::new(Arc::clone(&app.service), principal);
     let result = juniper::execute(
         &parsed.query,
         parsed.operation_name.as_deref(),
@@ -218,14 +255,60 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
         &context,
     )
     .await;
-    let body = match result {
-        Ok((data, errors)) if errors.is_empty() => json!({ "data": data }),
-        Ok((data, errors)) => json!({ "data": data, "errors": errors }),
-        Err(err) => {
-            let message = err.to_string();
-            json!({"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}],
-                   "data": null})
+    let (body, codes) = match result {
+        Ok((data, errors)) if errors.is_empty() => (json!({ "data": data }), Vec::new()),
+        Ok((data, errors)) => {
+            let errors: Vec<Value> = errors.iter().map(|e| json!(e)).collect();
+            let codes = errors
+                .iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_string())
+                .collect();
+            (json!({ "data": data, "errors": bounded(errors) }), codes)
         }
+        Err(GraphQLError::ValidationError(rules)) => {
+            let errors = rules
+                .iter()
+                .map(|rule| json!({"message": rule.to_string(), "extensions": {"code": "BAD_USER_INPUT"}}))
+                .collect();
+            (json!({"errors": bounded(errors), "data": null}), Vec::new())
+        }
+        Err(err) => (error_body(&err.to_string(), "BAD_USER_INPUT"), Vec::new()),
     };
+    // Retrying helps, and repeats nothing, when every failure was transient
+    // with nothing applied and at most one write was asked for: then answer
+    // 503, which clients (the Prefect client among them) retry.
+    let transient = codes.iter().any(|c| c == SERVICE_UNAVAILABLE);
+    let only_transient = codes
+        .iter()
+        .all(|c| c == SERVICE_UNAVAILABLE || c.is_empty());
+    let single_write = measured
+        .as_ref()
+        .is_none_or(|m| m.kind != OperationType::Mutation || m.root_fields <= 1);
+    if transient && only_transient && single_write {
+        return with_retry_after(json_response(StatusCode::SERVICE_UNAVAILABLE, &body));
+    }
     json_response(StatusCode::OK, &body)
+}
+
+/// Keeps the first [`MAX_ERRORS`] errors and says how many more there were.
+fn bounded(mut errors: Vec<Value>) -> Vec<Value> {
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS);
+        errors.push(json!({
+            "message": format!("{more} more errors not shown"),
+            "extensions": {"code": "BAD_USER_INPUT"}
+        }));
+    }
+    errors
+}
+
+/// A 503 tells the client when to try again.
+fn with_retry_after(mut response: Response<Body>) -> Response<Body> {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }

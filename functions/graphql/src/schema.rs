@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::domain::{self, Membership, Principal, Role};
+use apikeys_shared::domain::{self, AccountType, Membership, Principal, Role};
 use apikeys_shared::service::KeyRequest;
+use apikeys_shared::store::StoreError;
 use apikeys_shared::{ApiKeys, Error};
 use juniper::{
     graphql_object, graphql_value, EmptySubscription, FieldError, FieldResult, GraphQLEnum,
@@ -11,15 +12,68 @@ use juniper::{
 };
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-/// Per-request context: the service and the authenticated caller.
+/// Per-request context: the service, the authenticated caller, and what
+/// this request has read already. Every read a query can make is made at
+/// most once per request, however many fields, aliases or fragment spreads
+/// ask for it: the tenant, the member list, the key list.
 pub struct Context {
     pub service: Arc<ApiKeys>,
     pub principal: Principal,
+    tenant: OnceCell<Result<domain::Tenant, Error>>,
+    members: OnceCell<Result<Vec<Membership>, Error>>,
+    keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
 }
 
 impl juniper::Context for Context {}
+
+impl Context {
+    pub fn new(service: Arc<ApiKeys>, principal: Principal) -> Self {
+        Self {
+            service,
+            principal,
+            tenant: OnceCell::new(),
+            members: OnceCell::new(),
+            keys: OnceCell::new(),
+        }
+    }
+
+    async fn tenant(&self) -> FieldResult<domain::Tenant> {
+        let read = self.service.current_tenant(&self.principal);
+        self.tenant
+            .get_or_init(|| read)
+            .await
+            .clone()
+            .map_err(field_error)
+    }
+
+    async fn members(&self) -> FieldResult<Vec<Membership>> {
+        let read = self.service.members(&self.principal);
+        self.members
+            .get_or_init(|| read)
+            .await
+            .clone()
+            .map_err(field_error)
+    }
+
+    async fn keys(&self) -> FieldResult<Vec<domain::ApiKey>> {
+        let read = self.service.list_api_keys(&self.principal);
+        self.keys
+            .get_or_init(|| read)
+            .await
+            .clone()
+            .map_err(field_error)
+    }
+
+    /// May the caller see `member`'s email? Human admins and the member.
+    fn sees_email_of(&self, member: &Membership) -> bool {
+        let p = &self.principal;
+        p.user_id == member.user_id
+            || (p.role == Role::TenantAdmin && p.account_type == AccountType::User)
+    }
+}
 
 pub type Schema = juniper::RootNode<Query, Mutation, EmptySubscription<Context>>;
 
@@ -32,21 +86,50 @@ pub fn schema(introspection: bool) -> Schema {
     }
 }
 
-/// Maps a service error to a GraphQL error with `extensions.code`, once.
-pub fn field_error(err: Error) -> FieldError {
-    let code = match &err {
-        Error::Unauthenticated => "UNAUTHENTICATED",
-        Error::Forbidden(_) => "FORBIDDEN",
-        Error::NotFound(_) | Error::BadInput(_) => "BAD_USER_INPUT",
+/// `extensions.code` of a transient failure after which nothing changed:
+/// the same request can simply be sent again (the edge answers HTTP 503).
+pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+/// `extensions.code` of a write whose outcome is not known.
+pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+
+/// A service error as `extensions.code` and message, mapped once: domain
+/// answers say what they mean; storage failures say only what happened.
+pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
+    match err {
+        Error::Unauthenticated => ("UNAUTHENTICATED", err.to_string()),
+        Error::Forbidden(_) => ("FORBIDDEN", err.to_string()),
+        Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
+        Error::Store(StoreError::Transient {
+            message,
+            unknown_outcome,
+        }) => {
+            tracing::warn!(error = %message, "storage unavailable");
+            if *unknown_outcome {
+                (
+                    OUTCOME_UNKNOWN,
+                    "The database did not confirm the change in time: it may or may not have \
+                     been applied. Check before trying again."
+                        .to_string(),
+                )
+            } else {
+                (
+                    SERVICE_UNAVAILABLE,
+                    "The database is unavailable right now and nothing was changed: try again \
+                     shortly."
+                        .to_string(),
+                )
+            }
+        }
         Error::Store(e) => {
             tracing::error!(error = %e, "storage error");
-            "INTERNAL_SERVER_ERROR"
+            ("INTERNAL_SERVER_ERROR", "Internal server error".to_string())
         }
-    };
-    let message = match &err {
-        Error::Store(_) => "Internal server error".to_string(),
-        other => other.to_string(),
-    };
+    }
+}
+
+/// Maps a service error to a GraphQL error with `extensions.code`.
+pub fn field_error(err: Error) -> FieldError {
+    let (code, message) = error_code_and_message(&err);
     FieldError::new(message, graphql_value!({ "code": code }))
 }
 
@@ -62,7 +145,7 @@ pub struct DateTime(pub OffsetDateTime);
 
 impl DateTime {
     fn render(&self) -> String {
-        let utc = self.0.to_offset(UtcOffset::UTC);
+        let utc = self.0.checked_to_offset(UtcOffset::UTC).unwrap_or(self.0);
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
             utc.year(),
@@ -74,15 +157,18 @@ impl DateTime {
         )
     }
 
-    fn from_input(input: &str) -> Result<Self, Box<str>> {
-        OffsetDateTime::parse(input, &Rfc3339)
-            .map(|t| DateTime(t.to_offset(UtcOffset::UTC)))
-            .map_err(|_| {
-                format!(
-                    "Invalid DateTime {input:?}: expected RFC 3339, e.g. 2031-01-02T03:04:05+00:00"
-                )
-                .into()
-            })
+    /// Parses RFC 3339 and normalises to UTC. The conversion is checked: an
+    /// offset can carry a valid local time past the last representable UTC
+    /// instant (e.g. `9999-12-31T23:59:59-00:01`).
+    pub fn from_input(input: &str) -> Result<Self, Box<str>> {
+        let shown: String = input.chars().take(64).collect();
+        let parsed = OffsetDateTime::parse(input, &Rfc3339).map_err(|_| {
+            format!("Invalid DateTime {shown:?}: expected RFC 3339, e.g. 2031-01-02T03:04:05+00:00")
+        })?;
+        parsed
+            .checked_to_offset(UtcOffset::UTC)
+            .map(DateTime)
+            .ok_or_else(|| format!("Invalid DateTime {shown:?}: out of range in UTC").into())
     }
 }
 
@@ -277,8 +363,7 @@ impl MembershipView {
     }
 
     async fn tenant(&self, ctx: &Context) -> FieldResult<Tenant> {
-        let tenant = ctx.service.current_tenant(&ctx.principal).await;
-        tenant.map(Tenant::from).map_err(field_error)
+        ctx.tenant().await.map(Tenant::from)
     }
 
     fn role_detail(&self) -> RoleDetail {
@@ -302,8 +387,13 @@ impl User {
         &self.0.username
     }
 
-    fn email(&self) -> Option<&str> {
-        self.0.email.as_deref()
+    /// Shown to human tenant admins and to the member themself only.
+    fn email(&self, ctx: &Context) -> Option<&str> {
+        if ctx.sees_email_of(&self.0) {
+            self.0.email.as_deref()
+        } else {
+            None
+        }
     }
 
     fn first_name(&self) -> Option<&str> {
@@ -417,11 +507,7 @@ impl Query {
         // A key sees exactly one tenant, so `order_by` cannot change the answer;
         // it is accepted for the wire form the Prefect client sends.
         let _ = order_by;
-        let tenant = ctx
-            .service
-            .current_tenant(&ctx.principal)
-            .await
-            .map_err(field_error)?;
+        let tenant = ctx.tenant().await?;
         let visible: Vec<Tenant> = Some(tenant)
             .filter(|t| matches(&filter, t))
             .map(Tenant::from)
@@ -436,11 +522,7 @@ impl Query {
         ctx: &Context,
         order_by: Option<Vec<KeyOrder>>,
     ) -> FieldResult<Vec<AuthApiKey>> {
-        let mut keys = ctx
-            .service
-            .list_api_keys(&ctx.principal)
-            .await
-            .map_err(field_error)?;
+        let mut keys = ctx.keys().await?;
         // Stable sorts, least significant criterion first.
         for order in order_by.unwrap_or_default().iter().rev() {
             if let Some(dir) = order.expires_at {
@@ -457,19 +539,13 @@ impl Query {
     }
 
     /// The caller, as a list of one.
-    async fn user(ctx: &Context) -> FieldResult<Vec<User>> {
-        let me = ctx.service.me(&ctx.principal).await.map_err(field_error)?;
-        Ok(vec![User(me)])
+    fn user(ctx: &Context) -> Vec<User> {
+        vec![User(ctx.service.me(&ctx.principal))]
     }
 
     /// Users and service accounts of the caller's tenant.
     async fn user_view_same_tenant(ctx: &Context) -> FieldResult<Vec<User>> {
-        let members = ctx
-            .service
-            .members(&ctx.principal)
-            .await
-            .map_err(field_error)?;
-        Ok(members.into_iter().map(User).collect())
+        Ok(ctx.members().await?.into_iter().map(User).collect())
     }
 }
 

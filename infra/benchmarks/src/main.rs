@@ -207,7 +207,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
             .push(started.elapsed());
         h.service()
             .store()
-            .delete_key(&stored.key_ref(), None)
+            .delete_key(&stored.key_ref(), None, None)
             .await?;
     }
     let results: BTreeMap<&str, Value> =

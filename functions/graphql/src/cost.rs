@@ -1,0 +1,284 @@
+//! The cost bound of a request, checked on the parsed document before anything runs.
+//!
+//! juniper executes a field once for every spread of a fragment that holds
+//! it, so a few hundred bytes of nested fragments can ask for thousands of
+//! executions. The document is therefore expanded here exactly as execution
+//! expands it (each fragment analysed once and its totals reused, so the
+//! analysis itself takes time linear in the document) and refused before
+//! authentication's reads when it exceeds any limit in [`LIMITS`].
+
+use std::collections::HashMap;
+
+use juniper::{DefaultScalarValue, Definition, OperationType, Selection};
+
+type Selections<'a> = [Selection<'a, DefaultScalarValue>];
+
+/// The limits of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Nesting of selection sets, fragments expanded.
+    pub max_depth: u64,
+    /// Field executions, counting a fragment's fields once per spread.
+    pub max_fields: u64,
+    /// Executions of fields that read DynamoDB (see [`STORAGE_FIELDS`]).
+    pub max_storage_fields: u64,
+    /// Mutation fields (each is a write) in one request.
+    pub max_mutation_fields: u64,
+}
+
+/// Far above any real client's document (the Prefect CLI's largest has depth
+/// 3 and 4 fields), far below what costs time.
+pub const LIMITS: Limits = Limits {
+    max_depth: 10,
+    max_fields: 500,
+    max_storage_fields: 20,
+    max_mutation_fields: 5,
+};
+
+/// Fields whose resolvers read DynamoDB. Matched by name on any type, which
+/// can only over-count (`tenant` is also `membership.tenant`). Each read is
+/// memoized per request, so this limit bounds work, not reads.
+pub const STORAGE_FIELDS: &[&str] = &["tenant", "auth_api_key", "user", "user_view_same_tenant"];
+
+/// What a document asks for, with fragments expanded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub depth: u64,
+    pub fields: u64,
+    pub storage_fields: u64,
+    /// Fields of the operation's own selection set (the mutations, for a mutation).
+    pub root_fields: u64,
+}
+
+impl Cost {
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            depth: self.depth.max(other.depth),
+            fields: self.fields.saturating_add(other.fields),
+            storage_fields: self.storage_fields.saturating_add(other.storage_fields),
+            root_fields: self.root_fields.saturating_add(other.root_fields),
+        }
+    }
+}
+
+/// Why a document was refused: the message names the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TooComplex(pub String);
+
+/// The cost of the operation juniper would run, or `None` when there is no
+/// single such operation (juniper then answers the error itself).
+pub fn measure(
+    document: &[Definition<'_, DefaultScalarValue>],
+    operation_name: Option<&str>,
+) -> Option<(OperationType, Cost)> {
+    let mut fragments = HashMap::new();
+    let mut operations = Vec::new();
+    for definition in document {
+        match definition {
+            Definition::Operation(op) => operations.push(&op.item),
+            Definition::Fragment(f) => {
+                fragments.insert(f.item.name.item, f.item.selection_set.as_slice());
+            }
+        }
+    }
+    let operation = match operation_name {
+        Some(name) => operations
+            .into_iter()
+            .find(|op| op.name.as_ref().map(|n| n.item) == Some(name))?,
+        None if operations.len() == 1 => operations.into_iter().next()?,
+        None => return None,
+    };
+    let mut walk = Walk {
+        fragments,
+        expanded: HashMap::new(),
+    };
+    Some((
+        operation.operation_type,
+        walk.selections(&operation.selection_set),
+    ))
+}
+
+/// Checks a measured operation against `limits`.
+pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooComplex> {
+    let over = |what: &str, value: u64, limit: u64| {
+        Err(TooComplex(format!(
+            "Query too complex: {what} is {value}, the limit is {limit}"
+        )))
+    };
+    if cost.depth > limits.max_depth {
+        return over("the selection depth", cost.depth, limits.max_depth);
+    }
+    if cost.fields > limits.max_fields {
+        return over(
+            "the number of field executions (fragments expanded)",
+            cost.fields,
+            limits.max_fields,
+        );
+    }
+    if cost.storage_fields > limits.max_storage_fields {
+        return over(
+            "the number of fields that read the database",
+            cost.storage_fields,
+            limits.max_storage_fields,
+        );
+    }
+    if kind == OperationType::Mutation && cost.root_fields > limits.max_mutation_fields {
+        return over(
+            "the number of mutations in one request",
+            cost.root_fields,
+            limits.max_mutation_fields,
+        );
+    }
+    Ok(())
+}
+
+struct Walk<'a, 'd> {
+    fragments: HashMap<&'a str, &'d Selections<'a>>,
+    /// Totals of each fragment, computed once; `None` while being computed
+    /// (a cycle, which validation refuses later, counts as nothing here).
+    expanded: HashMap<&'a str, Option<Cost>>,
+}
+
+impl<'a, 'd> Walk<'a, 'd> {
+    fn selections(&mut self, set: &'d Selections<'a>) -> Cost {
+        set.iter().fold(Cost::default(), |total, selection| {
+            let cost = match selection {
+                Selection::Field(field) => {
+                    let field = &field.item;
+                    let inner = field
+                        .selection_set
+                        .as_deref()
+                        .map(|set| self.selections(set))
+                        .unwrap_or_default();
+                    Cost {
+                        depth: inner.depth.saturating_add(1),
+                        fields: inner.fields.saturating_add(1),
+                        storage_fields: inner
+                            .storage_fields
+                            .saturating_add(u64::from(STORAGE_FIELDS.contains(&field.name.item))),
+                        root_fields: 1,
+                    }
+                }
+                Selection::InlineFragment(inline) => self.selections(&inline.item.selection_set),
+                Selection::FragmentSpread(spread) => self.fragment(spread.item.name.item),
+            };
+            total.add(cost)
+        })
+    }
+
+    fn fragment(&mut self, name: &'a str) -> Cost {
+        if let Some(known) = self.expanded.get(name) {
+            return known.unwrap_or_default();
+        }
+        let Some(set) = self.fragments.get(name).copied() else {
+            return Cost::default();
+        };
+        self.expanded.insert(name, None);
+        let cost = self.selections(set);
+        self.expanded.insert(name, Some(cost));
+        cost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use juniper::parser::parse_document_source;
+
+    fn cost_of(query: &str) -> (OperationType, Cost) {
+        let schema = crate::schema::schema(false);
+        let document = parse_document_source(query, &schema.schema).expect("parses");
+        measure(&document, None).expect("one operation")
+    }
+
+    /// `{...F<n>}` where F0 holds `field` and each F<i> spreads F<i-1> twice.
+    fn doubling(n: usize, on: &str, field: &str) -> String {
+        let mut doc = format!("{{ ...F{n} }}\nfragment F0 on {on} {{ {field} }}\n");
+        for i in 1..=n {
+            doc.push_str(&format!(
+                "fragment F{i} on {on} {{ ...F{} ...F{} }}\n",
+                i - 1,
+                i - 1
+            ));
+        }
+        doc
+    }
+
+    #[test]
+    fn fragments_count_once_per_spread_as_execution_runs_them() {
+        let (_, cost) = cost_of(&doubling(9, "Query", "a: user { id }"));
+        assert_eq!(cost.fields, 2 * 512);
+        assert_eq!(cost.storage_fields, 512);
+        assert!(check(OperationType::Query, cost, LIMITS).is_err());
+    }
+
+    #[test]
+    fn a_deep_doubling_chain_is_measured_without_expanding_it() {
+        // 2^40 executions if expanded: the walk reuses each fragment's totals.
+        let doc = doubling(40, "Query", "hello");
+        let schema = crate::schema::schema(false).limit_fields(usize::MAX);
+        let document = parse_document_source(&doc, &schema.schema).expect("parses");
+        let (_, cost) = measure(&document, None).expect("one operation");
+        assert_eq!(cost.fields, 1u64 << 40);
+    }
+
+    #[test]
+    fn the_prefect_clients_documents_are_well_inside_the_limits() {
+        for query in [
+            "query { auth_info { tenant_id } }",
+            "query { tenant(order_by: {slug: asc}) { id slug name } }",
+            "query($slug: String) { tenant(where: {slug: { _eq: $slug } }) { id } }",
+            "query { auth_api_key { id name expires_at } }",
+            "mutation($input: create_api_key_input!) { create_api_key(input: $input) { key } }",
+            "query { hello }",
+        ] {
+            let (kind, cost) = cost_of(query);
+            assert!(check(kind, cost, LIMITS).is_ok(), "{query}: {cost:?}");
+        }
+    }
+
+    #[test]
+    fn each_limit_names_itself() {
+        let aliases: String = (0..21).map(|i| format!("t{i}: tenant {{ id }} ")).collect();
+        let (kind, cost) = cost_of(&format!("{{ {aliases} }}"));
+        let TooComplex(message) = check(kind, cost, LIMITS).unwrap_err();
+        assert!(
+            message.contains("read the database") && message.contains("20"),
+            "{message}"
+        );
+
+        let mutations: String = (0..6)
+            .map(|i| {
+                format!(
+                    "m{i}: delete_api_key(input: {{key_id: \"{}\"}}) {{ success }} ",
+                    uuid::Uuid::nil()
+                )
+            })
+            .collect();
+        let (kind, cost) = cost_of(&format!("mutation {{ {mutations} }}"));
+        let TooComplex(message) = check(kind, cost, LIMITS).unwrap_err();
+        assert!(
+            message.contains("mutations") && message.contains('5'),
+            "{message}"
+        );
+
+        let deep = "{ user_view_same_tenant { memberships { tenant { id } } } }";
+        let (kind, cost) = cost_of(deep);
+        assert_eq!(cost.depth, 4);
+        let tight = Limits {
+            max_depth: 3,
+            ..LIMITS
+        };
+        assert!(check(kind, cost, tight).unwrap_err().0.contains("depth"));
+    }
+
+    #[test]
+    fn a_fragment_cycle_does_not_hang_the_walk() {
+        let schema = crate::schema::schema(false);
+        let doc = "{ ...A } fragment A on Query { hello ...B } fragment B on Query { ...A }";
+        if let Ok(document) = parse_document_source(doc, &schema.schema) {
+            let (_, cost) = measure(&document, None).expect("one operation");
+            assert!(cost.fields >= 1);
+        }
+    }
+}
