@@ -38,6 +38,7 @@ pub fn https_client() -> SharedHttpClient {
 }
 
 /// The same client trusting `roots` instead (tests use their own CA).
+#[allow(clippy::expect_used)] // a constant configuration, checked by every test
 pub fn https_client_trusting(roots: rustls::RootCertStore) -> SharedHttpClient {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -1,5 +1,21 @@
 //! apikeys core: key format and hashing, authorization rules, domain, DynamoDB store.
 
+// Nothing a request, the network or DynamoDB can influence may panic (with
+// panic = "abort" a panic ends the Lambda instance): enforced by clippy.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 pub mod authz;
 pub mod clock;
 pub mod config;

@@ -49,12 +49,9 @@ impl Intercept for RequestCounter {
             .load::<Metadata>()
             .map_or("unknown", |m| m.name())
             .to_string();
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(operation)
-            .or_default() += 1;
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(operation).or_default();
+        *count = count.saturating_add(1);
         Ok(())
     }
 }

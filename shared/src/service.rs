@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::{Config, MAX_KEYS_PER_OWNER};
 use crate::domain::{validate_name, AccountType, ApiKey, Membership, Principal, Role, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{Store, StoreError, StoredKey};
+use crate::store::{Marked, Store, StoreError, StoredKey};
 use crate::token::{verify_presented, NewKey};
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
@@ -442,10 +442,17 @@ impl ApiKeys {
         if leaves_tenant_without_admin(admins, member.account_type, member.role, None) {
             return Err(last_admin("removed"));
         }
-        if !self.store.mark_removing(&member, self.now()).await? {
-            return Ok(false);
-        }
         let caller_admin = (member.user_id != p.user_id).then_some(p.user_id);
+        let not_admin = || Error::Forbidden("only a tenant admin may remove members".into());
+        match self
+            .store
+            .mark_removing(&member, self.now(), caller_admin)
+            .await?
+        {
+            Marked::Yes => {}
+            Marked::Gone => return Ok(false),
+            Marked::CallerNotAdmin => return Err(not_admin()),
+        }
         for _ in 0..CONFLICT_RETRIES {
             let Some(current) = self
                 .store
@@ -468,9 +475,7 @@ impl ApiKeys {
                 }
                 Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => {
                     self.store.clear_removing(&current).await?;
-                    return Err(Error::Forbidden(
-                        "only a tenant admin may remove members".into(),
-                    ));
+                    return Err(not_admin());
                 }
                 // Changed by a write that was in flight at the mark: read again.
                 Err(e) if e.is_condition_failure() => continue,

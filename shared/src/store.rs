@@ -176,6 +176,16 @@ impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
     }
 }
 
+/// What [`Store::mark_removing`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    Yes,
+    /// The membership no longer exists.
+    Gone,
+    /// The caller is no longer an admin: nothing was marked.
+    CallerNotAdmin,
+}
+
 /// A key as stored in its tenant's partition: metadata plus the secret's hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
@@ -309,7 +319,14 @@ impl Fields<'_> {
             Some(AttributeValue::S(v)) => v.clone(),
             _ => "?".into(),
         };
-        format!("{}/{}", get("pk"), get("sk"))
+        // A hash item's key is the secret's hash: never in a message or log.
+        let pk = get("pk");
+        let pk = if pk.starts_with("hash#") {
+            "hash#…".to_string()
+        } else {
+            pk
+        };
+        format!("{pk}/{}", get("sk"))
     }
 
     fn opt_s(&self, attr: &'static str) -> Result<Option<&str>> {
@@ -880,7 +897,7 @@ impl Store {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut items = Vec::with_capacity(1 + 2 * keys.len());
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(1));
         for key in keys {
             push_key_deletes(&self.table, &mut items, key, Some(now))?;
         }
@@ -1027,28 +1044,28 @@ impl Store {
     /// Marks a member as being removed: from now on no key of it can be
     /// created, revoked or swept, and its role cannot change, so the removal
     /// that follows reads a membership and a set of keys that stay as read.
-    /// `Ok(false)`: the membership is gone.
-    pub async fn mark_removing(&self, m: &Membership, now: OffsetDateTime) -> Result<bool> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .update_expression("SET removing = if_not_exists(removing, :now)")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", n(now.unix_timestamp()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
+    /// With `caller_admin`, only while that caller is still an admin.
+    pub async fn mark_removing(
+        &self,
+        m: &Membership,
+        now: OffsetDateTime,
+        caller_admin: Option<Uuid>,
+    ) -> Result<Marked> {
+        let mut items = vec![update(
+            &self.table,
+            key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
+            "SET removing = if_not_exists(removing, :now)",
+            "attribute_exists(pk)",
+            values([(":now", n(now.unix_timestamp()))]),
+        )?];
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, m.tenant_id, caller)?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(Marked::Yes),
+            Err(e) if e.condition_failed(0) => Ok(Marked::Gone),
+            Err(e) if e.condition_failed(1) => Ok(Marked::CallerNotAdmin),
+            Err(e) => Err(e),
         }
     }
 
@@ -1088,7 +1105,7 @@ impl Store {
         keys: &[StoredKey],
         caller_admin: Option<Uuid>,
     ) -> Result<()> {
-        let mut items = Vec::with_capacity(3 + 2 * keys.len());
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(3));
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))

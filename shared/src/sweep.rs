@@ -79,7 +79,11 @@ impl Sweeper {
     }
 
     fn out_of_time(&self, deadline: Option<Instant>) -> bool {
-        deadline.is_some_and(|d| Instant::now() + self.safety_margin >= d)
+        deadline.is_some_and(|d| {
+            Instant::now()
+                .checked_add(self.safety_margin)
+                .is_none_or(|t| t >= d)
+        })
     }
 
     /// Sweeps every key expired at `now`, stopping early near `deadline`.
@@ -94,11 +98,11 @@ impl Sweeper {
         let saved = self.store.sweep_checkpoint().await?;
         let mut bucket = match &saved {
             Some(saved) if bucket_start(saved).is_some() => saved.clone(),
-            _ => expiry_bucket(now - self.lookback),
+            _ => expiry_bucket(now.checked_sub(self.lookback).unwrap_or(now)),
         };
         let mut stopped = false;
         'buckets: loop {
-            report.buckets += 1;
+            report.buckets = report.buckets.saturating_add(1);
             let mut start = None;
             loop {
                 if self.out_of_time(deadline) {
@@ -106,7 +110,7 @@ impl Sweeper {
                     break 'buckets;
                 }
                 let (entries, next) = self.store.expired_page(&bucket, now, start).await?;
-                report.pages += 1;
+                report.pages = report.pages.saturating_add(1);
                 if !self.remove(entries, now, deadline, &mut report).await {
                     stopped = true;
                     break 'buckets;
@@ -120,7 +124,9 @@ impl Sweeper {
                 break;
             }
             // This hour has ended and is clean: later sweeps need not read it.
-            let Some(next) = bucket_start(&bucket).map(|t| expiry_bucket(t + Duration::hours(1)))
+            let Some(next) = bucket_start(&bucket)
+                .and_then(|t| t.checked_add(Duration::hours(1)))
+                .map(expiry_bucket)
             else {
                 break;
             };
@@ -131,7 +137,7 @@ impl Sweeper {
         }
         report.complete = !stopped;
         report.checkpoint = bucket;
-        report.duration_ms = started.elapsed().as_millis() as u64;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
     }
 
@@ -149,7 +155,7 @@ impl Sweeper {
                 Ok(entry) => valid.push(entry),
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping a malformed expiry entry");
-                    report.failed += 1;
+                    report.failed = report.failed.saturating_add(1);
                 }
             }
         }
@@ -164,15 +170,15 @@ impl Sweeper {
             }
             while let Some(result) = tasks.join_next().await {
                 match result {
-                    Ok(Ok(true)) => report.swept += 1,
-                    Ok(Ok(false)) => report.skipped += 1,
+                    Ok(Ok(true)) => report.swept = report.swept.saturating_add(1),
+                    Ok(Ok(false)) => report.skipped = report.skipped.saturating_add(1),
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "could not remove an expired key");
-                        report.failed += 1;
+                        report.failed = report.failed.saturating_add(1);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "sweep task failed");
-                        report.failed += 1;
+                        report.failed = report.failed.saturating_add(1);
                     }
                 }
             }

@@ -47,8 +47,8 @@ impl NewKey {
 
     /// Prefix and first characters of the random part, e.g. `apk_Ab3x…`.
     pub fn hint(&self) -> String {
-        let end = self.prefix_len + 1 + HINT_LEN;
-        format!("{}…", &self.secret[..end])
+        let end = self.prefix_len.saturating_add(1 + HINT_LEN);
+        format!("{}…", self.secret.get(..end).unwrap_or_default())
     }
 }
 

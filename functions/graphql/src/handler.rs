@@ -186,13 +186,15 @@ fn measure(app: &App, parsed: &GraphQlRequest) -> Result<Option<Measured>, (Stri
     let document = match parse_document_source(&parsed.query, &app.schema.schema) {
         Ok(document) => document,
         Err(err) => {
-            let code = match err.item {
+            return Err(match err.item {
                 ParseError::DepthLimitExceeded(_)
                 | ParseError::TokenLimitExceeded(_)
-                | ParseError::FieldLimitExceeded(_) => "QUERY_TOO_COMPLEX",
-                _ => "BAD_USER_INPUT",
-            };
-            return Err((GraphQLError::ParseError(err).to_string(), code));
+                | ParseError::FieldLimitExceeded(_) => (
+                    format!("Query too complex: {}", err.item),
+                    "QUERY_TOO_COMPLEX",
+                ),
+                _ => (GraphQLError::ParseError(err).to_string(), "BAD_USER_INPUT"),
+            });
         }
     };
     let Some((kind, cost)) = cost::measure(&document, parsed.operation_name.as_deref()) else {
@@ -261,7 +263,12 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
             let errors: Vec<Value> = errors.iter().map(|e| json!(e)).collect();
             let codes = errors
                 .iter()
-                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_string())
+                .map(|e| {
+                    e.pointer("/extensions/code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect();
             (json!({ "data": data, "errors": bounded(errors) }), codes)
         }
@@ -293,7 +300,7 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
 /// Keeps the first [`MAX_ERRORS`] errors and says how many more there were.
 fn bounded(mut errors: Vec<Value>) -> Vec<Value> {
     if errors.len() > MAX_ERRORS {
-        let more = errors.len() - MAX_ERRORS;
+        let more = errors.len().saturating_sub(MAX_ERRORS);
         errors.truncate(MAX_ERRORS);
         errors.push(json!({
             "message": format!("{more} more errors not shown"),

@@ -1,5 +1,21 @@
 //! The sweeper Lambda: each EventBridge schedule tick sweeps expired keys.
 
+// Nothing a request, the network or DynamoDB can influence may panic (with
+// panic = "abort" a panic ends the Lambda instance): enforced by clippy.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,7 +72,7 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
         .deadline()
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
-    Some(Instant::now() + left)
+    Instant::now().checked_add(left)
 }
 
 /// Sweeps once; the report is logged as one line and returned.

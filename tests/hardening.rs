@@ -1,0 +1,674 @@
+//! Hostile requests: every attack form of the hardening review, driven
+//! through the real handler, with the DynamoDB requests each one causes
+//! counted by the SDK interceptor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use apikeys_shared::domain::Role;
+use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, Route};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const CREATE_SA: &str = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }";
+const DELETE_SA: &str = "mutation($input: delete_service_account_input!) { delete_service_account(input: $input) { success } }";
+const SET_ROLE: &str =
+    "mutation($input: set_membership_role_input!) { set_membership_role(input: $input) { id } }";
+const DELETE_MEMBER: &str =
+    "mutation($input: delete_membership_input!) { delete_membership(input: $input) { success } }";
+const REVOKE: &str =
+    "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }";
+
+/// `{...F<n> ... ...F0}` with F0 holding `leaf` and F<i> spreading F<i-1> twice.
+fn doubling(top: usize, on: &str, leaf: &str) -> String {
+    let spreads: String = (0..=top).rev().map(|i| format!("...F{i} ")).collect();
+    let mut doc = format!("{{ {spreads}}}\nfragment F0 on {on} {{ {leaf} }}\n");
+    for i in 1..=top {
+        doc.push_str(&format!(
+            "fragment F{i} on {on} {{ ...F{0} ...F{0} }}\n",
+            i - 1
+        ));
+    }
+    doc
+}
+
+/// One request with `key`; the reply and the DynamoDB requests it caused.
+async fn measured(h: &Harness, key: &str, query: &str, vars: Option<Value>) -> (Value, u64) {
+    h.counter.reset();
+    let reply = h.gql(key, query, vars).await;
+    (reply, h.counter.total())
+}
+
+/// Like `Harness::gql`, without asserting the status: under races a
+/// transient answer (HTTP 503) is a correct one.
+async fn answer(h: &Harness, key: &str, query: &str, vars: Option<Value>) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body(query, vars),
+            &[("Authorization", &auth)],
+        )
+        .await;
+    (reply.status, reply.json)
+}
+
+async fn churn_once(h: &Harness, key: &str, owner: Uuid, name: &str) {
+    let create = "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id } }";
+    let vars = json!({"input": {"name": name, "user_id": owner.to_string()}});
+    let (_, made) = answer(h, key, create, Some(vars)).await;
+    match made["data"]["create_api_key"]["id"].as_str() {
+        Some(id) => {
+            answer(h, key, REVOKE, Some(json!({"input": {"key_id": id}}))).await;
+        }
+        None => tokio::task::yield_now().await,
+    }
+}
+
+fn uuid_of(value: &Value) -> Uuid {
+    serde_json::from_value(value.clone()).unwrap_or_else(|_| panic!("not a uuid: {value}"))
+}
+
+#[tokio::test]
+async fn a_datetime_past_year_9999_in_utc_is_bad_input_not_a_crash() {
+    let h = Harness::new().await;
+    let reader = h.add_member("acme", "reader", Role::ReadOnlyUser).await;
+    let query = "mutation($e: DateTime) { create_api_key(input: {user_id: \"00000000-0000-0000-0000-000000000000\", name: \"x\", expires_at: $e}) { id } }";
+    for value in [
+        "9999-12-31T23:59:59-00:01",
+        "9999-12-31T23:59:59-23:59",
+        "0000-01-01T00:00:00+23:59",
+    ] {
+        let reply = h.gql(&reader.key, query, Some(json!({"e": value}))).await;
+        assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{value}: {reply}");
+    }
+    // The instance is alive and answers the next request.
+    h.data(&reader.key, "query { hello }", None).await;
+}
+
+#[tokio::test]
+async fn doubling_fragments_are_refused_before_any_read() {
+    let h = Harness::new().await;
+    let query = doubling(12, "Query", "a: user { id }");
+    assert!(query.len() < 700, "{} bytes", query.len());
+    let started = Instant::now();
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, &query, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(requests, 0);
+    assert!(reply["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Query too complex"));
+    eprintln!(
+        "doubling fragments: {requests} requests, {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn per_member_fragments_are_refused_and_per_member_tenant_is_read_once() {
+    let h = Harness::new().await;
+    for i in 0..20 {
+        h.add_member("acme", &format!("m{i}"), Role::User).await;
+    }
+    let attack = format!(
+        "{{ user_view_same_tenant {{ memberships {{ ...F5 }} }} }}\nfragment F0 on membership {{ tenant {{ id }} }}\n{}",
+        (1..=5)
+            .map(|i| format!("fragment F{i} on membership {{ ...F{0} ...F{0} }}\n", i - 1))
+            .collect::<String>()
+    );
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, &attack, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(requests, 0);
+
+    // The honest form of it: 21 members, each with its tenant.
+    let query =
+        "{ user_view_same_tenant { id memberships { tenant { id slug } role_detail { name } } } }";
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, query, None).await;
+    let members = reply["data"]["user_view_same_tenant"].as_array().unwrap();
+    assert_eq!(members.len(), 21);
+    assert!(members
+        .iter()
+        .all(|m| m["memberships"][0]["tenant"]["slug"] == "acme"));
+    // 2 to authenticate, 1 Query of members, 1 GetItem of the tenant.
+    assert_eq!(requests, 4, "{:?}", h.counter.snapshot());
+}
+
+#[tokio::test]
+async fn thousands_of_aliases_are_refused_and_twenty_cost_one_read() {
+    let h = Harness::new().await;
+    let aliases: String = (0..2400)
+        .map(|i| format!("t{i}: tenant {{ id }} "))
+        .collect();
+    let query = format!("{{ {aliases} }}");
+    assert!(query.len() < 64 * 1024);
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, &query, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(requests, 0);
+
+    let aliases: String = (0..20).map(|i| format!("t{i}: tenant {{ id }} ")).collect();
+    let (reply, requests) =
+        measured(&h, &h.tenant.admin_key, &format!("{{ {aliases} }}"), None).await;
+    assert_eq!(
+        reply["data"]["t19"][0]["id"],
+        json!(h.tenant.id.to_string())
+    );
+    assert_eq!(requests, 3, "{:?}", h.counter.snapshot());
+}
+
+#[tokio::test]
+async fn every_read_of_a_query_is_made_once_however_often_it_is_asked_for() {
+    let h = Harness::new().await;
+    let query = "{ a: tenant { id } b: tenant { slug } me: user { id } u2: user { username }
+        all: user_view_same_tenant { memberships { tenant { name } } }
+        again: user_view_same_tenant { id }
+        k1: auth_api_key { id } k2: auth_api_key(order_by: {name: desc}) { name } }";
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, query, None).await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    // auth 2 GetItems; tenant 1; members 1 Query; keys: own + service (admin) 2 Queries.
+    assert_eq!(requests, 6, "{:?}", h.counter.snapshot());
+}
+
+#[tokio::test]
+async fn a_mutation_built_from_fragments_writes_nothing() {
+    let h = Harness::new().await;
+    let query = doubling(
+        9,
+        "Mutation",
+        "create_service_account(input: {name: \"x\"}) { id }",
+    );
+    let before = h.items().await.len();
+    let (reply, requests) = measured(
+        &h,
+        &h.tenant.admin_key,
+        &query.replacen('{', "mutation {", 1),
+        None,
+    )
+    .await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(requests, 0);
+    assert_eq!(h.items().await.len(), before);
+
+    let five: String = (0..5)
+        .map(|i| format!("m{i}: create_service_account(input: {{name: \"bot{i}\"}}) {{ id }} "))
+        .collect();
+    let data = h
+        .data(&h.tenant.admin_key, &format!("mutation {{ {five} }}"), None)
+        .await;
+    assert_eq!(data.as_object().unwrap().len(), 5);
+    let six = format!(
+        "mutation {{ {five} m5: create_service_account(input: {{name: \"bot5\"}}) {{ id }} }}"
+    );
+    let (reply, requests) = measured(&h, &h.tenant.admin_key, &six, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(requests, 0);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_read_only_users_admin_mutations_cost_no_lookup() {
+    let h = Harness::new().await;
+    let reader = h.add_member("acme", "reader", Role::ReadOnlyUser).await;
+    let five: String = (0..5)
+        .map(|i| {
+            format!(
+                "d{i}: delete_membership(input: {{membership_id: \"{}\"}}) {{ success }} ",
+                Uuid::new_v4()
+            )
+        })
+        .collect();
+    let (reply, requests) =
+        measured(&h, &reader.key, &format!("mutation {{ {five} }}"), None).await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    // Authentication's two reads, nothing else.
+    assert_eq!(requests, 2, "{:?}", h.counter.snapshot());
+    for (query, vars) in [
+        (
+            SET_ROLE,
+            json!({"input": {"membership_id": h.tenant.admin_membership_id, "role_id": Role::ReadOnlyUser.id()}}),
+        ),
+        (DELETE_SA, json!({"input": {"user_id": Uuid::new_v4()}})),
+    ] {
+        let (_, requests) = measured(&h, &reader.key, query, Some(vars)).await;
+        assert_eq!(requests, 2, "{query}: {:?}", h.counter.snapshot());
+    }
+}
+
+#[tokio::test]
+async fn service_accounts_per_tenant_are_capped_and_a_deleted_one_frees_its_place() {
+    let h = Harness::with_env(&[("MAX_SERVICE_ACCOUNTS", "3")]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let data = h
+            .data(
+                &h.tenant.admin_key,
+                CREATE_SA,
+                Some(json!({"input": {"name": format!("bot{i}")}})),
+            )
+            .await;
+        ids.push(uuid_of(&data["create_service_account"]["id"]));
+    }
+    let before = h.items().await;
+    let reply = h
+        .gql(
+            &h.tenant.admin_key,
+            CREATE_SA,
+            Some(json!({"input": {"name": "one too many"}})),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "BAD_USER_INPUT");
+    let message = reply["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("at most 3 service accounts"), "{message}");
+    assert_eq!(h.items().await.len(), before.len());
+    h.data(
+        &h.tenant.admin_key,
+        DELETE_SA,
+        Some(json!({"input": {"user_id": ids[0]}})),
+    )
+    .await;
+    h.data(
+        &h.tenant.admin_key,
+        CREATE_SA,
+        Some(json!({"input": {"name": "replacement"}})),
+    )
+    .await;
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn concurrent_service_account_creation_never_passes_the_cap() {
+    let h = Arc::new(Harness::with_env(&[("MAX_SERVICE_ACCOUNTS", "4")]).await);
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                let vars = json!({"input": {"name": format!("racer{i}")}});
+                answer(&h, &h.tenant.admin_key, CREATE_SA, Some(vars))
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.get("errors").is_none() {
+            made += 1;
+        } else {
+            let code = error_code(&reply).to_string();
+            assert!(
+                code == "BAD_USER_INPUT" || code == "SERVICE_UNAVAILABLE",
+                "{reply}"
+            );
+        }
+    }
+    assert!(made <= 4, "{made} service accounts past a cap of 4");
+    let members = h
+        .data(
+            &h.tenant.admin_key,
+            "{ user_view_same_tenant { account_type } }",
+            None,
+        )
+        .await;
+    let services = members["user_view_same_tenant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["account_type"] == "SERVICE")
+        .count();
+    assert_eq!(services, made);
+}
+
+#[tokio::test]
+async fn removal_wins_against_a_member_churning_its_own_keys() {
+    let h = Arc::new(Harness::new().await);
+    let churner = h.add_member("acme", "churner", Role::ReadOnlyUser).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..12)
+        .map(|i| {
+            let (h, key, stop) = (Arc::clone(&h), churner.key.clone(), Arc::clone(&stop));
+            let owner = churner.user_id;
+            tokio::spawn(async move {
+                let mut rounds = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 400 {
+                    rounds += 1;
+                    churn_once(&h, &key, owner, &format!("churn{i}")).await;
+                }
+                rounds
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut outcomes = Vec::new();
+    let removal = h
+        .gql(
+            &h.tenant.admin_key,
+            DELETE_MEMBER,
+            Some(json!({"input": {"membership_id": churner.membership_id}})),
+        )
+        .await;
+    outcomes.push(removal.clone());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        removal["data"]["delete_membership"]["success"],
+        json!(true),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        h.gql(&churner.key, "query { hello }", None).await,
+        unauthenticated()
+    );
+    h.assert_consistent().await;
+    let left = h.items().await.iter().filter(|item| {
+        matches!(item.get("owner_id"), Some(aws_sdk_dynamodb::types::AttributeValue::S(o)) if *o == churner.user_id.to_string())
+    }).count();
+    assert_eq!(left, 0, "keys of the removed member remain");
+}
+
+#[tokio::test]
+async fn twenty_removals_under_churn_all_succeed() {
+    // The review's form: 20 attempts, each against 12 churning tasks.
+    let h = Arc::new(Harness::new().await);
+    let mut removed = 0;
+    for round in 0..20 {
+        let m = h
+            .add_member("acme", &format!("c{round}"), Role::ReadOnlyUser)
+            .await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..12)
+            .map(|_| {
+                let (h, key, stop, owner) =
+                    (Arc::clone(&h), m.key.clone(), Arc::clone(&stop), m.user_id);
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        churn_once(&h, &key, owner, "churn").await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let reply = h
+            .gql(
+                &h.tenant.admin_key,
+                DELETE_MEMBER,
+                Some(json!({"input": {"membership_id": m.membership_id}})),
+            )
+            .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            w.await.unwrap();
+        }
+        if reply["data"]["delete_membership"]["success"] == json!(true) {
+            removed += 1;
+        } else {
+            panic!("round {round}: {reply}");
+        }
+    }
+    assert_eq!(removed, 20);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_service_account_cannot_change_or_remove_people() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let carol = h.add_member("acme", "carol", Role::TenantAdmin).await;
+    let sa = uuid_of(
+        &h.data(
+            &h.tenant.admin_key,
+            CREATE_SA,
+            Some(json!({"input": {"name": "ci"}})),
+        )
+        .await["create_service_account"]["id"],
+    );
+    let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
+    let sa_key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = h.items().await;
+    for (query, vars) in [
+        (
+            SET_ROLE,
+            json!({"input": {"membership_id": bob.membership_id, "role_id": Role::TenantAdmin.id()}}),
+        ),
+        (
+            SET_ROLE,
+            json!({"input": {"membership_id": carol.membership_id, "role_id": Role::User.id()}}),
+        ),
+        (
+            DELETE_MEMBER,
+            json!({"input": {"membership_id": bob.membership_id}}),
+        ),
+        (
+            DELETE_MEMBER,
+            json!({"input": {"membership_id": h.tenant.admin_membership_id}}),
+        ),
+    ] {
+        let reply = h.gql(&sa_key, query, Some(vars.clone())).await;
+        assert_eq!(error_code(&reply), "FORBIDDEN", "{vars}: {reply}");
+    }
+    assert_eq!(h.items().await, before, "a service account changed people");
+    // It keeps its power over service accounts.
+    let other = uuid_of(
+        &h.data(
+            &sa_key,
+            CREATE_SA,
+            Some(json!({"input": {"name": "other"}})),
+        )
+        .await["create_service_account"]["id"],
+    );
+    let members = h
+        .data(
+            &sa_key,
+            "{ user_view_same_tenant { id memberships { id } } }",
+            None,
+        )
+        .await;
+    let other_membership = members["user_view_same_tenant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == json!(other.to_string()))
+        .map(|m| m["memberships"][0]["id"].clone())
+        .unwrap();
+    let vars = json!({"input": {"membership_id": other_membership, "role_id": Role::User.id()}});
+    h.data(&sa_key, SET_ROLE, Some(vars)).await;
+    let vars = json!({"input": {"membership_id": other_membership}});
+    let data = h.data(&sa_key, DELETE_MEMBER, Some(vars)).await;
+    assert_eq!(data["delete_membership"]["success"], json!(true));
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_service_account_removing_itself_answers_alike_on_both_paths() {
+    for path in ["delete_service_account", "delete_membership"] {
+        let h = Harness::new().await;
+        let sa = uuid_of(
+            &h.data(
+                &h.tenant.admin_key,
+                CREATE_SA,
+                Some(json!({"input": {"name": "ci"}})),
+            )
+            .await["create_service_account"]["id"],
+        );
+        let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
+        let sa_key = made["data"]["create_api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let me = h
+            .data(&sa_key, "{ user { memberships { id } } }", None)
+            .await;
+        let reply = if path == "delete_service_account" {
+            h.data(&sa_key, DELETE_SA, Some(json!({"input": {"user_id": sa}})))
+                .await["delete_service_account"]["success"]
+                .clone()
+        } else {
+            let id = me["user"][0]["memberships"][0]["id"].clone();
+            h.data(
+                &sa_key,
+                DELETE_MEMBER,
+                Some(json!({"input": {"membership_id": id}})),
+            )
+            .await["delete_membership"]["success"]
+                .clone()
+        };
+        assert_eq!(reply, json!(true), "{path}");
+        assert_eq!(
+            h.gql(&sa_key, "query { hello }", None).await,
+            unauthenticated(),
+            "{path}"
+        );
+        h.assert_consistent().await;
+    }
+}
+
+#[tokio::test]
+async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::TenantAdmin).await;
+    let carol = h.add_member("acme", "carol", Role::User).await;
+    let service = h.service();
+    let bob_then = service.authenticate(Some(&bob.key), None).await.unwrap();
+    let sa = service
+        .create_service_account(&bob_then, "bot", None, None)
+        .await
+        .unwrap();
+    let admin = service
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    let (sa_key, _) = service
+        .create_api_key(
+            &admin,
+            sa,
+            apikeys_shared::service::KeyRequest {
+                name: "k",
+                expires_at: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    // Bob is demoted after his request authenticated as an admin.
+    service
+        .set_membership_role(&admin, bob.membership_id, Role::User.id())
+        .await
+        .unwrap();
+    let before = h.items().await;
+    let role = service
+        .set_membership_role(&bob_then, carol.membership_id, Role::TenantAdmin.id())
+        .await;
+    assert!(
+        matches!(role, Err(apikeys_shared::Error::Forbidden(_))),
+        "{role:?}"
+    );
+    let removed = service
+        .delete_membership(&bob_then, carol.membership_id)
+        .await;
+    assert!(
+        matches!(removed, Err(apikeys_shared::Error::Forbidden(_))),
+        "{removed:?}"
+    );
+    assert!(!service.revoke_api_key(&bob_then, sa_key.id).await.unwrap());
+    assert_eq!(h.items().await, before, "a demoted admin's write landed");
+}
+
+#[tokio::test]
+async fn thousands_of_validation_errors_answer_a_few() {
+    let h = Harness::new().await;
+    let directives: String = (0..7000).map(|_| "@x ").collect();
+    let query = format!("{{ hello {directives} }}");
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body(&query, None),
+            &[("Authorization", &format!("Bearer {}", h.tenant.admin_key))],
+        )
+        .await;
+    let errors = reply.json["errors"].as_array().unwrap();
+    assert!(errors.len() <= 11, "{} errors", errors.len());
+    assert!(reply.body.len() < 4096, "{} bytes", reply.body.len());
+}
+
+#[tokio::test]
+async fn emails_are_seen_by_human_admins_and_their_owner_only() {
+    let h = Harness::new().await;
+    let reader = h.add_member("acme", "reader", Role::ReadOnlyUser).await;
+    let sa = uuid_of(
+        &h.data(
+            &h.tenant.admin_key,
+            CREATE_SA,
+            Some(json!({"input": {"name": "ci"}})),
+        )
+        .await["create_service_account"]["id"],
+    );
+    let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
+    let sa_key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query = "{ user_view_same_tenant { username email } user { username email } }";
+    let email_of = |data: &Value, who: &str| {
+        data["user_view_same_tenant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == who)
+            .map(|u| u["email"].clone())
+            .unwrap()
+    };
+    let admin_view = h.data(&h.tenant.admin_key, query, None).await;
+    assert_eq!(email_of(&admin_view, "alice"), json!("admin@example.com"));
+    assert_eq!(admin_view["user"][0]["email"], json!("admin@example.com"));
+    for key in [&reader.key, &sa_key] {
+        let view = h.data(key, query, None).await;
+        assert_eq!(email_of(&view, "alice"), Value::Null, "{view}");
+        assert!(!view.to_string().contains("admin@example.com"));
+    }
+}
+
+#[tokio::test]
+async fn expired_keys_make_room_at_the_per_owner_limit() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    // 39 more keys for alice (she holds one): 5 of them expire in 10 s.
+    for i in 0..39 {
+        let expires = (i < 5).then(|| {
+            let at = t0 + time::Duration::seconds(10);
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        });
+        let reply = h
+            .create_key(
+                &h.tenant.admin_key,
+                h.tenant.admin_id,
+                &format!("k{i}"),
+                expires.as_deref(),
+            )
+            .await;
+        assert!(reply.get("errors").is_none(), "{reply}");
+    }
+    let reply = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "41st", None)
+        .await;
+    assert!(reply["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("revoke one first"));
+    h.clock.set(t0 + time::Duration::seconds(11));
+    // The listing hides the 5 expired keys; the 41st create now succeeds.
+    let listed = h
+        .data(&h.tenant.admin_key, "{ auth_api_key { id } }", None)
+        .await;
+    assert_eq!(listed["auth_api_key"].as_array().unwrap().len(), 35);
+    let reply = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "after expiry", None)
+        .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    assert_eq!(h.assert_consistent().await, 36);
+}

@@ -1,0 +1,135 @@
+//! Logs at the most verbose level hold no key, hash, email, credential or
+//! request body: a whole scenario runs with `trace` and its output is searched.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use apikeys_shared::domain::Role;
+use apikeys_shared::token::TokenHash;
+use apikeys_tests::{Harness, Route};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::json;
+use tracing_subscriber::filter::LevelFilter;
+
+const ACCESS_KEY_ID: &str = "AKIALOGSCANTEST00001";
+const SECRET_ACCESS_KEY: &str = "logscan/secret/access/key/0000000000000";
+
+/// Everything written by the subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_whole_scenario_at_trace_level_logs_no_secret() {
+    // Before any client exists: the credentials the SDK signs with.
+    std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
+    let captured = Captured::default();
+    tracing::subscriber::set_global_default(apikeys_shared::logging::subscriber(
+        LevelFilter::TRACE,
+        captured.clone(),
+    ))
+    .expect("the only subscriber of this test binary");
+
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let body_marker = "body-marker-name-7f3a";
+    let made = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, body_marker, None)
+        .await;
+    let new_key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.data(
+        &new_key,
+        "query { auth_info { user_id } user_view_same_tenant { email } }",
+        None,
+    )
+    .await;
+    let id = made["data"]["create_api_key"]["id"].clone();
+    h.data(
+        &h.tenant.admin_key,
+        "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }",
+        Some(json!({"input": {"key_id": id}})),
+    )
+    .await;
+    // Refused, malformed and failing requests log too.
+    h.gql(&new_key, "query { hello }", None).await;
+    h.send(
+        Route::RestGraphql,
+        b"{not json",
+        &[("Authorization", &format!("Bearer {}", bob.key))],
+    )
+    .await;
+    h.gql(&bob.key, &format!("{{ nope_{body_marker} }}"), None)
+        .await;
+    // A malformed hash item: the storage error is logged, its key is not.
+    let broken = apikeys_shared::token::NewKey::generate("apk");
+    let broken_hash = broken.hash();
+    h.client
+        .put_item()
+        .table_name(&h.table)
+        .item(
+            "pk",
+            AttributeValue::S(format!("hash#{}", broken_hash.as_str())),
+        )
+        .item("sk", AttributeValue::S("hash".into()))
+        .item("tenant_id", AttributeValue::S("not-a-uuid".into()))
+        .send()
+        .await
+        .unwrap();
+    let reply = h.gql(broken.expose_secret(), "query { hello }", None).await;
+    assert_eq!(
+        reply["errors"][0]["extensions"]["code"],
+        "INTERNAL_SERVER_ERROR"
+    );
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("\"request\""),
+        "the scenario logged nothing: {logs}"
+    );
+    assert!(
+        logs.contains("storage error"),
+        "the storage error was not logged"
+    );
+    let secrets = [
+        ("admin key", h.tenant.admin_key.clone()),
+        ("member key", bob.key.clone()),
+        ("created key", new_key.clone()),
+        ("broken key", broken.expose_secret().to_string()),
+        (
+            "admin key hash",
+            TokenHash::of(&h.tenant.admin_key).as_str().to_string(),
+        ),
+        (
+            "created key hash",
+            TokenHash::of(&new_key).as_str().to_string(),
+        ),
+        ("broken key hash", broken_hash.as_str().to_string()),
+        ("email", "admin@example.com".to_string()),
+        ("access key id", ACCESS_KEY_ID.to_string()),
+        ("secret access key", SECRET_ACCESS_KEY.to_string()),
+        ("request body", body_marker.to_string()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logs.contains(&secret), "the logs hold the {what}");
+    }
+}
