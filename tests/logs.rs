@@ -1,39 +1,15 @@
 //! Logs at the most verbose level hold no key, hash, email, credential or
 //! request body: a whole scenario runs with `trace` and its output is searched.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use apikeys_shared::domain::Role;
 use apikeys_shared::token::TokenHash;
-use apikeys_tests::{Harness, Route};
+use apikeys_tests::{Captured, Harness, Route};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use tracing_subscriber::filter::LevelFilter;
 
 const ACCESS_KEY_ID: &str = "AKIALOGSCANTEST00001";
 const SECRET_ACCESS_KEY: &str = "logscan/secret/access/key/0000000000000";
-
-/// Everything written by the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn a_whole_scenario_at_trace_level_logs_no_secret() {
@@ -101,7 +77,7 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
         "INTERNAL_SERVER_ERROR"
     );
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("\"request\""),
         "the scenario logged nothing: {logs}"

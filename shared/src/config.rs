@@ -1,6 +1,7 @@
 //! Deployment configuration, read once from the environment into a typed struct.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Keys a single owner may hold in one tenant. Deleting an owner removes its
 /// membership and every key (two items each) in one transaction, which DynamoDB
@@ -9,6 +10,35 @@ pub const MAX_KEYS_PER_OWNER: u32 = 40;
 
 /// Default cap on service accounts per tenant (`MAX_SERVICE_ACCOUNTS`).
 pub const DEFAULT_MAX_SERVICE_ACCOUNTS: u32 = 100;
+
+/// Time limits: every DynamoDB call is bounded, and every request answers
+/// before the function's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Opening a connection (TCP and TLS) to DynamoDB.
+    pub connect: Duration,
+    /// One try of one DynamoDB call (`DYNAMODB_ATTEMPT_TIMEOUT_MS`, default
+    /// 2000): DynamoDB answers in milliseconds, so this only ends a stalled
+    /// connection, and the SDK tries again on a fresh one.
+    pub attempt: Duration,
+    /// All tries of one call (`DYNAMODB_OPERATION_TIMEOUT_MS`, default 5000).
+    pub operation: Duration,
+    /// A request's whole time when Lambda does not give a deadline (the dev
+    /// server, tests): the function's timeout in template.yaml
+    /// (`REQUEST_TIMEOUT_MS`, default 10000).
+    pub request: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_millis(1000),
+            attempt: Duration::from_millis(2000),
+            operation: Duration::from_millis(5000),
+            request: Duration::from_millis(10_000),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -26,6 +56,7 @@ pub struct Config {
     /// Service accounts a tenant may have (`MAX_SERVICE_ACCOUNTS`, 1 to
     /// 10000, default 100).
     pub max_service_accounts: u32,
+    pub deadlines: Deadlines,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,6 +118,26 @@ impl Config {
                     )
                 })?,
         };
+        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| (1..=900_000).contains(ms))
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        ConfigError(format!("{name} must be milliseconds from 1 to 900000"))
+                    }),
+            }
+        };
+        let defaults = Deadlines::default();
+        let deadlines = Deadlines {
+            connect: defaults.connect,
+            attempt: millis("DYNAMODB_ATTEMPT_TIMEOUT_MS", defaults.attempt)?,
+            operation: millis("DYNAMODB_OPERATION_TIMEOUT_MS", defaults.operation)?,
+            request: millis("REQUEST_TIMEOUT_MS", defaults.request)?,
+        };
         Ok(Self {
             table_name,
             endpoint: get("DYNAMODB_ENDPOINT").map(str::to_string),
@@ -94,6 +145,7 @@ impl Config {
             service_key_prefix,
             introspection,
             max_service_accounts,
+            deadlines,
         })
     }
 }
@@ -131,6 +183,12 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("USER_KEY_PREFIX"));
         let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("ENABLE_GRAPHIQL", "yes")]));
         assert!(err.unwrap_err().to_string().contains("ENABLE_GRAPHIQL"));
+        for name in ["DYNAMODB_ATTEMPT_TIMEOUT_MS", "REQUEST_TIMEOUT_MS"] {
+            for bad in ["0", "-5", "1.5", "900001", "soon"] {
+                let err = Config::from_map(&env(&[("TABLE_NAME", "t"), (name, bad)]));
+                assert!(err.unwrap_err().to_string().contains(name), "{name}={bad}");
+            }
+        }
         for bad in ["0", "-1", "10001", "lots", "99999999999"] {
             let err = Config::from_map(&env(&[("TABLE_NAME", "t"), ("MAX_SERVICE_ACCOUNTS", bad)]));
             assert!(

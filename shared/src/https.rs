@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::http::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -18,7 +19,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector as TcpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -103,10 +104,34 @@ struct RustlsConnector {
 
 impl HttpConnector for RustlsConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(request) => request,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        // Tell the SDK which connection carries this request, so that after a
+        // transient error (a 5xx, a throttle, a broken answer) it can poison
+        // the connection and the pool never hands it out again.
+        if let Some(capture) = request
+            .extensions()
+            .get::<CaptureSmithyConnection>()
+            .cloned()
+        {
+            let captured = Arc::new(capture_connection(&mut request));
+            capture.set_connection_retriever(move || {
+                let proxied = captured.connection_metadata().as_ref()?.is_proxied();
+                let connection = Arc::clone(&captured);
+                Some(
+                    ConnectionMetadata::builder()
+                        .proxied(proxied)
+                        .poison_fn(move || {
+                            if let Some(connected) = connection.connection_metadata().as_ref() {
+                                connected.poison();
+                            }
+                        })
+                        .build(),
+                )
+            });
+        }
         let (pool, read_timeout) = (self.pool.clone(), self.read_timeout);
         HttpConnectorFuture::new(async move {
             let sent = pool.request(request);

@@ -18,6 +18,11 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::interceptors::InterceptorContext;
+use aws_sdk_dynamodb::config::retry::{
+    ClassifyRetry, RetryAction, RetryConfig, RetryPartition, TokenBucket,
+};
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,10 +30,11 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError, MAX_KEYS_PER_OWNER};
+use crate::config::{Config, ConfigError, Deadlines, MAX_KEYS_PER_OWNER};
 use crate::domain::{AccountType, ApiKey, Membership, Role, Tenant};
 use crate::token::TokenHash;
 
@@ -145,7 +151,11 @@ where
                 let code = err.code().unwrap_or("");
                 let status = service.raw().status().as_u16();
                 let text = format!("{code}: {}", err.message().unwrap_or(""));
-                if TRANSIENT_CODES.contains(&code) || status >= 500 {
+                if code.is_empty() {
+                    // An answer that is no DynamoDB error (a cut or foreign
+                    // body): whatever it said, a write may have applied.
+                    transient(format!("unreadable answer, HTTP {status}"), true)
+                } else if TRANSIENT_CODES.contains(&code) || status >= 500 {
                     transient(text, false)
                 } else {
                     StoreError::Sdk(text)
@@ -288,10 +298,93 @@ pub fn dynamodb_client_over(
         .http_client(http)
         .region(Region::new(region))
         .credentials_provider(credentials);
+    builder = with_limits(builder, config);
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
     Ok(Client::from_conf(builder.build()))
+}
+
+/// The time limits and retry policy every apikeys client uses (the
+/// functions' and the operator CLI's).
+pub fn with_limits(
+    builder: aws_sdk_dynamodb::config::Builder,
+    config: &Config,
+) -> aws_sdk_dynamodb::config::Builder {
+    builder
+        .timeout_config(timeouts(&config.deadlines))
+        .retry_config(retry_config())
+        .retry_partition(retry_partition())
+        .retry_classifier(UnreadableAnswerIsTransient)
+}
+
+/// Every call bounded: connect, each attempt, and all attempts together.
+fn timeouts(deadlines: &Deadlines) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(deadlines.connect)
+        .read_timeout(deadlines.attempt)
+        .operation_attempt_timeout(deadlines.attempt)
+        .operation_timeout(deadlines.operation)
+        .build()
+}
+
+/// Attempts per call, including the first: a 10-second function has time
+/// for three short tries, not for the SDK's long backoffs.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// An answer with a success status that cannot be read (a cut body) is a
+/// transient failure like a dropped connection; the SDK alone would give up
+/// on it at once. Other answers are left to the SDK's own classifiers.
+#[derive(Debug)]
+struct UnreadableAnswerIsTransient;
+
+impl ClassifyRetry for UnreadableAnswerIsTransient {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let failed = matches!(ctx.output_or_error(), Some(Err(_)));
+        let success_status = ctx
+            .response()
+            .is_some_and(|response| response.status().is_success());
+        if failed && success_status {
+            RetryAction::transient_error()
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "UnreadableAnswerIsTransient"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(std::time::Duration::from_millis(20))
+        .with_max_backoff(std::time::Duration::from_millis(400))
+}
+
+/// The retry budget of one warm instance. The SDK's default bucket (500
+/// tokens, 14 a retry, never refilled by time) is emptied by a burst of
+/// errors and then leaves every request one attempt until enough successes
+/// pay it back. This one still stops retry storms (a retry costs 5 tokens,
+/// a timed-out one 10) but refills by itself, 50 tokens a second, and a
+/// success pays 1 back.
+fn retry_partition() -> RetryPartition {
+    let bucket = TokenBucket::builder()
+        .capacity(500)
+        .retry_cost(5)
+        .throttling_retry_cost(5)
+        .timeout_retry_cost(10)
+        .success_reward(1.0)
+        .refill_rate(50.0)
+        .build();
+    RetryPartition::custom("apikeys-dynamodb")
+        .token_bucket(bucket)
+        .build()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -712,22 +805,38 @@ impl Store {
         }
     }
 
-    /// Runs one transaction. A cancellation caused only by concurrent
-    /// transactions or throttling (nothing applied) is tried again after a
-    /// jittered pause, a few times; a failed condition is returned with the
-    /// reason of every item.
+    /// Runs one transaction, with its own retries instead of the SDK's, so
+    /// that every outcome is told truthfully:
+    /// - cancelled only by concurrent transactions or throttling (nothing
+    ///   applied): tried again after a jittered pause;
+    /// - throttled or a 5xx (nothing applied): tried again with the same
+    ///   idempotency token;
+    /// - no answer (time-out, connection lost, unreadable answer: it may have
+    ///   applied): tried again with the same token, which real DynamoDB
+    ///   recognises and answers with the first outcome. Should that retry
+    ///   nevertheless fail a condition (a server that ignores tokens), the
+    ///   failure may be this very transaction's own earlier write, so the
+    ///   outcome is reported unknown, never as a domain answer;
+    /// - a failed condition with no ambiguous attempt before it: returned
+    ///   with the reason of every item.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<()> {
-        let mut attempt: u32 = 0;
-        loop {
-            attempt = attempt.saturating_add(1);
-            // One token per logical attempt: should the SDK resend it after a
-            // lost answer, DynamoDB recognises the transaction instead of
-            // failing the conditions it already satisfied.
+        let mut token = Uuid::new_v4().to_string();
+        let mut ambiguous = false;
+        let mut last = String::new();
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(backoff(attempt.saturating_sub(1))).await;
+            }
             let result = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
-                .client_request_token(Uuid::new_v4().to_string())
+                .client_request_token(&token)
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default()
+                        .retry_config(RetryConfig::disabled()),
+                )
                 .send()
                 .await;
             let err = match result {
@@ -740,7 +849,19 @@ impl Store {
                     .iter()
                     .map(|r| CancelReason::from_code(r.code()))
                     .collect(),
-                _ => return Err(err.into()),
+                _ => {
+                    match StoreError::from(err) {
+                        StoreError::Transient {
+                            message,
+                            unknown_outcome,
+                        } => {
+                            ambiguous |= unknown_outcome;
+                            last = message;
+                        }
+                        other => return Err(other),
+                    }
+                    continue;
+                }
             };
             let retryable = reasons.iter().all(|r| {
                 matches!(
@@ -748,19 +869,26 @@ impl Store {
                     CancelReason::None | CancelReason::Conflict | CancelReason::Transient
                 )
             });
-            if !retryable {
-                return Err(StoreError::Cancelled(reasons));
+            if retryable {
+                // Definitely not applied: the next attempt is a new transaction.
+                token = Uuid::new_v4().to_string();
+                last = "cancelled by concurrent writes or throttling".into();
+                continue;
             }
-            if attempt >= TRANSACTION_ATTEMPTS {
+            if ambiguous && reasons.contains(&CancelReason::ConditionFailed) {
                 return Err(StoreError::Transient {
-                    message: format!(
-                        "transaction cancelled {attempt} times by concurrent writes or throttling"
-                    ),
-                    unknown_outcome: false,
+                    message: "a retried transaction failed a condition its first attempt may \
+                              have changed"
+                        .into(),
+                    unknown_outcome: true,
                 });
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            return Err(StoreError::Cancelled(reasons));
         }
+        Err(StoreError::Transient {
+            message: format!("transaction not done after {TRANSACTION_ATTEMPTS} attempts: {last}"),
+            unknown_outcome: ambiguous,
+        })
     }
 
     /// Authentication's first read.

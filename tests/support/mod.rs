@@ -2,6 +2,8 @@
 //! real GraphQL handler, and real API Gateway events as `sam local
 //! generate-event` makes them (tests/events/).
 
+pub mod faults;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -183,6 +185,26 @@ impl Harness {
 
     pub fn service(&self) -> &ApiKeys {
         self.app.service()
+    }
+
+    /// Another instance of the function on the same table, reaching DynamoDB
+    /// at `endpoint` (e.g. through the fault proxy), with more settings.
+    /// Its requests are counted by the returned counter.
+    pub fn app_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> (App, RequestCounter) {
+        let mut env = HashMap::from([
+            ("TABLE_NAME".to_string(), self.table.clone()),
+            ("DYNAMODB_ENDPOINT".to_string(), endpoint.to_string()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_map(&env).expect("test config");
+        let counter = RequestCounter::default();
+        let client = counter.instrument(&dynamodb_client(&config).expect("client"));
+        let service = ApiKeys::new(
+            Store::new(client, self.table.clone()),
+            self.clock.clone(),
+            config,
+        );
+        (App::new(service), counter)
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -487,6 +509,39 @@ pub fn mistyped(key: &str, from_end: usize) -> String {
     let at = bytes.len() - from_end;
     bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
     String::from_utf8(bytes).expect("keys are ASCII")
+}
+
+/// Everything a tracing subscriber wrote, for tests that read the logs.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 /// The UNAUTHENTICATED envelope of API.md, exactly.

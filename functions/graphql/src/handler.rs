@@ -2,11 +2,11 @@
 //! Prefect-compatible response envelope.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
-use apikeys_shared::store::Store;
+use apikeys_shared::store::{Store, StoreError};
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{GraphQLError, InputValue, OperationType, Variables};
@@ -231,11 +231,68 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
         Ok(measured) => measured,
         Err((message, code)) => return json_response(StatusCode::OK, &error_body(&message, code)),
     };
-    let principal = match app
-        .service
-        .authenticate(bearer, header_str(request, "x-prefect-tenant-id"))
-        .await
-    {
+    let deadline = deadline_of(app, request);
+    let tenant_header = header_str(request, "x-prefect-tenant-id");
+    let writes = measured
+        .as_ref()
+        .is_none_or(|m| m.kind == OperationType::Mutation);
+    let run = run(app, bearer, tenant_header, &parsed, measured.as_ref());
+    match tokio::time::timeout_at(deadline.into(), run).await {
+        Ok(response) => response,
+        // Out of time: the work in flight is dropped. A query changed nothing;
+        // a mutation may have been applied or not.
+        Err(_) if writes => {
+            tracing::warn!("request stopped at its deadline");
+            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
+                message: "request deadline".into(),
+                unknown_outcome: true,
+            }));
+            json_response(StatusCode::OK, &error_body(&message, code))
+        }
+        Err(_) => {
+            tracing::warn!("request stopped at its deadline");
+            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
+                message: "request deadline".into(),
+                unknown_outcome: false,
+            }));
+            with_retry_after(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error_body(&message, code),
+            ))
+        }
+    }
+}
+
+/// Time kept back from the function's deadline to send the answer.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// When the answer must be ready: the Lambda invocation's deadline, or the
+/// configured request time (the dev server, tests), less [`ANSWER_MARGIN`].
+fn deadline_of(app: &App, request: &Request) -> Instant {
+    let now = Instant::now();
+    let left = request
+        .lambda_context_ref()
+        .filter(|context| context.deadline != 0)
+        .map(|context| {
+            context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(app.service.config().deadlines.request);
+    now.checked_add(left.saturating_sub(ANSWER_MARGIN))
+        .unwrap_or(now)
+}
+
+/// Authenticates and executes: everything that reads or writes DynamoDB.
+async fn run(
+    app: &App,
+    bearer: Option<&str>,
+    tenant_header: Option<&str>,
+    parsed: &GraphQlRequest,
+    measured: Option<&Measured>,
+) -> Response<Body> {
+    let principal = match app.service.authenticate(bearer, tenant_header).await {
         Ok(principal) => principal,
         Err(Error::Unauthenticated) => return unauthenticated(),
         Err(other) => {
@@ -288,9 +345,8 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
     let only_transient = codes
         .iter()
         .all(|c| c == SERVICE_UNAVAILABLE || c.is_empty());
-    let single_write = measured
-        .as_ref()
-        .is_none_or(|m| m.kind != OperationType::Mutation || m.root_fields <= 1);
+    let single_write =
+        measured.is_none_or(|m| m.kind != OperationType::Mutation || m.root_fields <= 1);
     if transient && only_transient && single_write {
         return with_retry_after(json_response(StatusCode::SERVICE_UNAVAILABLE, &body));
     }

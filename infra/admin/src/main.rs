@@ -130,7 +130,8 @@ async fn client(config: &Config) -> aws_sdk_dynamodb::Client {
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    aws_sdk_dynamodb::Client::new(&loader.load().await)
+    let sdk = aws_sdk_dynamodb::config::Builder::from(&loader.load().await);
+    aws_sdk_dynamodb::Client::from_conf(apikeys_shared::store::with_limits(sdk, config).build())
 }
 
 fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
