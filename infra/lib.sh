@@ -62,8 +62,9 @@ start_ministack() {
   fi
   mkdir -p "$state"
   if [ -n "$persist" ]; then
+    # Saved after every acknowledged write, not only at a graceful stop.
     PERSIST_STATE=1 STATE_DIR="$state" GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
-      "$VENV/bin/ministack" > "$state/ministack.log" 2>&1 &
+      "$VENV/bin/python" infra/durable_dynamodb.py > "$state/ministack.log" 2>&1 &
   else
     GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
       "$VENV/bin/ministack" > "$state/ministack.log" 2>&1 &
@@ -79,6 +80,23 @@ start_ministack() {
     sleep 0.2
   done
   log "the local DynamoDB did not answer on port $port"; return 1
+}
+
+# stop_recorded PIDFILE: stops the processes a previous run recorded in
+# PIDFILE ("pid what" lines) that are still running and still what was
+# recorded (their command line holds "what"), then removes the file. What a
+# crashed run left behind is cleaned up; nothing else is touched.
+stop_recorded() {
+  local file=$1 pid what
+  [ -f "$file" ] || return 0
+  while read -r pid what; do
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || continue
+    if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$what"; then
+      log "stopping $what (pid $pid), left running by a previous run"
+      stop_pid "$pid"
+    fi
+  done < "$file"
+  rm -f "$file"
 }
 
 # stop_pid PID: SIGTERM, then SIGKILL after 10 s; waits for it to end.

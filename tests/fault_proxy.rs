@@ -1,9 +1,13 @@
-//! `fault-proxy --upstream URL [--port N] [--fail-next N --fault NAME] [--rate R]`:
-//! the fault-injecting proxy of `tests/support/faults.rs` as a process on
-//! 127.0.0.1. Prints its port, then serves until it is stopped.
+//! `fault-proxy --upstream URL [--port N]`: the fault-injecting proxy of
+//! `tests/support/faults.rs` as a process on 127.0.0.1, for the end-to-end
+//! tests. Prints its port, then takes commands on standard input, one a line:
+//! `fail <count> <fault> [<operation>]` (the next `count` requests, of
+//! `operation` if given, fail with `fault`), `random <rate>`, `off`. Ends at
+//! the end of its input or on SIGTERM.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -12,30 +16,40 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+fn plan(line: &str) -> Result<Plan> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["off"] => Ok(Plan::Off),
+        ["random", rate] => Ok(Plan::Random {
+            rate: rate.parse()?,
+            faults: Fault::ALL.to_vec(),
+        }),
+        ["fail", count, fault, rest @ ..] => Ok(Plan::FailNext {
+            count: count.parse()?,
+            fault: Fault::from_name(fault).ok_or_else(|| anyhow!("unknown fault {fault}"))?,
+            // Operation names are few and fixed: leaking one is harmless.
+            operation: rest
+                .first()
+                .map(|op| &*Box::leak(op.to_string().into_boxed_str())),
+        }),
+        _ => bail!("unknown command {line:?}"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let upstream = arg(&args, "--upstream").context("--upstream URL is required")?;
     let port: u16 = arg(&args, "--port").map_or(Ok(0), |p| p.parse())?;
-    let fault = match arg(&args, "--fault") {
-        Some(name) => Some(Fault::from_name(&name).ok_or_else(|| anyhow!("unknown fault {name}"))?),
-        None => None,
-    };
-    let plan = match (arg(&args, "--fail-next"), arg(&args, "--rate"), fault) {
-        (Some(count), _, Some(fault)) => Plan::FailNext {
-            count: count.parse()?,
-            fault,
-            operation: None,
-        },
-        (None, Some(rate), fault) => Plan::Random {
-            rate: rate.parse()?,
-            faults: fault.map_or(Fault::ALL.to_vec(), |f| vec![f]),
-        },
-        _ => Plan::Off,
-    };
-    let proxy = FaultProxy::start_on(port, &upstream, plan, 7).await?;
+    let proxy = FaultProxy::start_on(port, &upstream, Plan::Off, 7).await?;
     println!("{}", proxy.port);
-    tokio::signal::ctrl_c().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        match plan(&line) {
+            Ok(plan) => proxy.set_plan(plan),
+            Err(e) => eprintln!("fault-proxy: {e}"),
+        }
+    }
     eprintln!("fault-proxy: {:?}", proxy.counts());
     Ok(())
 }
