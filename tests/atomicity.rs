@@ -186,3 +186,37 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
     assert!(made <= 2, "{made} keys made past 38");
     assert_eq!(h.assert_consistent().await, 38 + made);
 }
+
+#[tokio::test]
+async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
+    let h = Harness::new().await;
+    let store = h.service().store();
+    let user = apikeys_shared::store::UserRecord {
+        id: Uuid::new_v4(),
+        username: "ghost".into(),
+        email: None,
+        created: h.now(),
+    };
+    // A membership for a tenant that does not exist: the transaction that
+    // would write the user, its username and the membership fails whole.
+    let membership = apikeys_shared::domain::Membership {
+        id: Uuid::new_v4(),
+        tenant_id: Uuid::new_v4(),
+        user_id: user.id,
+        username: user.username.clone(),
+        email: None,
+        account_type: AccountType::User,
+        role: Role::User,
+        key_count: 0,
+        created: h.now(),
+        removing: false,
+    };
+    let before = h.items().await;
+    let err = store
+        .insert_member(&membership, Some(&user))
+        .await
+        .unwrap_err();
+    assert!(err.condition_failed(1), "{err}");
+    assert_eq!(h.items().await, before);
+    assert!(store.user_by_username("ghost").await.unwrap().is_none());
+}

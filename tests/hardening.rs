@@ -33,10 +33,21 @@ fn doubling(top: usize, on: &str, leaf: &str) -> String {
 }
 
 /// One request with `key`; the reply and the DynamoDB requests it caused.
+/// Prints both with the wall time (`--nocapture`), for the record.
 async fn measured(h: &Harness, key: &str, query: &str, vars: Option<Value>) -> (Value, u64) {
     h.counter.reset();
+    let started = Instant::now();
     let reply = h.gql(key, query, vars).await;
-    (reply, h.counter.total())
+    let requests = h.counter.total();
+    eprintln!(
+        "{} bytes -> {} in {:?}, {requests} DynamoDB requests",
+        query.len(),
+        reply["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("ok"),
+        started.elapsed()
+    );
+    (reply, requests)
 }
 
 /// Like `Harness::gql`, without asserting the status: under races a

@@ -78,3 +78,22 @@ fn a_template_without_the_table_is_a_clear_error() {
     assert!(err.to_string().contains("KeysTable"), "{err}");
     assert!(table_spec("not: [yaml", KEYS_TABLE).is_err());
 }
+
+/// The dev server and tests answer within the function's timeout as
+/// template.yaml sets it, as the deployed function does.
+#[test]
+fn the_default_request_time_is_the_templates_function_timeout() {
+    let after = TEMPLATE
+        .split_once("\n  GraphqlFunction:")
+        .expect("the GraphQL function")
+        .1;
+    let timeout: u64 = after
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Timeout:"))
+        .expect("its Timeout")
+        .trim()
+        .parse()
+        .expect("seconds");
+    let default = apikeys_shared::config::Deadlines::default().request;
+    assert_eq!(default.as_secs(), timeout);
+}

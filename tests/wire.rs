@@ -391,3 +391,32 @@ async fn with_introspection_enabled_it_answers_and_no_page_from_another_origin_i
         ["default_tenant_id", "expires_at", "name", "user_id"]
     );
 }
+
+#[tokio::test]
+async fn every_answer_forbids_rendering_framing_and_sniffing() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let answers = [
+        h.send(
+            Route::RestGraphql,
+            &prefect_body("{ hello }", None),
+            &[("Authorization", &auth)],
+        )
+        .await,
+        h.send(Route::RestGraphql, b"{not json", &[]).await,
+        h.send_method(Route::RestGraphql, "GET", b"", &[]).await,
+        h.send(Route::RestGraphql, &prefect_body("{ hello }", None), &[])
+            .await,
+    ];
+    for reply in answers {
+        let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(
+            header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{}",
+            reply.status
+        );
+        assert_eq!(header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(header("content-type"), Some("application/json"));
+    }
+}

@@ -94,6 +94,7 @@ pub fn event(
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
     pub body: String,
     pub json: Value,
 }
@@ -274,9 +275,15 @@ impl Harness {
         let response =
             apikeys_graphql::handle(&self.app, event(route, method, body, headers)).await;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
         let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Reply { status, body, json }
+        Reply {
+            status,
+            headers,
+            body,
+            json,
+        }
     }
 
     /// A Prefect-client-style call with `key`: asserts HTTP 200, returns the JSON.
