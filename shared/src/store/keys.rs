@@ -1,0 +1,388 @@
+//! API keys: the listing item and hash lookup of each key, their reads,
+//! creation and removal, and the expiry index the sweeper walks.
+
+use aws_sdk_dynamodb::types::Delete;
+
+use crate::config::MAX_KEYS_PER_OWNER;
+use crate::domain::{ApiKey, Membership};
+
+use super::*;
+
+pub const EXPIRY_INDEX: &str = "by_expiry";
+/// Entries per page of the expiry index.
+const EXPIRY_PAGE: i32 = 100;
+/// Keys stay this long past expiry before DynamoDB TTL removes them: TTL is a
+/// backstop for a stopped sweeper, never what makes a key invalid.
+const TTL_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+/// A key as stored in its tenant's partition: metadata plus the secret's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key: ApiKey,
+    pub hash: TokenHash,
+}
+
+/// Where a key's two items are: enough to remove it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub hash: TokenHash,
+}
+
+impl StoredKey {
+    pub fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            tenant_id: self.key.tenant_id,
+            key_id: self.key.id,
+            owner_id: self.key.owner_id,
+            owner_type: self.key.owner_type,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// An entry of the expiry index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredEntry {
+    pub key: KeyRef,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What authentication learns from a hash lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashRecord {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The sort key of a key's item in its tenant's partition.
+pub fn key_sk(owner_type: AccountType, owner: Uuid, key: Uuid) -> String {
+    match owner_type {
+        AccountType::User => format!("ukey#{owner}#{key}"),
+        AccountType::Service => format!("skey#{key}"),
+    }
+}
+
+/// The sweeper's index partition for an expiry time: its UTC hour.
+pub fn expiry_bucket(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour()
+    )
+}
+
+fn stored_key_from(item: &Item) -> Result<StoredKey> {
+    let f = Fields(item);
+    Ok(StoredKey {
+        key: ApiKey {
+            id: f.uuid("key_id")?,
+            name: f.s("name")?.to_string(),
+            tenant_id: f.uuid("pk")?,
+            owner_id: f.uuid("owner_id")?,
+            owner_type: f.account_type("owner_type")?,
+            created: f.time("created")?,
+            created_by: f.uuid("created_by")?,
+            created_by_name: f.opt_s("created_by_name")?.map(str::to_string),
+            expires_at: f.opt_time("expires_at")?,
+            hint: f.s("hint")?.to_string(),
+        },
+        hash: TokenHash::from_stored(f.s("hash")?.to_string()),
+    })
+}
+
+/// The key's two items: its tenant-partition item and its hash lookup.
+pub fn key_items(stored: &StoredKey) -> (Item, Item) {
+    let k = &stored.key;
+    let mut listing = key_of(
+        tenant_pk(k.tenant_id),
+        key_sk(k.owner_type, k.owner_id, k.id),
+    );
+    let mut lookup = key_of(hash_pk(&stored.hash), "hash".into());
+    let shared = [
+        ("key_id", s(k.id.to_string())),
+        ("owner_id", s(k.owner_id.to_string())),
+        ("owner_type", s(k.owner_type.name())),
+    ];
+    listing.extend(values(shared.clone()));
+    lookup.extend(values(shared));
+    listing.extend(values([
+        ("name", s(&k.name)),
+        ("created", n(k.created.unix_timestamp())),
+        ("created_by", s(k.created_by.to_string())),
+        ("hint", s(&k.hint)),
+        ("hash", s(stored.hash.as_str())),
+    ]));
+    if let Some(name) = &k.created_by_name {
+        listing.insert("created_by_name".into(), s(name));
+    }
+    lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
+    if let Some(expires) = k.expires_at {
+        let secs = expires.unix_timestamp();
+        for item in [&mut listing, &mut lookup] {
+            item.insert("expires_at".into(), n(secs));
+            item.insert("ttl".into(), n(secs.saturating_add(TTL_GRACE_SECS)));
+        }
+        lookup.insert("exp_bucket".into(), s(expiry_bucket(expires)));
+    }
+    (listing, lookup)
+}
+
+fn hash_record_from(item: &Item) -> Result<HashRecord> {
+    let f = Fields(item);
+    Ok(HashRecord {
+        tenant_id: f.uuid("tenant_id")?,
+        key_id: f.uuid("key_id")?,
+        owner_id: f.uuid("owner_id")?,
+        owner_type: f.account_type("owner_type")?,
+        expires_at: f.opt_time("expires_at")?,
+    })
+}
+
+fn expired_entry_from(item: &Item) -> Result<ExpiredEntry> {
+    let f = Fields(item);
+    let hash = f
+        .s("pk")?
+        .strip_prefix("hash#")
+        .ok_or_else(|| StoreError::Corrupt(f.name(), "pk"))?;
+    Ok(ExpiredEntry {
+        key: KeyRef {
+            tenant_id: f.uuid("tenant_id")?,
+            key_id: f.uuid("key_id")?,
+            owner_id: f.uuid("owner_id")?,
+            owner_type: f.account_type("owner_type")?,
+            hash: TokenHash::from_stored(hash.to_string()),
+        },
+        expires_at: f.time("expires_at")?,
+    })
+}
+
+/// Deletes of a key's hash lookup and listing item; with `expired_by`,
+/// each only if the key had expired by then.
+pub(super) fn push_key_deletes(
+    table: &str,
+    items: &mut Vec<TransactWriteItem>,
+    key: &KeyRef,
+    expired_by: Option<OffsetDateTime>,
+) -> Result<()> {
+    for item_key in [
+        key_of(hash_pk(&key.hash), "hash".into()),
+        key_of(
+            tenant_pk(key.tenant_id),
+            key_sk(key.owner_type, key.owner_id, key.key_id),
+        ),
+    ] {
+        let mut delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(item_key))
+            .condition_expression("attribute_exists(pk)");
+        if let Some(now) = expired_by {
+            delete = delete
+                .condition_expression("attribute_exists(pk) AND expires_at <= :now")
+                .expression_attribute_values(":now", n(now.unix_timestamp()));
+        }
+        items.push(TransactWriteItem::builder().delete(delete.build()?).build());
+    }
+    Ok(())
+}
+
+/// The condition on an owner's membership when one of its keys goes: a
+/// member being removed keeps its keys until the removal takes them all at
+/// once, so the removal reads a set of keys that cannot change under it.
+const OWNER_NOT_BEING_REMOVED: &str = "attribute_exists(pk) AND attribute_not_exists(removing)";
+
+impl Store {
+    /// Authentication's first read.
+    pub async fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<HashRecord>> {
+        self.get(hash_pk(hash), "hash".into())
+            .await?
+            .as_ref()
+            .map(hash_record_from)
+            .transpose()
+    }
+
+    pub async fn keys_of_user(&self, tenant: Uuid, user: Uuid) -> Result<Vec<StoredKey>> {
+        let items = self
+            .query_prefix(tenant_pk(tenant), format!("ukey#{user}#"))
+            .await?;
+        items.iter().map(stored_key_from).collect()
+    }
+
+    pub async fn service_account_keys(&self, tenant: Uuid) -> Result<Vec<StoredKey>> {
+        let items = self.query_prefix(tenant_pk(tenant), "skey#".into()).await?;
+        items.iter().map(stored_key_from).collect()
+    }
+
+    /// One key of the tenant, addressed by its owner and id.
+    pub async fn key(
+        &self,
+        tenant: Uuid,
+        owner_type: AccountType,
+        owner: Uuid,
+        key: Uuid,
+    ) -> Result<Option<StoredKey>> {
+        self.get(tenant_pk(tenant), key_sk(owner_type, owner, key))
+            .await?
+            .as_ref()
+            .map(stored_key_from)
+            .transpose()
+    }
+
+    /// Writes a key and its hash lookup, counting it on its owner's membership.
+    /// Fails (nothing written) if the owner is no longer a member, is being
+    /// removed, holds [`MAX_KEYS_PER_OWNER`] keys already, or `creator_admin`
+    /// is given and is no longer an admin of the tenant. Cancellation
+    /// reasons: see [`InsertKeyItem`].
+    pub async fn insert_key(&self, stored: &StoredKey, creator_admin: Option<Uuid>) -> Result<()> {
+        let k = &stored.key;
+        let (listing, lookup) = key_items(stored);
+        let mut items = vec![
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+            update(
+                &self.table,
+                key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+                "ADD key_count :one",
+                "attribute_exists(pk) AND key_count < :max AND account_type = :type \
+                 AND attribute_not_exists(removing)",
+                values([
+                    (":one", n(1)),
+                    (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
+                    (":type", s(k.owner_type.name())),
+                ]),
+            )?,
+        ];
+        if let Some(creator) = creator_admin {
+            items.push(check_admin(&self.table, k.tenant_id, creator)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Removes a key and its hash lookup together, decrementing its owner's
+    /// `key_count`. With `expired_by`, only if the key expired by then (on both
+    /// items). With `caller_admin`, only while that caller is still an admin.
+    /// Cancellation reasons: items 0 and 1 the key's (gone, or not expired),
+    /// 2 the owner (gone, or being removed), 3 the caller's admin check.
+    pub async fn delete_key(
+        &self,
+        key: &KeyRef,
+        expired_by: Option<OffsetDateTime>,
+        caller_admin: Option<Uuid>,
+    ) -> Result<()> {
+        let mut items = Vec::with_capacity(4);
+        push_key_deletes(&self.table, &mut items, key, expired_by)?;
+        items.push(update(
+            &self.table,
+            key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
+            "ADD key_count :minus",
+            OWNER_NOT_BEING_REMOVED,
+            values([(":minus", n(-1))]),
+        )?);
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, key.tenant_id, caller)?);
+        }
+        self.transact(items).await
+    }
+
+    /// Removes some expired keys of one owner in one transaction, each only if
+    /// it has expired by `now`: what makes room when an owner is at the limit.
+    pub async fn delete_expired_keys(
+        &self,
+        owner: &Membership,
+        keys: &[KeyRef],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(1));
+        for key in keys {
+            push_key_deletes(&self.table, &mut items, key, Some(now))?;
+        }
+        let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        items.push(update(
+            &self.table,
+            key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
+            "ADD key_count :minus",
+            OWNER_NOT_BEING_REMOVED,
+            values([(":minus", n(removed.saturating_neg()))]),
+        )?);
+        self.transact(items).await
+    }
+
+    /// One page of the expiry index: entries of `bucket` expired at `now`.
+    /// A malformed entry comes back as an error in its place.
+    #[allow(clippy::type_complexity)]
+    pub async fn expired_page(
+        &self,
+        bucket: &str,
+        now: OffsetDateTime,
+        start: Option<Item>,
+    ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(EXPIRY_INDEX)
+            .key_condition_expression("exp_bucket = :bucket AND expires_at <= :now")
+            .expression_attribute_values(":bucket", s(bucket))
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .set_exclusive_start_key(start)
+            .limit(EXPIRY_PAGE)
+            .send()
+            .await?;
+        let entries = out.items().iter().map(expired_entry_from).collect();
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    /// Removes one expired key unless it is gone or no longer expired.
+    /// `Ok(false)`: nothing to do (skipped).
+    pub async fn delete_expired(&self, entry: &ExpiredEntry, now: OffsetDateTime) -> Result<bool> {
+        match self.delete_key(&entry.key, Some(now), None).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn sweep_checkpoint(&self) -> Result<Option<String>> {
+        match self.get("sweeper".into(), "checkpoint".into()).await? {
+            Some(item) => Ok(Some(Fields(&item).s("next_bucket")?.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the checkpoint to `bucket` unless another sweep moved it further.
+    pub async fn advance_sweep_checkpoint(&self, bucket: &str) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of("sweeper".into(), "checkpoint".into())))
+            .update_expression("SET next_bucket = :bucket")
+            .condition_expression("attribute_not_exists(next_bucket) OR next_bucket < :bucket")
+            .expression_attribute_values(":bucket", s(bucket))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}

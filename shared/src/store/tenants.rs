@@ -1,0 +1,81 @@
+//! Tenants: the tenant item with its counters, and the unique slug.
+
+use crate::domain::{Membership, Tenant};
+
+use super::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    /// USER-type members with TENANT_ADMIN: never allowed to reach zero.
+    pub admin_users: u32,
+}
+
+fn tenant_from(item: &Item) -> Result<TenantRecord> {
+    let f = Fields(item);
+    Ok(TenantRecord {
+        tenant: Tenant {
+            id: f.uuid("pk")?,
+            name: f.s("name")?.to_string(),
+            slug: f.s("slug")?.to_string(),
+            created: f.time("created")?,
+        },
+        admin_users: u32::try_from(f.n("admin_users")?)
+            .map_err(|_| StoreError::Corrupt(f.name(), "admin_users"))?,
+    })
+}
+
+impl Store {
+    pub async fn tenant(&self, tenant: Uuid) -> Result<Option<TenantRecord>> {
+        self.get(tenant_pk(tenant), "tenant".into())
+            .await?
+            .as_ref()
+            .map(tenant_from)
+            .transpose()
+    }
+
+    pub async fn tenant_id_by_slug(&self, slug: &str) -> Result<Option<Uuid>> {
+        match self.get(format!("slug#{slug}"), "slug".into()).await? {
+            Some(item) => Ok(Some(Fields(&item).uuid("tenant_id")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates a tenant, its slug, its first admin's membership and first key,
+    /// and the admin user itself when `new_user` is set: all or nothing.
+    pub async fn insert_tenant(
+        &self,
+        tenant: &Tenant,
+        admin: &Membership,
+        new_user: Option<&UserRecord>,
+        first_key: &StoredKey,
+    ) -> Result<()> {
+        let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
+        tenant_item.extend(values([
+            ("name", s(&tenant.name)),
+            ("slug", s(&tenant.slug)),
+            ("created", n(tenant.created.unix_timestamp())),
+            ("admin_users", n(1)),
+        ]));
+        let mut slug_item = key_of(format!("slug#{}", tenant.slug), "slug".into());
+        slug_item.insert("tenant_id".into(), s(tenant.id.to_string()));
+        let (listing, lookup) = key_items(first_key);
+        let mut items = vec![
+            put(&self.table, tenant_item)?,
+            put(&self.table, slug_item)?,
+            put(
+                &self.table,
+                membership_item(&Membership {
+                    key_count: 1,
+                    ..admin.clone()
+                }),
+            )?,
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+        ];
+        if let Some(user) = new_user {
+            items.extend(self.user_items(user)?);
+        }
+        self.transact(items).await
+    }
+}
