@@ -1,0 +1,244 @@
+//! API keys: creating (with room made from expired keys at the limit),
+//! listing and revoking.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::authz::{authorize, Action, Target};
+use crate::config::MAX_KEYS_PER_OWNER;
+use crate::domain::{validate_name, AccountType, ApiKey, Membership, Principal};
+use crate::error::{Error, Result};
+use crate::store::{StoreError, StoredKey};
+use crate::token::NewKey;
+
+use super::{internal, key_limit_reached, ApiKeys};
+
+/// What an owner's key is being created with.
+pub struct KeyRequest<'a> {
+    pub name: &'a str,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl ApiKeys {
+    pub(super) fn mint(
+        &self,
+        owner: &Membership,
+        request: &KeyRequest<'_>,
+        creator: (Uuid, &str),
+    ) -> (StoredKey, NewKey) {
+        let prefix = match owner.account_type {
+            AccountType::User => &self.config.user_key_prefix,
+            AccountType::Service => &self.config.service_key_prefix,
+        };
+        let secret = NewKey::generate(prefix);
+        let stored = StoredKey {
+            key: ApiKey {
+                id: Uuid::new_v4(),
+                name: request.name.to_string(),
+                tenant_id: owner.tenant_id,
+                owner_id: owner.user_id,
+                owner_type: owner.account_type,
+                created: self.now(),
+                created_by: creator.0,
+                created_by_name: Some(creator.1.to_string()),
+                expires_at: request
+                    .expires_at
+                    .map(|at| at.replace_nanosecond(0).unwrap_or(at)),
+                hint: secret.hint(),
+            },
+            hash: secret.hash(),
+        };
+        (stored, secret)
+    }
+
+    pub(super) fn check_key_request(&self, request: &KeyRequest<'_>) -> Result<()> {
+        validate_name("name", request.name).map_err(Error::BadInput)?;
+        if request.expires_at.is_some_and(|at| at <= self.now()) {
+            return Err(Error::BadInput("expires_at must be in the future".into()));
+        }
+        Ok(())
+    }
+
+    /// Every key an owner holds in its tenant.
+    pub(super) async fn keys_of_owner(&self, owner: &Membership) -> Result<Vec<StoredKey>> {
+        let tenant = owner.tenant_id;
+        Ok(match owner.account_type {
+            AccountType::User => self.store.keys_of_user(tenant, owner.user_id).await?,
+            AccountType::Service => self
+                .store
+                .service_account_keys(tenant)
+                .await?
+                .into_iter()
+                .filter(|k| k.key.owner_id == owner.user_id)
+                .collect(),
+        })
+    }
+
+    /// An owner at the key limit whose expired keys are not swept yet: they
+    /// no longer count (the listing hides them), so remove them now, in one
+    /// transaction, and return the owner as it is after that.
+    async fn make_room(&self, owner: Membership) -> Result<Membership> {
+        let now = self.now();
+        let expired: Vec<_> = self
+            .keys_of_owner(&owner)
+            .await?
+            .iter()
+            .filter(|k| k.key.expires_at.is_some_and(|at| at <= now))
+            .map(StoredKey::key_ref)
+            .collect();
+        if expired.is_empty() {
+            return Ok(owner);
+        }
+        match self.store.delete_expired_keys(&owner, &expired, now).await {
+            // A failed condition: one was revoked or swept meanwhile; the
+            // re-read below tells what room there is now.
+            Err(e) if !e.is_condition_failure() => return Err(e.into()),
+            _ => {}
+        }
+        self.store
+            .membership(owner.tenant_id, owner.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// `create_api_key`: the secret is in the returned [`NewKey`], shown once.
+    pub async fn create_api_key(
+        &self,
+        p: &Principal,
+        user_id: Uuid,
+        request: KeyRequest<'_>,
+        default_tenant_id: Option<Uuid>,
+    ) -> Result<(ApiKey, NewKey)> {
+        self.check_key_request(&request)?;
+        if default_tenant_id.is_some_and(|t| t != p.tenant_id) {
+            return Err(Error::BadInput(
+                "default_tenant_id must be the tenant the request acts in".into(),
+            ));
+        }
+        // Only an admin may create a key for someone else: decided before
+        // any read.
+        let for_myself = user_id == p.user_id;
+        if !for_myself && !authorize(p.actor(), Action::CreateKey, Target::ServiceAccount) {
+            return Err(Error::NotFound("user"));
+        }
+        let owner = if for_myself {
+            p.membership.clone()
+        } else {
+            self.store
+                .membership(p.tenant_id, user_id)
+                .await?
+                .ok_or(Error::NotFound("user"))?
+        };
+        let target = Target::of(p.user_id, owner.user_id, owner.account_type);
+        if owner.removing || !authorize(p.actor(), Action::CreateKey, target) {
+            return Err(Error::NotFound("user"));
+        }
+        let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
+            self.make_room(owner).await?
+        } else {
+            owner
+        };
+        if owner.key_count >= MAX_KEYS_PER_OWNER {
+            return Err(key_limit_reached());
+        }
+        let (stored, secret) = self.mint(&owner, &request, (p.user_id, &p.username));
+        let creator_admin = (target != Target::Myself).then_some(p.user_id);
+        match self.store.insert_key(&stored, creator_admin).await {
+            Ok(()) => Ok((stored.key, secret)),
+            // The owner is gone, being removed, or reached the limit meanwhile.
+            Err(e) if e.condition_failed(2) => {
+                match self
+                    .store
+                    .membership(owner.tenant_id, owner.user_id)
+                    .await?
+                {
+                    Some(now) if !now.removing && now.key_count >= MAX_KEYS_PER_OWNER => {
+                        Err(key_limit_reached())
+                    }
+                    _ => Err(Error::NotFound("user")),
+                }
+            }
+            // The creator is no longer an admin: not theirs to create.
+            Err(e) if e.condition_failed(3) => Err(Error::NotFound("user")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Keys the caller may see, never expired ones: their own, and for an
+    /// admin every service-account key of the tenant. Oldest first, then by name.
+    pub async fn list_api_keys(&self, p: &Principal) -> Result<Vec<ApiKey>> {
+        let mut keys = match p.account_type {
+            AccountType::User => self.store.keys_of_user(p.tenant_id, p.user_id).await?,
+            AccountType::Service => Vec::new(),
+        };
+        let sees_service_keys = authorize(p.actor(), Action::ListKeys, Target::ServiceAccount);
+        if sees_service_keys || p.account_type == AccountType::Service {
+            let service_keys = self.store.service_account_keys(p.tenant_id).await?;
+            keys.extend(service_keys.into_iter().filter(|k| {
+                let target = Target::of(p.user_id, k.key.owner_id, AccountType::Service);
+                authorize(p.actor(), Action::ListKeys, target)
+            }));
+        }
+        let now = self.now();
+        let mut keys: Vec<ApiKey> = keys
+            .into_iter()
+            .map(|k| k.key)
+            .filter(|k| k.expires_at.is_none_or(|at| at > now))
+            .collect();
+        keys.sort_by(|a, b| (a.created, &a.name, a.id).cmp(&(b.created, &b.name, b.id)));
+        Ok(keys)
+    }
+
+    /// `delete_api_key`: `false` for an unknown key and for one the caller may
+    /// not revoke alike.
+    pub async fn revoke_api_key(&self, p: &Principal, key_id: Uuid) -> Result<bool> {
+        let own = match p.account_type {
+            AccountType::User => {
+                self.store
+                    .key(p.tenant_id, AccountType::User, p.user_id, key_id)
+                    .await?
+            }
+            AccountType::Service => None,
+        };
+        // A person who is not an admin can only revoke their own keys: no
+        // read of service-account keys for them.
+        let may_see_service_keys = p.account_type == AccountType::Service
+            || authorize(p.actor(), Action::RevokeKey, Target::ServiceAccount);
+        let found = match own {
+            Some(k) => Some(k),
+            None if may_see_service_keys => {
+                self.store
+                    .key(p.tenant_id, AccountType::Service, Uuid::nil(), key_id)
+                    .await?
+            }
+            None => None,
+        };
+        let Some(stored) = found else {
+            return Ok(false);
+        };
+        let target = Target::of(p.user_id, stored.key.owner_id, stored.key.owner_type);
+        if !authorize(p.actor(), Action::RevokeKey, target) {
+            return Ok(false);
+        }
+        let caller_admin = (target != Target::Myself).then_some(p.user_id);
+        match self
+            .store
+            .delete_key(&stored.key_ref(), None, caller_admin)
+            .await
+        {
+            Ok(()) => Ok(true),
+            // Revoked (or its owner removed) meanwhile: it is gone, truly.
+            Err(e) if e.condition_failed(0) || e.condition_failed(1) => Ok(false),
+            // Its owner is being removed, keys and all, right now: asking
+            // again in a moment finds it gone.
+            Err(e) if e.condition_failed(2) => Err(StoreError::Transient {
+                message: "the key's owner is being removed".into(),
+                unknown_outcome: false,
+            }
+            .into()),
+            // The caller lost the admin role meanwhile: no longer theirs.
+            Err(e) if e.condition_failed(3) => Ok(false),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Operator actions, for the admin CLI (AWS credentials, not the public API).
+
+use uuid::Uuid;
+
+use crate::config::MAX_KEYS_PER_OWNER;
+use crate::domain::{validate_name, validate_slug, AccountType, ApiKey, Membership, Role, Tenant};
+use crate::error::{Error, Result};
+use crate::store::UserRecord;
+use crate::token::NewKey;
+
+use super::{internal, ApiKeys, KeyRequest};
+
+/// What creating a tenant made: the secret is the admin's first key.
+pub struct NewTenant {
+    pub tenant: Tenant,
+    pub admin: Membership,
+    pub key: ApiKey,
+    pub secret: NewKey,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+}
+
+fn check_username(user: &NewUser<'_>) -> Result<()> {
+    validate_name("username", user.username).map_err(Error::BadInput)?;
+    if user.username.chars().any(char::is_whitespace) {
+        return Err(Error::BadInput("username must not contain spaces".into()));
+    }
+    if let Some(email) = user.email {
+        validate_name("email", email).map_err(Error::BadInput)?;
+    }
+    Ok(())
+}
+
+impl ApiKeys {
+    /// The existing user of that name, or a new one to be written with
+    /// the caller's transaction (`Some` second element).
+    async fn find_or_new_user(
+        &self,
+        user: &NewUser<'_>,
+    ) -> Result<(UserRecord, Option<UserRecord>)> {
+        check_username(user)?;
+        if let Some(existing) = self.store.user_by_username(user.username).await? {
+            return Ok((existing, None));
+        }
+        let record = UserRecord {
+            id: Uuid::new_v4(),
+            username: user.username.to_string(),
+            email: user.email.map(str::to_string),
+            created: self.now(),
+        };
+        Ok((record.clone(), Some(record)))
+    }
+
+    pub async fn tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
+        let id = self
+            .store
+            .tenant_id_by_slug(slug)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        Ok(self
+            .store
+            .tenant(id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?
+            .tenant)
+    }
+
+    /// Creates a tenant with its first admin user (new or existing) and
+    /// that user's first key, in one transaction.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        slug: &str,
+        admin: NewUser<'_>,
+        key_name: &str,
+    ) -> Result<NewTenant> {
+        validate_name("tenant name", name).map_err(Error::BadInput)?;
+        validate_slug(slug).map_err(Error::BadInput)?;
+        let request = KeyRequest {
+            name: key_name,
+            expires_at: None,
+        };
+        self.check_key_request(&request)?;
+        let (user, new_user) = self.find_or_new_user(&admin).await?;
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            slug: slug.to_string(),
+            created: self.now(),
+        };
+        let membership = Membership {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            user_id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            account_type: AccountType::User,
+            role: Role::TenantAdmin,
+            key_count: 0,
+            created: self.now(),
+            removing: false,
+        };
+        let (stored, secret) = self.mint(&membership, &request, (user.id, &user.username));
+        match self
+            .store
+            .insert_tenant(&tenant, &membership, new_user.as_ref(), &stored)
+            .await
+        {
+            Ok(()) => Ok(NewTenant {
+                tenant,
+                admin: membership,
+                key: stored.key,
+                secret,
+            }),
+            Err(e) if e.is_condition_failure() => Err(Error::BadInput(format!(
+                "slug '{slug}' is taken (or user '{}' was created meanwhile)",
+                admin.username
+            ))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Adds a user (created if new) to a tenant with a role.
+    pub async fn add_member(
+        &self,
+        tenant_slug: &str,
+        user: NewUser<'_>,
+        role: Role,
+    ) -> Result<Membership> {
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        let (record, new_user) = self.find_or_new_user(&user).await?;
+        let membership = Membership {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            user_id: record.id,
+            username: record.username,
+            email: record.email,
+            account_type: AccountType::User,
+            role,
+            key_count: 0,
+            created: self.now(),
+            removing: false,
+        };
+        match self
+            .store
+            .insert_member(&membership, new_user.as_ref())
+            .await
+        {
+            Ok(()) => Ok(membership),
+            Err(e) if e.condition_failed(0) => Err(Error::BadInput(format!(
+                "user '{}' is already a member of '{tenant_slug}'",
+                membership.username
+            ))),
+            Err(e) if e.condition_failed(1) => Err(Error::NotFound("tenant")),
+            Err(e) if e.condition_failed(2) || e.condition_failed(3) => Err(Error::BadInput(
+                "username was taken meanwhile: try again".into(),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Issues a key to an existing member (the operator's way to hand a
+    /// user their first key).
+    pub async fn issue_key(
+        &self,
+        tenant_slug: &str,
+        username: &str,
+        request: KeyRequest<'_>,
+    ) -> Result<(ApiKey, NewKey)> {
+        self.check_key_request(&request)?;
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        let user = self
+            .store
+            .user_by_username(username)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let member = self
+            .store
+            .membership(tenant.id, user.id)
+            .await?
+            .ok_or(Error::NotFound("membership"))?;
+        if member.key_count >= MAX_KEYS_PER_OWNER {
+            return Err(Error::BadInput(format!(
+                "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
+            )));
+        }
+        let (stored, secret) = self.mint(&member, &request, (user.id, "operator"));
+        match self.store.insert_key(&stored, None).await {
+            Ok(()) => Ok((stored.key, secret)),
+            Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
