@@ -1,4 +1,6 @@
-//! The GraphQL schema of API.md: resolvers delegate to the service layer.
+//! The GraphQL schema of API.md: the request context, the error mapping and
+//! the root types; each type family is in its own file. Resolvers delegate
+//! to the service layer.
 
 use std::sync::Arc;
 
@@ -7,13 +9,20 @@ use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::StoreError;
 use apikeys_shared::{ApiKeys, Error};
 use juniper::{
-    graphql_object, graphql_value, EmptySubscription, FieldError, FieldResult, GraphQLEnum,
-    GraphQLInputObject, GraphQLObject, GraphQLScalar,
+    graphql_object, graphql_value, EmptySubscription, FieldError, FieldResult, GraphQLObject,
 };
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
+
+mod keys;
+mod members;
+mod scalars;
+mod tenants;
+
+pub use keys::*;
+pub use members::*;
+pub use scalars::*;
+pub use tenants::*;
 
 /// Per-request context: the service, the authenticated caller, and what
 /// this request has read already. Every read a query can make is made at
@@ -133,133 +142,6 @@ pub fn field_error(err: Error) -> FieldError {
     FieldError::new(message, graphql_value!({ "code": code }))
 }
 
-/// RFC 3339 in UTC with a `+00:00` offset; any offset accepted on input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLScalar)]
-#[graphql(
-    name = "DateTime",
-    to_output_with = Self::render,
-    from_input_with = Self::from_input,
-    parse_token(String)
-)]
-pub struct DateTime(pub OffsetDateTime);
-
-impl DateTime {
-    fn render(&self) -> String {
-        let utc = self.0.checked_to_offset(UtcOffset::UTC).unwrap_or(self.0);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
-            utc.year(),
-            u8::from(utc.month()),
-            utc.day(),
-            utc.hour(),
-            utc.minute(),
-            utc.second()
-        )
-    }
-
-    /// Parses RFC 3339 and normalises to UTC. The conversion is checked: an
-    /// offset can carry a valid local time past the last representable UTC
-    /// instant (e.g. `9999-12-31T23:59:59-00:01`).
-    pub fn from_input(input: &str) -> Result<Self, Box<str>> {
-        let shown: String = input.chars().take(64).collect();
-        let parsed = OffsetDateTime::parse(input, &Rfc3339).map_err(|_| {
-            format!("Invalid DateTime {shown:?}: expected RFC 3339, e.g. 2031-01-02T03:04:05+00:00")
-        })?;
-        parsed
-            .checked_to_offset(UtcOffset::UTC)
-            .map(DateTime)
-            .ok_or_else(|| format!("Invalid DateTime {shown:?}: out of range in UTC").into())
-    }
-}
-
-#[derive(GraphQLEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[graphql(name = "order_by")]
-pub enum OrderBy {
-    #[graphql(name = "asc")]
-    Asc,
-    #[graphql(name = "desc")]
-    Desc,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "uuid_comparison_exp")]
-pub struct UuidComparison {
-    #[graphql(name = "_eq")]
-    pub eq: Option<Uuid>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "String_comparison_exp")]
-pub struct StringComparison {
-    #[graphql(name = "_eq")]
-    pub eq: Option<String>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "tenant_bool_exp", rename_all = "none")]
-pub struct TenantFilter {
-    pub id: Option<UuidComparison>,
-    pub slug: Option<StringComparison>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "tenant_order_by", rename_all = "none")]
-pub struct TenantOrder {
-    pub slug: Option<OrderBy>,
-    pub name: Option<OrderBy>,
-    pub created: Option<OrderBy>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "auth_api_key_order_by", rename_all = "none")]
-pub struct KeyOrder {
-    pub created: Option<OrderBy>,
-    pub name: Option<OrderBy>,
-    pub expires_at: Option<OrderBy>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "create_api_key_input", rename_all = "none")]
-pub struct CreateApiKeyInput {
-    pub user_id: Uuid,
-    pub name: String,
-    pub expires_at: Option<DateTime>,
-    pub default_tenant_id: Option<Uuid>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "delete_api_key_input", rename_all = "none")]
-pub struct DeleteApiKeyInput {
-    pub key_id: Uuid,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "create_service_account_input", rename_all = "none")]
-pub struct CreateServiceAccountInput {
-    pub name: String,
-    pub tenant_id: Option<Uuid>,
-    pub role_id: Option<Uuid>,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "delete_service_account_input", rename_all = "none")]
-pub struct DeleteServiceAccountInput {
-    pub user_id: Uuid,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "set_membership_role_input", rename_all = "none")]
-pub struct SetMembershipRoleInput {
-    pub membership_id: Uuid,
-    pub role_id: Uuid,
-}
-
-#[derive(GraphQLInputObject)]
-#[graphql(name = "delete_membership_input", rename_all = "none")]
-pub struct DeleteMembershipInput {
-    pub membership_id: Uuid,
-}
-
 #[derive(GraphQLObject)]
 #[graphql(name = "auth_info", rename_all = "none")]
 pub struct AuthInfo {
@@ -270,149 +152,6 @@ pub struct AuthInfo {
     pub role_id: Option<Uuid>,
     pub account_type: Option<String>,
     pub permissions: Option<Vec<String>>,
-}
-
-#[derive(GraphQLObject)]
-#[graphql(name = "tenant", rename_all = "none")]
-pub struct Tenant {
-    pub id: Uuid,
-    pub name: String,
-    pub slug: String,
-    pub created: DateTime,
-}
-
-impl From<domain::Tenant> for Tenant {
-    fn from(t: domain::Tenant) -> Self {
-        Self {
-            id: t.id,
-            name: t.name,
-            slug: t.slug,
-            created: DateTime(t.created),
-        }
-    }
-}
-
-#[derive(GraphQLObject)]
-#[graphql(name = "user_ref", rename_all = "none")]
-pub struct UserRef {
-    pub id: Uuid,
-    pub username: Option<String>,
-}
-
-#[derive(GraphQLObject)]
-#[graphql(name = "auth_api_key", rename_all = "none")]
-pub struct AuthApiKey {
-    pub id: Uuid,
-    pub name: String,
-    pub user_id: Uuid,
-    pub default_tenant_id: Uuid,
-    pub created: DateTime,
-    pub updated: Option<DateTime>,
-    pub expires_at: Option<DateTime>,
-    pub created_by: Option<UserRef>,
-    pub key_hint: Option<String>,
-}
-
-impl From<domain::ApiKey> for AuthApiKey {
-    fn from(k: domain::ApiKey) -> Self {
-        Self {
-            id: k.id,
-            name: k.name,
-            user_id: k.owner_id,
-            default_tenant_id: k.tenant_id,
-            created: DateTime(k.created),
-            updated: None,
-            expires_at: k.expires_at.map(DateTime),
-            created_by: Some(UserRef {
-                id: k.created_by,
-                username: k.created_by_name,
-            }),
-            key_hint: Some(k.hint),
-        }
-    }
-}
-
-#[derive(GraphQLObject)]
-#[graphql(name = "role_detail", rename_all = "none")]
-pub struct RoleDetail {
-    pub id: Uuid,
-    pub name: String,
-}
-
-impl From<Role> for RoleDetail {
-    fn from(role: Role) -> Self {
-        Self {
-            id: role.id(),
-            name: role.name().to_string(),
-        }
-    }
-}
-
-/// A membership; its `tenant` is read only when selected.
-pub struct MembershipView(Membership);
-
-#[graphql_object]
-#[graphql(name = "membership", context = Context, rename_all = "none")]
-impl MembershipView {
-    fn id(&self) -> Uuid {
-        self.0.id
-    }
-
-    fn tenant_id(&self) -> Uuid {
-        self.0.tenant_id
-    }
-
-    async fn tenant(&self, ctx: &Context) -> FieldResult<Tenant> {
-        ctx.tenant().await.map(Tenant::from)
-    }
-
-    fn role_detail(&self) -> RoleDetail {
-        self.0.role.into()
-    }
-}
-
-/// A user or service account, seen from the caller's tenant.
-pub struct User(Membership);
-
-#[graphql_object]
-#[graphql(name = "user", context = Context, rename_all = "none")]
-impl User {
-    // A user's id is its membership's `user_id`, not the membership's own id.
-    #[allow(clippy::misnamed_getters)]
-    fn id(&self) -> Uuid {
-        self.0.user_id
-    }
-
-    fn username(&self) -> &str {
-        &self.0.username
-    }
-
-    /// Shown to human tenant admins and to the member themself only.
-    fn email(&self, ctx: &Context) -> Option<&str> {
-        if ctx.sees_email_of(&self.0) {
-            self.0.email.as_deref()
-        } else {
-            None
-        }
-    }
-
-    fn first_name(&self) -> Option<&str> {
-        None
-    }
-
-    fn last_name(&self) -> Option<&str> {
-        None
-    }
-
-    /// `USER` or `SERVICE`.
-    fn account_type(&self) -> &str {
-        self.0.account_type.name()
-    }
-
-    /// The membership in the caller's tenant (a key acts in one tenant only).
-    fn memberships(&self) -> Vec<MembershipView> {
-        vec![MembershipView(self.0.clone())]
-    }
 }
 
 #[derive(GraphQLObject)]
@@ -436,21 +175,6 @@ pub struct SuccessPayload {
 #[graphql(name = "id_payload", rename_all = "none")]
 pub struct IdPayload {
     pub id: Uuid,
-}
-
-fn matches(filter: &Option<TenantFilter>, tenant: &domain::Tenant) -> bool {
-    let Some(filter) = filter else {
-        return true;
-    };
-    let id_ok = match filter.id.as_ref().and_then(|c| c.eq) {
-        Some(id) => id == tenant.id,
-        None => true,
-    };
-    let slug_ok = match filter.slug.as_ref().and_then(|c| c.eq.as_deref()) {
-        Some(slug) => slug == tenant.slug,
-        None => true,
-    };
-    id_ok && slug_ok
 }
 
 /// Applies `limit`/`offset` the way a Hasura-style API does.
