@@ -99,13 +99,20 @@ stop_recorded() {
   rm -f "$file"
 }
 
+# running PID: the process exists and has not ended (a zombie has ended:
+# an orphan's zombie waits for init, not for us).
+running() {
+  kill -0 "$1" 2> /dev/null || return 1
+  ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2> /dev/null
+}
+
 # stop_pid PID: SIGTERM, then SIGKILL after 10 s; waits for it to end.
 stop_pid() {
   local pid=$1
-  kill -0 "$pid" 2> /dev/null || return 0
+  running "$pid" || { wait "$pid" 2> /dev/null || true; return 0; }
   kill -TERM "$pid" 2> /dev/null || true
   for _ in $(seq 1 50); do
-    kill -0 "$pid" 2> /dev/null || { wait "$pid" 2> /dev/null || true; return 0; }
+    running "$pid" || { wait "$pid" 2> /dev/null || true; return 0; }
     sleep 0.2
   done
   kill -KILL "$pid" 2> /dev/null || true
