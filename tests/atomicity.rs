@@ -26,6 +26,7 @@ fn key_for(h: &Harness, owner: Uuid, owner_type: AccountType) -> StoredKey {
             hint: secret.hint(),
         },
         hash: secret.hash(),
+        copy: None,
     }
 }
 

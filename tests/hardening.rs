@@ -141,12 +141,12 @@ async fn per_member_fragments_are_refused_and_per_member_tenant_is_read_once() {
     assert!(members
         .iter()
         .all(|m| m["memberships"][0]["tenant"]["slug"] == "acme"));
-    // 2 to authenticate, 1 Query of members, 1 GetItem of the tenant.
-    assert_eq!(requests, 4, "{:?}", h.counter.snapshot());
+    // 1 GetItem to authenticate (the tenant comes with it), 1 Query of members.
+    assert_eq!(requests, 2, "{:?}", h.counter.snapshot());
 }
 
 #[tokio::test]
-async fn thousands_of_aliases_are_refused_and_twenty_cost_one_read() {
+async fn thousands_of_aliases_are_refused_and_twenty_cost_only_authentication() {
     let h = Harness::new().await;
     let aliases: String = (0..2400)
         .map(|i| format!("t{i}: tenant {{ id }} "))
@@ -164,7 +164,7 @@ async fn thousands_of_aliases_are_refused_and_twenty_cost_one_read() {
         reply["data"]["t19"][0]["id"],
         json!(h.tenant.id.to_string())
     );
-    assert_eq!(requests, 3, "{:?}", h.counter.snapshot());
+    assert_eq!(requests, 1, "{:?}", h.counter.snapshot());
 }
 
 #[tokio::test]
@@ -176,8 +176,9 @@ async fn every_read_of_a_query_is_made_once_however_often_it_is_asked_for() {
         k1: auth_api_key { id } k2: auth_api_key(order_by: {name: desc}) { name } }";
     let (reply, requests) = measured(&h, &h.tenant.admin_key, query, None).await;
     assert!(reply.get("errors").is_none(), "{reply}");
-    // auth 2 GetItems; tenant 1; members 1 Query; keys: own + service (admin) 2 Queries.
-    assert_eq!(requests, 6, "{:?}", h.counter.snapshot());
+    // 1 GetItem authenticates (and brings the caller and the tenant);
+    // members 1 Query; keys: own + service (admin) 2 Queries.
+    assert_eq!(requests, 4, "{:?}", h.counter.snapshot());
 }
 
 #[tokio::test]
@@ -231,8 +232,8 @@ async fn a_read_only_users_admin_mutations_cost_no_lookup() {
     let (reply, requests) =
         measured(&h, &reader.key, &format!("mutation {{ {five} }}"), None).await;
     assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
-    // Authentication's two reads, nothing else.
-    assert_eq!(requests, 2, "{:?}", h.counter.snapshot());
+    // Authentication's one read, nothing else.
+    assert_eq!(requests, 1, "{:?}", h.counter.snapshot());
     for (query, vars) in [
         (
             SET_ROLE,
@@ -241,7 +242,7 @@ async fn a_read_only_users_admin_mutations_cost_no_lookup() {
         (DELETE_SA, json!({"input": {"user_id": Uuid::new_v4()}})),
     ] {
         let (_, requests) = measured(&h, &reader.key, query, Some(vars)).await;
-        assert_eq!(requests, 2, "{query}: {:?}", h.counter.snapshot());
+        assert_eq!(requests, 1, "{query}: {:?}", h.counter.snapshot());
     }
 }
 

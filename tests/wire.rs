@@ -186,21 +186,6 @@ async fn a_key_with_a_bad_checksum_is_rejected_without_a_database_read() {
 }
 
 #[tokio::test]
-async fn authentication_costs_two_consistent_get_items() {
-    let h = Harness::new().await;
-    h.counter.reset();
-    h.data(
-        &h.tenant.admin_key,
-        "query { auth_info { tenant_id } }",
-        None,
-    )
-    .await;
-    let counts = h.counter.snapshot();
-    assert_eq!(counts.get("GetItem"), Some(&2), "{counts:?}");
-    assert_eq!(h.counter.total(), 2, "{counts:?}");
-}
-
-#[tokio::test]
 async fn tenant_query_forms_of_the_prefect_client() {
     let h = Harness::new().await;
     let key = &h.tenant.admin_key;

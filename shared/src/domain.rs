@@ -111,7 +111,34 @@ impl Membership {
     }
 }
 
-/// Who is calling: the owner of the presented key, acting in the key's tenant.
+/// A member as callers see it: who, in which tenant, with which role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub membership_id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub account_type: AccountType,
+    pub role: Role,
+}
+
+impl From<Membership> for Member {
+    fn from(m: Membership) -> Self {
+        Self {
+            membership_id: m.id,
+            tenant_id: m.tenant_id,
+            user_id: m.user_id,
+            username: m.username,
+            email: m.email,
+            account_type: m.account_type,
+            role: m.role,
+        }
+    }
+}
+
+/// Who is calling: the owner of the presented key, acting in the key's
+/// tenant, as authentication read it (one item: see `store::AuthCopy`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: Uuid,
@@ -120,13 +147,28 @@ pub struct Principal {
     pub username: String,
     pub account_type: AccountType,
     pub role: Role,
-    /// The caller's membership as authentication read it.
-    pub membership: Membership,
+    pub membership_id: Uuid,
+    pub email: Option<String>,
+    /// The tenant the key acts in.
+    pub tenant: Tenant,
 }
 
 impl Principal {
     pub fn actor(&self) -> crate::authz::Actor {
         crate::authz::Actor::new(self.role, self.account_type)
+    }
+
+    /// The caller as a member of its tenant.
+    pub fn member(&self) -> Member {
+        Member {
+            membership_id: self.membership_id,
+            tenant_id: self.tenant_id,
+            user_id: self.user_id,
+            username: self.username.clone(),
+            email: self.email.clone(),
+            account_type: self.account_type,
+            role: self.role,
+        }
     }
 }
 

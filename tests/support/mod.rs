@@ -370,6 +370,7 @@ impl Harness {
                     hint: secret.hint(),
                 },
                 hash: secret.hash(),
+                copy: None,
             };
             let (listing, lookup) = key_items(&stored);
             for item in [listing, lookup] {
@@ -434,7 +435,8 @@ impl Harness {
     }
 
     /// Checks the table's invariants: every key has both items, every key's
-    /// owner is a member, every member's `key_count` matches its keys.
+    /// owner is a member, every member's `key_count` matches its keys, and
+    /// what each hash item copies (role, member, tenant) agrees with them.
     /// Returns the number of keys.
     pub async fn assert_consistent(&self) -> usize {
         let items = self.items().await;
@@ -478,6 +480,46 @@ impl Harness {
             assert!(
                 members.contains_key(&(tenant.clone(), owner.clone())),
                 "key {key_id} is an orphan: owner {owner} is not a member"
+            );
+        }
+        // Every copy authentication reads agrees with its source of truth.
+        let tenants: HashMap<String, (String, String)> = items
+            .iter()
+            .filter(|item| s(item, "sk") == "tenant")
+            .map(|item| (s(item, "pk"), (s(item, "name"), s(item, "slug"))))
+            .collect();
+        let member_items: HashMap<(String, String), &HashMap<String, AttributeValue>> = items
+            .iter()
+            .filter(|item| s(item, "sk").starts_with("member#"))
+            .map(|item| ((s(item, "pk"), s(item, "user_id")), item))
+            .collect();
+        for item in items
+            .iter()
+            .filter(|item| s(item, "sk") == "hash" && s(item, "copy_v") == "1")
+        {
+            let key_id = s(item, "key_id");
+            let member = member_items
+                .get(&(s(item, "tenant_id"), s(item, "owner_id")))
+                .unwrap_or_else(|| panic!("key {key_id}: no membership"));
+            for (copied, source) in [
+                ("member_role", "member_role"),
+                ("membership_id", "membership_id"),
+                ("username", "username"),
+                ("email", "email"),
+            ] {
+                assert_eq!(
+                    s(item, copied),
+                    s(member, source),
+                    "key {key_id}: the copied {copied} disagrees with the membership"
+                );
+            }
+            let tenant = tenants
+                .get(&s(item, "tenant_id"))
+                .expect("the key's tenant");
+            assert_eq!(
+                (s(item, "tenant_name"), s(item, "tenant_slug")),
+                tenant.clone(),
+                "key {key_id}: the copied tenant disagrees with the tenant"
             );
         }
         for ((tenant, user), count) in &members {

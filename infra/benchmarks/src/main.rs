@@ -231,6 +231,7 @@ fn bare_key(h: &Harness) -> StoredKey {
             hint: secret.hint(),
         },
         hash: secret.hash(),
+        copy: None,
     }
 }
 

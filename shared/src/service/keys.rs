@@ -6,12 +6,12 @@ use uuid::Uuid;
 
 use crate::authz::{authorize, Action, Target};
 use crate::config::MAX_KEYS_PER_OWNER;
-use crate::domain::{validate_name, AccountType, ApiKey, Membership, Principal};
+use crate::domain::{validate_name, AccountType, ApiKey, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{StoreError, StoredKey};
+use crate::store::{AuthCopy, StoreError, StoredKey};
 use crate::token::NewKey;
 
-use super::{internal, key_limit_reached, ApiKeys};
+use super::{internal, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -20,9 +20,12 @@ pub struct KeyRequest<'a> {
 }
 
 impl ApiKeys {
+    /// A new key of `owner` in `tenant` (the owner's tenant), with the copy
+    /// authentication will read.
     pub(super) fn mint(
         &self,
-        owner: &Membership,
+        owner: &Member,
+        tenant: &Tenant,
         request: &KeyRequest<'_>,
         creator: (Uuid, &str),
     ) -> (StoredKey, NewKey) {
@@ -47,6 +50,7 @@ impl ApiKeys {
                 hint: secret.hint(),
             },
             hash: secret.hash(),
+            copy: Some(AuthCopy::of(owner, tenant.clone())),
         };
         (stored, secret)
     }
@@ -72,6 +76,23 @@ impl ApiKeys {
                 .filter(|k| k.key.owner_id == owner.user_id)
                 .collect(),
         })
+    }
+
+    /// The owner as it is now, with room made when it is at the key limit;
+    /// `NotFound` when it is gone or being removed.
+    async fn owner_with_room(&self, owner: Option<Membership>) -> Result<Membership> {
+        let owner = owner
+            .filter(|o| !o.removing)
+            .ok_or(Error::NotFound("user"))?;
+        let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
+            self.make_room(owner).await?
+        } else {
+            owner
+        };
+        if owner.key_count >= MAX_KEYS_PER_OWNER {
+            return Err(key_limit_reached());
+        }
+        Ok(owner)
     }
 
     /// An owner at the key limit whose expired keys are not swept yet: they
@@ -121,47 +142,40 @@ impl ApiKeys {
         if !for_myself && !authorize(p.actor(), Action::CreateKey, Target::ServiceAccount) {
             return Err(Error::NotFound("user"));
         }
-        let owner = if for_myself {
-            p.membership.clone()
+        // Your own key needs no read first: you are what authentication read,
+        // and the transaction checks the rest (membership, limit, role).
+        let mut owner = if for_myself {
+            p.member()
         } else {
-            self.store
-                .membership(p.tenant_id, user_id)
-                .await?
-                .ok_or(Error::NotFound("user"))?
-        };
-        let target = Target::of(p.user_id, owner.user_id, owner.account_type);
-        if owner.removing || !authorize(p.actor(), Action::CreateKey, target) {
-            return Err(Error::NotFound("user"));
-        }
-        let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
-            self.make_room(owner).await?
-        } else {
-            owner
-        };
-        if owner.key_count >= MAX_KEYS_PER_OWNER {
-            return Err(key_limit_reached());
-        }
-        let (stored, secret) = self.mint(&owner, &request, (p.user_id, &p.username));
-        let creator_admin = (target != Target::Myself).then_some(p.user_id);
-        match self.store.insert_key(&stored, creator_admin).await {
-            Ok(()) => Ok((stored.key, secret)),
-            // The owner is gone, being removed, or reached the limit meanwhile.
-            Err(e) if e.condition_failed(2) => {
-                match self
-                    .store
-                    .membership(owner.tenant_id, owner.user_id)
-                    .await?
-                {
-                    Some(now) if !now.removing && now.key_count >= MAX_KEYS_PER_OWNER => {
-                        Err(key_limit_reached())
-                    }
-                    _ => Err(Error::NotFound("user")),
-                }
+            let read = self.store.membership(p.tenant_id, user_id).await?;
+            let read = read.ok_or(Error::NotFound("user"))?;
+            let target = Target::of(p.user_id, read.user_id, read.account_type);
+            if !authorize(p.actor(), Action::CreateKey, target) {
+                return Err(Error::NotFound("user"));
             }
-            // The creator is no longer an admin: not theirs to create.
-            Err(e) if e.condition_failed(3) => Err(Error::NotFound("user")),
-            Err(e) => Err(internal(e)),
+            Member::from(self.owner_with_room(Some(read)).await?)
+        };
+        let creator_admin = (!for_myself).then_some(p.user_id);
+        for _ in 0..CONFLICT_RETRIES {
+            let (stored, secret) = self.mint(&owner, &p.tenant, &request, (p.user_id, &p.username));
+            match self.store.insert_key(&stored, creator_admin).await {
+                Ok(()) => return Ok((stored.key, secret)),
+                // The owner is gone, being removed, at the limit, or has
+                // another role than the one copied: read it and try again.
+                Err(e) if e.condition_failed(2) => {
+                    let read = self.store.membership(p.tenant_id, user_id).await?;
+                    owner = Member::from(self.owner_with_room(read).await?);
+                }
+                // The creator is no longer an admin: not theirs to create.
+                Err(e) if e.condition_failed(3) => return Err(Error::NotFound("user")),
+                Err(e) => return Err(internal(e)),
+            }
         }
+        Err(StoreError::Transient {
+            message: "the key's owner kept changing".into(),
+            unknown_outcome: false,
+        }
+        .into())
     }
 
     /// Keys the caller may see, never expired ones: their own, and for an

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
 use crate::domain::{validate_name, AccountType, Membership, Principal, Role};
 use crate::error::{Error, Result};
-use crate::store::{Marked, StoreError};
+use crate::store::{Marked, StoreError, StoredKey};
 
 use super::{internal, last_admin, ApiKeys, CONFLICT_RETRIES};
 
@@ -193,13 +193,30 @@ impl ApiKeys {
                 .is_admin_user();
             let caller_item = if counts_admins { 2 } else { 1 };
             let caller_admin = (target != Target::Myself).then_some(p.user_id);
-            match self.store.set_role(&member, role, caller_admin).await {
+            // The role is copied onto each of the member's hash items: all of
+            // them change in the same transaction.
+            let keys: Vec<_> = self
+                .keys_of_owner(&member)
+                .await?
+                .iter()
+                .map(StoredKey::key_ref)
+                .collect();
+            match self
+                .store
+                .set_role(&member, role, caller_admin, &keys)
+                .await
+            {
                 Ok(()) => return Ok(member.id),
+                // The role, or the set of keys, changed since they were read.
                 Err(e) if e.condition_failed(0) => continue,
                 Err(e) if counts_admins && e.condition_failed(1) => {
                     return Err(last_admin("demoted"))
                 }
-                Err(e) if e.condition_failed(caller_item) => return Err(forbidden()),
+                Err(e) if caller_admin.is_some() && e.condition_failed(caller_item) => {
+                    return Err(forbidden())
+                }
+                // A key revoked or swept meanwhile: read again.
+                Err(e) if e.is_condition_failure() => continue,
                 Err(e) => return Err(internal(e)),
             }
         }

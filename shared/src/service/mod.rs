@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::{Config, MAX_KEYS_PER_OWNER};
-use crate::domain::{Membership, Principal, Tenant};
+use crate::domain::{Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{Store, StoreError};
-use crate::token::verify_presented;
+use crate::store::{AuthCopy, HashRecord, Store, StoreError};
+use crate::token::{verify_presented, TokenHash};
 
 mod keys;
 mod members;
@@ -69,10 +69,14 @@ impl ApiKeys {
     }
 
     /// Resolves a bearer key (and optional tenant header) to the caller.
-    /// A key with a bad shape or checksum is rejected without a database read;
-    /// otherwise two strongly consistent reads: the hash lookup, then the
-    /// owner's membership, so revocation, expiry, role changes and removal all
-    /// apply on the very next request.
+    /// A key with a bad shape or checksum is rejected without a database
+    /// read; otherwise one strongly consistent read of the key's hash item,
+    /// which carries the owner's role and what the caller's tenant and
+    /// membership look like (kept equal to the membership by every write that
+    /// changes them), so revocation, expiry, role changes and removal all
+    /// apply on the very next request. A key written before those copies
+    /// existed is resolved from the membership and the tenant (three reads)
+    /// and its copy written then, once.
     pub async fn authenticate(
         &self,
         bearer: Option<&str>,
@@ -94,26 +98,53 @@ impl ApiKeys {
         if wanted_tenant.is_some_and(|t| t != record.tenant_id) {
             return Err(Error::Unauthenticated);
         }
+        let copy = match record.copy {
+            Some(copy) => copy,
+            None => self.copy_from_membership(&hash, &record).await?,
+        };
+        Ok(Principal {
+            user_id: record.owner_id,
+            tenant_id: record.tenant_id,
+            api_key_id: record.key_id,
+            username: copy.username,
+            account_type: record.owner_type,
+            role: copy.role,
+            membership_id: copy.membership_id,
+            email: copy.email,
+            tenant: copy.tenant,
+        })
+    }
+
+    /// What a hash item written before the copies lacks, from the membership
+    /// and the tenant; written onto the item for the next time.
+    async fn copy_from_membership(
+        &self,
+        hash: &TokenHash,
+        record: &HashRecord,
+    ) -> Result<AuthCopy> {
         let member = self
             .store
             .membership(record.tenant_id, record.owner_id)
             .await?
             .filter(|m| m.account_type == record.owner_type)
             .ok_or(Error::Unauthenticated)?;
-        Ok(Principal {
-            user_id: member.user_id,
-            tenant_id: member.tenant_id,
-            api_key_id: record.key_id,
-            username: member.username.clone(),
-            account_type: member.account_type,
-            role: member.role,
-            membership: member,
-        })
+        let tenant = self
+            .store
+            .tenant(record.tenant_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?
+            .tenant;
+        let copy = AuthCopy::of(&Member::from(member), tenant);
+        if let Err(e) = self.store.backfill_copy(hash, record.owner_id, &copy).await {
+            // The answer does not depend on it: the next request tries again.
+            tracing::warn!(error = %e, "could not write a key's authentication copy");
+        }
+        Ok(copy)
     }
 
     /// The hash of a presented key when its shape and checksum are right:
     /// no database read. `None` can only ever be "Unauthenticated".
-    pub fn presented_hash(&self, bearer: Option<&str>) -> Option<crate::token::TokenHash> {
+    pub fn presented_hash(&self, bearer: Option<&str>) -> Option<TokenHash> {
         let prefixes = [
             self.config.user_key_prefix.as_str(),
             self.config.service_key_prefix.as_str(),
@@ -121,16 +152,14 @@ impl ApiKeys {
         bearer.and_then(|key| verify_presented(key, &prefixes))
     }
 
-    pub async fn current_tenant(&self, p: &Principal) -> Result<Tenant> {
-        match self.store.tenant(p.tenant_id).await? {
-            Some(record) => Ok(record.tenant),
-            None => Err(Error::Unauthenticated),
-        }
+    /// The caller's tenant, as authentication read it: no read.
+    pub fn current_tenant(&self, p: &Principal) -> Tenant {
+        p.tenant.clone()
     }
 
-    /// The caller's membership, as authentication read it in this request.
-    pub fn me(&self, p: &Principal) -> Membership {
-        p.membership.clone()
+    /// The caller, as authentication read it: no read.
+    pub fn me(&self, p: &Principal) -> Member {
+        p.member()
     }
 
     /// Users and service accounts of the caller's tenant.

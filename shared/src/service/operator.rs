@@ -3,7 +3,9 @@
 use uuid::Uuid;
 
 use crate::config::MAX_KEYS_PER_OWNER;
-use crate::domain::{validate_name, validate_slug, AccountType, ApiKey, Membership, Role, Tenant};
+use crate::domain::{
+    validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role, Tenant,
+};
 use crate::error::{Error, Result};
 use crate::store::UserRecord;
 use crate::token::NewKey;
@@ -103,7 +105,12 @@ impl ApiKeys {
             created: self.now(),
             removing: false,
         };
-        let (stored, secret) = self.mint(&membership, &request, (user.id, &user.username));
+        let (stored, secret) = self.mint(
+            &Member::from(membership.clone()),
+            &tenant,
+            &request,
+            (user.id, &user.username),
+        );
         match self
             .store
             .insert_tenant(&tenant, &membership, new_user.as_ref(), &stored)
@@ -187,7 +194,12 @@ impl ApiKeys {
                 "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
             )));
         }
-        let (stored, secret) = self.mint(&member, &request, (user.id, "operator"));
+        let (stored, secret) = self.mint(
+            &Member::from(member),
+            &tenant,
+            &request,
+            (user.id, "operator"),
+        );
         match self.store.insert_key(&stored, None).await {
             Ok(()) => Ok((stored.key, secret)),
             Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),

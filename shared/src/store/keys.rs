@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::Delete;
 
 use crate::config::MAX_KEYS_PER_OWNER;
-use crate::domain::{ApiKey, Membership};
+use crate::domain::{ApiKey, Membership, Tenant};
 
 use super::*;
 
@@ -20,6 +20,8 @@ const TTL_GRACE_SECS: i64 = 30 * 24 * 3600;
 pub struct StoredKey {
     pub key: ApiKey,
     pub hash: TokenHash,
+    /// Written onto the hash item with a new key; not read back by listings.
+    pub copy: Option<AuthCopy>,
 }
 
 /// Where a key's two items are: enough to remove it.
@@ -59,7 +61,40 @@ pub struct HashRecord {
     pub owner_id: Uuid,
     pub owner_type: AccountType,
     pub expires_at: Option<OffsetDateTime>,
+    /// What authentication needs beyond the key, copied onto the hash item
+    /// so that one read decides it; `None` on an item written before the
+    /// copies existed (authentication then reads the membership too).
+    pub copy: Option<AuthCopy>,
 }
+
+/// The owner's membership and tenant as copied onto each of its hash items.
+/// The membership stays the source of truth: every write that changes a
+/// copied value (a role change) rewrites the owner's hash items in its own
+/// transaction, and a key is only written while its owner's role is still
+/// the one copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCopy {
+    pub role: Role,
+    pub membership_id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub tenant: Tenant,
+}
+
+impl AuthCopy {
+    pub fn of(owner: &crate::domain::Member, tenant: Tenant) -> Self {
+        Self {
+            role: owner.role,
+            membership_id: owner.membership_id,
+            username: owner.username.clone(),
+            email: owner.email.clone(),
+            tenant,
+        }
+    }
+}
+
+/// Marks a hash item that carries a complete [`AuthCopy`].
+const COPY_VERSION: i64 = 1;
 
 /// The sort key of a key's item in its tenant's partition.
 pub fn key_sk(owner_type: AccountType, owner: Uuid, key: Uuid) -> String {
@@ -97,6 +132,7 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             hint: f.s("hint")?.to_string(),
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
+        copy: None,
     })
 }
 
@@ -126,6 +162,9 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
         listing.insert("created_by_name".into(), s(name));
     }
     lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
+    if let Some(copy) = &stored.copy {
+        lookup.extend(copy_attributes(copy));
+    }
     if let Some(expires) = k.expires_at {
         let secs = expires.unix_timestamp();
         for item in [&mut listing, &mut lookup] {
@@ -137,14 +176,50 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
     (listing, lookup)
 }
 
+/// The attributes of an [`AuthCopy`] on a hash item.
+pub(super) fn copy_attributes(copy: &AuthCopy) -> Item {
+    let mut item = values([
+        ("copy_v", n(COPY_VERSION)),
+        ("member_role", s(copy.role.name())),
+        ("membership_id", s(copy.membership_id.to_string())),
+        ("username", s(&copy.username)),
+        ("tenant_name", s(&copy.tenant.name)),
+        ("tenant_slug", s(&copy.tenant.slug)),
+        ("tenant_created", n(copy.tenant.created.unix_timestamp())),
+    ]);
+    if let Some(email) = &copy.email {
+        item.insert("email".into(), s(email));
+    }
+    item
+}
+
 fn hash_record_from(item: &Item) -> Result<HashRecord> {
     let f = Fields(item);
+    let tenant_id = f.uuid("tenant_id")?;
+    let copy = match f.opt_n("copy_v")? {
+        Some(COPY_VERSION) => Some(AuthCopy {
+            role: f.role("member_role")?,
+            membership_id: f.uuid("membership_id")?,
+            username: f.s("username")?.to_string(),
+            email: f.opt_s("email")?.map(str::to_string),
+            tenant: Tenant {
+                id: tenant_id,
+                name: f.s("tenant_name")?.to_string(),
+                slug: f.s("tenant_slug")?.to_string(),
+                created: f.time("tenant_created")?,
+            },
+        }),
+        // Written before the copies, or by a version that copies more: the
+        // membership decides.
+        _ => None,
+    };
     Ok(HashRecord {
-        tenant_id: f.uuid("tenant_id")?,
+        tenant_id,
         key_id: f.uuid("key_id")?,
         owner_id: f.uuid("owner_id")?,
         owner_type: f.account_type("owner_type")?,
         expires_at: f.opt_time("expires_at")?,
+        copy,
     })
 }
 
@@ -201,7 +276,7 @@ pub(super) fn push_key_deletes(
 const OWNER_NOT_BEING_REMOVED: &str = "attribute_exists(pk) AND attribute_not_exists(removing)";
 
 impl Store {
-    /// Authentication's first read.
+    /// Authentication's read: one strongly consistent GetItem.
     pub async fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<HashRecord>> {
         self.get(hash_pk(hash), "hash".into())
             .await?
@@ -239,12 +314,27 @@ impl Store {
 
     /// Writes a key and its hash lookup, counting it on its owner's membership.
     /// Fails (nothing written) if the owner is no longer a member, is being
-    /// removed, holds [`MAX_KEYS_PER_OWNER`] keys already, or `creator_admin`
-    /// is given and is no longer an admin of the tenant. Cancellation
+    /// removed, holds [`MAX_KEYS_PER_OWNER`] keys already, no longer has the
+    /// role the key's [`AuthCopy`] holds, or `creator_admin` is given and is
+    /// no longer an admin of the tenant. Cancellation
     /// reasons: see [`InsertKeyItem`].
     pub async fn insert_key(&self, stored: &StoredKey, creator_admin: Option<Uuid>) -> Result<()> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
+        let mut condition = "attribute_exists(pk) AND key_count < :max AND account_type = :type \
+                             AND attribute_not_exists(removing)"
+            .to_string();
+        let mut vals = values([
+            (":one", n(1)),
+            (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
+            (":type", s(k.owner_type.name())),
+        ]);
+        // The role copied onto the hash item must still be the owner's: a
+        // role change that lands first makes this write fail, not go stale.
+        if let Some(copy) = &stored.copy {
+            condition.push_str(" AND member_role = :role");
+            vals.insert(":role".into(), s(copy.role.name()));
+        }
         let mut items = vec![
             put(&self.table, lookup)?,
             put(&self.table, listing)?,
@@ -252,19 +342,58 @@ impl Store {
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
                 "ADD key_count :one",
-                "attribute_exists(pk) AND key_count < :max AND account_type = :type \
-                 AND attribute_not_exists(removing)",
-                values([
-                    (":one", n(1)),
-                    (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
-                    (":type", s(k.owner_type.name())),
-                ]),
+                &condition,
+                vals,
             )?,
         ];
         if let Some(creator) = creator_admin {
             items.push(check_admin(&self.table, k.tenant_id, creator)?);
         }
         self.transact(items).await
+    }
+
+    /// Writes the [`AuthCopy`] onto the hash item of a key written before the
+    /// copies existed, only while the owner's membership still has the role
+    /// copied (a role change in between makes this a no-op, not a stale copy).
+    /// `Ok(false)`: not written (the key or the role changed meanwhile).
+    pub async fn backfill_copy(
+        &self,
+        hash: &TokenHash,
+        owner: Uuid,
+        copy: &AuthCopy,
+    ) -> Result<bool> {
+        let attributes = copy_attributes(copy);
+        let assignments: Vec<String> = attributes
+            .keys()
+            .enumerate()
+            .map(|(i, _)| format!("#a{i} = :a{i}"))
+            .collect();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(hash_pk(hash), "hash".into())))
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .condition_expression("attribute_exists(pk) AND owner_id = :owner")
+            .expression_attribute_values(":owner", s(owner.to_string()));
+        for (i, (name, value)) in attributes.into_iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
+        }
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(copy.tenant.id), member_sk(owner))))
+            .condition_expression("member_role = :role")
+            .expression_attribute_values(":role", s(copy.role.name()))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(update.build()?).build(),
+            TransactWriteItem::builder().condition_check(check).build(),
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Removes a key and its hash lookup together, decrementing its owner's

@@ -235,23 +235,32 @@ impl Store {
         self.transact(items).await
     }
 
-    /// Changes a member's role, keeping the tenant's admin-user count right.
-    /// With `caller_admin` (someone else's role), only while that caller is
-    /// still an admin. Cancellation reasons: item 0 the membership (role
-    /// changed meanwhile, or gone), then the tenant count if it changes, then
-    /// the caller.
+    /// Changes a member's role, keeping the tenant's admin-user count right
+    /// and rewriting the role copied onto the hash item of each of `keys`,
+    /// which must be all the member's keys: the membership's `key_count` must
+    /// still be their number (a key created meanwhile makes this fail, never
+    /// keeps the old role). With `caller_admin` (someone else's role), only
+    /// while that caller is still an admin. Cancellation reasons: item 0 the
+    /// membership (role or keys changed meanwhile, or gone), then the tenant
+    /// count if it changes, then the caller, then one per key.
     pub async fn set_role(
         &self,
         m: &Membership,
         role: Role,
         caller_admin: Option<Uuid>,
+        keys: &[KeyRef],
     ) -> Result<()> {
+        let count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         let mut items = vec![update(
             &self.table,
             key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
             "SET member_role = :new",
-            "member_role = :old AND attribute_not_exists(removing)",
-            values([(":new", s(role.name())), (":old", s(m.role.name()))]),
+            "member_role = :old AND key_count = :count AND attribute_not_exists(removing)",
+            values([
+                (":new", s(role.name())),
+                (":old", s(m.role.name())),
+                (":count", n(count)),
+            ]),
         )?];
         let changed = Membership { role, ..m.clone() };
         match (m.is_admin_user(), changed.is_admin_user()) {
@@ -261,6 +270,15 @@ impl Store {
         }
         if let Some(caller) = caller_admin {
             items.push(check_admin(&self.table, m.tenant_id, caller)?);
+        }
+        for key in keys {
+            items.push(update(
+                &self.table,
+                key_of(hash_pk(&key.hash), "hash".into()),
+                "SET member_role = :new",
+                "attribute_exists(pk)",
+                values([(":new", s(role.name()))]),
+            )?);
         }
         self.transact(items).await
     }

@@ -1,8 +1,8 @@
 //! People and service accounts: `user`, `membership`, `role_detail`, and
 //! the inputs of the member mutations.
 
-use apikeys_shared::domain::{Membership, Role};
-use juniper::{graphql_object, FieldResult, GraphQLInputObject, GraphQLObject};
+use apikeys_shared::domain::{Member, Role};
+use juniper::{graphql_object, GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 
 use super::{Context, Tenant};
@@ -50,22 +50,23 @@ impl From<Role> for RoleDetail {
     }
 }
 
-/// A membership; its `tenant` is read only when selected.
-pub struct MembershipView(pub(super) Membership);
+/// A membership in the caller's tenant.
+pub struct MembershipView(pub(super) Member);
 
 #[graphql_object]
 #[graphql(name = "membership", context = Context, rename_all = "none")]
 impl MembershipView {
     fn id(&self) -> Uuid {
-        self.0.id
+        self.0.membership_id
     }
 
     fn tenant_id(&self) -> Uuid {
         self.0.tenant_id
     }
 
-    async fn tenant(&self, ctx: &Context) -> FieldResult<Tenant> {
-        ctx.tenant().await.map(Tenant::from)
+    /// The caller's tenant (a key acts in one tenant only): no read.
+    fn tenant(&self, ctx: &Context) -> Tenant {
+        ctx.tenant().into()
     }
 
     fn role_detail(&self) -> RoleDetail {
@@ -74,7 +75,7 @@ impl MembershipView {
 }
 
 /// A user or service account, seen from the caller's tenant.
-pub struct User(pub(super) Membership);
+pub struct User(pub(super) Member);
 
 #[graphql_object]
 #[graphql(name = "user", context = Context, rename_all = "none")]

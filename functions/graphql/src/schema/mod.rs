@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::domain::{self, AccountType, Membership, Principal, Role};
+use apikeys_shared::domain::{self, AccountType, Member, Principal, Role};
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::StoreError;
 use apikeys_shared::{ApiKeys, Error};
@@ -27,12 +27,12 @@ pub use tenants::*;
 /// Per-request context: the service, the authenticated caller, and what
 /// this request has read already. Every read a query can make is made at
 /// most once per request, however many fields, aliases or fragment spreads
-/// ask for it: the tenant, the member list, the key list.
+/// ask for it: the member list, the key list. The caller and its tenant come
+/// with authentication's one read.
 pub struct Context {
     pub service: Arc<ApiKeys>,
     pub principal: Principal,
-    tenant: OnceCell<Result<domain::Tenant, Error>>,
-    members: OnceCell<Result<Vec<Membership>, Error>>,
+    members: OnceCell<Result<Vec<Member>, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
 }
 
@@ -43,23 +43,20 @@ impl Context {
         Self {
             service,
             principal,
-            tenant: OnceCell::new(),
             members: OnceCell::new(),
             keys: OnceCell::new(),
         }
     }
 
-    async fn tenant(&self) -> FieldResult<domain::Tenant> {
-        let read = self.service.current_tenant(&self.principal);
-        self.tenant
-            .get_or_init(|| read)
-            .await
-            .clone()
-            .map_err(field_error)
+    fn tenant(&self) -> domain::Tenant {
+        self.service.current_tenant(&self.principal)
     }
 
-    async fn members(&self) -> FieldResult<Vec<Membership>> {
-        let read = self.service.members(&self.principal);
+    async fn members(&self) -> FieldResult<Vec<Member>> {
+        let read = async {
+            let members = self.service.members(&self.principal).await?;
+            Ok(members.into_iter().map(Member::from).collect())
+        };
         self.members
             .get_or_init(|| read)
             .await
@@ -77,7 +74,7 @@ impl Context {
     }
 
     /// May the caller see `member`'s email? Human admins and the member.
-    fn sees_email_of(&self, member: &Membership) -> bool {
+    fn sees_email_of(&self, member: &Member) -> bool {
         let p = &self.principal;
         p.user_id == member.user_id
             || (p.role == Role::TenantAdmin && p.account_type == AccountType::User)
@@ -231,7 +228,7 @@ impl Query {
         // A key sees exactly one tenant, so `order_by` cannot change the answer;
         // it is accepted for the wire form the Prefect client sends.
         let _ = order_by;
-        let tenant = ctx.tenant().await?;
+        let tenant = ctx.tenant();
         let visible: Vec<Tenant> = Some(tenant)
             .filter(|t| matches(&filter, t))
             .map(Tenant::from)
