@@ -410,3 +410,32 @@ async fn the_sdk_finds_the_connection_of_every_answer_to_mark_it() {
         "a connection was not found: {found:?}"
     );
 }
+
+/// Init opens the DynamoDB connection, so the first request reuses it; with
+/// `WARM_CONNECTION=false` init sends nothing.
+#[tokio::test]
+async fn init_opens_the_connection_the_first_request_uses() {
+    let w = world().await;
+    w.app.warm_up().await;
+    assert_eq!(w.proxy.connections(), 1);
+    assert_eq!(w.counter.snapshot().get("GetItem"), Some(&1));
+    let seen = call(
+        &w.app,
+        &w.h.tenant.admin_key,
+        "query { auth_info { role } }",
+        None,
+    )
+    .await;
+    assert!(seen.ok(), "{seen:?}");
+    assert_eq!(
+        w.proxy.connections(),
+        1,
+        "the first request opened another connection"
+    );
+
+    let mut limits = LIMITS.to_vec();
+    limits.push(("WARM_CONNECTION", "false"));
+    let (cold, counter) = w.h.app_via(&w.proxy.endpoint(), &limits);
+    cold.warm_up().await;
+    assert_eq!(counter.total(), 0);
+}

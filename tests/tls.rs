@@ -17,6 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A CA, and a server configuration for `localhost` with a certificate it signed.
 fn test_ca() -> (rustls::RootCertStore, rustls::ServerConfig) {
+    let (roots, server, _) = test_ca_with_pem();
+    (roots, server)
+}
+
+/// [`test_ca`], with the CA certificate as PEM too.
+fn test_ca_with_pem() -> (rustls::RootCertStore, rustls::ServerConfig, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -29,6 +35,7 @@ fn test_ca() -> (rustls::RootCertStore, rustls::ServerConfig) {
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca_cert.der().clone()).unwrap();
+    let ca_pem = ca_cert.pem();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let server = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -38,7 +45,7 @@ fn test_ca() -> (rustls::RootCertStore, rustls::ServerConfig) {
     .with_no_client_auth()
     .with_single_cert(vec![server_cert.der().clone()], key)
     .unwrap();
-    (roots, server)
+    (roots, server, ca_pem)
 }
 
 /// A TLS-terminating proxy on 127.0.0.1 in front of the local DynamoDB. It
@@ -91,11 +98,38 @@ async fn requests_go_over_tls_to_a_server_the_client_trusts() {
 async fn a_server_outside_the_compiled_in_roots_is_refused() {
     let (_, server) = test_ca();
     let port = tls_proxy(server).await;
-    let err = client(port, https_client())
+    let err = client(port, https_client().unwrap())
         .list_tables()
         .send()
         .await
         .unwrap_err();
     let text = DisplayErrorContext(&err).to_string().to_lowercase();
     assert!(text.contains("certificate"), "{text}");
+}
+
+/// `AWS_CA_BUNDLE` (the AWS SDKs' variable) adds a private CA to the
+/// compiled-in roots; a file without certificates is a configuration error
+/// that names the variable. One test: the variable is the process's.
+#[tokio::test]
+async fn a_private_ca_named_by_aws_ca_bundle_is_trusted_and_a_bad_bundle_is_named() {
+    let (_, server, ca_pem) = test_ca_with_pem();
+    let port = tls_proxy(server).await;
+    let dir = std::env::temp_dir().join(format!("apikeys-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundle = dir.join("ca.pem");
+    std::fs::write(&bundle, ca_pem).unwrap();
+    std::env::set_var("AWS_CA_BUNDLE", &bundle);
+    let trusting = https_client();
+    std::fs::write(&bundle, "not a certificate").unwrap();
+    let bad = https_client().map(|_| ()).unwrap_err();
+    std::env::set_var("AWS_CA_BUNDLE", dir.join("missing.pem"));
+    let missing = https_client().map(|_| ()).unwrap_err();
+    std::env::remove_var("AWS_CA_BUNDLE");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let out = client(port, trusting.unwrap()).list_tables().send().await;
+    assert!(out.is_ok(), "{}", DisplayErrorContext(out.unwrap_err()));
+    for err in [bad, missing] {
+        assert!(err.to_string().contains("AWS_CA_BUNDLE"), "{err}");
+    }
 }

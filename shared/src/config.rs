@@ -57,6 +57,10 @@ pub struct Config {
     /// 10000, default 100).
     pub max_service_accounts: u32,
     pub deadlines: Deadlines,
+    /// Open the DynamoDB connection (TCP and TLS) during init with one
+    /// eventually consistent GetItem, so the first request pays no handshake
+    /// (`WARM_CONNECTION`, default true).
+    pub warm_connection: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +110,7 @@ impl Config {
             Some(_) => Err(ConfigError(format!("{name} must be true or false"))),
         };
         let introspection = switch("ENABLE_INTROSPECTION")? || switch("ENABLE_GRAPHIQL")?;
+        let warm_connection = get("WARM_CONNECTION").is_none() || switch("WARM_CONNECTION")?;
         let max_service_accounts = match get("MAX_SERVICE_ACCOUNTS") {
             None => DEFAULT_MAX_SERVICE_ACCOUNTS,
             Some(value) => value
@@ -146,6 +151,7 @@ impl Config {
             introspection,
             max_service_accounts,
             deadlines,
+            warm_connection,
         })
     }
 }
@@ -174,6 +180,7 @@ mod tests {
         assert_eq!(config.service_key_prefix, "apks");
         assert_eq!(config.endpoint, None);
         assert!(!config.introspection);
+        assert!(config.warm_connection);
         assert_eq!(config.max_service_accounts, DEFAULT_MAX_SERVICE_ACCOUNTS);
     }
 

@@ -20,6 +20,10 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use hyper_util::client::legacy::connect::{capture_connection, HttpConnector as TcpConnector};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::config::ConfigError;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -31,11 +35,33 @@ type Timeouts = (Option<Duration>, Option<Duration>);
 /// How long an idle connection is kept for reuse (as the SDK's own client).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The SDK HTTP client used by every apikeys binary: Mozilla's roots.
-pub fn https_client() -> SharedHttpClient {
-    https_client_trusting(rustls::RootCertStore {
+/// The SDK HTTP client used by every apikeys binary: Mozilla's roots, and
+/// also the certificates of the PEM file that `AWS_CA_BUNDLE` (the AWS SDKs'
+/// own variable) names, for an endpoint behind a private CA. Only then is
+/// anything read from disk.
+pub fn https_client() -> Result<SharedHttpClient, ConfigError> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    })
+    };
+    if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
+        let bad = |why: String| {
+            ConfigError::new(format!(
+                "AWS_CA_BUNDLE ({}): {why}",
+                std::path::Path::new(&bundle).display()
+            ))
+        };
+        let certificates = CertificateDer::pem_file_iter(&bundle)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(https_client_trusting(roots))
 }
 
 /// The same client trusting `roots` instead (tests use their own CA).

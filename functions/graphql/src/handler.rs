@@ -48,6 +48,14 @@ impl App {
     pub fn service(&self) -> &ApiKeys {
         &self.service
     }
+
+    /// What init does beyond building: open the DynamoDB connection, unless
+    /// configured not to.
+    pub async fn warm_up(&self) {
+        if self.service.config().warm_connection {
+            self.service.store().warm_up().await;
+        }
+    }
 }
 
 /// Every answer is JSON that no browser may render, frame or sniff as a page.

@@ -124,14 +124,16 @@ fn config(cli: &Cli) -> Result<Config> {
 }
 
 /// The operator's client: aws-config's full chain (profiles, SSO, roles).
-async fn client(config: &Config) -> aws_sdk_dynamodb::Client {
+async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(apikeys_shared::https::https_client());
+        .http_client(apikeys_shared::https::https_client()?);
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     let sdk = aws_sdk_dynamodb::config::Builder::from(&loader.load().await);
-    aws_sdk_dynamodb::Client::from_conf(apikeys_shared::store::with_limits(sdk, config).build())
+    Ok(aws_sdk_dynamodb::Client::from_conf(
+        apikeys_shared::store::with_limits(sdk, config).build(),
+    ))
 }
 
 fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
@@ -160,7 +162,7 @@ async fn run(cli: Cli) -> Result<()> {
         let text = std::fs::read_to_string(template)
             .with_context(|| format!("reading {}", template.display()))?;
         let spec = apikeys_admin::tables::table_spec(&text, apikeys_admin::tables::KEYS_TABLE)?;
-        let client = client(&config).await;
+        let client = client(&config).await?;
         let created =
             apikeys_admin::tables::create_table(&client, &config.table_name, &spec).await?;
         if cli.json {
@@ -175,7 +177,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         return Ok(());
     }
-    let store = Store::new(client(&config).await, config.table_name.clone());
+    let store = Store::new(client(&config).await?, config.table_name.clone());
     if let Command::Sweep = &cli.command {
         let sweeper = apikeys_shared::sweep::Sweeper::new(store);
         let report = sweeper.sweep(OffsetDateTime::now_utc(), None).await?;

@@ -205,7 +205,7 @@ pub struct Store {
 /// IMDS) keeps those crates out of the bootstrap and their work out of init.
 /// The operator CLI, run by people with profiles and SSO, uses aws-config.
 pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigError> {
-    dynamodb_client_over(config, crate::https::https_client())
+    dynamodb_client_over(config, crate::https::https_client()?)
 }
 
 /// [`dynamodb_client`] over a given HTTP client.
@@ -481,6 +481,30 @@ impl Store {
             dynamodb_client(config)?,
             config.table_name.clone(),
         ))
+    }
+
+    /// Opens a connection to DynamoDB (TCP and TLS) and leaves it in the pool:
+    /// one eventually consistent GetItem of an item that does not exist (half
+    /// a read capacity unit). Called during init, when Lambda gives the
+    /// function a full CPU, so the first request finds the connection ready.
+    /// Bounded by a second and never fatal: a failure only means the first
+    /// request connects itself.
+    pub async fn warm_up(&self) {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of("warm-up".into(), "warm-up".into())))
+            .send();
+        match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %StoreError::from(e), "could not open the DynamoDB connection during init")
+            }
+            Err(_) => {
+                tracing::warn!("opening the DynamoDB connection during init took over a second")
+            }
+        }
     }
 
     pub fn client(&self) -> &Client {
