@@ -35,8 +35,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def cold_start(bootstrap, event, env):
-    """One cold start under the emulator: (init ms, first invoke ms, peak kB)."""
+def cold_start(bootstrap, event, env, invokes=1):
+    """One cold start under the emulator, then `invokes` invocations:
+    (init ms, [invoke ms...], peak kB, first answer, [handler ms...]); the
+    handler times are the function's own `request` log lines of the invokes."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="bench-rie-")[1])
     with open(log_path, "w") as log:
@@ -46,21 +48,101 @@ def cold_start(bootstrap, event, env):
             stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_listening(port, "the Lambda emulator")
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
-                data=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=60) as response:
-                answer = json.loads(response.read())
+            answers = []
+            for _ in range(invokes):
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
+                    data=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answers.append(json.loads(response.read()))
             peak = vm_hwm_kb(child_of(proc.pid))
         finally:
             stop(proc)
     text = log_path.read_text()
     log_path.unlink()
     init = re.findall(r"INIT REPORT\(durationMs: ([0-9.]+)\)", text)
-    duration = re.findall(r"REPORT RequestId: \S+\s+(?:Init Duration: [0-9.]+ ms\s+)?Duration: ([0-9.]+) ms", text)
-    if not init or not duration:
+    durations = re.findall(r"REPORT RequestId: \S+\s+(?:Init Duration: [0-9.]+ ms\s+)?Duration: ([0-9.]+) ms", text)
+    if not init or len(durations) < invokes:
         raise RuntimeError(f"no INIT REPORT/REPORT from the emulator:\n{text}")
-    return float(init[0]), float(duration[0]), peak, answer
+    handler = [int(m) / 1000 for m in re.findall(r'"micros":(\d+)', text)][-invokes:]
+    return float(init[0]), [float(d) for d in durations[:invokes]], peak, answers[0], handler
+
+
+def tls_material(folder):
+    """A test CA and a certificate for localhost it signed (PEM files)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("apikeys bench CA")).issuer_name(name("apikeys bench CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {n: Path(folder) / f"{n}.pem" for n in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def tls_proxy(paths, upstream_port):
+    """A TLS-terminating proxy on 127.0.0.1 in front of the local DynamoDB,
+    in daemon threads of this process: the port."""
+    import socket
+    import ssl
+    import threading
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(paths["cert"], paths["key"])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def pump(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        while True:
+            client, _ = listener.accept()
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                tls = context.wrap_socket(client, server_side=True)
+            except (OSError, ssl.SSLError):
+                client.close()
+                continue
+            plain = socket.create_connection(("127.0.0.1", upstream_port))
+            plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=pump, args=(tls, plain), daemon=True).start()
+            threading.Thread(target=pump, args=(plain, tls), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
 
 
 def zipped_size(path):
@@ -118,7 +200,7 @@ def main():
                                   __import__("base64").b64decode(runs[0][3]["body"]))
                 assert body["data"]["auth_info"]["tenant_id"] == tenant["tenant"]["id"], body
             cold[name] = {"init": statistics.median(r[0] for r in runs),
-                          "first": statistics.median(r[1] for r in runs),
+                          "first": statistics.median(r[1][0] for r in runs),
                           "peak_mb": statistics.median(r[2] for r in runs) / 1024}
         hello = cold["hello-world"]
         for name in ("graphql", "sweeper"):
@@ -127,13 +209,45 @@ def main():
                          f"{hello['init']:.2f} ms", ratio(c["init"], hello["init"]), "<= 1.5x"))
         for name in ("graphql", "sweeper"):
             c = cold[name]
-            what = "auth_info, 2 DynamoDB reads" if name == "graphql" else "empty sweep"
+            what = "auth_info, 1 DynamoDB read, plain HTTP" if name == "graphql" else "empty sweep"
             rows.append((f"cold start: first invoke, {name} ({what})", f"{c['first']:.2f} ms",
                          f"{hello['first']:.2f} ms", ratio(c["first"], hello["first"]), "-"))
         for name in ("graphql", "sweeper"):
             c = cold[name]
             rows.append((f"peak memory (VmHWM), {name}", f"{c['peak_mb']:.1f} MB", f"{hello['peak_mb']:.1f} MB",
                          ratio(c["peak_mb"], hello["peak_mb"]), "<= 40 MB"))
+
+        # 1b. The first request after a cold start, with TLS to the database:
+        # the connection opened during init (WARM_CONNECTION, the default)
+        # against the first request opening it itself.
+        paths = tls_material(state)
+        tls_port = tls_proxy(paths, int(endpoint.rsplit(":", 1)[1]))
+        tls_env = {**env, "AWS_LAMBDA_FUNCTION_NAME": "graphql", "AWS_CA_BUNDLE": str(paths["ca"]),
+                   "DYNAMODB_ENDPOINT": f"https://localhost:{tls_port}"}
+        hello_runs = [cold_start(HELLO, {}, {**env, "AWS_LAMBDA_FUNCTION_NAME": "hello"}, invokes=3)
+                      for _ in range(args.cold_starts)]
+        hello_first = statistics.median(r[1][0] for r in hello_runs)
+        hello_warm = statistics.median(min(r[1][1:]) for r in hello_runs)
+        rows.append(("cold start, hello-world under the emulator: first invoke vs warm invoke (the emulator's own "
+                     "first-invoke cost)", f"{hello_first:.2f} ms", f"{hello_warm:.2f} ms",
+                     ratio(hello_first, hello_warm), "-"))
+        for warm, label in (("false", "before: connection opened by the first request"),
+                            ("true", "after: connection and code warmed during init")):
+            runs = [cold_start(RELEASE / "graphql", rest, {**tls_env, "WARM_CONNECTION": warm}, invokes=3)
+                    for _ in range(args.cold_starts)]
+            init = statistics.median(r[0] for r in runs)
+            first = statistics.median(r[1][0] for r in runs)
+            warm_invoke = statistics.median(min(r[1][1:]) for r in runs)
+            handler_first = statistics.median(r[4][0] for r in runs)
+            handler_warm = statistics.median(min(r[4][1:]) for r in runs)
+            rows.append((f"cold start, TLS to DynamoDB, graphql, {label}: first request vs warm request, "
+                         "in the handler", f"{handler_first:.2f} ms", f"{handler_warm:.2f} ms",
+                         ratio(handler_first, handler_warm), "<= 1.5x"))
+            rows.append((f"cold start, TLS to DynamoDB, graphql, {label}: first invoke vs warm invoke, "
+                         "emulator's REPORT", f"{first:.2f} ms", f"{warm_invoke:.2f} ms", ratio(first, warm_invoke),
+                         "-"))
+            rows.append((f"cold start, TLS to DynamoDB, graphql, {label}: init vs hello-world init",
+                         f"{init:.2f} ms", f"{hello['init']:.2f} ms", ratio(init, hello["init"]), "<= 1.5x"))
 
         # 4. Size.
         for name in ("graphql", "sweeper"):
@@ -143,14 +257,33 @@ def main():
                          f"{HELLO.stat().st_size / 1e6:.2f} / {zipped_size(HELLO) / 1e6:.2f} MB",
                          ratio(zipped_size(path), zipped_size(HELLO)), "-"))
 
-        # 2. Per-request overhead, in-process.
+        # 2. Per-request overhead, in-process: each operation beside the bare
+        # DynamoDB calls it must make, beside one bare consistent GetItem (the
+        # floor of any authenticated request), and beside the floor of the
+        # previous version (authentication read the hash item, then the
+        # membership; the tenant query read the tenant too).
         overhead = runner(env, "overhead", "--iterations", str(args.iterations))
-        for op in ("auth_info", "auth_api_key", "create_api_key"):
+        one_get = overhead["auth_info/bare"]
+        for op, label, goal in (("auth_info", "auth_info", "<= 1.1x"),
+                                ("login", "Prefect login (auth_info, then the tenant query)", "-"),
+                                ("auth_api_key", "auth_api_key", "-")):
+            h = overhead[f"{op}/handler"]
+            n = overhead[f"{op}/requests"]
+            rows.append((f"request: {label}, {n} DynamoDB requests, handler vs one bare consistent GetItem, p50",
+                         f"{h['p50_us'] / 1000:.2f} ms", f"{one_get['p50_us'] / 1000:.2f} ms",
+                         ratio(h["p50_us"], one_get["p50_us"]), goal))
+            rows.append((f"request: {label}, p99", f"{h['p99_us'] / 1000:.2f} ms",
+                         f"{one_get['p99_us'] / 1000:.2f} ms", ratio(h["p99_us"], one_get["p99_us"]), "-"))
+            before = overhead.get(f"{op}/before")
+            if before:
+                rows.append((f"request: {label}, before (previous version's reads: "
+                             f"{'2' if op == 'auth_info' else '5'} consistent GetItems), p50",
+                             f"{before['p50_us'] / 1000:.2f} ms", f"{one_get['p50_us'] / 1000:.2f} ms",
+                             ratio(before["p50_us"], one_get["p50_us"]), "-"))
+        for op in ("auth_api_key", "create_api_key"):
             h, b = overhead[f"{op}/handler"], overhead[f"{op}/bare"]
             rows.append((f"request: {op}, handler vs bare DynamoDB calls, p50", f"{h['p50_us'] / 1000:.2f} ms",
                          f"{b['p50_us'] / 1000:.2f} ms", ratio(h["p50_us"], b["p50_us"]), "<= 1.3x"))
-            rows.append((f"request: {op}, p99", f"{h['p99_us'] / 1000:.2f} ms", f"{b['p99_us'] / 1000:.2f} ms",
-                         ratio(h["p99_us"], b["p99_us"]), "-"))
 
         # 3. Throughput on the local stack.
         http_port = free_port()

@@ -57,8 +57,8 @@ pub struct Config {
     /// 10000, default 100).
     pub max_service_accounts: u32,
     pub deadlines: Deadlines,
-    /// Open the DynamoDB connection (TCP and TLS) during init with one
-    /// eventually consistent GetItem, so the first request pays no handshake
+    /// Warm up during init: open the DynamoDB connection (TCP and TLS) and
+    /// run the request path once, so the first request pays no handshake
     /// (`WARM_CONNECTION`, default true).
     pub warm_connection: bool,
 }

@@ -9,9 +9,12 @@
 //! | `slug#<slug>`       | `slug`               | slug -> tenant id (uniqueness)         |
 //! | `user#<user id>`    | `user`               | a person (operator-created)            |
 //! | `username#<name>`   | `username`           | username -> user id (uniqueness)       |
-//! | `hash#<sha256 hex>` | `hash`               | key lookup for authentication          |
+//! | `hash#<sha256 hex>` | `hash`               | key lookup for authentication, with a copy of the owner's role, membership and tenant (`copy_v` 1) |
 //!
-//! Authentication reads `hash#…` then `member#…`, both strongly consistent.
+//! Authentication reads `hash#…` alone, strongly consistent: the copies on
+//! it are rewritten by every write that changes them (see `AuthCopy`). A hash
+//! item without `copy_v` (written by an earlier version) is resolved from
+//! `member#…` and the tenant, and gets its copy then.
 //! Hash items of expiring keys carry `exp_bucket` (hour) and `expires_at`, the
 //! keys of the sparse `by_expiry` index the sweeper queries.
 //!
@@ -481,30 +484,6 @@ impl Store {
             dynamodb_client(config)?,
             config.table_name.clone(),
         ))
-    }
-
-    /// Opens a connection to DynamoDB (TCP and TLS) and leaves it in the pool:
-    /// one eventually consistent GetItem of an item that does not exist (half
-    /// a read capacity unit). Called during init, when Lambda gives the
-    /// function a full CPU, so the first request finds the connection ready.
-    /// Bounded by a second and never fatal: a failure only means the first
-    /// request connects itself.
-    pub async fn warm_up(&self) {
-        let read = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of("warm-up".into(), "warm-up".into())))
-            .send();
-        match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %StoreError::from(e), "could not open the DynamoDB connection during init")
-            }
-            Err(_) => {
-                tracing::warn!("opening the DynamoDB connection during init took over a second")
-            }
-        }
     }
 
     pub fn client(&self) -> &Client {
