@@ -189,8 +189,11 @@ def main():
         rest["headers"]["Authorization"] = f"Bearer {key}"
         rest["multiValueHeaders"]["Authorization"] = [f"Bearer {key}"]
         scheduled = generate_event("cloudwatch", "scheduled-event")
+        authorize = generate_event("apigateway", "request-authorizer", "--stage", "prod", "--method", "GET",
+                                   "--resource", "whoami")
+        authorize["headers"]["Authorization"] = f"Bearer {key}"
         functions = {"hello-world": (HELLO, {}), "graphql": (RELEASE / "graphql", rest),
-                     "sweeper": (RELEASE / "sweeper", scheduled)}
+                     "sweeper": (RELEASE / "sweeper", scheduled), "authorizer": (RELEASE / "authorizer", authorize)}
         cold = {}
         for name, (bootstrap, event) in functions.items():
             runs = [cold_start(bootstrap, event, {**env, "AWS_LAMBDA_FUNCTION_NAME": name})
@@ -199,20 +202,24 @@ def main():
                 body = json.loads(runs[0][3]["body"] if not runs[0][3].get("isBase64Encoded") else
                                   __import__("base64").b64decode(runs[0][3]["body"]))
                 assert body["data"]["auth_info"]["tenant_id"] == tenant["tenant"]["id"], body
+            if name == "authorizer":
+                answer = runs[0][3]
+                assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
             cold[name] = {"init": statistics.median(r[0] for r in runs),
                           "first": statistics.median(r[1][0] for r in runs),
                           "peak_mb": statistics.median(r[2] for r in runs) / 1024}
         hello = cold["hello-world"]
-        for name in ("graphql", "sweeper"):
+        for name in ("graphql", "sweeper", "authorizer"):
             c = cold[name]
             rows.append((f"cold start: init, {name} (median of {args.cold_starts})", f"{c['init']:.2f} ms",
                          f"{hello['init']:.2f} ms", ratio(c["init"], hello["init"]), "<= 1.5x"))
-        for name in ("graphql", "sweeper"):
+        for name in ("graphql", "sweeper", "authorizer"):
             c = cold[name]
-            what = "auth_info, 1 DynamoDB read, plain HTTP" if name == "graphql" else "empty sweep"
+            what = {"graphql": "auth_info, 1 DynamoDB read, plain HTTP", "sweeper": "empty sweep",
+                    "authorizer": "REST REQUEST event, allow, 1 DynamoDB read"}[name]
             rows.append((f"cold start: first invoke, {name} ({what})", f"{c['first']:.2f} ms",
                          f"{hello['first']:.2f} ms", ratio(c["first"], hello["first"]), "-"))
-        for name in ("graphql", "sweeper"):
+        for name in ("graphql", "sweeper", "authorizer"):
             c = cold[name]
             rows.append((f"peak memory (VmHWM), {name}", f"{c['peak_mb']:.1f} MB", f"{hello['peak_mb']:.1f} MB",
                          ratio(c["peak_mb"], hello["peak_mb"]), "<= 40 MB"))
@@ -250,7 +257,7 @@ def main():
                          f"{init:.2f} ms", f"{hello['init']:.2f} ms", ratio(init, hello["init"]), "<= 1.5x"))
 
         # 4. Size.
-        for name in ("graphql", "sweeper"):
+        for name in ("graphql", "sweeper", "authorizer"):
             path = functions[name][0]
             rows.append((f"size: bootstrap / zip, {name}",
                          f"{path.stat().st_size / 1e6:.2f} / {zipped_size(path) / 1e6:.2f} MB",

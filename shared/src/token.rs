@@ -90,6 +90,13 @@ pub fn verify_presented(presented: &str, prefixes: &[&str]) -> Option<TokenHash>
     (checksum(random) == sum).then(|| TokenHash::of(presented))
 }
 
+/// The key in an `Authorization` header value: `Bearer <key>`, the scheme
+/// in any case, spaces around ignored.
+pub fn bearer_token(header_value: &str) -> Option<&str> {
+    let (scheme, key) = header_value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
 fn checksum(random: &str) -> String {
     let crc = crc32fast::hash(random.as_bytes());
     let encoded = base62::encode(crc);
@@ -99,6 +106,16 @@ fn checksum(random: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_nothing_else_is() {
+        assert_eq!(bearer_token("Bearer apk_x"), Some("apk_x"));
+        assert_eq!(bearer_token("  bearer   apk_x  "), Some("apk_x"));
+        assert_eq!(bearer_token("BEARER apk_x"), Some("apk_x"));
+        assert_eq!(bearer_token("Basic apk_x"), None);
+        assert_eq!(bearer_token("apk_x"), None);
+        assert_eq!(bearer_token(""), None);
+    }
 
     const PREFIXES: &[&str] = &["apk", "apks"];
 

@@ -96,3 +96,11 @@ def sweeper_function(local_dynamodb):
     emulated = Emulated("SweeperFunction", env)
     yield emulated
     emulated.close()
+
+
+@pytest.fixture
+def authorizer_function(local_dynamodb):
+    env, _ = local_dynamodb
+    emulated = Emulated("AuthorizerFunction", env)
+    yield emulated
+    emulated.close()

@@ -1,6 +1,6 @@
 """The built bootstraps answer real events under the Lambda emulator: REST API
 (v1, stage in the path) events for the GraphQL function, the scheduled event
-for the sweeper."""
+for the sweeper, a REST REQUEST authorizer event for the authorizer."""
 
 import base64
 import json
@@ -69,3 +69,22 @@ def test_sweeper_function_answers_the_scheduled_event(sweeper_function):
     assert report["failed"] == 0
     assert set(report) >= {"swept", "skipped", "failed", "pages", "buckets", "checkpoint", "duration_ms"}
     print(f"\nSweeperFunction: init {sweeper_function.init_ms()} ms, peak RSS {sweeper_function.peak_rss_kb()} kB")
+
+
+def test_authorizer_function_allows_a_key_and_answers_unauthorized_to_a_bad_one(authorizer_function, local_dynamodb):
+    from conftest import generate_event
+
+    _, tenant = local_dynamodb
+    event = generate_event("apigateway", "request-authorizer", "--stage", "prod", "--method", "GET",
+                           "--resource", "whoami")
+    event["headers"]["Authorization"] = f"Bearer {tenant['key']['key']}"
+    answer = authorizer_function.invoke(event)
+    assert answer["principalId"] == tenant["user"]["id"], answer
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert answer["context"]["tenant_id"] == tenant["tenant"]["id"]
+    assert answer["context"]["role"] == "TENANT_ADMIN"
+    # A bad key: the function fails with "Unauthorized", API Gateway's 401.
+    event["headers"]["Authorization"] = "Bearer apk_not-a-key"
+    answer = authorizer_function.invoke(event)
+    assert answer.get("errorMessage") == "Unauthorized", answer
+    print(f"\nAuthorizerFunction: init {authorizer_function.init_ms()} ms, peak RSS {authorizer_function.peak_rss_kb()} kB")

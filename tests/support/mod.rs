@@ -30,6 +30,14 @@ pub const REST_GRAPHQL_EVENT: &str = include_str!("../events/rest-post-graphql.j
 pub const REST_ROOT_EVENT: &str = include_str!("../events/rest-post-root.json");
 pub const HTTP_API_EVENT: &str = include_str!("../events/http-api-post-graphql.json");
 pub const SCHEDULED_EVENT: &str = include_str!("../events/scheduled-event.json");
+/// `sam local generate-event apigateway request-authorizer --stage prod
+/// --method POST --resource graphql`.
+pub const REST_AUTHORIZER_EVENT: &str = include_str!("../events/rest-request-authorizer.json");
+/// An HTTP API (payload 2.0) authorizer event: `sam local generate-event
+/// apigateway http-api-proxy` with the fields API Gateway adds for a Lambda
+/// authorizer (`version`, `type`, `routeArn`, `identitySource`); sam offers no
+/// such event of its own.
+pub const HTTP_API_AUTHORIZER_EVENT: &str = include_str!("../events/http-api-authorizer.json");
 
 /// The local DynamoDB endpoint, set by infra/test.
 pub fn endpoint() -> String {
@@ -186,6 +194,16 @@ impl Harness {
 
     pub fn service(&self) -> &ApiKeys {
         self.app.service()
+    }
+
+    /// The service as another function of the same deployment builds it
+    /// (the authorizer): same table, clock, configuration and counted client.
+    pub fn service_copy(&self) -> ApiKeys {
+        ApiKeys::new(
+            self.service().store().clone(),
+            self.clock.clone(),
+            self.service().config().clone(),
+        )
     }
 
     /// Another instance of the function on the same table, reaching DynamoDB

@@ -8,7 +8,7 @@ use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
 use apikeys_shared::store::{Store, StoreError};
-use apikeys_shared::token::NewKey;
+use apikeys_shared::token::{bearer_token, NewKey};
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{GraphQLError, InputValue, OperationType, Variables};
@@ -204,9 +204,7 @@ fn header_str<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn bearer(request: &Request) -> Option<&str> {
-    let value = header_str(request, "authorization")?.trim();
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    bearer_token(header_str(request, "authorization")?)
 }
 
 /// The request path without the API Gateway stage.

@@ -39,6 +39,16 @@ fn last_admin(verb: &str) -> Error {
     Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
 }
 
+/// What an authorizer decides about a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Allow(Box<Principal>),
+    /// Missing, malformed, unknown, expired or revoked key, or a removed owner.
+    Unauthenticated,
+    /// A valid key, and a tenant header naming another tenant.
+    WrongTenant,
+}
+
 /// A store error after which a retry by the caller cannot help: a condition
 /// that no branch of the caller explained is a bug, reported as internal.
 fn internal(e: StoreError) -> Error {
@@ -140,6 +150,25 @@ impl ApiKeys {
             tracing::warn!(error = %e, "could not write a key's authentication copy");
         }
         Ok(copy)
+    }
+
+    /// Authentication for an API Gateway authorizer in front of another API:
+    /// the same read and rules as [`ApiKeys::authenticate`], with one more
+    /// answer: a valid key whose tenant header names another tenant is
+    /// [`Gate::WrongTenant`] (the gateway's 403), where a missing or bad key
+    /// is [`Gate::Unauthenticated`] (its 401). Storage failures are errors.
+    pub async fn gate(&self, bearer: Option<&str>, tenant_header: Option<&str>) -> Result<Gate> {
+        let principal = match self.authenticate(bearer, None).await {
+            Ok(principal) => principal,
+            Err(Error::Unauthenticated) => return Ok(Gate::Unauthenticated),
+            Err(e) => return Err(e),
+        };
+        let wanted = tenant_header.map(|value| Uuid::parse_str(value.trim()));
+        Ok(match wanted {
+            Some(Ok(tenant)) if tenant != principal.tenant_id => Gate::WrongTenant,
+            Some(Err(_)) => Gate::WrongTenant,
+            _ => Gate::Allow(Box::new(principal)),
+        })
     }
 
     /// The hash of a presented key when its shape and checksum are right:

@@ -1,0 +1,209 @@
+//! The API Gateway Lambda authorizer: any API of the platform accepts these
+//! keys. REQUEST authorizers of REST APIs get an IAM policy with
+//! `principalId` and a `context`; HTTP APIs (payload 2.0) get the simple
+//! `isAuthorized` answer with the same `context`. Authentication is the
+//! GraphQL endpoint's (`ApiKeys::gate`): one consistent read, expiry to the
+//! second, nothing cached.
+
+// Nothing a request, the network or DynamoDB can influence may panic (with
+// panic = "abort" a panic ends the Lambda instance): enforced by clippy.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apikeys_shared::clock::{Clock, SystemClock};
+use apikeys_shared::config::{Config, ConfigError};
+use apikeys_shared::domain::Principal;
+use apikeys_shared::service::Gate;
+use apikeys_shared::store::Store;
+use apikeys_shared::token::{bearer_token, NewKey};
+use apikeys_shared::ApiKeys;
+use serde_json::{json, Map, Value};
+
+/// What a REST API authorizer returns to have API Gateway answer 401: an
+/// error with exactly this message. Any other error is the gateway's 500.
+pub const UNAUTHORIZED: &str = "Unauthorized";
+
+pub struct App {
+    service: ApiKeys,
+}
+
+impl App {
+    pub fn new(service: ApiKeys) -> Self {
+        Self { service }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::with_clock(Config::from_env()?, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        let store = Store::from_config(&config)?;
+        Ok(Self::new(ApiKeys::new(store, clock, config)))
+    }
+
+    pub fn service(&self) -> &ApiKeys {
+        &self.service
+    }
+
+    /// Opens the DynamoDB connection during init, as the GraphQL function
+    /// does: one decision on a well-formed key nobody holds (one consistent
+    /// GetItem of a missing item), bounded by two seconds, never fatal.
+    pub async fn warm_up(&self) {
+        if !self.service.config().warm_connection {
+            return;
+        }
+        let key = NewKey::generate(&self.service.config().user_key_prefix);
+        let decision = self.service.gate(Some(key.expose_secret()), None);
+        if tokio::time::timeout(Duration::from_secs(2), decision)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the warm-up decision took over two seconds");
+        }
+    }
+}
+
+/// The event's header, case-insensitively, from `headers` or (REST APIs)
+/// `multiValueHeaders`.
+fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
+    let find = |field: &str| -> Option<&'a Value> {
+        event
+            .get(field)?
+            .as_object()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    };
+    match find("headers") {
+        Some(Value::String(value)) => Some(value),
+        _ => match find("multiValueHeaders") {
+            Some(Value::Array(values)) => values.first()?.as_str(),
+            _ => None,
+        },
+    }
+}
+
+/// What the backend reads in `requestContext.authorizer` (REST) or
+/// `requestContext.authorizer.lambda` (HTTP API): strings only, as API
+/// Gateway passes them on.
+fn context(p: &Principal) -> Value {
+    json!({
+        "tenant_id": p.tenant_id.to_string(),
+        "user_id": p.user_id.to_string(),
+        "role": p.role.name(),
+        "account_type": p.account_type.name(),
+        "api_key_id": p.api_key_id.to_string(),
+    })
+}
+
+/// The policy's resource: every method and path of the API stage the
+/// request came to (`arn:...:api-id/stage/*`), so that an answer cached by
+/// the gateway (when the cache TTL is raised) serves the caller's other
+/// routes too, not only the one first asked for.
+fn stage_resource(method_arn: &str) -> String {
+    let mut parts = method_arn.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(api), Some(stage)) => format!("{api}/{stage}/*"),
+        _ => method_arn.to_string(),
+    }
+}
+
+fn policy(principal_id: &str, effect: &str, resource: &str, context: Value) -> Value {
+    json!({
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+        "context": context,
+    })
+}
+
+/// Decides one authorizer event. `Err` is the gateway's 401 (REST, with
+/// [`UNAUTHORIZED`]) or 500 (a storage failure: the client may retry; never
+/// reported as a denial).
+pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Error> {
+    let bearer = header(&event, "authorization").and_then(bearer_token);
+    let tenant = header(&event, "x-prefect-tenant-id");
+    let gate = match app.service.gate(bearer, tenant).await {
+        Ok(gate) => gate,
+        Err(e) => {
+            tracing::error!(error = %e, "authorizer could not decide");
+            return Err("authorizer could not reach its database".into());
+        }
+    };
+    let http_api = event.get("version").and_then(Value::as_str) == Some("2.0");
+    let answer = if http_api {
+        // HTTP APIs: `isAuthorized: false` is the gateway's 403; its 401 is
+        // for a request without the identity source header, decided before
+        // this function runs.
+        match gate {
+            Gate::Allow(p) => json!({"isAuthorized": true, "context": context(&p)}),
+            Gate::Unauthenticated | Gate::WrongTenant => {
+                json!({"isAuthorized": false, "context": Map::new()})
+            }
+        }
+    } else {
+        let method_arn = event
+            .get("methodArn")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match gate {
+            Gate::Allow(p) => policy(
+                &p.user_id.to_string(),
+                "Allow",
+                &stage_resource(method_arn),
+                context(&p),
+            ),
+            Gate::WrongTenant => policy("forbidden", "Deny", method_arn, json!({})),
+            Gate::Unauthenticated => return Err(UNAUTHORIZED.into()),
+        }
+    };
+    let decision = answer
+        .get("isAuthorized")
+        .and_then(Value::as_bool)
+        .or_else(|| {
+            answer
+                .pointer("/policyDocument/Statement/0/Effect")
+                .map(|e| e == "Allow")
+        });
+    tracing::info!(allowed = decision, http_api, "authorizer decision");
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_covers_the_whole_stage() {
+        assert_eq!(
+            stage_resource("arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/GET/request"),
+            "arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/*"
+        );
+        assert_eq!(stage_resource("odd"), "odd");
+    }
+
+    #[test]
+    fn headers_are_found_in_any_case_and_in_multi_value_form() {
+        let event = json!({"headers": {"AUTHORIZATION": "Bearer a"}, "multiValueHeaders": {"X-Prefect-Tenant-Id": ["t"]}});
+        assert_eq!(header(&event, "authorization"), Some("Bearer a"));
+        assert_eq!(header(&event, "x-prefect-tenant-id"), Some("t"));
+        assert_eq!(header(&json!({}), "authorization"), None);
+        assert_eq!(header(&json!({"headers": null}), "authorization"), None);
+    }
+}
