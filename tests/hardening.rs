@@ -428,19 +428,7 @@ async fn a_service_account_cannot_change_or_remove_people() {
     let h = Harness::new().await;
     let bob = h.add_member("acme", "bob", Role::User).await;
     let carol = h.add_member("acme", "carol", Role::TenantAdmin).await;
-    let sa = uuid_of(
-        &h.data(
-            &h.tenant.admin_key,
-            CREATE_SA,
-            Some(json!({"input": {"name": "ci"}})),
-        )
-        .await["create_service_account"]["id"],
-    );
-    let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
-    let sa_key = made["data"]["create_api_key"]["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, sa_key) = h.add_service_account("ci").await;
     let before = h.items().await;
     for (query, vars) in [
         (
@@ -499,19 +487,7 @@ async fn a_service_account_cannot_change_or_remove_people() {
 async fn a_service_account_removing_itself_answers_alike_on_both_paths() {
     for path in ["delete_service_account", "delete_membership"] {
         let h = Harness::new().await;
-        let sa = uuid_of(
-            &h.data(
-                &h.tenant.admin_key,
-                CREATE_SA,
-                Some(json!({"input": {"name": "ci"}})),
-            )
-            .await["create_service_account"]["id"],
-        );
-        let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
-        let sa_key = made["data"]["create_api_key"]["key"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let (sa, sa_key) = h.add_service_account("ci").await;
         let me = h
             .data(&sa_key, "{ user { memberships { id } } }", None)
             .await;
@@ -611,19 +587,7 @@ async fn thousands_of_validation_errors_answer_a_few() {
 async fn emails_are_seen_by_human_admins_and_their_owner_only() {
     let h = Harness::new().await;
     let reader = h.add_member("acme", "reader", Role::ReadOnlyUser).await;
-    let sa = uuid_of(
-        &h.data(
-            &h.tenant.admin_key,
-            CREATE_SA,
-            Some(json!({"input": {"name": "ci"}})),
-        )
-        .await["create_service_account"]["id"],
-    );
-    let made = h.create_key(&h.tenant.admin_key, sa, "ci", None).await;
-    let sa_key = made["data"]["create_api_key"]["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, sa_key) = h.add_service_account("ci").await;
     let query = "{ user_view_same_tenant { username email } user { username email } }";
     let email_of = |data: &Value, who: &str| {
         data["user_view_same_tenant"]

@@ -325,6 +325,27 @@ impl Harness {
         reply["data"].clone()
     }
 
+    /// A service account of `acme` created by its admin, with one key.
+    pub async fn add_service_account(&self, name: &str) -> (Uuid, String) {
+        let created = self
+            .data(
+                &self.tenant.admin_key,
+                "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }",
+                Some(json!({"input": {"name": name}})),
+            )
+            .await;
+        let id: Uuid = serde_json::from_value(created["create_service_account"]["id"].clone())
+            .expect("a service account id");
+        let made = self
+            .create_key(&self.tenant.admin_key, id, name, None)
+            .await;
+        let key = made["data"]["create_api_key"]["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key: {made}"))
+            .to_string();
+        (id, key)
+    }
+
     pub async fn create_key(
         &self,
         key: &str,

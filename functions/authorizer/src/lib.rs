@@ -28,7 +28,6 @@ use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::Principal;
 use apikeys_shared::service::Gate;
-use apikeys_shared::store::Store;
 use apikeys_shared::token::{bearer_token, NewKey};
 use apikeys_shared::ApiKeys;
 use serde_json::{json, Map, Value};
@@ -51,8 +50,7 @@ impl App {
     }
 
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        let store = Store::from_config(&config)?;
-        Ok(Self::new(ApiKeys::new(store, clock, config)))
+        Ok(Self::new(ApiKeys::from_config(config, clock)?))
     }
 
     pub fn service(&self) -> &ApiKeys {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
-use apikeys_shared::store::{Store, StoreError};
+use apikeys_shared::store::StoreError;
 use apikeys_shared::token::{bearer_token, NewKey};
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
@@ -43,8 +43,7 @@ impl App {
     }
 
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        let store = Store::from_config(&config)?;
-        Ok(Self::new(ApiKeys::new(store, clock, config)))
+        Ok(Self::new(ApiKeys::from_config(config, clock)?))
     }
 
     pub fn service(&self) -> &ApiKeys {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::store::{AuthCopy, StoreError, StoredKey};
 use crate::token::NewKey;
 
-use super::{internal, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
+use super::{internal, kept_changing, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -171,11 +171,7 @@ impl ApiKeys {
                 Err(e) => return Err(internal(e)),
             }
         }
-        Err(StoreError::Transient {
-            message: "the key's owner kept changing".into(),
-            unknown_outcome: false,
-        }
-        .into())
+        Err(kept_changing("the key's owner"))
     }
 
     /// Keys the caller may see, never expired ones: their own, and for an

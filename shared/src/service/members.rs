@@ -5,9 +5,9 @@ use uuid::Uuid;
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
 use crate::domain::{validate_name, AccountType, Membership, Principal, Role};
 use crate::error::{Error, Result};
-use crate::store::{Marked, StoreError, StoredKey};
+use crate::store::{Marked, StoredKey};
 
-use super::{internal, last_admin, ApiKeys, CONFLICT_RETRIES};
+use super::{internal, kept_changing, last_admin, ApiKeys, CONFLICT_RETRIES};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -132,11 +132,7 @@ impl ApiKeys {
                 Err(e) => return Err(internal(e)),
             }
         }
-        Err(StoreError::Transient {
-            message: "membership kept changing".into(),
-            unknown_outcome: false,
-        }
-        .into())
+        Err(kept_changing("membership"))
     }
 
     async fn membership_by_id(&self, p: &Principal, membership_id: Uuid) -> Result<Membership> {
@@ -220,11 +216,7 @@ impl ApiKeys {
                 Err(e) => return Err(internal(e)),
             }
         }
-        Err(StoreError::Transient {
-            message: "membership kept changing".into(),
-            unknown_outcome: false,
-        }
-        .into())
+        Err(kept_changing("membership"))
     }
 
     /// Removes a member (user or service account) and all their keys here.

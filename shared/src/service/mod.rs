@@ -49,6 +49,14 @@ pub enum Gate {
     WrongTenant,
 }
 
+/// A read-modify-write that lost every race: retryable, nothing applied.
+fn kept_changing(what: &str) -> Error {
+    Error::Store(StoreError::Transient {
+        message: format!("{what} kept changing"),
+        unknown_outcome: false,
+    })
+}
+
 /// A store error after which a retry by the caller cannot help: a condition
 /// that no branch of the caller explained is a bug, reported as internal.
 fn internal(e: StoreError) -> Error {
@@ -62,6 +70,15 @@ impl ApiKeys {
             clock,
             config,
         }
+    }
+
+    /// The service with its DynamoDB store, as every function builds it.
+    pub fn from_config(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<Self, crate::config::ConfigError> {
+        let store = Store::from_config(&config)?;
+        Ok(Self::new(store, clock, config))
     }
 
     pub fn store(&self) -> &Store {
