@@ -44,7 +44,9 @@ impl Default for Deadlines {
 pub struct Config {
     /// The DynamoDB table holding every item (`TABLE_NAME`).
     pub table_name: String,
-    /// Endpoint override for a local DynamoDB (`DYNAMODB_ENDPOINT`).
+    /// Endpoint override (a local DynamoDB, an emulator): `DYNAMODB_ENDPOINT`,
+    /// else the AWS SDKs' standard `AWS_ENDPOINT_URL_DYNAMODB`, else
+    /// `AWS_ENDPOINT_URL`.
     pub endpoint: Option<String>,
     /// Prefix of user keys (`USER_KEY_PREFIX`, default `apk`).
     pub user_key_prefix: String,
@@ -145,7 +147,14 @@ impl Config {
         };
         Ok(Self {
             table_name,
-            endpoint: get("DYNAMODB_ENDPOINT").map(str::to_string),
+            endpoint: [
+                "DYNAMODB_ENDPOINT",
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                "AWS_ENDPOINT_URL",
+            ]
+            .into_iter()
+            .find_map(get)
+            .map(str::to_string),
             user_key_prefix,
             service_key_prefix,
             introspection,
@@ -182,6 +191,30 @@ mod tests {
         assert!(!config.introspection);
         assert!(config.warm_connection);
         assert_eq!(config.max_service_accounts, DEFAULT_MAX_SERVICE_ACCOUNTS);
+    }
+
+    #[test]
+    fn the_endpoint_comes_from_our_variable_then_the_sdks_standard_ones() {
+        let endpoint = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("TABLE_NAME", "t")];
+            all.extend_from_slice(pairs);
+            Config::from_map(&env(&all)).unwrap().endpoint
+        };
+        assert_eq!(endpoint(&[]), None);
+        assert_eq!(
+            endpoint(&[("AWS_ENDPOINT_URL", "http://a")]).as_deref(),
+            Some("http://a")
+        );
+        let both = [
+            ("AWS_ENDPOINT_URL", "http://a"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://d"),
+        ];
+        assert_eq!(endpoint(&both).as_deref(), Some("http://d"));
+        let all = [
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://d"),
+            ("DYNAMODB_ENDPOINT", "http://x"),
+        ];
+        assert_eq!(endpoint(&all).as_deref(), Some("http://x"));
     }
 
     #[test]
