@@ -648,3 +648,44 @@ async fn expired_keys_make_room_at_the_per_owner_limit() {
     assert!(reply.get("errors").is_none(), "{reply}");
     assert_eq!(h.assert_consistent().await, 36);
 }
+
+#[tokio::test]
+async fn a_role_change_wins_against_a_member_churning_its_own_keys() {
+    let h = Arc::new(Harness::new().await);
+    let churner = h.add_member("acme", "churner", Role::TenantAdmin).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..12)
+        .map(|i| {
+            let (h, key, stop) = (Arc::clone(&h), churner.key.clone(), Arc::clone(&stop));
+            let owner = churner.user_id;
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    churn_once(&h, &key, owner, &format!("churn{i}")).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut answers = Vec::new();
+    for round in 0..10 {
+        let role = if round % 2 == 0 {
+            Role::User
+        } else {
+            Role::TenantAdmin
+        };
+        let vars = json!({"input": {"membership_id": churner.membership_id, "role_id": role.id()}});
+        answers.push(answer(&h, &h.tenant.admin_key, SET_ROLE, Some(vars)).await);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    for (round, (status, reply)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "round {round}: {reply}");
+        assert!(reply.get("errors").is_none(), "round {round}: {reply}");
+    }
+    // The last change (round 9) made it an admin again; every key agrees.
+    h.assert_consistent().await;
+    let info = h.data(&churner.key, "{ auth_info { role } }", None).await;
+    assert_eq!(info["auth_info"]["role"], "TENANT_ADMIN");
+}

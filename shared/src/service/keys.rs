@@ -239,10 +239,10 @@ impl ApiKeys {
             Ok(()) => Ok(true),
             // Revoked (or its owner removed) meanwhile: it is gone, truly.
             Err(e) if e.condition_failed(0) || e.condition_failed(1) => Ok(false),
-            // Its owner is being removed, keys and all, right now: asking
-            // again in a moment finds it gone.
+            // Its owner is frozen for a removal (asking again in a moment
+            // finds the key gone) or a role change (it finds it revocable).
             Err(e) if e.condition_failed(2) => Err(StoreError::Transient {
-                message: "the key's owner is being removed".into(),
+                message: "the key's owner is being removed or changed".into(),
                 unknown_outcome: false,
             }
             .into()),

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
 use crate::domain::{validate_name, AccountType, Membership, Principal, Role};
 use crate::error::{Error, Result};
-use crate::store::{Marked, StoredKey};
+use crate::store::{Freeze, Marked, StoredKey};
 
 use super::{internal, kept_changing, last_admin, ApiKeys, CONFLICT_RETRIES};
 
@@ -96,7 +96,7 @@ impl ApiKeys {
         let not_admin = || Error::Forbidden("only a tenant admin may remove members".into());
         match self
             .store
-            .mark_removing(&member, self.now(), caller_admin)
+            .freeze(&member, Freeze::Removing, self.now(), caller_admin)
             .await?
         {
             Marked::Yes => {}
@@ -120,11 +120,11 @@ impl ApiKeys {
             {
                 Ok(()) => return Ok(true),
                 Err(e) if e.condition_failed(tenant_item) => {
-                    self.store.clear_removing(&current).await?;
+                    self.store.unfreeze(&current, Freeze::Removing).await?;
                     return Err(last_admin("removed"));
                 }
                 Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => {
-                    self.store.clear_removing(&current).await?;
+                    self.store.unfreeze(&current, Freeze::Removing).await?;
                     return Err(not_admin());
                 }
                 // Changed by a write that was in flight at the mark: read again.
@@ -189,33 +189,49 @@ impl ApiKeys {
                 .is_admin_user();
             let caller_item = if counts_admins { 2 } else { 1 };
             let caller_admin = (target != Target::Myself).then_some(p.user_id);
-            // The role is copied onto each of the member's hash items: all of
-            // them change in the same transaction.
+            // Freeze the member first (no key created, revoked or swept until
+            // the change lands): the role is copied onto each of its hash
+            // items, and all of them change in the transaction, which then
+            // cannot be outrun by the member churning its keys.
+            match self
+                .store
+                .freeze(&member, Freeze::ChangingRole, self.now(), caller_admin)
+                .await?
+            {
+                Marked::Yes => {}
+                Marked::Gone => return Err(Error::NotFound("membership")),
+                Marked::CallerNotAdmin => return Err(forbidden()),
+            }
             let keys: Vec<_> = self
                 .keys_of_owner(&member)
                 .await?
                 .iter()
                 .map(StoredKey::key_ref)
                 .collect();
+            let refused = |e: Error| async {
+                self.store.unfreeze(&member, Freeze::ChangingRole).await?;
+                Err::<Uuid, Error>(e)
+            };
             match self
                 .store
                 .set_role(&member, role, caller_admin, &keys)
                 .await
             {
                 Ok(()) => return Ok(member.id),
-                // The role, or the set of keys, changed since they were read.
-                Err(e) if e.condition_failed(0) => continue,
                 Err(e) if counts_admins && e.condition_failed(1) => {
-                    return Err(last_admin("demoted"))
+                    return refused(last_admin("demoted")).await
                 }
                 Err(e) if caller_admin.is_some() && e.condition_failed(caller_item) => {
-                    return Err(forbidden())
+                    return refused(forbidden()).await
                 }
-                // A key revoked or swept meanwhile: read again.
+                // Changed by another admin, or by a key write in flight at the
+                // freeze: read again (the next freeze is a no-op).
                 Err(e) if e.is_condition_failure() => continue,
                 Err(e) => return Err(internal(e)),
             }
         }
+        let member = self.membership_by_id(p, membership_id).await?;
+        self.store.unfreeze(&member, Freeze::ChangingRole).await?;
         Err(kept_changing("membership"))
     }
 

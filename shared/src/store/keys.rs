@@ -271,9 +271,10 @@ pub(super) fn push_key_deletes(
 }
 
 /// The condition on an owner's membership when one of its keys goes: a
-/// member being removed keeps its keys until the removal takes them all at
-/// once, so the removal reads a set of keys that cannot change under it.
-const OWNER_NOT_BEING_REMOVED: &str = "attribute_exists(pk) AND attribute_not_exists(removing)";
+/// member frozen for a removal or a role change keeps its keys until that
+/// write lands, so it reads a set of keys that cannot change under it.
+const OWNER_NOT_FROZEN: &str =
+    "attribute_exists(pk) AND attribute_not_exists(removing) AND attribute_not_exists(changing)";
 
 impl Store {
     /// Authentication's read: one strongly consistent GetItem.
@@ -322,7 +323,7 @@ impl Store {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
         let mut condition = "attribute_exists(pk) AND key_count < :max AND account_type = :type \
-                             AND attribute_not_exists(removing)"
+                             AND attribute_not_exists(removing) AND attribute_not_exists(changing)"
             .to_string();
         let mut vals = values([
             (":one", n(1)),
@@ -400,7 +401,8 @@ impl Store {
     /// `key_count`. With `expired_by`, only if the key expired by then (on both
     /// items). With `caller_admin`, only while that caller is still an admin.
     /// Cancellation reasons: items 0 and 1 the key's (gone, or not expired),
-    /// 2 the owner (gone, or being removed), 3 the caller's admin check.
+    /// 2 the owner (gone, or frozen for a removal or a role change), 3 the
+    /// caller's admin check.
     pub async fn delete_key(
         &self,
         key: &KeyRef,
@@ -413,7 +415,7 @@ impl Store {
             &self.table,
             key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
             "ADD key_count :minus",
-            OWNER_NOT_BEING_REMOVED,
+            OWNER_NOT_FROZEN,
             values([(":minus", n(-1))]),
         )?);
         if let Some(caller) = caller_admin {
@@ -442,7 +444,7 @@ impl Store {
             &self.table,
             key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
             "ADD key_count :minus",
-            OWNER_NOT_BEING_REMOVED,
+            OWNER_NOT_FROZEN,
             values([(":minus", n(removed.saturating_neg()))]),
         )?);
         self.transact(items).await

@@ -7,7 +7,23 @@ use crate::domain::Membership;
 
 use super::*;
 
-/// What [`Store::mark_removing`] found.
+/// Why a member is frozen (see [`Store::freeze`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freeze {
+    Removing,
+    ChangingRole,
+}
+
+impl Freeze {
+    fn attribute(self) -> &'static str {
+        match self {
+            Freeze::Removing => "removing",
+            Freeze::ChangingRole => "changing",
+        }
+    }
+}
+
+/// What [`Store::freeze`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Marked {
     Yes,
@@ -150,21 +166,29 @@ impl Store {
         }
     }
 
-    /// Marks a member as being removed: from now on no key of it can be
-    /// created, revoked or swept, and its role cannot change, so the removal
-    /// that follows reads a membership and a set of keys that stay as read.
-    /// With `caller_admin`, only while that caller is still an admin.
-    pub async fn mark_removing(
+    /// Freezes a member before a removal or a role change: from now on no
+    /// key of it can be created, revoked or swept (and, for a removal, its
+    /// role cannot change), so the write that follows reads a membership and
+    /// a set of keys that stay as read, and succeeds at its first try however
+    /// the member churns its keys. A role change is not started on a member
+    /// being removed. With `caller_admin`, only while that caller is still an
+    /// admin.
+    pub async fn freeze(
         &self,
         m: &Membership,
+        why: Freeze,
         now: OffsetDateTime,
         caller_admin: Option<Uuid>,
     ) -> Result<Marked> {
+        let condition = match why {
+            Freeze::Removing => "attribute_exists(pk)",
+            Freeze::ChangingRole => "attribute_exists(pk) AND attribute_not_exists(removing)",
+        };
         let mut items = vec![update(
             &self.table,
             key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-            "SET removing = if_not_exists(removing, :now)",
-            "attribute_exists(pk)",
+            &format!("SET {0} = if_not_exists({0}, :now)", why.attribute()),
+            condition,
             values([(":now", n(now.unix_timestamp()))]),
         )?];
         if let Some(caller) = caller_admin {
@@ -178,14 +202,14 @@ impl Store {
         }
     }
 
-    /// Undoes [`Store::mark_removing`] when the removal was refused.
-    pub async fn clear_removing(&self, m: &Membership) -> Result<()> {
+    /// Undoes [`Store::freeze`] when the write it prepared was refused.
+    pub async fn unfreeze(&self, m: &Membership, why: Freeze) -> Result<()> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .update_expression("REMOVE removing")
+            .update_expression(format!("REMOVE {}", why.attribute()))
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
@@ -254,7 +278,7 @@ impl Store {
         let mut items = vec![update(
             &self.table,
             key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-            "SET member_role = :new",
+            "SET member_role = :new REMOVE changing",
             "member_role = :old AND key_count = :count AND attribute_not_exists(removing)",
             values([
                 (":new", s(role.name())),
