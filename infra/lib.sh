@@ -49,6 +49,15 @@ ensure_sam() {
   export SAM_CLI_TELEMETRY=0
 }
 
+# The local AWS emulator that runs the deployed stack (CloudFormation with the
+# SAM transform, API Gateway, Lambda, EventBridge, IAM, S3) and the AWS CLI
+# to deploy to it, in .venv-aws: installed together, since the translator
+# alone would move botocore past ministack's pin.
+AWS_VENV=${APIKEYS_AWS_VENV:-$PWD/.venv-aws}
+ensure_aws_emulator() {
+  ensure_venv "$AWS_VENV" "ministack==$MINISTACK_VERSION" "aws-sam-translator==1.115.0" "awscli==1.46.3"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
