@@ -2,11 +2,12 @@
 //! through the real handler, with the DynamoDB requests each one causes
 //! counted by the SDK interceptor.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use apikeys_shared::domain::Role;
-use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, Route};
+use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, MemberFixture, Route};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -73,6 +74,41 @@ async fn churn_once(h: &Harness, key: &str, owner: Uuid, name: &str) {
             answer(h, key, REVOKE, Some(json!({"input": {"key_id": id}}))).await;
         }
         None => tokio::task::yield_now().await,
+    }
+}
+
+/// Tasks creating and revoking a member's keys until stopped (each at most
+/// `rounds` times).
+struct Churn {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Churn {
+    fn start(h: &Arc<Harness>, member: &MemberFixture, tasks: usize, rounds: u32) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..tasks)
+            .map(|i| {
+                let (h, key, stop) = (Arc::clone(h), member.key.clone(), Arc::clone(&stop));
+                let owner = member.user_id;
+                tokio::spawn(async move {
+                    for _ in 0..rounds {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        churn_once(&h, &key, owner, &format!("churn{i}")).await;
+                    }
+                })
+            })
+            .collect();
+        Churn { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("churn task");
+        }
     }
 }
 
@@ -335,21 +371,7 @@ async fn concurrent_service_account_creation_never_passes_the_cap() {
 async fn removal_wins_against_a_member_churning_its_own_keys() {
     let h = Arc::new(Harness::new().await);
     let churner = h.add_member("acme", "churner", Role::ReadOnlyUser).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..12)
-        .map(|i| {
-            let (h, key, stop) = (Arc::clone(&h), churner.key.clone(), Arc::clone(&stop));
-            let owner = churner.user_id;
-            tokio::spawn(async move {
-                let mut rounds = 0u32;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 400 {
-                    rounds += 1;
-                    churn_once(&h, &key, owner, &format!("churn{i}")).await;
-                }
-                rounds
-            })
-        })
-        .collect();
+    let churn = Churn::start(&h, &churner, 12, 400);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut outcomes = Vec::new();
     let removal = h
@@ -360,10 +382,7 @@ async fn removal_wins_against_a_member_churning_its_own_keys() {
         )
         .await;
     outcomes.push(removal.clone());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
+    churn.stop().await;
     assert_eq!(
         removal["data"]["delete_membership"]["success"],
         json!(true),
@@ -389,18 +408,7 @@ async fn twenty_removals_under_churn_all_succeed() {
         let m = h
             .add_member("acme", &format!("c{round}"), Role::ReadOnlyUser)
             .await;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let workers: Vec<_> = (0..12)
-            .map(|_| {
-                let (h, key, stop, owner) =
-                    (Arc::clone(&h), m.key.clone(), Arc::clone(&stop), m.user_id);
-                tokio::spawn(async move {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        churn_once(&h, &key, owner, "churn").await;
-                    }
-                })
-            })
-            .collect();
+        let churn = Churn::start(&h, &m, 12, u32::MAX);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let reply = h
             .gql(
@@ -409,10 +417,7 @@ async fn twenty_removals_under_churn_all_succeed() {
                 Some(json!({"input": {"membership_id": m.membership_id}})),
             )
             .await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for w in workers {
-            w.await.unwrap();
-        }
+        churn.stop().await;
         if reply["data"]["delete_membership"]["success"] == json!(true) {
             removed += 1;
         } else {
@@ -653,18 +658,7 @@ async fn expired_keys_make_room_at_the_per_owner_limit() {
 async fn a_role_change_wins_against_a_member_churning_its_own_keys() {
     let h = Arc::new(Harness::new().await);
     let churner = h.add_member("acme", "churner", Role::TenantAdmin).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..12)
-        .map(|i| {
-            let (h, key, stop) = (Arc::clone(&h), churner.key.clone(), Arc::clone(&stop));
-            let owner = churner.user_id;
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    churn_once(&h, &key, owner, &format!("churn{i}")).await;
-                }
-            })
-        })
-        .collect();
+    let churn = Churn::start(&h, &churner, 12, u32::MAX);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let mut answers = Vec::new();
     for round in 0..10 {
@@ -676,10 +670,7 @@ async fn a_role_change_wins_against_a_member_churning_its_own_keys() {
         let vars = json!({"input": {"membership_id": churner.membership_id, "role_id": role.id()}});
         answers.push(answer(&h, &h.tenant.admin_key, SET_ROLE, Some(vars)).await);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
+    churn.stop().await;
     for (round, (status, reply)) in answers.iter().enumerate() {
         assert_eq!(*status, 200, "round {round}: {reply}");
         assert!(reply.get("errors").is_none(), "round {round}: {reply}");
