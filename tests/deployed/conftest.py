@@ -26,8 +26,8 @@ STACK = "apikeys"
 
 
 class Deployed:
-    def __init__(self, endpoint, env, outputs):
-        self.endpoint, self.env, self.outputs = endpoint, env, outputs
+    def __init__(self, endpoint, env, outputs, roles):
+        self.endpoint, self.env, self.outputs, self.roles = endpoint, env, outputs, roles
 
     def url(self, output):
         """An output URL (https://<api>.execute-api.../<stage>/<path>) as the
@@ -40,10 +40,24 @@ class Deployed:
                              env=self.env, capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
-    def aws(self, *args):
-        out = subprocess.run([str(AWS_VENV / "bin" / "aws"), *args], env=self.env, capture_output=True, text=True,
-                             check=True)
-        return out.stdout
+    def aws(self, *args, env=None):
+        """(exit code, output) of the AWS CLI against the emulator."""
+        out = subprocess.run([str(AWS_VENV / "bin" / "aws"), *args], env=env or self.env, capture_output=True,
+                             text=True)
+        return out.returncode, out.stdout + out.stderr
+
+    def as_role(self, role, *args):
+        """The AWS CLI with the credentials of a function's role (assumed
+        through the emulator's STS), as the function itself gets them."""
+        arn = f"arn:aws:iam::000000000000:role/{self.roles[role]}"
+        rc, out = self.aws("sts", "assume-role", "--role-arn", arn, "--role-session-name", "probe",
+                           "--output", "json")
+        assert rc == 0, out
+        credentials = json.loads(out)["Credentials"]
+        env = {**self.env, "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+               "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+               "AWS_SESSION_TOKEN": credentials["SessionToken"]}
+        return self.aws(*args, env=env)
 
 
 def request(url, key=None, body=None, headers=None):
@@ -86,13 +100,19 @@ def deployed():
                        env=env, check=True, capture_output=True)
         subprocess.run([*aws, "cloudformation", "deploy", "--template-file", str(packaged), "--stack-name", STACK,
                         "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND", "--parameter-overrides",
-                        "Architecture=x86_64", "CreateExampleProtectedApi=true"],
+                        "Architecture=x86_64", "CreateExampleProtectedApi=true",
+                        "SweepSchedule=rate(1 minute)"],
                        env=env, check=True, capture_output=True, timeout=600)
         described = json.loads(subprocess.run(
             [*aws, "cloudformation", "describe-stacks", "--stack-name", STACK], env=env, check=True,
             capture_output=True, text=True).stdout)
         outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0]["Outputs"]}
-        yield Deployed(endpoint, env, outputs)
+        resources = json.loads(subprocess.run(
+            [*aws, "cloudformation", "describe-stack-resources", "--stack-name", STACK], env=env, check=True,
+            capture_output=True, text=True).stdout)["StackResources"]
+        roles = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
+                 if r["ResourceType"] == "AWS::IAM::Role"}
+        yield Deployed(endpoint, env, outputs, roles)
     finally:
         stop(emulator)
         # Its functions are its children, in its session.

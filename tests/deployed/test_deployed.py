@@ -1,13 +1,18 @@
 """The deployed stack on the local AWS emulator, used through API Gateway as
 a client would: the operator bootstraps a tenant against the deployed table,
 the real Prefect CLI logs in, creates, lists and revokes keys through the
-GraphQL URL, and the authorizer protects the example API (allow with the
-caller in the backend's request context, 401 without a key, 403 for a
-foreign tenant)."""
+GraphQL URL, an expired key is refused, the authorizer protects the example
+API (allow with the caller in the backend's request context, 401 without a
+key, 403 for a foreign tenant), the EventBridge schedule runs the sweeper,
+and each function's role is refused what its policy does not grant."""
 
+import datetime
+import hashlib
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import request
@@ -53,3 +58,58 @@ def test_the_authorizer_protects_another_api(deployed):
     assert request(whoami, "apk_not-a-key")[0] == 401
     foreign = {"X-Prefect-Tenant-Id": "00000000-0000-0000-0000-000000000001"}
     assert request(whoami, key, headers=foreign)[0] == 403
+
+
+def soon(seconds):
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_expired_key_is_refused_through_the_gateway(deployed):
+    deployed.admin("create-tenant", "--name", "Expiring", "--slug", "expiring", "--admin", "eve")
+    key = deployed.admin("issue-key", "--tenant", "expiring", "--username", "eve", "--expires-at", soon(3))["key"]
+    url = deployed.url("GraphqlUrl")
+    assert request(url, key, {"query": "{ hello }"})[1].get("data"), "the key works before its expiry"
+    time.sleep(4.5)
+    status, body = request(url, key, {"query": "{ hello }"})
+    assert status == 200 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+
+
+def test_the_schedule_runs_the_sweeper_which_removes_an_expired_key(deployed):
+    deployed.admin("create-tenant", "--name", "Swept", "--slug", "swept", "--admin", "sam")
+    key = deployed.admin("issue-key", "--tenant", "swept", "--username", "sam", "--expires-at", soon(3))["key"]
+    table = deployed.outputs["KeysTableName"]
+    item = json.dumps({"pk": {"S": "hash#" + hashlib.sha256(key.encode()).hexdigest()}, "sk": {"S": "hash"}})
+
+    def present():
+        rc, out = deployed.aws("dynamodb", "get-item", "--table-name", table, "--key", item, "--output", "json")
+        assert rc == 0, out
+        return bool(out.strip()) and "Item" in json.loads(out)
+
+    assert present()
+    # rate(1 minute): the emulator checks its rules every 10 s.
+    deadline = time.monotonic() + 180
+    while present():
+        assert time.monotonic() < deadline, "the scheduled sweeper did not remove the expired key in 3 minutes"
+        time.sleep(5)
+
+
+def test_each_function_role_is_refused_what_its_policy_does_not_grant(deployed):
+    table = deployed.outputs["KeysTableName"]
+    key = json.dumps({"pk": {"S": "probe"}, "sk": {"S": "probe"}})
+    item = key
+    refused = [
+        ("GraphqlFunctionRole", ["dynamodb", "scan", "--table-name", table]),
+        ("GraphqlFunctionRole", ["dynamodb", "delete-table", "--table-name", table]),
+        ("SweeperFunctionRole", ["dynamodb", "put-item", "--table-name", table, "--item", item]),
+        ("SweeperFunctionRole", ["dynamodb", "scan", "--table-name", table]),
+        ("AuthorizerFunctionRole", ["dynamodb", "put-item", "--table-name", table, "--item", item]),
+        ("AuthorizerFunctionRole", ["dynamodb", "query", "--table-name", table, "--key-condition-expression",
+                                    "pk = :p", "--expression-attribute-values", '{":p": {"S": "probe"}}']),
+    ]
+    for role, args in refused:
+        rc, out = deployed.as_role(role, *args)
+        assert rc != 0 and "AccessDenied" in out, f"{role} {args[1]}: {out}"
+    for role in ("GraphqlFunctionRole", "AuthorizerFunctionRole"):
+        rc, out = deployed.as_role(role, "dynamodb", "get-item", "--table-name", table, "--key", key)
+        assert rc == 0, f"{role} get-item: {out}"
