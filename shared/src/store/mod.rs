@@ -116,10 +116,6 @@ impl StoreError {
         matches!(self, StoreError::Cancelled(reasons)
             if reasons.contains(&CancelReason::ConditionFailed))
     }
-
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient { .. })
-    }
 }
 
 /// DynamoDB error codes that mean "not now" rather than "never".
