@@ -1,13 +1,11 @@
 """The deployed stack: the `sam build` output deployed with `aws cloudformation
 package` and `deploy` to the local AWS emulator (ministack, IAM enforced),
 on a free 127.0.0.1 port, with the optional example API that the authorizer
-protects. The emulator is started and stopped here, by pid; its Lambda
-functions run as its child processes and inherit `AWS_ENDPOINT_URL`, the
-SDKs' standard variable, which is how they find its DynamoDB."""
+protects and throttling low enough to reach (infra/deployed_stack.py). The
+emulator is started and stopped here, by pid."""
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -17,34 +15,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "infra"))
-from local_services import free_port, stop, wait_until  # noqa: E402
+from deployed_stack import deploy, start_emulator, stop_emulator  # noqa: E402
+from local_services import free_port  # noqa: E402
 
-AWS_VENV = Path(os.environ.get("APIKEYS_AWS_VENV", REPO / ".venv-aws"))
-BUILD = Path(os.environ.get("SAM_BUILD_DIR", REPO / ".aws-sam" / "build"))
 BIN = Path(os.environ.get("APIKEYS_BIN_DIR", REPO / "target" / "debug"))
-STACK = "apikeys"
+# What the deployed stack is given here (the rest are the template's defaults).
+OVERRIDES = ("CreateExampleProtectedApi=true", "SweepSchedule=rate(1 minute)", "ThrottlingRateLimit=5",
+             "ThrottlingBurstLimit=10", "LogRetentionDays=7", "GraphqlReservedConcurrency=4")
 
 
 class Deployed:
-    def __init__(self, endpoint, env, outputs, roles):
-        self.endpoint, self.env, self.outputs, self.roles = endpoint, env, outputs, roles
-
-    def url(self, output):
-        """An output URL (https://<api>.execute-api.../<stage>/<path>) as the
-        emulator serves it: /_aws/execute-api/<api>/<stage>/<path>."""
-        host, _, rest = self.outputs[output].removeprefix("https://").partition("/")
-        return f"{self.endpoint}/_aws/execute-api/{host.split('.')[0]}/{rest}"
+    def __init__(self, stack):
+        self.stack = stack
+        self.endpoint, self.env, self.outputs, self.roles = stack.endpoint, stack.env, stack.outputs, stack.roles
+        self.url, self.aws, self.aws_json = stack.url, stack.aws, stack.aws_json
 
     def admin(self, *args):
-        out = subprocess.run([str(BIN / "apikeys-admin"), "--table", self.outputs["KeysTableName"], "--json", *args],
-                             env=self.env, capture_output=True, text=True, check=True)
-        return json.loads(out.stdout)
-
-    def aws(self, *args, env=None):
-        """(exit code, output) of the AWS CLI against the emulator."""
-        out = subprocess.run([str(AWS_VENV / "bin" / "aws"), *args], env=env or self.env, capture_output=True,
-                             text=True)
-        return out.returncode, out.stdout + out.stderr
+        return self.stack.admin(BIN / "apikeys-admin", *args)
 
     def as_role(self, role, *args):
         """The AWS CLI with the credentials of a function's role (assumed
@@ -78,45 +65,9 @@ def request(url, key=None, body=None, headers=None):
 @pytest.fixture(scope="session")
 def deployed():
     port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     state = Path(tempfile.mkdtemp(prefix="apikeys-deployed-"))
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(state), "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true"}
-    emulator = subprocess.Popen(
-        [str(AWS_VENV / "bin" / "ministack")],
-        env={**env, "AUTH": "true", "GATEWAY_PORT": str(port), "BIND_HOST": "127.0.0.1",
-             "SERVICES": "cloudformation,lambda,apigateway,dynamodb,events,iam,sts,s3,logs"},
-        stdout=open(state / "emulator.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    emulator = start_emulator(port, state)
     try:
-        wait_until(lambda: urllib.request.urlopen(f"{endpoint}/_ministack/health", timeout=1).status == 200,
-                   "the local AWS emulator")
-        aws = [str(AWS_VENV / "bin" / "aws")]
-        subprocess.run([*aws, "s3", "mb", "s3://apikeys-deploy"], env=env, check=True, capture_output=True)
-        packaged = state / "packaged.yaml"
-        subprocess.run([*aws, "cloudformation", "package", "--template-file", str(BUILD / "template.yaml"),
-                        "--s3-bucket", "apikeys-deploy", "--output-template-file", str(packaged)],
-                       env=env, check=True, capture_output=True)
-        subprocess.run([*aws, "cloudformation", "deploy", "--template-file", str(packaged), "--stack-name", STACK,
-                        "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND", "--parameter-overrides",
-                        "Architecture=x86_64", "CreateExampleProtectedApi=true",
-                        "SweepSchedule=rate(1 minute)"],
-                       env=env, check=True, capture_output=True, timeout=600)
-        described = json.loads(subprocess.run(
-            [*aws, "cloudformation", "describe-stacks", "--stack-name", STACK], env=env, check=True,
-            capture_output=True, text=True).stdout)
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0]["Outputs"]}
-        resources = json.loads(subprocess.run(
-            [*aws, "cloudformation", "describe-stack-resources", "--stack-name", STACK], env=env, check=True,
-            capture_output=True, text=True).stdout)["StackResources"]
-        roles = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
-                 if r["ResourceType"] == "AWS::IAM::Role"}
-        yield Deployed(endpoint, env, outputs, roles)
+        yield Deployed(deploy(f"http://127.0.0.1:{port}", state, overrides=OVERRIDES))
     finally:
-        stop(emulator)
-        # Its functions are its children, in its session.
-        try:
-            os.killpg(emulator.pid, 9)
-        except ProcessLookupError:
-            pass
+        stop_emulator(emulator)
