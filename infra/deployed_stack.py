@@ -165,6 +165,7 @@ def main():
         graphql = stack.url("GraphqlUrl")
         print(f"""
   The deployed form of apikeys is running (what `sam deploy` puts on AWS).
+    Console:      {stack.url("ConsoleUrl")}   (sign in with the admin key below)
     GraphQL:      {graphql}
     Emulator:     {endpoint}   (AWS_ENDPOINT_URL for the AWS CLI and apikeys-admin)
     Table:        {stack.outputs["KeysTableName"]}

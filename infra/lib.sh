@@ -58,6 +58,23 @@ ensure_aws_emulator() {
   ensure_venv "$AWS_VENV" "ministack==$MINISTACK_VERSION" "aws-sam-translator==1.115.0" "awscli==1.46.3"
 }
 
+# The real browser for the console's tests: Debian's Chromium (never
+# Playwright's own download, which this network does not reach) and
+# Playwright for Python with pytest, in .venv-browser.
+BROWSER_VENV=${APIKEYS_BROWSER_VENV:-$PWD/.venv-browser}
+CHROMIUM=${CHROMIUM:-/usr/lib/chromium/chromium}
+ensure_browser() {
+  if [ ! -x "$CHROMIUM" ]; then
+    log "installing Debian's chromium"
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get install -y -q chromium > /dev/null 2>&1 \
+      || { $sudo apt-get update -q > /dev/null && $sudo apt-get install -y -q chromium > /dev/null; }
+  fi
+  ensure_venv "$BROWSER_VENV" "playwright==1.64.1" "pytest==8.4.2"
+  export CHROMIUM
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -7,6 +7,7 @@ this with the .venv-sam Python, whose aws-sam-cli wheel ships the Lambda
 Runtime Interface Emulator). Every process started here is stopped by pid."""
 
 import argparse
+import gzip
 import io
 import json
 import os
@@ -192,8 +193,10 @@ def main():
         authorize = generate_event("apigateway", "request-authorizer", "--stage", "prod", "--method", "GET",
                                    "--resource", "whoami")
         authorize["headers"]["Authorization"] = f"Bearer {key}"
+        console = generate_event("apigateway", "aws-proxy", "--method", "GET", "--path", "", "--stage", "prod")
         functions = {"hello-world": (HELLO, {}), "graphql": (RELEASE / "graphql", rest),
-                     "sweeper": (RELEASE / "sweeper", scheduled), "authorizer": (RELEASE / "authorizer", authorize)}
+                     "sweeper": (RELEASE / "sweeper", scheduled), "authorizer": (RELEASE / "authorizer", authorize),
+                     "graphql-console": (RELEASE / "graphql", console)}
         cold = {}
         for name, (bootstrap, event) in functions.items():
             runs = [cold_start(bootstrap, event, {**env, "AWS_LAMBDA_FUNCTION_NAME": name})
@@ -202,6 +205,9 @@ def main():
                 body = json.loads(runs[0][3]["body"] if not runs[0][3].get("isBase64Encoded") else
                                   __import__("base64").b64decode(runs[0][3]["body"]))
                 assert body["data"]["auth_info"]["tenant_id"] == tenant["tenant"]["id"], body
+            if name == "graphql-console":
+                answer = runs[0][3]
+                assert answer["statusCode"] == 200 and "<!doctype html>" in answer["body"], answer
             if name == "authorizer":
                 answer = runs[0][3]
                 assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow", answer
@@ -219,6 +225,9 @@ def main():
                     "authorizer": "REST REQUEST event, allow, 1 DynamoDB read"}[name]
             rows.append((f"cold start: first invoke, {name} ({what})", f"{c['first']:.2f} ms",
                          f"{hello['first']:.2f} ms", ratio(c["first"], hello["first"]), "-"))
+        c = cold["graphql-console"]
+        rows.append(("cold start: first invoke, graphql, GET / (the console's page, no DynamoDB read)",
+                     f"{c['first']:.2f} ms", f"{hello['first']:.2f} ms", ratio(c["first"], hello["first"]), "-"))
         for name in ("graphql", "sweeper", "authorizer"):
             c = cold[name]
             rows.append((f"peak memory (VmHWM), {name}", f"{c['peak_mb']:.1f} MB", f"{hello['peak_mb']:.1f} MB",
@@ -256,7 +265,12 @@ def main():
             rows.append((f"cold start, TLS to DynamoDB, graphql, {label}: init vs hello-world init",
                          f"{init:.2f} ms", f"{hello['init']:.2f} ms", ratio(init, hello["init"]), "<= 1.5x"))
 
-        # 4. Size.
+        # 4. Size, and the console's assets embedded in the graphql bootstrap.
+        assets = [REPO / "functions" / "graphql" / "console" / name for name in ("index.html", "app.js", "app.css")]
+        raw = sum(a.stat().st_size for a in assets)
+        gz = sum(len(gzip.compress(a.read_bytes(), 9)) for a in assets)
+        rows.append(("size: console assets (index.html + app.js + app.css), raw / gzip", f"{raw / 1e3:.1f} KB",
+                     f"{gz / 1e3:.1f} KB gzip", "-", "-"))
         for name in ("graphql", "sweeper", "authorizer"):
             path = functions[name][0]
             rows.append((f"size: bootstrap / zip, {name}",

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from conftest import request
@@ -113,3 +114,20 @@ def test_each_function_role_is_refused_what_its_policy_does_not_grant(deployed):
     for role in ("GraphqlFunctionRole", "AuthorizerFunctionRole"):
         rc, out = deployed.as_role(role, "dynamodb", "get-item", "--table-name", table, "--key", key)
         assert rc == 0, f"{role} get-item: {out}"
+
+
+def test_the_console_is_served_through_api_gateway(deployed):
+    page = deployed.url("ConsoleUrl")
+    assert page.endswith("/prod/"), page
+    for path, content_type in (("", "text/html"), ("console/app.js", "text/javascript"),
+                               ("console/app.css", "text/css")):
+        with urllib.request.urlopen(page + path, timeout=60) as response:
+            body = response.read().decode()
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith(content_type), response.headers
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+        if path == "":
+            assert '<script src="console/app.js" defer>' in body
+    # What the page's script posts to: the GraphQL function, relative to the page.
+    assert request(page + "graphql", body={"query": "{ hello }"})[0] == 200

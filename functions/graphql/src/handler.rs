@@ -16,6 +16,7 @@ use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 
+use crate::console;
 use crate::cost::{self, TooComplex};
 use crate::schema::{error_code_and_message, schema, Context, Schema, SERVICE_UNAVAILABLE};
 
@@ -220,6 +221,12 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let path = route_path(&request).trim_end_matches('/').to_string();
     let response = match (request.method(), path.as_str()) {
         (&Method::POST, "" | "/graphql") => graphql(app, &request).await,
+        (&Method::GET | &Method::HEAD, "") => console::page(),
+        (&Method::GET | &Method::HEAD, asset) if asset.starts_with("/console/") => {
+            console::asset(asset.trim_start_matches("/console/")).unwrap_or_else(|| {
+                json_response(StatusCode::NOT_FOUND, &error_body("not found", "NOT_FOUND"))
+            })
+        }
         (_, "" | "/graphql") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &error_body("use POST with a JSON GraphQL request", "METHOD_NOT_ALLOWED"),

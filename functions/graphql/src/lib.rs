@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod console;
 pub mod cost;
 pub mod handler;
 pub mod schema;

@@ -1,0 +1,296 @@
+"""Each flow of the console as a person does it, in Chromium: sign in, keys,
+service accounts, members, a read-only member, a key that stops working, a
+bad key; the security headers; both widths. What the page claims is checked
+against the API (a created key authenticates, a revoked one does not)."""
+
+import datetime
+import itertools
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import shot
+from playwright.sync_api import expect
+
+_slugs = itertools.count()
+
+
+def tenant(service, admin="alice"):
+    """A fresh tenant with a human admin: (slug, name, admin key)."""
+    n = next(_slugs)
+    slug, name = f"t{n}-console", f"Console Co {n}"
+    made = service.admin("create-tenant", "--name", name, "--slug", slug, "--admin", admin)
+    return slug, name, made["key"]["key"]
+
+
+def member(service, slug, username, role):
+    service.admin("add-user", "--tenant", slug, "--username", username, "--role", role)
+    return service.admin("issue-key", "--tenant", slug, "--username", username)["key"]
+
+
+def sign_in(page, key):
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#whoami")).to_be_visible()
+
+
+def create_key(page, name, expires=None):
+    page.get_by_role("button", name=re.compile("^Create (an )?API key$")).first.click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Name").fill(name)
+    if expires:
+        dialog.get_by_label("Expiration (optional)").fill(expires)
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator("#dialog-title")).to_have_text("Your new API key")
+    key = page.locator("#new-key").input_value()
+    return key
+
+
+def test_sign_in_shows_who_you_are_and_every_page_at_both_widths(open_console, service):
+    slug, name, key = tenant(service)
+    for width in (1280, 375):
+        page = open_console(width)
+        shot(page, "sign-in")
+        sign_in(page, key)
+        whoami = page.locator("#whoami")
+        for text in ("alice", name, slug, "Administrator"):
+            expect(whoami).to_contain_text(text)
+        expect(whoami).not_to_contain_text("service account")
+        for section, heading in (("keys", "API Keys"), ("service-accounts", "Service Accounts"),
+                                 ("members", "Members")):
+            page.get_by_role("link", name=heading).click()
+            expect(page.locator("#page h1")).to_have_text(heading)
+            # Nothing wider than the window at 375 px.
+            assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+            shot(page, section)
+        # The key is in this tab's sessionStorage only.
+        assert key not in page.url and key not in page.title()
+        assert page.evaluate("JSON.stringify(localStorage)") == "{}"
+        assert page.context.cookies() == []
+        assert page.evaluate("sessionStorage.getItem('apikeys.key')") == key
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_create_a_key_read_it_once_then_revoke_it_with_the_trash_icon(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    expect(page.locator("tr", has_text="first key")).to_contain_text(key[:8])  # the key the operator issued
+    new = create_key(page, "ci runner")
+    expect(page.locator("dialog[open]")).to_contain_text("You won't be able to see it again once you close this dialog.")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    shot(page, "key-shown-once")
+    assert service.authenticates(new), "the key the console showed does not authenticate"
+    page.get_by_role("button", name="Close").click()
+    row = page.locator("tr", has_text="ci runner")
+    expect(row).to_contain_text("Never")
+    expect(row).to_contain_text(new[:8])  # the hint: prefix and the first characters
+    assert new not in page.content(), "the secret stays in the page after its dialog closed"
+    assert new not in page.url and new not in page.title()
+
+    row.get_by_role("button", name="Revoke the API key ci runner").click()
+    expect(page.locator("#dialog-title")).to_have_text("Revoke the API key ci runner?")
+    expect(page.locator("dialog[open]")).to_contain_text("Clients using it will fail on their next request.")
+    page.locator("dialog[open]").get_by_role("button", name="Revoke").click()
+    expect(page.locator("#flash")).to_contain_text("The API key ci runner was revoked.")
+    expect(page.locator("tr", has_text="ci runner")).to_have_count(0)
+    assert not service.authenticates(new), "the revoked key still authenticates"
+
+
+def test_an_expiration_is_local_time_and_a_past_one_is_refused_before_sending(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    sent = []
+    page.on("request", lambda r: r.method == "POST" and sent.append(r.post_data or ""))
+    page.get_by_role("button", name="Create an API key").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("In your time zone")
+    dialog.get_by_label("Name").fill("too late")
+    dialog.get_by_label("Expiration (optional)").fill("2001-01-01T10:00")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator("#dialog-error")).to_contain_text("in the past")
+    assert not any("create_api_key" in body for body in sent), "a past expiration was sent"
+    page.get_by_role("button", name="Cancel").click()
+
+    later = (datetime.datetime.now() + datetime.timedelta(days=2)).replace(second=0, microsecond=0)
+    new = create_key(page, "two days", later.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Close").click()
+    expect(page.locator("tr", has_text="two days")).to_contain_text("in 2 days")
+    listed = service.graphql(new, "{ auth_api_key { name expires_at } }")["data"]["auth_api_key"]
+    expires = datetime.datetime.fromisoformat(next(k for k in listed if k["name"] == "two days")["expires_at"])
+    assert expires == later.astimezone(datetime.timezone.utc), (expires, later)
+
+
+def test_the_keyboard_alone_creates_a_key(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    page.locator("#create-key").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-name")).to_be_focused()
+    page.keyboard.type("typed")
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-key")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(page.locator("tr", has_text="typed")).to_have_count(1)
+
+
+def test_a_service_account_its_key_revoked_then_the_account_removed(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    page.get_by_role("link", name="Service Accounts").click()
+    expect(page.locator(".empty")).to_contain_text("No service accounts yet")
+    page.get_by_role("button", name="Add service account").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_label("Role")).to_have_value("6f0a3c52-7d1e-4b55-9a3e-2c1f00000001")  # Administrator
+    dialog.get_by_label("Name").fill("deployer")
+    dialog.get_by_label("Role").select_option(label="User")
+    dialog.get_by_role("button", name="Add").click()
+    row = page.locator("tr[data-account=deployer]")
+    expect(row).to_contain_text("User")
+    expect(page.get_by_role("button", name="▾ deployer")).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(".nested .empty")).to_contain_text("No keys yet")
+    sa_key = create_key(page, "deploy key")
+    assert sa_key.startswith("apks_")
+    assert service.authenticates(sa_key)
+    page.get_by_role("button", name="Close").click()
+    shot(page, "service-account-expanded")
+    nested = page.locator(".nested")
+    expect(nested.locator("tr", has_text="deploy key")).to_contain_text("alice")  # created by
+    nested.get_by_role("button", name="Revoke the API key deploy key").click()
+    page.locator("dialog[open]").get_by_role("button", name="Revoke").click()
+    expect(page.locator("#flash")).to_contain_text("revoked")
+    assert not service.authenticates(sa_key)
+
+    sa_key = create_key(page, "second key")
+    page.get_by_role("button", name="Close").click()
+    row.get_by_role("button", name="Remove the service account deployer").click()
+    expect(page.locator("dialog[open]")).to_contain_text("deployer and all of its API keys will be deleted.")
+    page.locator("dialog[open]").get_by_role("button", name="Remove").click()
+    expect(page.locator("#flash")).to_contain_text("The service account deployer was removed.")
+    expect(page.locator("tr[data-account=deployer]")).to_have_count(0)
+    assert not service.authenticates(sa_key), "a key of the removed service account still works"
+    people = service.graphql(key, "{ user_view_same_tenant { username } }")["data"]["user_view_same_tenant"]
+    assert [p["username"] for p in people] == ["alice"]
+
+
+def test_an_admin_changes_a_role_and_the_last_admin_refusal_is_in_words(open_console, service):
+    slug, name, key = tenant(service)
+    bob = member(service, slug, "bob", "user")
+    page = open_console()
+    sign_in(page, key)
+    page.get_by_role("link", name="Members").click()
+    page.get_by_label("Role of bob").select_option(label="Read only")
+    expect(page.locator("#dialog-title")).to_have_text("Change bob's role to Read only?")
+    page.locator("dialog[open]").get_by_role("button", name="Change role").click()
+    expect(page.locator("#flash")).to_contain_text("bob is now Read only.")
+    role = service.graphql(bob, "{ auth_info { role } }")["data"]["auth_info"]["role"]
+    assert role == "READ_ONLY_USER"
+
+    page.get_by_label("Role of alice").select_option(label="User")
+    page.locator("dialog[open]").get_by_role("button", name="Change role").click()
+    expect(page.locator("#dialog-error")).to_have_text(re.compile("^The last admin user of a tenant cannot be"))
+    shot(page, "last-admin-refusal")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_label("Role of alice")).to_have_value("6f0a3c52-7d1e-4b55-9a3e-2c1f00000001")
+    assert service.graphql(key, "{ auth_info { role } }")["data"]["auth_info"]["role"] == "TENANT_ADMIN"
+
+    page.locator("tr[data-member=bob]").get_by_role("button", name="Remove bob from the tenant").click()
+    page.locator("dialog[open]").get_by_role("button", name="Remove").click()
+    expect(page.locator("#flash")).to_contain_text("bob was removed")
+    assert not service.authenticates(bob)
+
+
+def test_a_read_only_member_sees_no_management_actions(open_console, service):
+    slug, name, key = tenant(service)
+    viewer = member(service, slug, "vera", "read-only-user")
+    page = open_console()
+    sign_in(page, viewer)
+    expect(page.locator("#whoami")).to_contain_text("Read only")
+    page.get_by_role("link", name="Service Accounts").click()
+    expect(page.locator("#page")).to_contain_text("You don't have permission to manage service accounts.")
+    expect(page.get_by_role("button", name="Add service account")).to_have_count(0)
+    page.get_by_role("link", name="Members").click()
+    expect(page.locator("tr[data-member=alice]")).to_contain_text("Administrator")
+    expect(page.locator("#page select")).to_have_count(0)
+    expect(page.locator("#page button")).to_have_count(0)
+    shot(page, "members-read-only")
+
+
+def test_a_key_revoked_meanwhile_signs_the_person_out_with_why(open_console, service):
+    slug, name, key = tenant(service)
+    session_key = service.admin("issue-key", "--tenant", slug, "--username", "alice", "--name", "browser")
+    page = open_console()
+    sign_in(page, session_key["key"])
+    answer = service.graphql(key, "mutation($i: delete_api_key_input!) { delete_api_key(input: $i) { success } }",
+                             {"i": {"key_id": session_key["id"]}})
+    assert answer["data"]["delete_api_key"]["success"]
+    page.get_by_role("link", name="Members").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#sign-in-error")).to_contain_text("Your API key stopped working")
+    expect(page.locator("#sign-in-error")).to_contain_text("revoked")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_bad_key_at_sign_in_gets_a_clear_message(open_console, service):
+    page = open_console()
+    page.get_by_label("API key").fill("apk_this-is-not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_contain_text("That API key was not accepted")
+    expect(page.locator("#nav")).to_be_hidden()
+    shot(page, "bad-key")
+
+
+@pytest.mark.parametrize("path", ["/", "/console/app.js", "/console/app.css"])
+def test_console_answers_carry_the_security_headers(service, path):
+    with urllib.request.urlopen(service.url + path, timeout=10) as response:
+        headers = response.headers
+        assert response.status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_page_has_no_inline_script_and_loads_nothing_from_elsewhere(service):
+    with urllib.request.urlopen(service.url + "/", timeout=10) as response:
+        html = response.read().decode()
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="console/app.js" defer>']
+    assert "http://" not in html and "https://" not in html and "style=" not in html
+    with urllib.request.urlopen(service.url + "/console/app.js", timeout=10) as response:
+        js = response.read().decode()
+    assert "localStorage." not in js and "document.cookie" not in js
+    assert "innerHTML" not in js
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/app.json", "/console/../Cargo.toml",
+                                  "/console/%2e%2e/%2e%2e/etc/passwd", "/console/app.js%00", "/console/" + "a" * 4000,
+                                  "/console/app.js/x", "/index.html"])
+def test_no_path_reaches_anything_but_the_three_files(service, path):
+    try:
+        with urllib.request.urlopen(service.url + path, timeout=10) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    assert status == 404, (path, status)
+    assert b'"NOT_FOUND"' in body
+    # And the server is still there.
+    with urllib.request.urlopen(service.url + "/console/app.css", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_the_console_routes_answer_only_get_and_head(service):
+    request = urllib.request.Request(service.url + "/console/app.js", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 404
+    head = urllib.request.Request(service.url + "/", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
