@@ -1,6 +1,7 @@
 //! Writes are all or nothing: after any failed condition no item is left
 //! behind, proven by reading the whole table.
 
+use apikeys_shared::audit::AuditAction;
 use std::sync::Arc;
 
 use apikeys_shared::domain::{AccountType, ApiKey, Role};
@@ -24,6 +25,10 @@ fn key_for(h: &Harness, owner: Uuid, owner_type: AccountType) -> StoredKey {
             created_by_name: None,
             expires_at: None,
             hint: secret.hint(),
+            created_by_key_id: None,
+            rotated_from: None,
+            replaced_by: None,
+            last_used: None,
         },
         hash: secret.hash(),
         copy: None,
@@ -50,7 +55,11 @@ async fn a_key_for_an_owner_removed_meanwhile_is_not_written_at_all() {
     let err = h
         .service()
         .store()
-        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None)
+        .insert_key(
+            &key_for(&h, bob.user_id, AccountType::User),
+            None,
+            &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
+        )
         .await
         .unwrap_err();
     assert!(err.is_condition_failure(), "{err}");
@@ -85,7 +94,11 @@ async fn a_service_account_key_created_by_a_demoted_admin_is_not_written() {
     let err = h
         .service()
         .store()
-        .insert_key(&key_for(&h, sa, AccountType::Service), Some(bob.user_id))
+        .insert_key(
+            &key_for(&h, sa, AccountType::Service),
+            Some(bob.user_id),
+            &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
+        )
         .await
         .unwrap_err();
     assert!(err.is_condition_failure(), "{err}");
@@ -105,12 +118,21 @@ async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
     let keys = store.keys_of_user(h.tenant.id, bob.user_id).await.unwrap();
     // A key is created after the list was read.
     store
-        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None)
+        .insert_key(
+            &key_for(&h, bob.user_id, AccountType::User),
+            None,
+            &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
+        )
         .await
         .unwrap();
     let before = h.items().await;
     let err = store
-        .delete_membership(&member, &keys, None)
+        .delete_membership(
+            &member,
+            &keys,
+            None,
+            &h.audit(AuditAction::MemberRemoved, bob.user_id),
+        )
         .await
         .unwrap_err();
     assert!(err.is_condition_failure(), "{err}");
@@ -214,7 +236,11 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
     };
     let before = h.items().await;
     let err = store
-        .insert_member(&membership, Some(&user))
+        .insert_member(
+            &membership,
+            Some(&user),
+            &h.audit(AuditAction::MemberAdded, user.id),
+        )
         .await
         .unwrap_err();
     assert!(err.condition_failed(1), "{err}");

@@ -3,6 +3,7 @@
 //! `user` answer, kept equal to the membership by every write that changes
 //! it (`Harness::assert_consistent` compares every copy with its source).
 
+use apikeys_shared::audit::AuditAction;
 use std::sync::Arc;
 
 use apikeys_shared::domain::{AccountType, ApiKey, Role};
@@ -16,6 +17,9 @@ const SET_ROLE: &str =
     "mutation($input: set_membership_role_input!) { set_membership_role(input: $input) { id } }";
 
 async fn requests_of(h: &Harness, key: &str, query: &str) -> (serde_json::Value, u64) {
+    // At steady state: the key's use is recorded once per interval (the
+    // first use here), a write this file does not count (lifecycle.rs does).
+    h.gql(key, "{ hello }", None).await;
     h.counter.reset();
     let data = h.data(key, query, None).await;
     (data, h.counter.total())
@@ -158,11 +162,23 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
             created_by_name: None,
             expires_at: None,
             hint: secret.hint(),
+            created_by_key_id: None,
+            rotated_from: None,
+            replaced_by: None,
+            last_used: None,
         },
         hash: secret.hash(),
         copy: None,
     };
-    h.service().store().insert_key(&stored, None).await.unwrap();
+    h.service()
+        .store()
+        .insert_key(
+            &stored,
+            None,
+            &h.audit(AuditAction::KeyCreated, stored.key.id),
+        )
+        .await
+        .unwrap();
     secret.expose_secret().to_string()
 }
 
@@ -171,7 +187,8 @@ async fn a_key_written_before_the_copies_works_and_gets_its_copy_on_first_use() 
     let h = Harness::new().await;
     let bob = h.add_member("acme", "bob", Role::User).await;
     let old = old_style_key(&h, bob.user_id).await;
-    // First use: the hash item, the membership, the tenant; then the copy.
+    // First use: the hash item, the membership, the tenant; then the copy,
+    // and (alongside) the recording of the key's first use.
     h.counter.reset();
     let data = h
         .data(&old, "{ auth_info { role } tenant { slug } }", None)
@@ -180,7 +197,7 @@ async fn a_key_written_before_the_copies_works_and_gets_its_copy_on_first_use() 
     assert_eq!(data["tenant"][0]["slug"], "acme");
     let counts = h.counter.snapshot();
     assert_eq!(counts.get("GetItem"), Some(&3), "{counts:?}");
-    assert_eq!(counts.get("TransactWriteItems"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("TransactWriteItems"), Some(&2), "{counts:?}");
     // From then on: one read.
     let (_, requests) = requests_of(&h, &old, "{ auth_info { role } }").await;
     assert_eq!(requests, 1);

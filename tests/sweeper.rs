@@ -1,6 +1,7 @@
 //! The expiry sweeper, driven by the real scheduled event, against the local
 //! DynamoDB: what it removes, what it keeps, deadlines, and its request cost.
 
+use apikeys_shared::audit::AuditAction;
 use std::time::{Duration as StdDuration, Instant};
 
 use apikeys_shared::service::KeyRequest;
@@ -116,7 +117,14 @@ async fn a_key_whose_expiry_moved_into_the_future_is_not_swept() {
         }
     }
     assert!(
-        !store.delete_expired(&entry, now).await.unwrap(),
+        !store
+            .delete_expired(
+                &entry,
+                now,
+                &h.audit(AuditAction::KeyExpired, entry.key.key_id)
+            )
+            .await
+            .unwrap(),
         "it must be skipped"
     );
     h.clock.set(now);

@@ -21,10 +21,12 @@ pub enum Action {
     RemoveMember,
     /// See the tenant, its members and its service accounts.
     ReadTenant,
+    /// Read the tenant's audit log (the target does not matter).
+    ReadAuditLog,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::CreateKey,
         Action::ListKeys,
         Action::RevokeKey,
@@ -33,6 +35,7 @@ impl Action {
         Action::ChangeRole,
         Action::RemoveMember,
         Action::ReadTenant,
+        Action::ReadAuditLog,
     ];
 }
 
@@ -87,6 +90,8 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
     let service_admin = admin && actor.account_type == AccountType::Service;
     match (action, target) {
         (ReadTenant, _) => true,
+        // Who did what in the tenant: its admins, people and service accounts.
+        (ReadAuditLog, _) => admin,
         (CreateKey | ListKeys | RevokeKey, Target::Myself) => true,
         (CreateKey | ListKeys | RevokeKey, Target::ServiceAccount) => admin,
         (CreateKey | ListKeys | RevokeKey, Target::OtherUser) => false,
@@ -152,6 +157,9 @@ mod tests {
         (ReadTenant, Myself,                   [true, true, true],   [true, true, true]),
         (ReadTenant, ServiceAccount,           [true, true, true],   [true, true, true]),
         (ReadTenant, OtherUser,                [true, true, true],   [true, true, true]),
+        (ReadAuditLog, Myself,                 [true, false, false], [true, false, false]),
+        (ReadAuditLog, ServiceAccount,         [true, false, false], [true, false, false]),
+        (ReadAuditLog, OtherUser,              [true, false, false], [true, false, false]),
     ];
 
     #[test]
@@ -180,7 +188,7 @@ mod tests {
             }
         }
         assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
-        assert_eq!(checked, 144);
+        assert_eq!(checked, 162);
     }
 
     #[test]

@@ -63,7 +63,17 @@ pub struct Config {
     /// run the request path once, so the first request pays no handshake
     /// (`WARM_CONNECTION`, default true).
     pub warm_connection: bool,
+    /// How long audit records are kept (`AUDIT_RETENTION_DAYS`, 1 to 3653,
+    /// default 365); DynamoDB's TTL removes them after.
+    pub audit_retention: time::Duration,
+    /// A key's `last_used` is recorded at most once per this interval
+    /// (`LAST_USED_INTERVAL_SECONDS`, 1 to 86400, default 300): it is
+    /// accurate to this interval.
+    pub last_used_interval: time::Duration,
 }
+
+/// The longest grace a rotation may give the replaced key.
+pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("configuration: {0}")]
@@ -138,6 +148,20 @@ impl Config {
                     }),
             }
         };
+        let whole = |name: &str, default: i64, max: i64, unit: &str| -> Result<i64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|v| (1..=max).contains(v))
+                    .ok_or_else(|| ConfigError(format!("{name} must be {unit} from 1 to {max}"))),
+            }
+        };
+        let audit_retention =
+            time::Duration::days(whole("AUDIT_RETENTION_DAYS", 365, 3653, "days")?);
+        let last_used_interval =
+            time::Duration::seconds(whole("LAST_USED_INTERVAL_SECONDS", 300, 86_400, "seconds")?);
         let defaults = Deadlines::default();
         let deadlines = Deadlines {
             connect: defaults.connect,
@@ -161,6 +185,8 @@ impl Config {
             max_service_accounts,
             deadlines,
             warm_connection,
+            audit_retention,
+            last_used_interval,
         })
     }
 }
@@ -174,6 +200,23 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn retention_and_interval_have_defaults_and_bounds() {
+        let config = Config::from_map(&env(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(config.audit_retention, time::Duration::days(365));
+        assert_eq!(config.last_used_interval, time::Duration::minutes(5));
+        for (name, bad) in [
+            ("AUDIT_RETENTION_DAYS", "0"),
+            ("AUDIT_RETENTION_DAYS", "3654"),
+            ("AUDIT_RETENTION_DAYS", "-1"),
+            ("LAST_USED_INTERVAL_SECONDS", "86401"),
+            ("LAST_USED_INTERVAL_SECONDS", "1.5"),
+        ] {
+            let err = Config::from_map(&env(&[("TABLE_NAME", "t"), (name, bad)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

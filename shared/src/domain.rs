@@ -151,6 +151,9 @@ pub struct Principal {
     pub email: Option<String>,
     /// The tenant the key acts in.
     pub tenant: Tenant,
+    /// When the presenting key was last recorded as used (what
+    /// authentication read): decides whether this use is recorded.
+    pub key_last_used: Option<OffsetDateTime>,
 }
 
 impl Principal {
@@ -185,6 +188,16 @@ pub struct ApiKey {
     pub created_by_name: Option<String>,
     pub expires_at: Option<OffsetDateTime>,
     pub hint: String,
+    /// The key that acted when this one was made (`None`: made by the
+    /// operator, or before this was recorded).
+    pub created_by_key_id: Option<Uuid>,
+    /// The key this one replaced in a rotation.
+    pub rotated_from: Option<Uuid>,
+    /// The key that replaced this one in a rotation (it works until its
+    /// grace, its `expires_at`, ends).
+    pub replaced_by: Option<Uuid>,
+    /// When the key was last used, to the recording interval.
+    pub last_used: Option<OffsetDateTime>,
 }
 
 /// Checks a display name: 1 to 255 characters, no control characters.

@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod config;

@@ -26,6 +26,7 @@ use std::time::{Duration as StdDuration, Instant};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::store::{expiry_bucket, ExpiredEntry, Store, StoreError};
 
 /// Where a sweep starts when no checkpoint exists yet (a new deployment): a
@@ -61,6 +62,8 @@ pub struct Sweeper {
     /// Stop this long before the deadline, leaving time to report.
     pub safety_margin: StdDuration,
     pub lookback: Duration,
+    /// How long the audit records of swept keys are kept.
+    pub audit_retention: Duration,
 }
 
 fn bucket_start(bucket: &str) -> Option<OffsetDateTime> {
@@ -75,7 +78,15 @@ impl Sweeper {
             store,
             safety_margin: StdDuration::from_millis(500),
             lookback: DEFAULT_LOOKBACK,
+            audit_retention: Duration::days(365),
         }
+    }
+
+    /// The same, keeping audit records as `retention` says (the
+    /// deployment's `AUDIT_RETENTION_DAYS`).
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
+        self
     }
 
     fn out_of_time(&self, deadline: Option<Instant>) -> bool {
@@ -166,7 +177,22 @@ impl Sweeper {
             let mut tasks = tokio::task::JoinSet::new();
             for entry in chunk {
                 let (store, entry) = (self.store.clone(), entry.clone());
-                tasks.spawn(async move { store.delete_expired(&entry, now).await });
+                let audit = AuditEvent::new(
+                    AuditAction::KeyExpired,
+                    AuditActor::sweeper(),
+                    TargetType::ApiKey,
+                    entry.key.key_id,
+                    None,
+                )
+                .with_detail(format!(
+                    "expired {}; removed by the sweeper",
+                    entry
+                        .expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                ))
+                .record(entry.key.tenant_id, now, self.audit_retention);
+                tasks.spawn(async move { store.delete_expired(&entry, now, &audit).await });
             }
             while let Some(result) = tasks.join_next().await {
                 match result {

@@ -97,6 +97,36 @@ pub fn bearer_token(header_value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
+/// Whether a presented bearer has the shape of the tokens Prefect Cloud 1.x
+/// accepted before API keys (user access tokens, API tokens): a JWT, three
+/// dot-separated base64url parts, the first a JSON object (`eyJ`). Only
+/// the shape: such a token is never decoded or verified, and never works.
+pub fn is_legacy_token(presented: &str) -> bool {
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    };
+    let mut parts = presented.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => {
+            header.starts_with("eyJ")
+                && base64url(header)
+                && base64url(payload)
+                && base64url(signature)
+        }
+        _ => false,
+    }
+}
+
+/// What a client presenting a legacy token is told (in an UNAUTHENTICATED
+/// answer: the Prefect client looks for that code).
+pub const LEGACY_TOKEN_MESSAGE: &str =
+    "Unauthenticated: user access tokens and API tokens (JWTs) are \
+    no longer accepted. Authenticate with an API key instead: create one in the console or with \
+    `prefect auth create-key`, then `prefect auth login --key <key>`.";
+
 fn checksum(random: &str) -> String {
     let crc = crc32fast::hash(random.as_bytes());
     let encoded = base62::encode(crc);
@@ -118,6 +148,28 @@ mod tests {
     }
 
     const PREFIXES: &[&str] = &["apk", "apks"];
+
+    #[test]
+    fn legacy_tokens_are_told_apart_by_shape_only() {
+        let jwt =
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(is_legacy_token(jwt));
+        assert!(is_legacy_token("eyJ.e30.c2ln"));
+        for not in [
+            "",
+            "eyJ",
+            "eyJ.e30",
+            "eyJ.e30.",
+            ".e30.c2ln",
+            "eyJ.e30.c2ln.more",
+            "eyJ a.e30.c2ln",
+            "abc.e30.c2ln",
+            "apk_0123456789abcdefghijklmnopqrstABCDEF",
+            "eyJ.e30.c2ln\u{0}",
+        ] {
+            assert!(!is_legacy_token(not), "{not:?}");
+        }
+    }
 
     #[test]
     fn generated_key_has_prefix_random_part_and_checksum() {

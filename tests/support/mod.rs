@@ -230,6 +230,24 @@ impl Harness {
         self.service().now()
     }
 
+    /// An audit record of `action` about `target` in `acme`, by the
+    /// operator: what a store write made by a test carries.
+    pub fn audit(
+        &self,
+        action: apikeys_shared::audit::AuditAction,
+        target: Uuid,
+    ) -> apikeys_shared::audit::AuditRecord {
+        use apikeys_shared::audit::{AuditActor, AuditEvent, TargetType};
+        let event = AuditEvent::new(
+            action,
+            AuditActor::operator(),
+            TargetType::ApiKey,
+            target,
+            None,
+        );
+        self.service().audit(self.tenant.id, event)
+    }
+
     pub async fn add_tenant(&self, slug: &str, admin: &str) -> TenantFixture {
         let name = format!("{slug} Inc");
         let user = NewUser {
@@ -407,6 +425,10 @@ impl Harness {
                     expires_at: (i % 2 == 0)
                         .then(|| now + Duration::minutes(10 + (i as i64 % 2880))),
                     hint: secret.hint(),
+                    created_by_key_id: None,
+                    rotated_from: None,
+                    replaced_by: None,
+                    last_used: None,
                 },
                 hash: secret.hash(),
                 copy: None,

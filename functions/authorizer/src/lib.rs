@@ -144,6 +144,14 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
             return Err("authorizer could not reach its database".into());
         }
     };
+    // An allowed key's use is recorded at most once per interval: then the
+    // answer waits for that one write (there is no other work to overlap
+    // it with, and a frozen instance would lose a write left running).
+    if let Gate::Allow(p) = &gate {
+        if let Some(key_use) = app.service.key_use(bearer, p) {
+            app.service.record_key_use(key_use).await;
+        }
+    }
     let http_api = event.get("version").and_then(Value::as_str) == Some("2.0");
     let answer = if http_api {
         // HTTP APIs: `isAuthorized: false` is the gateway's 403; its 401 is

@@ -38,7 +38,13 @@ pub const LIMITS: Limits = Limits {
 /// Fields whose resolvers read DynamoDB. Matched by name on any type, which
 /// can only over-count (`tenant` is also `membership.tenant`). Each read is
 /// memoized per request, so this limit bounds work, not reads.
-pub const STORAGE_FIELDS: &[&str] = &["tenant", "auth_api_key", "user", "user_view_same_tenant"];
+pub const STORAGE_FIELDS: &[&str] = &[
+    "tenant",
+    "auth_api_key",
+    "user",
+    "user_view_same_tenant",
+    "audit_log",
+];
 
 /// What a document asks for, with fragments expanded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

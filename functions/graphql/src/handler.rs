@@ -8,7 +8,7 @@ use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
 use apikeys_shared::store::StoreError;
-use apikeys_shared::token::{bearer_token, NewKey};
+use apikeys_shared::token::{bearer_token, is_legacy_token, NewKey, LEGACY_TOKEN_MESSAGE};
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{GraphQLError, InputValue, OperationType, Variables};
@@ -106,6 +106,7 @@ fn warm_up_principal() -> Principal {
             slug: String::new(),
             created: time::OffsetDateTime::UNIX_EPOCH,
         },
+        key_last_used: None,
     }
 }
 
@@ -298,6 +299,14 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
     // A key of the wrong shape or checksum is refused before anything else.
     let bearer = bearer(request);
     if app.service.presented_hash(bearer).is_none() {
+        // Prefect's old tokens are told why (still UNAUTHENTICATED at HTTP
+        // 200, which the Prefect client turns into its login message).
+        if bearer.is_some_and(is_legacy_token) {
+            return json_response(
+                StatusCode::OK,
+                &error_body(LEGACY_TOKEN_MESSAGE, "UNAUTHENTICATED"),
+            );
+        }
         return unauthenticated();
     }
     let measured = match measure(app, &parsed) {
@@ -378,15 +387,23 @@ async fn run(
             return with_retry_after(json_response(status, &error_body(&message, code)));
         }
     };
+    // The key's use is recorded (once per interval) alongside the work, and
+    // finished before the answer leaves: a frozen instance loses nothing.
+    let key_use = app.service.key_use(bearer, &principal);
     let context = Context::new(Arc::clone(&app.service), principal);
-    let result = juniper::execute(
+    let execute = juniper::execute(
         &parsed.query,
         parsed.operation_name.as_deref(),
         &app.schema,
         &parsed.variables,
         &context,
-    )
-    .await;
+    );
+    let record = async {
+        if let Some(key_use) = key_use {
+            app.service.record_key_use(key_use).await;
+        }
+    };
+    let (result, ()) = tokio::join!(execute, record);
     let (body, codes) = match result {
         Ok((data, errors)) if errors.is_empty() => (json!({ "data": data }), Vec::new()),
         Ok((data, errors)) => {

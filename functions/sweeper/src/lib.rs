@@ -56,10 +56,12 @@ impl App {
         let client = aws_sdk_dynamodb::Client::from_conf(
             client.config().to_builder().retry_config(retries).build(),
         );
-        Ok(Self::new(
-            Store::new(client, config.table_name),
+        let mut app = Self::new(
+            Store::new(client, config.table_name.clone()),
             Arc::new(SystemClock),
-        ))
+        );
+        app.sweeper = app.sweeper.with_audit_retention(config.audit_retention);
+        Ok(app)
     }
 }
 

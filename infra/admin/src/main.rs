@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +87,31 @@ enum Command {
         /// Expiry, RFC 3339 (e.g. 2031-01-02T03:04:05Z); never by default.
         #[arg(long)]
         expires_at: Option<String>,
+    },
+    /// Replace a key with a new one (same name, owner and expiry); the old
+    /// one keeps working for the grace period. Prints the new key once.
+    RotateKey {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id (as listed).
+        #[arg(long)]
+        key_id: Uuid,
+        /// Seconds the old key keeps working (0, the default: none; at most 604800).
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: i64,
+    },
+    /// Print a tenant's audit log, newest first.
+    Audit {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Records to print (1 to 100).
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        /// Only records older than this cursor (the last one printed).
+        #[arg(long)]
+        before: Option<String>,
     },
     /// Remove expired keys now: what the scheduled sweeper Lambda does.
     Sweep,
@@ -179,7 +205,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let store = Store::new(client(&config).await?, config.table_name.clone());
     if let Command::Sweep = &cli.command {
-        let sweeper = apikeys_shared::sweep::Sweeper::new(store);
+        let sweeper =
+            apikeys_shared::sweep::Sweeper::new(store).with_audit_retention(config.audit_retention);
         let report = sweeper.sweep(OffsetDateTime::now_utc(), None).await?;
         if cli.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -269,19 +296,105 @@ async fn run(cli: Cli) -> Result<()> {
                 expires_at,
             };
             let (key, secret) = service.issue_key(&tenant, &username, request).await?;
+            print_new_key(cli.json, &key, secret.expose_secret(), &tenant, &username);
+        }
+        Command::RotateKey {
+            tenant,
+            key_id,
+            grace_seconds,
+        } => {
+            let rotated = service
+                .rotate_key_as_operator(&tenant, key_id, Some(grace_seconds))
+                .await?;
+            let old_until = rotated.old_key_expires_at.format(&Rfc3339)?;
             if cli.json {
-                println!("{}", key_json(&key, secret.expose_secret()));
+                let mut answer = key_json(&rotated.key, rotated.secret.expose_secret());
+                answer["rotated_from"] = json!(key_id);
+                answer["old_key_expires_at"] = json!(old_until);
+                println!("{answer}");
             } else {
                 println!(
-                    "Key '{}' ({}) for '{username}' in '{tenant}'",
-                    key.name, key.id
+                    "Key '{}' ({}) replaces {key_id} in '{tenant}'; the old key works until {old_until}",
+                    rotated.key.name, rotated.key.id
                 );
                 println!(
                     "API key (shown once, store it now):\n{}",
-                    secret.expose_secret()
+                    rotated.secret.expose_secret()
                 );
+            }
+        }
+        Command::Audit {
+            tenant,
+            limit,
+            before,
+        } => {
+            let records = service
+                .audit_log_of(&tenant, limit, before.as_deref())
+                .await?;
+            for (record, cursor) in &records {
+                let at = record.at.format(&Rfc3339)?;
+                if cli.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "id": record.id,
+                            "cursor": cursor.as_text(),
+                            "at": at,
+                            "action": record.action.name(),
+                            "actor_user_id": record.actor.user_id,
+                            "actor_key_id": record.actor.key_id,
+                            "actor_name": record.actor.name,
+                            "target_type": record.target_type.name(),
+                            "target_id": record.target_id,
+                            "target_name": record.target_name,
+                            "detail": record.detail,
+                        })
+                    );
+                } else {
+                    let by = match record.actor.key_id {
+                        Some(key) => format!("{} (key {key})", record.actor.name),
+                        None => record.actor.name.clone(),
+                    };
+                    println!(
+                        "{at}  {:<24} by {by}  {} {} {}{}",
+                        record.action.name(),
+                        record.target_type.name(),
+                        record.target_id,
+                        record
+                            .target_name
+                            .as_deref()
+                            .map(|n| format!("'{n}'"))
+                            .unwrap_or_default(),
+                        record
+                            .detail
+                            .as_deref()
+                            .map(|d| format!("  ({d})"))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            if !cli.json {
+                match records.last() {
+                    Some((_, cursor)) if records.len() == usize::try_from(limit).unwrap_or(0) => {
+                        println!("more: --before {}", cursor.as_text())
+                    }
+                    None => println!("no records"),
+                    _ => {}
+                }
             }
         }
     }
     Ok(())
+}
+
+fn print_new_key(json: bool, key: &ApiKey, secret: &str, tenant: &str, username: &str) {
+    if json {
+        println!("{}", key_json(key, secret));
+    } else {
+        println!(
+            "Key '{}' ({}) for '{username}' in '{tenant}'",
+            key.name, key.id
+        );
+        println!("API key (shown once, store it now):\n{secret}");
+    }
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{bail, Context, Result};
+use apikeys_shared::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use apikeys_shared::domain::AccountType;
 use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{key_items, StoredKey};
+use apikeys_shared::store::{audit_put, key_items, StoredKey};
 use apikeys_shared::token::{NewKey, TokenHash};
 use apikeys_tests::{event, prefect_body, sweep_cost, Harness, Route};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -247,9 +248,10 @@ async fn overhead(iterations: usize) -> Result<Value> {
             .entry("create_api_key/bare")
             .or_default()
             .push(started.elapsed());
+        let audit = bench_audit(&h, AuditAction::KeyRevoked, &stored);
         h.service()
             .store()
-            .delete_key(&stored.key_ref(), None, None)
+            .delete_key(&stored.key_ref(), None, None, &audit)
             .await?;
     }
     let mut results: BTreeMap<String, Value> = samples
@@ -276,13 +278,33 @@ fn bare_key(h: &Harness) -> StoredKey {
             created_by_name: Some("alice".into()),
             expires_at: None,
             hint: secret.hint(),
+            created_by_key_id: None,
+            rotated_from: None,
+            replaced_by: None,
+            last_used: None,
         },
         hash: secret.hash(),
         copy: None,
     }
 }
 
-/// The one transaction creating a key must make.
+/// An audit record about `stored`, as the service writes one.
+fn bench_audit(
+    h: &Harness,
+    action: AuditAction,
+    stored: &StoredKey,
+) -> apikeys_shared::audit::AuditRecord {
+    let event = AuditEvent::new(
+        action,
+        AuditActor::operator(),
+        TargetType::ApiKey,
+        stored.key.id,
+        Some(&stored.key.name),
+    );
+    h.service().audit(h.tenant.id, event)
+}
+
+/// The one transaction creating a key must make, with its audit record.
 async fn bare_create(h: &Harness, client: &Client, stored: &StoredKey) -> Result<()> {
     let (listing, lookup) = key_items(stored);
     let put = |item| -> Result<TransactWriteItem> {
@@ -307,6 +329,10 @@ async fn bare_create(h: &Harness, client: &Client, stored: &StoredKey) -> Result
         .transact_items(put(lookup)?)
         .transact_items(put(listing)?)
         .transact_items(TransactWriteItem::builder().update(update).build())
+        .transact_items(audit_put(
+            &h.table,
+            &bench_audit(h, AuditAction::KeyCreated, stored),
+        )?)
         .send()
         .await?;
     Ok(())

@@ -4,11 +4,12 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, Action, Target};
-use crate::config::MAX_KEYS_PER_OWNER;
+use crate::config::{MAX_KEYS_PER_OWNER, MAX_ROTATION_GRACE_SECONDS};
 use crate::domain::{validate_name, AccountType, ApiKey, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{AuthCopy, StoreError, StoredKey};
+use crate::store::{AuthCopy, StoreError, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
 use super::{internal, kept_changing, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
@@ -19,6 +20,69 @@ pub struct KeyRequest<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// Who makes a key: recorded on it.
+pub(super) struct Creator<'a> {
+    pub user_id: Uuid,
+    pub name: &'a str,
+    /// The key that acted (`None`: the operator).
+    pub key_id: Option<Uuid>,
+}
+
+impl<'a> Creator<'a> {
+    pub(super) fn of(p: &'a Principal) -> Self {
+        Self {
+            user_id: p.user_id,
+            name: &p.username,
+            key_id: Some(p.api_key_id),
+        }
+    }
+}
+
+/// One try at a rotation (see [`ApiKeys::rotation`]).
+pub(super) struct Attempt {
+    pub new: StoredKey,
+    pub secret: NewKey,
+    pub grace_end: Option<OffsetDateTime>,
+    pub audit: crate::audit::AuditRecord,
+}
+
+impl Attempt {
+    pub(super) fn done(self, now: OffsetDateTime) -> Rotated {
+        Rotated {
+            key: self.new.key,
+            secret: self.secret,
+            old_key_expires_at: self.grace_end.unwrap_or(now),
+        }
+    }
+}
+
+/// A rotation's answer: the new key (its secret shown once) and when the
+/// key it replaced stops working.
+pub struct Rotated {
+    pub key: ApiKey,
+    pub secret: NewKey,
+    pub old_key_expires_at: OffsetDateTime,
+}
+
+/// A rotation's grace in seconds: 0 when not given, at most 7 days.
+pub(super) fn check_grace(grace_seconds: Option<i64>) -> Result<i64> {
+    let grace = grace_seconds.unwrap_or(0);
+    if !(0..=MAX_ROTATION_GRACE_SECONDS).contains(&grace) {
+        return Err(Error::BadInput(format!(
+            "grace_period_seconds must be from 0 to {MAX_ROTATION_GRACE_SECONDS} (7 days)"
+        )));
+    }
+    Ok(grace)
+}
+
+pub(super) fn describe_expiry(at: Option<OffsetDateTime>) -> String {
+    at.and_then(|at| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "never".into())
+}
+
 impl ApiKeys {
     /// A new key of `owner` in `tenant` (the owner's tenant), with the copy
     /// authentication will read.
@@ -27,7 +91,7 @@ impl ApiKeys {
         owner: &Member,
         tenant: &Tenant,
         request: &KeyRequest<'_>,
-        creator: (Uuid, &str),
+        creator: &Creator<'_>,
     ) -> (StoredKey, NewKey) {
         let prefix = match owner.account_type {
             AccountType::User => &self.config.user_key_prefix,
@@ -42,12 +106,16 @@ impl ApiKeys {
                 owner_id: owner.user_id,
                 owner_type: owner.account_type,
                 created: self.now(),
-                created_by: creator.0,
-                created_by_name: Some(creator.1.to_string()),
+                created_by: creator.user_id,
+                created_by_name: Some(creator.name.to_string()),
                 expires_at: request
                     .expires_at
                     .map(|at| at.replace_nanosecond(0).unwrap_or(at)),
                 hint: secret.hint(),
+                created_by_key_id: creator.key_id,
+                rotated_from: None,
+                replaced_by: None,
+                last_used: None,
             },
             hash: secret.hash(),
             copy: Some(AuthCopy::of(owner, tenant.clone())),
@@ -80,12 +148,16 @@ impl ApiKeys {
 
     /// The owner as it is now, with room made when it is at the key limit;
     /// `NotFound` when it is gone or being removed.
-    async fn owner_with_room(&self, owner: Option<Membership>) -> Result<Membership> {
+    pub(super) async fn owner_with_room(
+        &self,
+        owner: Option<Membership>,
+        actor: &AuditActor,
+    ) -> Result<Membership> {
         let owner = owner
             .filter(|o| !o.removing)
             .ok_or(Error::NotFound("user"))?;
         let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
-            self.make_room(owner).await?
+            self.make_room(owner, actor).await?
         } else {
             owner
         };
@@ -98,14 +170,29 @@ impl ApiKeys {
     /// An owner at the key limit whose expired keys are not swept yet: they
     /// no longer count (the listing hides them), so remove them now, in one
     /// transaction, and return the owner as it is after that.
-    async fn make_room(&self, owner: Membership) -> Result<Membership> {
+    async fn make_room(&self, owner: Membership, actor: &AuditActor) -> Result<Membership> {
         let now = self.now();
         let expired: Vec<_> = self
             .keys_of_owner(&owner)
             .await?
             .iter()
             .filter(|k| k.key.expires_at.is_some_and(|at| at <= now))
-            .map(StoredKey::key_ref)
+            .take(EXPIRED_PER_TRANSACTION)
+            .map(|k| {
+                let event = AuditEvent::new(
+                    AuditAction::KeyExpired,
+                    actor.clone(),
+                    TargetType::ApiKey,
+                    k.key.id,
+                    Some(&k.key.name),
+                )
+                .with_detail(format!(
+                    "expired {}; removed to make room for a new key of {}",
+                    describe_expiry(k.key.expires_at),
+                    owner.username
+                ));
+                (k.key_ref(), self.audit(owner.tenant_id, event))
+            })
             .collect();
         if expired.is_empty() {
             return Ok(owner);
@@ -153,18 +240,19 @@ impl ApiKeys {
             if !authorize(p.actor(), Action::CreateKey, target) {
                 return Err(Error::NotFound("user"));
             }
-            Member::from(self.owner_with_room(Some(read)).await?)
+            Member::from(self.owner_with_room(Some(read), &AuditActor::of(p)).await?)
         };
         let creator_admin = (!for_myself).then_some(p.user_id);
         for _ in 0..CONFLICT_RETRIES {
-            let (stored, secret) = self.mint(&owner, &p.tenant, &request, (p.user_id, &p.username));
-            match self.store.insert_key(&stored, creator_admin).await {
+            let (stored, secret) = self.mint(&owner, &p.tenant, &request, &Creator::of(p));
+            let audit = self.audit(p.tenant_id, self.key_created(p, &stored.key, &owner));
+            match self.store.insert_key(&stored, creator_admin, &audit).await {
                 Ok(()) => return Ok((stored.key, secret)),
                 // The owner is gone, being removed, at the limit, or has
                 // another role than the one copied: read it and try again.
                 Err(e) if e.condition_failed(2) => {
                     let read = self.store.membership(p.tenant_id, user_id).await?;
-                    owner = Member::from(self.owner_with_room(read).await?);
+                    owner = Member::from(self.owner_with_room(read, &AuditActor::of(p)).await?);
                 }
                 // The creator is no longer an admin: not theirs to create.
                 Err(e) if e.condition_failed(3) => return Err(Error::NotFound("user")),
@@ -199,9 +287,26 @@ impl ApiKeys {
         Ok(keys)
     }
 
-    /// `delete_api_key`: `false` for an unknown key and for one the caller may
-    /// not revoke alike.
-    pub async fn revoke_api_key(&self, p: &Principal, key_id: Uuid) -> Result<bool> {
+    /// The record of a key's creation.
+    fn key_created(&self, p: &Principal, key: &ApiKey, owner: &Member) -> AuditEvent {
+        AuditEvent::new(
+            AuditAction::KeyCreated,
+            AuditActor::of(p),
+            TargetType::ApiKey,
+            key.id,
+            Some(&key.name),
+        )
+        .with_detail(format!(
+            "owner {}; expires {}",
+            owner.username,
+            describe_expiry(key.expires_at)
+        ))
+    }
+
+    /// The key `key_id` if the caller may revoke (or rotate) it, with
+    /// whether it is someone else's: `None` for an unknown key and for one
+    /// the caller may not touch alike.
+    async fn revocable(&self, p: &Principal, key_id: Uuid) -> Result<Option<(StoredKey, bool)>> {
         let own = match p.account_type {
             AccountType::User => {
                 self.store
@@ -224,16 +329,33 @@ impl ApiKeys {
             None => None,
         };
         let Some(stored) = found else {
-            return Ok(false);
+            return Ok(None);
         };
         let target = Target::of(p.user_id, stored.key.owner_id, stored.key.owner_type);
         if !authorize(p.actor(), Action::RevokeKey, target) {
-            return Ok(false);
+            return Ok(None);
         }
-        let caller_admin = (target != Target::Myself).then_some(p.user_id);
+        Ok(Some((stored, target != Target::Myself)))
+    }
+
+    /// `delete_api_key`: `false` for an unknown key and for one the caller may
+    /// not revoke alike.
+    pub async fn revoke_api_key(&self, p: &Principal, key_id: Uuid) -> Result<bool> {
+        let Some((stored, others)) = self.revocable(p, key_id).await? else {
+            return Ok(false);
+        };
+        let caller_admin = others.then_some(p.user_id);
+        let event = AuditEvent::new(
+            AuditAction::KeyRevoked,
+            AuditActor::of(p),
+            TargetType::ApiKey,
+            stored.key.id,
+            Some(&stored.key.name),
+        );
+        let audit = self.audit(p.tenant_id, event);
         match self
             .store
-            .delete_key(&stored.key_ref(), None, caller_admin)
+            .delete_key(&stored.key_ref(), None, caller_admin, &audit)
             .await
         {
             Ok(()) => Ok(true),
@@ -250,5 +372,138 @@ impl ApiKeys {
             Err(e) if e.condition_failed(3) => Ok(false),
             Err(e) => Err(internal(e)),
         }
+    }
+
+    /// One rotation's new key, the old key's end and the audit record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rotation(
+        &self,
+        old: &StoredKey,
+        owner: &Member,
+        tenant: &Tenant,
+        grace: i64,
+        now: OffsetDateTime,
+        creator: &Creator<'_>,
+        actor: AuditActor,
+    ) -> Attempt {
+        let grace_end = (grace > 0).then(|| {
+            let end = now.saturating_add(time::Duration::seconds(grace));
+            old.key.expires_at.map_or(end, |at| at.min(end))
+        });
+        let request = KeyRequest {
+            name: &old.key.name,
+            expires_at: old.key.expires_at,
+        };
+        let (mut new, secret) = self.mint(owner, tenant, &request, creator);
+        new.key.rotated_from = Some(old.key.id);
+        let detail = match grace_end {
+            Some(end) => format!(
+                "replaced by {}; the old key works until {}",
+                new.key.id,
+                describe_expiry(Some(end))
+            ),
+            None => format!("replaced by {}; the old key stopped at once", new.key.id),
+        };
+        let event = AuditEvent::new(
+            AuditAction::KeyRotated,
+            actor,
+            TargetType::ApiKey,
+            old.key.id,
+            Some(&old.key.name),
+        )
+        .with_detail(detail);
+        Attempt {
+            audit: self.audit(tenant.id, event),
+            new,
+            secret,
+            grace_end,
+        }
+    }
+
+    /// `rotate_api_key`: a new key with the old one's name, owner, tenant
+    /// and expiry (never later); the old one keeps working until the earlier
+    /// of its expiry and now + `grace_seconds` (0: it stops at once). One
+    /// transaction, with its audit record. Authorized like revoking it: an
+    /// unknown key, one the caller may not revoke, an expired one and one
+    /// of another tenant are all "not found".
+    pub async fn rotate_api_key(
+        &self,
+        p: &Principal,
+        key_id: Uuid,
+        grace_seconds: Option<i64>,
+    ) -> Result<Rotated> {
+        let grace = check_grace(grace_seconds)?;
+        // The owner as last read after a failed attempt.
+        let mut reread: Option<Member> = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let Some((old, others)) = self.revocable(p, key_id).await? else {
+                return Err(Error::NotFound("API key"));
+            };
+            if old.key.expires_at.is_some_and(|at| at <= now) {
+                return Err(Error::NotFound("API key"));
+            }
+            if old.key.replaced_by.is_some() {
+                return Err(Error::BadInput(
+                    "this key was already rotated: rotate the key that replaced it".into(),
+                ));
+            }
+            // The owner as authentication read it, or (someone else's key) as it is now.
+            let owner = if let Some(owner) = reread.take() {
+                owner
+            } else if others {
+                let read = self
+                    .store
+                    .membership(p.tenant_id, old.key.owner_id)
+                    .await?
+                    .filter(|m| !m.removing)
+                    .ok_or(Error::NotFound("API key"))?;
+                Member::from(read)
+            } else {
+                p.member()
+            };
+            let attempt = self.rotation(
+                &old,
+                &owner,
+                &p.tenant,
+                grace,
+                now,
+                &Creator::of(p),
+                AuditActor::of(p),
+            );
+            let caller_admin = others.then_some(p.user_id);
+            match self
+                .store
+                .rotate_key(
+                    &old,
+                    &attempt.new,
+                    attempt.grace_end,
+                    now,
+                    caller_admin,
+                    &attempt.audit,
+                )
+                .await
+            {
+                Ok(()) => return Ok(attempt.done(now)),
+                // The owner is at the limit (a grace keeps the old key a
+                // while): make room from its expired keys, then try again.
+                Err(e) if e.condition_failed(2) => {
+                    let read = self.store.membership(p.tenant_id, owner.user_id).await?;
+                    let with_room = self.owner_with_room(read, &AuditActor::of(p)).await;
+                    match with_room {
+                        Ok(owner) => reread = Some(Member::from(owner)),
+                        Err(Error::NotFound(_)) => return Err(Error::NotFound("API key")),
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The old key was revoked, expired or rotated meanwhile:
+                // the next look tells which.
+                Err(e) if e.condition_failed(3) || e.condition_failed(4) => continue,
+                // The caller lost the admin role meanwhile: no longer theirs.
+                Err(e) if e.condition_failed(5) => return Err(Error::NotFound("API key")),
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Err(kept_changing("the key"))
     }
 }

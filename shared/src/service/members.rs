@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
 use crate::domain::{validate_name, AccountType, Membership, Principal, Role};
 use crate::error::{Error, Result};
@@ -47,9 +48,20 @@ impl ApiKeys {
             removing: false,
         };
         let cap = self.config.max_service_accounts;
+        let audit = self.audit(
+            p.tenant_id,
+            AuditEvent::new(
+                AuditAction::ServiceAccountCreated,
+                AuditActor::of(p),
+                TargetType::ServiceAccount,
+                account.user_id,
+                Some(&account.username),
+            )
+            .with_detail(format!("role {}", role.name())),
+        );
         match self
             .store
-            .insert_membership(&account, Some(p.user_id), cap)
+            .insert_membership(&account, Some(p.user_id), cap, &audit)
             .await
         {
             Ok(()) => Ok(account.user_id),
@@ -113,9 +125,31 @@ impl ApiKeys {
             };
             let keys = self.keys_of_owner(&current).await?;
             let tenant_item = keys.len().saturating_mul(2).saturating_add(1);
+            let (action, target_type) = match current.account_type {
+                AccountType::Service => (
+                    AuditAction::ServiceAccountRemoved,
+                    TargetType::ServiceAccount,
+                ),
+                AccountType::User => (AuditAction::MemberRemoved, TargetType::Member),
+            };
+            let audit = self.audit(
+                p.tenant_id,
+                AuditEvent::new(
+                    action,
+                    AuditActor::of(p),
+                    target_type,
+                    current.user_id,
+                    Some(&current.username),
+                )
+                .with_detail(format!(
+                    "role {}; {} API key(s) removed with it",
+                    current.role.name(),
+                    keys.len()
+                )),
+            );
             match self
                 .store
-                .delete_membership(&current, &keys, caller_admin)
+                .delete_membership(&current, &keys, caller_admin, &audit)
                 .await
             {
                 Ok(()) => return Ok(true),
@@ -212,9 +246,23 @@ impl ApiKeys {
                 self.store.unfreeze(&member, Freeze::ChangingRole).await?;
                 Err::<Uuid, Error>(e)
             };
+            let audit = self.audit(
+                p.tenant_id,
+                AuditEvent::new(
+                    AuditAction::RoleChanged,
+                    AuditActor::of(p),
+                    match member.account_type {
+                        AccountType::Service => TargetType::ServiceAccount,
+                        AccountType::User => TargetType::Member,
+                    },
+                    member.user_id,
+                    Some(&member.username),
+                )
+                .with_detail(format!("{} -> {}", member.role.name(), role.name())),
+            );
             match self
                 .store
-                .set_role(&member, role, caller_admin, &keys)
+                .set_role(&member, role, caller_admin, &keys, &audit)
                 .await
             {
                 Ok(()) => return Ok(member.id),

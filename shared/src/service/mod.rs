@@ -14,11 +14,13 @@ use crate::error::{Error, Result};
 use crate::store::{AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
 
+mod audit;
 mod keys;
 mod members;
 pub mod operator;
 
-pub use keys::KeyRequest;
+pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
+pub use keys::{KeyRequest, Rotated};
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
 const CONFLICT_RETRIES: usize = 3;
@@ -38,6 +40,18 @@ fn key_limit_reached() -> Error {
 fn last_admin(verb: &str) -> Error {
     Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
 }
+
+/// A use of a key to record (see [`ApiKeys::key_use`]).
+pub struct KeyUse {
+    hash: TokenHash,
+    key: crate::store::KeyRef,
+    at: OffsetDateTime,
+    since: OffsetDateTime,
+}
+
+/// How long an answer waits, at most, for the recording of its key's use
+/// (started alongside the request's work, so usually not at all).
+pub const KEY_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// What an authorizer decides about a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +101,16 @@ impl ApiKeys {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The audit record of `event` in `tenant`, now, with the configured
+    /// retention: written by the store in the change's own transaction.
+    pub fn audit(
+        &self,
+        tenant: Uuid,
+        event: crate::audit::AuditEvent,
+    ) -> crate::audit::AuditRecord {
+        event.record(tenant, self.clock.now(), self.config.audit_retention)
     }
 
     /// Now, to the second: expiry is stored and enforced in whole seconds.
@@ -139,6 +163,7 @@ impl ApiKeys {
             membership_id: copy.membership_id,
             email: copy.email,
             tenant: copy.tenant,
+            key_last_used: record.last_used,
         })
     }
 
@@ -167,6 +192,49 @@ impl ApiKeys {
             tracing::warn!(error = %e, "could not write a key's authentication copy");
         }
         Ok(copy)
+    }
+
+    /// The recording of this use of the caller's key, when the last use
+    /// recorded (what authentication read) is older than the interval:
+    /// at most one write per key per interval, never one per request.
+    pub fn key_use(&self, bearer: Option<&str>, p: &Principal) -> Option<KeyUse> {
+        let at = self.now();
+        let since = at.checked_sub(self.config.last_used_interval)?;
+        if p.key_last_used.is_some_and(|last| last >= since) || p.api_key_id.is_nil() {
+            return None;
+        }
+        Some(KeyUse {
+            hash: self.presented_hash(bearer)?,
+            key: crate::store::KeyRef {
+                tenant_id: p.tenant_id,
+                key_id: p.api_key_id,
+                owner_id: p.user_id,
+                owner_type: p.account_type,
+                hash: self.presented_hash(bearer)?,
+            },
+            at,
+            since,
+        })
+    }
+
+    /// Records a key's use; bounded by [`KEY_USE_WAIT`]. A failure loses
+    /// only this recording (the next request tries again) and is logged
+    /// (without the key).
+    pub async fn record_key_use(&self, key_use: KeyUse) -> bool {
+        let write = self
+            .store
+            .record_use(&key_use.hash, &key_use.key, key_use.at, key_use.since);
+        match tokio::time::timeout(KEY_USE_WAIT, write).await {
+            Ok(Ok(written)) => written,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, key_id = %key_use.key.key_id, "could not record a key's use");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(key_id = %key_use.key.key_id, "recording a key's use timed out");
+                false
+            }
+        }
     }
 
     /// Authentication for an API Gateway authorizer in front of another API:

@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::config::MAX_KEYS_PER_OWNER;
 use crate::domain::{
     validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role, Tenant,
@@ -10,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::store::UserRecord;
 use crate::token::NewKey;
 
-use super::{internal, ApiKeys, KeyRequest};
+use super::keys::{check_grace, Creator};
+use super::{internal, kept_changing, ApiKeys, KeyRequest, Rotated, CONFLICT_RETRIES};
 
 /// What creating a tenant made: the secret is the admin's first key.
 pub struct NewTenant {
@@ -105,15 +107,47 @@ impl ApiKeys {
             created: self.now(),
             removing: false,
         };
+        let creator = Creator {
+            user_id: user.id,
+            name: &user.username,
+            key_id: None,
+        };
         let (stored, secret) = self.mint(
             &Member::from(membership.clone()),
             &tenant,
             &request,
-            (user.id, &user.username),
+            &creator,
         );
+        let audits = [
+            self.audit(
+                tenant.id,
+                AuditEvent::new(
+                    AuditAction::TenantCreated,
+                    AuditActor::operator(),
+                    TargetType::Tenant,
+                    tenant.id,
+                    Some(&tenant.name),
+                )
+                .with_detail(format!(
+                    "slug {}; first admin {}",
+                    tenant.slug, user.username
+                )),
+            ),
+            self.audit(
+                tenant.id,
+                AuditEvent::new(
+                    AuditAction::KeyCreated,
+                    AuditActor::operator(),
+                    TargetType::ApiKey,
+                    stored.key.id,
+                    Some(&stored.key.name),
+                )
+                .with_detail(format!("owner {}; expires never", user.username)),
+            ),
+        ];
         match self
             .store
-            .insert_tenant(&tenant, &membership, new_user.as_ref(), &stored)
+            .insert_tenant(&tenant, &membership, new_user.as_ref(), &stored, &audits)
             .await
         {
             Ok(()) => Ok(NewTenant {
@@ -151,9 +185,20 @@ impl ApiKeys {
             created: self.now(),
             removing: false,
         };
+        let audit = self.audit(
+            tenant.id,
+            AuditEvent::new(
+                AuditAction::MemberAdded,
+                AuditActor::operator(),
+                TargetType::Member,
+                membership.user_id,
+                Some(&membership.username),
+            )
+            .with_detail(format!("role {}", role.name())),
+        );
         match self
             .store
-            .insert_member(&membership, new_user.as_ref())
+            .insert_member(&membership, new_user.as_ref(), &audit)
             .await
         {
             Ok(()) => Ok(membership),
@@ -194,16 +239,111 @@ impl ApiKeys {
                 "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
             )));
         }
-        let (stored, secret) = self.mint(
-            &Member::from(member),
-            &tenant,
-            &request,
-            (user.id, "operator"),
+        let creator = Creator {
+            user_id: user.id,
+            name: "operator",
+            key_id: None,
+        };
+        let (stored, secret) = self.mint(&Member::from(member), &tenant, &request, &creator);
+        let audit = self.audit(
+            tenant.id,
+            AuditEvent::new(
+                AuditAction::KeyCreated,
+                AuditActor::operator(),
+                TargetType::ApiKey,
+                stored.key.id,
+                Some(&stored.key.name),
+            )
+            .with_detail(format!(
+                "owner {username}; expires {}",
+                stored
+                    .key
+                    .expires_at
+                    .and_then(|at| at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok())
+                    .unwrap_or_else(|| "never".into())
+            )),
         );
-        match self.store.insert_key(&stored, None).await {
+        match self.store.insert_key(&stored, None, &audit).await {
             Ok(()) => Ok((stored.key, secret)),
             Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),
             Err(e) => Err(internal(e)),
         }
+    }
+
+    /// Rotates any key of a tenant (the operator's rotation): like
+    /// `rotate_api_key`, recorded as done by the operator.
+    pub async fn rotate_key_as_operator(
+        &self,
+        tenant_slug: &str,
+        key_id: Uuid,
+        grace_seconds: Option<i64>,
+    ) -> Result<Rotated> {
+        let grace = check_grace(grace_seconds)?;
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        let mut reread: Option<Member> = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let old = self
+                .store
+                .keys_of_tenant(tenant.id)
+                .await?
+                .into_iter()
+                .find(|k| k.key.id == key_id)
+                .filter(|k| k.key.expires_at.is_none_or(|at| at > now))
+                .ok_or(Error::NotFound("API key"))?;
+            if old.key.replaced_by.is_some() {
+                return Err(Error::BadInput(
+                    "this key was already rotated: rotate the key that replaced it".into(),
+                ));
+            }
+            let owner = match reread.take() {
+                Some(owner) => owner,
+                None => Member::from(
+                    self.store
+                        .membership(tenant.id, old.key.owner_id)
+                        .await?
+                        .filter(|m| !m.removing)
+                        .ok_or(Error::NotFound("API key"))?,
+                ),
+            };
+            let creator = Creator {
+                user_id: owner.user_id,
+                name: "operator",
+                key_id: None,
+            };
+            let attempt = self.rotation(
+                &old,
+                &owner,
+                &tenant,
+                grace,
+                now,
+                &creator,
+                AuditActor::operator(),
+            );
+            match self
+                .store
+                .rotate_key(
+                    &old,
+                    &attempt.new,
+                    attempt.grace_end,
+                    now,
+                    None,
+                    &attempt.audit,
+                )
+                .await
+            {
+                Ok(()) => return Ok(attempt.done(now)),
+                Err(e) if e.condition_failed(2) => {
+                    let read = self.store.membership(tenant.id, owner.user_id).await?;
+                    let owner = self.owner_with_room(read, &AuditActor::operator()).await?;
+                    reread = Some(Member::from(owner));
+                }
+                Err(e) if e.condition_failed(3) || e.condition_failed(4) => continue,
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        Err(kept_changing("the key"))
     }
 }

@@ -3,6 +3,7 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
+use crate::audit::AuditRecord;
 use crate::config::MAX_KEYS_PER_OWNER;
 use crate::domain::{ApiKey, Membership, Tenant};
 
@@ -61,6 +62,8 @@ pub struct HashRecord {
     pub owner_id: Uuid,
     pub owner_type: AccountType,
     pub expires_at: Option<OffsetDateTime>,
+    /// When the key was last recorded as used.
+    pub last_used: Option<OffsetDateTime>,
     /// What authentication needs beyond the key, copied onto the hash item
     /// so that one read decides it; `None` on an item written before the
     /// copies existed (authentication then reads the membership too).
@@ -130,6 +133,10 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             created_by_name: f.opt_s("created_by_name")?.map(str::to_string),
             expires_at: f.opt_time("expires_at")?,
             hint: f.s("hint")?.to_string(),
+            created_by_key_id: f.opt_uuid("created_by_key_id")?,
+            rotated_from: f.opt_uuid("rotated_from")?,
+            replaced_by: f.opt_uuid("replaced_by")?,
+            last_used: f.opt_time("last_used")?,
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
         copy: None,
@@ -158,8 +165,19 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
         ("hint", s(&k.hint)),
         ("hash", s(stored.hash.as_str())),
     ]));
-    if let Some(name) = &k.created_by_name {
-        listing.insert("created_by_name".into(), s(name));
+    let optional = [
+        ("created_by_name", k.created_by_name.clone()),
+        (
+            "created_by_key_id",
+            k.created_by_key_id.map(|u| u.to_string()),
+        ),
+        ("rotated_from", k.rotated_from.map(|u| u.to_string())),
+        ("replaced_by", k.replaced_by.map(|u| u.to_string())),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            listing.insert(name.into(), s(value));
+        }
     }
     lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
     if let Some(copy) = &stored.copy {
@@ -219,6 +237,7 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         owner_id: f.uuid("owner_id")?,
         owner_type: f.account_type("owner_type")?,
         expires_at: f.opt_time("expires_at")?,
+        last_used: f.opt_time("last_used")?,
         copy,
     })
 }
@@ -270,6 +289,9 @@ pub(super) fn push_key_deletes(
     Ok(())
 }
 
+/// Expired keys removed in one transaction to make room for a new one.
+pub const EXPIRED_PER_TRANSACTION: usize = 30;
+
 /// The condition on an owner's membership when one of its keys goes: a
 /// member frozen for a removal or a role change keeps its keys until that
 /// write lands, so it reads a set of keys that cannot change under it.
@@ -298,6 +320,14 @@ impl Store {
         items.iter().map(stored_key_from).collect()
     }
 
+    /// Every key of a tenant, users' and service accounts' (the operator's
+    /// view; the API never lists across owners).
+    pub async fn keys_of_tenant(&self, tenant: Uuid) -> Result<Vec<StoredKey>> {
+        let mut items = self.query_prefix(tenant_pk(tenant), "ukey#".into()).await?;
+        items.extend(self.query_prefix(tenant_pk(tenant), "skey#".into()).await?);
+        items.iter().map(stored_key_from).collect()
+    }
+
     /// One key of the tenant, addressed by its owner and id.
     pub async fn key(
         &self,
@@ -319,7 +349,12 @@ impl Store {
     /// role the key's [`AuthCopy`] holds, or `creator_admin` is given and is
     /// no longer an admin of the tenant. Cancellation
     /// reasons: see [`InsertKeyItem`].
-    pub async fn insert_key(&self, stored: &StoredKey, creator_admin: Option<Uuid>) -> Result<()> {
+    pub async fn insert_key(
+        &self,
+        stored: &StoredKey,
+        creator_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<()> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
         let mut condition = "attribute_exists(pk) AND key_count < :max AND account_type = :type \
@@ -350,6 +385,7 @@ impl Store {
         if let Some(creator) = creator_admin {
             items.push(check_admin(&self.table, k.tenant_id, creator)?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 
@@ -397,6 +433,159 @@ impl Store {
         }
     }
 
+    /// Replaces `old` with `new` (same owner, name and expiry) in one
+    /// transaction, with its audit record. With `grace_end`, the old key
+    /// keeps working until then (its expiry moves there; the new key counts
+    /// on its owner); without, the old key goes at once. Fails (nothing
+    /// written) if the old key is gone, expired or already replaced, if the
+    /// owner is gone, frozen, at the key limit or has another role than the
+    /// new key's copy, or if `caller_admin` is no longer an admin.
+    /// Cancellation reasons: 0 and 1 the new key's items, 2 the owner, 3 and
+    /// 4 the old key's items, 5 the caller's admin check.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rotate_key(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        grace_end: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        let k = &new.key;
+        let (listing, lookup) = key_items(new);
+        let mut owner_condition = "attribute_exists(pk) AND account_type = :type \
+                                   AND attribute_not_exists(removing) AND attribute_not_exists(changing)"
+            .to_string();
+        let mut owner_values = values([(":type", s(k.owner_type.name()))]);
+        if let Some(copy) = &new.copy {
+            owner_condition.push_str(" AND member_role = :role");
+            owner_values.insert(":role".into(), s(copy.role.name()));
+        }
+        // With a grace the old key stays a while: the new one counts.
+        let count = if grace_end.is_some() {
+            owner_condition.push_str(" AND key_count < :max");
+            owner_values.insert(":max".into(), n(i64::from(MAX_KEYS_PER_OWNER)));
+            1
+        } else {
+            0
+        };
+        owner_values.insert(":count".into(), n(count));
+        let mut items = vec![
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+            update(
+                &self.table,
+                key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+                "ADD key_count :count",
+                &owner_condition,
+                owner_values,
+            )?,
+        ];
+        let old_ref = old.key_ref();
+        let old_lookup = key_of(hash_pk(&old_ref.hash), "hash".into());
+        let old_listing = key_of(
+            tenant_pk(old_ref.tenant_id),
+            key_sk(old_ref.owner_type, old_ref.owner_id, old_ref.key_id),
+        );
+        let live =
+            "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now)";
+        let not_replaced = format!("{live} AND attribute_not_exists(replaced_by)");
+        match grace_end {
+            Some(end) => {
+                let secs = end.unix_timestamp();
+                let expiry = [
+                    (":now", n(now.unix_timestamp())),
+                    (":end", n(secs)),
+                    (":ttl", n(secs.saturating_add(TTL_GRACE_SECS))),
+                ];
+                let mut lookup_values = values(expiry.clone());
+                lookup_values.insert(":bucket".into(), s(expiry_bucket(end)));
+                items.push(update(
+                    &self.table,
+                    old_lookup,
+                    "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket",
+                    live,
+                    lookup_values,
+                )?);
+                let mut listing_values = values(expiry);
+                listing_values.insert(":new".into(), s(k.id.to_string()));
+                items.push(update(
+                    &self.table,
+                    old_listing,
+                    "SET expires_at = :end, #ttl = :ttl, replaced_by = :new",
+                    &not_replaced,
+                    listing_values,
+                )?);
+                for item in items.iter_mut().skip(3) {
+                    if let Some(update) = item.update.as_mut() {
+                        update
+                            .expression_attribute_names
+                            .get_or_insert_with(Default::default)
+                            .insert("#ttl".into(), "ttl".into());
+                    }
+                }
+            }
+            None => {
+                for (key, condition) in
+                    [(old_lookup, live.to_string()), (old_listing, not_replaced)]
+                {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key))
+                        .condition_expression(condition)
+                        .expression_attribute_values(":now", n(now.unix_timestamp()))
+                        .build()?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+        }
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, k.tenant_id, caller)?);
+        }
+        items.push(audit_put(&self.table, audit)?);
+        self.transact(items).await
+    }
+
+    /// Records that a key was used at `now`, unless that was already
+    /// recorded after `since`: on its hash item (which authentication reads,
+    /// so the next request knows) and its listing item (which listings
+    /// read), together. `Ok(false)`: not written (recorded meanwhile by
+    /// another request, or the key is gone).
+    pub async fn record_use(
+        &self,
+        hash: &TokenHash,
+        key: &KeyRef,
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<bool> {
+        let lookup = update(
+            &self.table,
+            key_of(hash_pk(hash), "hash".into()),
+            "SET last_used = :now",
+            "attribute_exists(pk) AND (attribute_not_exists(last_used) OR last_used < :since)",
+            values([
+                (":now", n(now.unix_timestamp())),
+                (":since", n(since.unix_timestamp())),
+            ]),
+        )?;
+        let listing = update(
+            &self.table,
+            key_of(
+                tenant_pk(key.tenant_id),
+                key_sk(key.owner_type, key.owner_id, key.key_id),
+            ),
+            "SET last_used = :now",
+            "attribute_exists(pk)",
+            values([(":now", n(now.unix_timestamp()))]),
+        )?;
+        match self.transact(vec![lookup, listing]).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a key and its hash lookup together, decrementing its owner's
     /// `key_count`. With `expired_by`, only if the key expired by then (on both
     /// items). With `caller_admin`, only while that caller is still an admin.
@@ -408,6 +597,7 @@ impl Store {
         key: &KeyRef,
         expired_by: Option<OffsetDateTime>,
         caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
     ) -> Result<()> {
         let mut items = Vec::with_capacity(4);
         push_key_deletes(&self.table, &mut items, key, expired_by)?;
@@ -421,23 +611,28 @@ impl Store {
         if let Some(caller) = caller_admin {
             items.push(check_admin(&self.table, key.tenant_id, caller)?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 
     /// Removes some expired keys of one owner in one transaction, each only if
-    /// it has expired by `now`: what makes room when an owner is at the limit.
+    /// it has expired by `now`, with its audit record: what makes room when an
+    /// owner is at the limit. At most [`EXPIRED_PER_TRANSACTION`] keys (3
+    /// items each, with the owner's: within DynamoDB's 100).
     pub async fn delete_expired_keys(
         &self,
         owner: &Membership,
-        keys: &[KeyRef],
+        keys: &[(KeyRef, AuditRecord)],
         now: OffsetDateTime,
     ) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(1));
-        for key in keys {
+        let keys = keys.get(..EXPIRED_PER_TRANSACTION).unwrap_or(keys);
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(3).saturating_add(1));
+        for (key, audit) in keys {
             push_key_deletes(&self.table, &mut items, key, Some(now))?;
+            items.push(audit_put(&self.table, audit)?);
         }
         let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         items.push(update(
@@ -475,10 +670,15 @@ impl Store {
         Ok((entries, out.last_evaluated_key))
     }
 
-    /// Removes one expired key unless it is gone or no longer expired.
-    /// `Ok(false)`: nothing to do (skipped).
-    pub async fn delete_expired(&self, entry: &ExpiredEntry, now: OffsetDateTime) -> Result<bool> {
-        match self.delete_key(&entry.key, Some(now), None).await {
+    /// Removes one expired key unless it is gone or no longer expired, with
+    /// its audit record. `Ok(false)`: nothing to do (skipped).
+    pub async fn delete_expired(
+        &self,
+        entry: &ExpiredEntry,
+        now: OffsetDateTime,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
+        match self.delete_key(&entry.key, Some(now), None, audit).await {
             Ok(()) => Ok(true),
             Err(e) if e.is_condition_failure() => Ok(false),
             Err(e) => Err(e),

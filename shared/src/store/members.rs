@@ -5,6 +5,8 @@ use aws_sdk_dynamodb::types::Delete;
 
 use crate::domain::Membership;
 
+use crate::audit::AuditRecord;
+
 use super::*;
 
 /// Why a member is frozen (see [`Store::freeze`]).
@@ -114,12 +116,14 @@ impl Store {
         m: &Membership,
         creator_admin: Option<Uuid>,
         max_service_accounts: u32,
+        audit: &AuditRecord,
     ) -> Result<()> {
         let mut items = vec![put(&self.table, membership_item(m))?];
         items.push(self.tenant_counter_item(m, 1, max_service_accounts)?);
         if let Some(creator) = creator_admin {
             items.push(check_admin(&self.table, m.tenant_id, creator)?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 
@@ -237,6 +241,7 @@ impl Store {
         m: &Membership,
         keys: &[StoredKey],
         caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
     ) -> Result<()> {
         let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(3));
         let delete = Delete::builder()
@@ -256,6 +261,7 @@ impl Store {
         if let Some(caller) = caller_admin {
             items.push(check_admin(&self.table, m.tenant_id, caller)?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 
@@ -273,6 +279,7 @@ impl Store {
         role: Role,
         caller_admin: Option<Uuid>,
         keys: &[KeyRef],
+        audit: &AuditRecord,
     ) -> Result<()> {
         let count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         let mut items = vec![update(
@@ -304,6 +311,7 @@ impl Store {
                 values([(":new", s(role.name()))]),
             )?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 
@@ -311,7 +319,12 @@ impl Store {
     /// set: all in one transaction. Cancellation reasons: item 0 the
     /// membership (already a member), 1 the tenant, then the user's record
     /// and username (taken meanwhile).
-    pub async fn insert_member(&self, m: &Membership, new_user: Option<&UserRecord>) -> Result<()> {
+    pub async fn insert_member(
+        &self,
+        m: &Membership,
+        new_user: Option<&UserRecord>,
+        audit: &AuditRecord,
+    ) -> Result<()> {
         let mut items = vec![
             put(&self.table, membership_item(m))?,
             self.tenant_counter_item(m, 1, 0)?,
@@ -319,6 +332,7 @@ impl Store {
         if let Some(user) = new_user {
             items.extend(self.user_items(user)?);
         }
+        items.push(audit_put(&self.table, audit)?);
         self.transact(items).await
     }
 }

@@ -10,6 +10,7 @@
 //! | `user#<user id>`    | `user`               | a person (operator-created)            |
 //! | `username#<name>`   | `username`           | username -> user id (uniqueness)       |
 //! | `hash#<sha256 hex>` | `hash`               | key lookup for authentication, with a copy of the owner's role, membership and tenant (`copy_v` 1) |
+//! | `audit#<tenant id>` | `<unix ms>#<record id>` | an audit record (TTL: the retention) |
 //!
 //! Authentication reads `hash#…` alone, strongly consistent: the copies on
 //! it are rewritten by every write that changes them (see `AuthCopy`). A hash
@@ -42,11 +43,13 @@ use crate::config::{Config, ConfigError, Deadlines};
 use crate::domain::{AccountType, Role};
 use crate::token::TokenHash;
 
+mod audit;
 mod keys;
 mod members;
 mod tenants;
 mod users;
 
+pub use audit::*;
 pub use keys::*;
 pub use members::*;
 pub use tenants::*;
@@ -380,6 +383,12 @@ impl Fields<'_> {
     fn n(&self, attr: &'static str) -> Result<i64> {
         self.opt_n(attr)?
             .ok_or_else(|| StoreError::Corrupt(self.name(), attr))
+    }
+
+    fn opt_uuid(&self, attr: &'static str) -> Result<Option<Uuid>> {
+        self.opt_s(attr)?
+            .map(|v| Uuid::parse_str(v).map_err(|_| StoreError::Corrupt(self.name(), attr)))
+            .transpose()
     }
 
     fn uuid(&self, attr: &'static str) -> Result<Uuid> {

@@ -49,6 +49,7 @@ impl Store {
         admin: &Membership,
         new_user: Option<&UserRecord>,
         first_key: &StoredKey,
+        audits: &[crate::audit::AuditRecord],
     ) -> Result<()> {
         let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
         tenant_item.extend(values([
@@ -75,6 +76,9 @@ impl Store {
         ];
         if let Some(user) = new_user {
             items.extend(self.user_items(user)?);
+        }
+        for audit in audits {
+            items.push(audit_put(&self.table, audit)?);
         }
         self.transact(items).await
     }

@@ -29,6 +29,29 @@ pub struct DeleteApiKeyInput {
     pub key_id: Uuid,
 }
 
+#[derive(GraphQLInputObject)]
+#[graphql(name = "rotate_api_key_input", rename_all = "none")]
+pub struct RotateApiKeyInput {
+    pub key_id: Uuid,
+    /// How long the replaced key keeps working, in seconds: 0 (the default)
+    /// stops it at once; at most 604800 (7 days); never past its own expiry.
+    pub grace_period_seconds: Option<i32>,
+}
+
+#[derive(GraphQLObject)]
+#[graphql(name = "rotate_api_key_payload", rename_all = "none")]
+pub struct RotateApiKeyPayload {
+    /// The new key's id.
+    pub id: Uuid,
+    /// The new key: shown once.
+    pub key: String,
+    pub token: String,
+    /// The new key's expiry: the replaced key's.
+    pub expires_at: Option<DateTime>,
+    /// When the replaced key stops working.
+    pub old_key_expires_at: DateTime,
+}
+
 #[derive(GraphQLObject)]
 #[graphql(name = "user_ref", rename_all = "none")]
 pub struct UserRef {
@@ -48,6 +71,15 @@ pub struct AuthApiKey {
     pub expires_at: Option<DateTime>,
     pub created_by: Option<UserRef>,
     pub key_hint: Option<String>,
+    /// When the key was last used (recorded at most once per interval, so
+    /// accurate to it; null: not used since this was recorded).
+    pub last_used: Option<DateTime>,
+    /// The key this one replaced in a rotation.
+    pub rotated_from: Option<Uuid>,
+    /// The key that replaced this one (it works until its `expires_at`).
+    pub replaced_by: Option<Uuid>,
+    /// The key that was used to create this one (null: the operator).
+    pub created_by_key_id: Option<Uuid>,
 }
 
 impl From<domain::ApiKey> for AuthApiKey {
@@ -65,6 +97,10 @@ impl From<domain::ApiKey> for AuthApiKey {
                 username: k.created_by_name,
             }),
             key_hint: Some(k.hint),
+            last_used: k.last_used.map(DateTime),
+            rotated_from: k.rotated_from,
+            replaced_by: k.replaced_by,
+            created_by_key_id: k.created_by_key_id,
         }
     }
 }

@@ -14,11 +14,13 @@ use juniper::{
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+mod audit;
 mod keys;
 mod members;
 mod scalars;
 mod tenants;
 
+pub use audit::*;
 pub use keys::*;
 pub use members::*;
 pub use scalars::*;
@@ -259,6 +261,22 @@ impl Query {
         Ok(keys.into_iter().map(AuthApiKey::from).collect())
     }
 
+    /// The tenant's audit log, newest first (tenant admins only): up to
+    /// `limit` (1 to 100, default 50) records older than `before`, the
+    /// `cursor` of the last record of the previous page.
+    async fn audit_log(
+        ctx: &Context,
+        limit: Option<i32>,
+        before: Option<String>,
+    ) -> FieldResult<Vec<AuditLogEntry>> {
+        let records = ctx
+            .service
+            .audit_log(&ctx.principal, limit, before.as_deref())
+            .await
+            .map_err(field_error)?;
+        Ok(records.into_iter().map(AuditLogEntry::from).collect())
+    }
+
     /// The caller, as a list of one.
     fn user(ctx: &Context) -> Vec<User> {
         vec![User(ctx.service.me(&ctx.principal))]
@@ -298,6 +316,32 @@ impl Mutation {
             id: key.id,
             key: secret.clone(),
             token: secret,
+        })
+    }
+
+    /// A new key replacing `key_id` (same name, owner, tenant and expiry);
+    /// the old one works until `old_key_expires_at`. Allowed to whoever may
+    /// revoke the key.
+    async fn rotate_api_key(
+        ctx: &Context,
+        input: RotateApiKeyInput,
+    ) -> FieldResult<RotateApiKeyPayload> {
+        let rotated = ctx
+            .service
+            .rotate_api_key(
+                &ctx.principal,
+                input.key_id,
+                input.grace_period_seconds.map(i64::from),
+            )
+            .await
+            .map_err(field_error)?;
+        let secret = rotated.secret.expose_secret().to_string();
+        Ok(RotateApiKeyPayload {
+            id: rotated.key.id,
+            key: secret.clone(),
+            token: secret,
+            expires_at: rotated.key.expires_at.map(DateTime),
+            old_key_expires_at: DateTime(rotated.old_key_expires_at),
         })
     }
 

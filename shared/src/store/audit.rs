@@ -1,0 +1,108 @@
+//! The audit log: one partition per tenant (`audit#<tenant id>`), sorted by
+//! time (`<unix ms, 13 digits>#<record id>`), newest read first. Records
+//! are only ever written inside the transaction of the change they describe
+//! (see [`audit_put`]) and removed by DynamoDB's TTL after the retention.
+
+use crate::audit::{AuditAction, AuditActor, AuditCursor, AuditRecord, TargetType};
+
+use super::*;
+
+fn audit_pk(tenant: Uuid) -> String {
+    format!("audit#{tenant}")
+}
+
+fn audit_sk(record: &AuditRecord) -> String {
+    let millis = record.at.unix_timestamp_nanos() / 1_000_000;
+    format!("{millis:013}#{}", record.id)
+}
+
+/// The Put of a record in a transaction: a new item, never an overwrite.
+pub fn audit_put(table: &str, record: &AuditRecord) -> Result<TransactWriteItem> {
+    let mut item = key_of(audit_pk(record.tenant_id), audit_sk(record));
+    item.extend(values([
+        ("audit_id", s(record.id.to_string())),
+        ("at", n(record.at.unix_timestamp())),
+        ("action", s(record.action.name())),
+        ("actor_name", s(&record.actor.name)),
+        ("target_type", s(record.target_type.name())),
+        ("target_id", s(record.target_id.to_string())),
+        ("ttl", n(record.expires.unix_timestamp())),
+    ]));
+    let optional = [
+        ("actor_user_id", record.actor.user_id.map(|u| u.to_string())),
+        ("actor_key_id", record.actor.key_id.map(|u| u.to_string())),
+        ("target_name", record.target_name.clone()),
+        ("detail", record.detail.clone()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            item.insert(name.into(), s(value));
+        }
+    }
+    put(table, item)
+}
+
+fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
+    let f = Fields(item);
+    let tenant = f
+        .s("pk")?
+        .strip_prefix("audit#")
+        .and_then(|t| Uuid::parse_str(t).ok())
+        .ok_or_else(|| StoreError::Corrupt(f.name(), "pk"))?;
+    let sk = f.s("sk")?;
+    let record = AuditRecord {
+        id: f.uuid("audit_id")?,
+        tenant_id: tenant,
+        at: f.time("at")?,
+        action: AuditAction::parse(f.s("action")?)
+            .ok_or_else(|| StoreError::Corrupt(f.name(), "action"))?,
+        actor: AuditActor {
+            user_id: f.opt_uuid("actor_user_id")?,
+            key_id: f.opt_uuid("actor_key_id")?,
+            name: f.s("actor_name")?.to_string(),
+        },
+        target_type: TargetType::parse(f.s("target_type")?)
+            .ok_or_else(|| StoreError::Corrupt(f.name(), "target_type"))?,
+        target_id: f.uuid("target_id")?,
+        target_name: f.opt_s("target_name")?.map(str::to_string),
+        detail: f.opt_s("detail")?.map(str::to_string),
+        expires: f.time("ttl")?,
+    };
+    Ok((record, AuditCursor(sk.to_string())))
+}
+
+impl Store {
+    /// Up to `limit` records of a tenant's log, newest first, older than
+    /// `before` when given; with the cursor of the last one when there may
+    /// be more.
+    pub async fn audit_page(
+        &self,
+        tenant: Uuid,
+        limit: i32,
+        before: Option<&AuditCursor>,
+    ) -> Result<(Vec<(AuditRecord, AuditCursor)>, bool)> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(audit_pk(tenant)))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit);
+        query = match before {
+            Some(cursor) => query
+                .key_condition_expression("pk = :pk AND sk < :before")
+                .expression_attribute_values(":before", s(&cursor.0)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let out = query.send().await.map_err(read_error)?;
+        let more = out.last_evaluated_key.is_some();
+        let records = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(audit_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, more))
+    }
+}
