@@ -58,7 +58,7 @@ def test_sign_in_shows_who_you_are_and_every_page_at_both_widths(open_console, s
             expect(whoami).to_contain_text(text)
         expect(whoami).not_to_contain_text("service account")
         for section, heading in (("keys", "API Keys"), ("service-accounts", "Service Accounts"),
-                                 ("members", "Members")):
+                                 ("members", "Members"), ("audit", "Audit log")):
             page.get_by_role("link", name=heading).click()
             expect(page.locator("#page h1")).to_have_text(heading)
             # Nothing wider than the window at 375 px.
@@ -99,6 +99,42 @@ def test_create_a_key_read_it_once_then_revoke_it_with_the_trash_icon(open_conso
     expect(page.locator("#flash")).to_contain_text("The API key ci runner was revoked.")
     expect(page.locator("tr", has_text="ci runner")).to_have_count(0)
     assert not service.authenticates(new), "the revoked key still authenticates"
+
+
+def test_rotate_a_key_with_a_grace_then_without(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    old = create_key(page, "deploy bot")
+    page.get_by_role("button", name="Close").click()
+    assert service.authenticates(old)
+    page.reload()  # the listing now shows its use
+    row = page.locator("tr", has_text="deploy bot")
+    expect(row).not_to_contain_text("Not yet")
+    row.get_by_role("button", name="Rotate the API key deploy bot").click()
+    dialog = page.locator("dialog[open]")
+    expect(page.locator("#dialog-title")).to_have_text("Rotate the API key deploy bot?")
+    expect(dialog.get_by_label("Keep the old key working for")).to_have_value("3600")
+    dialog.get_by_role("button", name="Rotate").click()
+    expect(page.locator("#dialog-title")).to_have_text("Your new API key")
+    expect(page.locator("#secret-note")).to_contain_text("The old key works until")
+    new = page.locator("#new-key").input_value()
+    shot(page, "key-rotated")
+    page.get_by_role("button", name="Close").click()
+    assert new != old and service.authenticates(new) and service.authenticates(old)
+    rows = page.locator("tr", has_text="deploy bot")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="replaced")).to_have_count(1)
+    # The replaced key cannot be rotated again; the new one can, at once.
+    expect(rows.filter(has_text="replaced").get_by_role("button", name=re.compile("^Rotate"))).to_have_count(0)
+    fresh = rows.filter(has_not_text="replaced")
+    fresh.get_by_role("button", name="Rotate the API key deploy bot").click()
+    page.locator("dialog[open]").get_by_label("Keep the old key working for").select_option("0")
+    page.locator("dialog[open]").get_by_role("button", name="Rotate").click()
+    expect(page.locator("#secret-note")).to_have_text("The old key no longer works.")
+    newest = page.locator("#new-key").input_value()
+    page.get_by_role("button", name="Close").click()
+    assert not service.authenticates(new) and service.authenticates(newest)
 
 
 def test_an_expiration_is_local_time_and_a_past_one_is_refused_before_sending(open_console, service):
@@ -208,6 +244,22 @@ def test_an_admin_changes_a_role_and_the_last_admin_refusal_is_in_words(open_con
     assert not service.authenticates(bob)
 
 
+def test_the_audit_log_shows_who_did_what(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    create_key(page, "audited")
+    page.get_by_role("button", name="Close").click()
+    page.get_by_role("link", name="Audit log").click()
+    rows = page.locator("#page tbody tr")
+    expect(rows.first).to_contain_text("API key created")
+    expect(rows.first).to_contain_text("alice")
+    expect(rows.first).to_contain_text("audited")
+    expect(page.locator("tr[data-action=TENANT_CREATED]")).to_contain_text("operator")
+    expect(page.locator("#audit-more")).to_be_hidden()  # fewer than a page
+    shot(page, "audit-log")
+
+
 def test_a_read_only_member_sees_no_management_actions(open_console, service):
     slug, name, key = tenant(service)
     viewer = member(service, slug, "vera", "read-only-user")
@@ -222,6 +274,8 @@ def test_a_read_only_member_sees_no_management_actions(open_console, service):
     expect(page.locator("#page select")).to_have_count(0)
     expect(page.locator("#page button")).to_have_count(0)
     shot(page, "members-read-only")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("#page")).to_contain_text("You don't have permission to read the audit log.")
 
 
 def test_a_key_revoked_meanwhile_signs_the_person_out_with_why(open_console, service):

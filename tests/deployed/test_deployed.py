@@ -55,6 +55,12 @@ def test_the_authorizer_protects_another_api(deployed):
     assert status == 200, body
     assert body == {"tenant_id": made["tenant"]["id"], "user_id": made["user"]["id"], "role": "TENANT_ADMIN",
                     "account_type": "USER", "api_key_id": made["key"]["id"]}
+    # The authorizer recorded the key's use (an UpdateItem its role may
+    # make), before any GraphQL request used the key.
+    table = deployed.outputs["KeysTableName"]
+    item = json.dumps({"pk": {"S": "hash#" + hashlib.sha256(key.encode()).hexdigest()}, "sk": {"S": "hash"}})
+    rc, out = deployed.aws("dynamodb", "get-item", "--table-name", table, "--key", item, "--output", "json")
+    assert rc == 0 and "last_used" in json.loads(out)["Item"], out
     assert request(whoami)[0] == 401
     assert request(whoami, "apk_not-a-key")[0] == 401
     foreign = {"X-Prefect-Tenant-Id": "00000000-0000-0000-0000-000000000001"}
@@ -102,8 +108,10 @@ def test_each_function_role_is_refused_what_its_policy_does_not_grant(deployed):
     refused = [
         ("GraphqlFunctionRole", ["dynamodb", "scan", "--table-name", table]),
         ("GraphqlFunctionRole", ["dynamodb", "delete-table", "--table-name", table]),
-        ("SweeperFunctionRole", ["dynamodb", "put-item", "--table-name", table, "--item", item]),
         ("SweeperFunctionRole", ["dynamodb", "scan", "--table-name", table]),
+        ("SweeperFunctionRole", ["dynamodb", "query", "--table-name", table, "--key-condition-expression",
+                                 "pk = :p", "--expression-attribute-values", '{":p": {"S": "probe"}}']),
+        ("SweeperFunctionRole", ["dynamodb", "delete-table", "--table-name", table]),
         ("AuthorizerFunctionRole", ["dynamodb", "put-item", "--table-name", table, "--item", item]),
         ("AuthorizerFunctionRole", ["dynamodb", "query", "--table-name", table, "--key-condition-expression",
                                     "pk = :p", "--expression-attribute-values", '{":p": {"S": "probe"}}']),
@@ -111,6 +119,17 @@ def test_each_function_role_is_refused_what_its_policy_does_not_grant(deployed):
     for role, args in refused:
         rc, out = deployed.as_role(role, *args)
         assert rc != 0 and "AccessDenied" in out, f"{role} {args[1]}: {out}"
+    # The sweeper may put only audit records (new items of `audit#...`
+    # partitions). The emulator does not fill in the dynamodb:LeadingKeys
+    # condition key, so it would let any PutItem through that statement:
+    # what is checked here is the statement as deployed.
+    rc, out = deployed.aws("cloudformation", "get-template", "--stack-name", "apikeys", "--template-stage",
+                           "Processed", "--output", "json")
+    role = json.loads(out)["TemplateBody"]["Resources"]["SweeperFunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    puts = [s for s in statements if "dynamodb:PutItem" in s["Action"]]
+    assert puts == [{"Effect": "Allow", "Action": ["dynamodb:PutItem"], "Resource": {"Fn::GetAtt": ["KeysTable", "Arn"]},
+                     "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["audit#*"]}}}], puts
     for role in ("GraphqlFunctionRole", "AuthorizerFunctionRole"):
         rc, out = deployed.as_role(role, "dynamodb", "get-item", "--table-name", table, "--key", key)
         assert rc == 0, f"{role} get-item: {out}"

@@ -35,6 +35,9 @@ class Stack:
         )
         return json.loads(out.stdout)
 
+    def bin(self, name):
+        return BIN / name
+
     def graphql(self, key, query, variables=None):
         body = json.dumps({"query": query, "variables": variables}).encode()
         request = urllib.request.Request(

@@ -184,3 +184,49 @@ def test_a_service_account_key_logs_in_and_fails_once_the_account_is_deleted(sta
     assert "UNAUTHENTICATED" in out
     rc, out = stack.cli("login", "--key", sa_key, home=tmp_path)
     assert (rc, INVALID in out) == (1, True), out
+
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInRlbmFudF9pZCI6ImFjbWUifQ."
+       "c2lnbmF0dXJlLW9mLWFuLW9sZC10b2tlbg")
+
+
+def test_an_old_jwt_token_is_refused_like_a_bad_key_and_says_why(stack, acme, tmp_path):
+    rc, out = stack.cli("login", "--key", JWT, home=tmp_path)
+    assert (rc, INVALID in out) == (1, True), out
+    answer = stack.graphql(JWT, "{ auth_info { tenant_id } }")
+    assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "no longer accepted" in answer["errors"][0]["message"]
+
+
+def test_the_operator_rotates_a_key_and_reads_the_audit_log(stack, acme, tmp_path):
+    old = new_key(stack, "rotate me")
+    rotated = stack.admin("rotate-key", "--tenant", "acme", "--key-id", old["id"], "--grace-seconds", "60")
+    assert rotated["rotated_from"] == old["id"] and rotated["name"] == "rotate me"
+    for key in (old["key"], rotated["key"]):
+        rc, out = stack.cli("login", "--key", key, home=tmp_path)
+        assert rc == 0, out
+    # The log, as JSON lines and as text, newest first.
+    out = subprocess.run([str(stack.bin("apikeys-admin")), "--json", "audit", "--tenant", "acme", "--limit", "2"],
+                         env=stack.env, capture_output=True, text=True, check=True).stdout
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["action"] for r in records] == ["KEY_ROTATED", "KEY_CREATED"], records
+    assert records[0]["target_id"] == old["id"] and records[0]["actor_name"] == "operator"
+    assert rotated["id"] in records[0]["detail"]
+    text = subprocess.run([str(stack.bin("apikeys-admin")), "audit", "--tenant", "acme", "--limit", "1"],
+                          env=stack.env, capture_output=True, text=True, check=True).stdout
+    assert "KEY_ROTATED" in text and "by operator" in text and "'rotate me'" in text, text
+    assert f"more: --before {records[0]['cursor']}" in text, text
+    page = subprocess.run([str(stack.bin("apikeys-admin")), "--json", "audit", "--tenant", "acme", "--limit", "1",
+                           "--before", records[0]["cursor"]], env=stack.env, capture_output=True, text=True,
+                          check=True).stdout
+    assert json.loads(page)["id"] == records[1]["id"]
+    # Bad input: a clear error and a non-zero exit.
+    bad = subprocess.run([str(stack.bin("apikeys-admin")), "audit", "--tenant", "acme", "--before", "nonsense"],
+                         env=stack.env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "cursor" in bad.stderr, bad.stderr
+    bad = subprocess.run([str(stack.bin("apikeys-admin")), "rotate-key", "--tenant", "acme", "--key-id", old["id"]],
+                         env=stack.env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "already rotated" in bad.stderr, bad.stderr
+    # No key in anything the log printed.
+    for key in (old["key"], rotated["key"]):
+        assert key not in out and key not in text

@@ -46,6 +46,20 @@ function trash() {
   return svg;
 }
 
+// The rotate icon: two arrows in a circle.
+function rotateIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  for (const d of ["M20 11a8 8 0 0 0-14.3-4.9L4 8", "M4 3v5h5", "M4 13a8 8 0 0 0 14.3 4.9L20 16", "M20 21v-5h-5"]) {
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
 function flash(text, ok = true) {
   const el = $("flash");
   el.textContent = text;
@@ -180,7 +194,7 @@ function dialog({ title, body, ok = "OK", danger = false, cancel = "Cancel", sub
   first.focus();
 }
 
-function showSecret(key) {
+function showSecret(key, note) {
   const field = h("input", { id: "new-key", readonly: true, value: key, "aria-label": "The new API key", class: "mono" });
   const copy = h("button", { type: "button", class: "secondary", onclick: async () => {
     try {
@@ -196,6 +210,7 @@ function showSecret(key) {
     body: [
       h("p", {}, "Copy this key and keep it somewhere safe. You won't be able to see it again once you close this dialog."),
       h("div", { class: "secret" }, field, copy),
+      note && h("p", { class: "hint", id: "secret-note" }, note),
     ],
     cancel: "Close",
   });
@@ -255,24 +270,62 @@ function revokeKeyDialog(key, after) {
 
 // ---- pages ----------------------------------------------------------------
 
-const KEY_FIELDS = "id name user_id created expires_at key_hint created_by { username }";
+const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username }";
+
+const GRACES = [
+  { seconds: 0, label: "None: the old key stops now" },
+  { seconds: 3600, label: "1 hour" },
+  { seconds: 86400, label: "1 day" },
+  { seconds: 604800, label: "7 days" },
+];
+
+function rotateKeyDialog(key, after) {
+  const grace = h("select", { id: "rotate-grace" }, GRACES.map((g) => h("option", { value: g.seconds, selected: g.seconds === 3600 }, g.label)));
+  dialog({
+    title: `Rotate the API key ${key.name}?`,
+    body: [
+      h("p", {}, "A new key replaces it, with the same name, owner and expiry. Clients switch to the new key while the old one still works."),
+      h("label", { for: "rotate-grace" }, "Keep the old key working for"), grace,
+      h("p", { class: "hint" }, "Never past the old key's own expiry."),
+    ],
+    ok: "Rotate",
+    submit: async () => {
+      const data = await act(() => gql(
+        "mutation($input: rotate_api_key_input!) { rotate_api_key(input: $input) { id key old_key_expires_at } }",
+        { input: { key_id: key.id, grace_period_seconds: Number(grace.value) } }));
+      if (!data) return false;
+      const until = data.rotate_api_key.old_key_expires_at;
+      after();
+      showSecret(data.rotate_api_key.key,
+        Number(grace.value) ? `The old key works until ${full(until)}.` : "The old key no longer works.");
+      return true;
+    },
+  });
+}
 
 function keysTable(keys, after, { showCreator = false } = {}) {
   if (!keys.length) return null;
   return h("table", {},
     h("thead", {}, h("tr", {},
       h("th", {}, "Name"), h("th", { class: "hide-narrow" }, "Created"), showCreator && h("th", { class: "hide-narrow" }, "Created by"),
-      h("th", {}, "Expires"), h("th", { class: "hide-narrow" }, "Key"), h("th", { class: "actions" }, ""))),
+      h("th", {}, "Expires"), h("th", { class: "hide-narrow" }, "Last used"), h("th", { class: "hide-narrow" }, "Key"),
+      h("th", { class: "actions" }, ""))),
     h("tbody", {}, keys.map((k) => h("tr", { "data-key-id": k.id },
       h("td", {}, k.name),
       h("td", { class: "hide-narrow" }, when(k.created)),
       showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
-      h("td", {}, when(k.expires_at)),
+      h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced")),
+      h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
       h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
-      h("td", { class: "actions" }, h("button", {
-        type: "button", class: "icon", title: `Revoke ${k.name}`, "aria-label": `Revoke the API key ${k.name}`,
-        onclick: () => revokeKeyDialog(k, after),
-      }, trash()))))));
+      h("td", { class: "actions" },
+        !k.replaced_by && h("button", {
+          type: "button", class: "icon rotate", title: `Rotate ${k.name}`, "aria-label": `Rotate the API key ${k.name}`,
+          onclick: () => rotateKeyDialog(k, after),
+        }, rotateIcon()),
+        h("button", {
+          type: "button", class: "icon", title: `Revoke ${k.name}`, "aria-label": `Revoke the API key ${k.name}`,
+          onclick: () => revokeKeyDialog(k, after),
+        }, trash()))))));
 }
 
 const newestFirst = (a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0);
@@ -449,9 +502,53 @@ async function membersPage(root) {
       : h("p", { class: "empty" }, "No members."));
 }
 
+const ACTIONS = {
+  KEY_CREATED: "API key created", KEY_ROTATED: "API key rotated", KEY_REVOKED: "API key revoked",
+  KEY_EXPIRED: "Expired API key removed", SERVICE_ACCOUNT_CREATED: "Service account created",
+  SERVICE_ACCOUNT_REMOVED: "Service account removed", MEMBER_ADDED: "Member added", ROLE_CHANGED: "Role changed",
+  MEMBER_REMOVED: "Member removed", TENANT_CREATED: "Tenant created",
+};
+const AUDIT_FIELDS = "id cursor at action actor_user_id actor_key_id actor_name target_type target_id target_name detail";
+
+async function auditPage(root) {
+  if (!isAdmin()) {
+    root.replaceChildren(h("h1", {}, "Audit log"),
+      h("p", { class: "empty" }, "You don't have permission to read the audit log. Ask an administrator of this tenant."));
+    return;
+  }
+  const body = h("tbody", {});
+  const more = h("button", { type: "button", class: "secondary", id: "audit-more" }, "Load older");
+  let before = null;
+  const load = async () => {
+    more.disabled = true;
+    const data = await act(() => gql(`query($before: String) { audit_log(limit: 50, before: $before) { ${AUDIT_FIELDS} } }`,
+      { before }));
+    if (!data) return;
+    const page = data.audit_log;
+    body.append(...page.map((r) => h("tr", { "data-action": r.action },
+      h("td", {}, when(r.at)),
+      h("td", {}, ACTIONS[r.action] || r.action),
+      h("td", {}, r.actor_name, r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
+      h("td", {}, r.target_name || r.target_id),
+      h("td", { class: "hide-narrow" }, r.detail || ""))));
+    before = page.length ? page[page.length - 1].cursor : before;
+    more.hidden = page.length < 50;
+    more.disabled = false;
+    if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "Nothing has happened in this tenant yet.")));
+  };
+  root.replaceChildren(
+    h("h1", {}, "Audit log"),
+    h("p", { class: "hint" }, "Every change to keys, service accounts and members of this tenant, newest first. Records are kept for the retention your operator set."),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "What"), h("th", {}, "By"), h("th", {}, "On"),
+      h("th", { class: "hide-narrow" }, "Detail"))), body),
+    h("div", { class: "toolbar" }, h("span", {}), more));
+  more.addEventListener("click", () => load().catch((e) => flash(e.message, false)));
+  await load();
+}
+
 // ---- shell ----------------------------------------------------------------
 
-const PAGES = { keys: keysPage, "service-accounts": serviceAccountsPage, members: membersPage };
+const PAGES = { keys: keysPage, "service-accounts": serviceAccountsPage, members: membersPage, audit: auditPage };
 
 async function render() {
   if (!me) return;
