@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apikeys_graphql::App;
+use apikeys_shared::audit::AuditAction;
 use apikeys_shared::domain::Role;
 use apikeys_shared::metrics::RequestCounter;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
@@ -34,6 +35,8 @@ const REVOKE: &str =
     "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }";
 const CREATE_SA: &str = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }";
 const DELETE_SA: &str = "mutation($input: delete_service_account_input!) { delete_service_account(input: $input) { success } }";
+const ROTATE: &str =
+    "mutation($input: rotate_api_key_input!) { rotate_api_key(input: $input) { id key } }";
 const SET_ROLE: &str =
     "mutation($input: set_membership_role_input!) { set_membership_role(input: $input) { id } }";
 
@@ -169,6 +172,54 @@ async fn a_mixed_workload_at_a_30_percent_fault_rate_answers_truthfully_in_time(
         }
     }
     w.h.assert_consistent().await;
+    // Every change has exactly one audit record, and no record is without
+    // its change: the workers' keys alive now are those whose creation was
+    // recorded less those whose revocation was (a rotation replaces a key
+    // one for one, with one record).
+    let mut records = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page =
+            w.h.service()
+                .audit_log_of("acme", 100, before.as_deref())
+                .await
+                .expect("the log");
+        let Some((_, last)) = page.last() else {
+            break;
+        };
+        before = Some(last.as_text());
+        records.extend(page);
+    }
+    let workers_key = |name: &Option<String>| name.as_deref().is_some_and(|n| n.starts_with('w'));
+    let count = |action: AuditAction| {
+        records
+            .iter()
+            .filter(|(r, _)| r.action == action && workers_key(&r.target_name))
+            .count()
+    };
+    let alive =
+        w.h.service()
+            .store()
+            .keys_of_user(w.h.tenant.id, w.h.tenant.admin_id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|k| k.key.name.starts_with('w'))
+            .count();
+    assert_eq!(
+        count(AuditAction::KeyCreated) - count(AuditAction::KeyRevoked),
+        alive,
+        "audit records and keys disagree: {} created, {} revoked, {} rotated, {alive} alive",
+        count(AuditAction::KeyCreated),
+        count(AuditAction::KeyRevoked),
+        count(AuditAction::KeyRotated),
+    );
+    eprintln!(
+        "audit: {} created, {} rotated, {} revoked, {alive} alive",
+        count(AuditAction::KeyCreated),
+        count(AuditAction::KeyRotated),
+        count(AuditAction::KeyRevoked)
+    );
 }
 
 /// One worker's share: every operation kind, checked against the truth.
@@ -194,7 +245,27 @@ async fn workload(w: &World, worker: usize, bob: &apikeys_tests::MemberFixture) 
                 .as_str()
                 .unwrap_or("");
             assert!(works(h, key).await, "a created key does not work");
-            let id = seen.json["data"]["create_api_key"]["id"].clone();
+            let mut id = seen.json["data"]["create_api_key"]["id"].clone();
+            let mut key = key.to_string();
+            // Rotated at once: the new key works, the old does not.
+            let vars = json!({"input": {"key_id": id, "grace_period_seconds": 0}});
+            let seen = call(app, &admin, ROTATE, Some(vars)).await;
+            expect(&seen, "rotate_api_key", |d| {
+                d["rotate_api_key"]["key"].is_string()
+            });
+            if seen.ok() {
+                assert!(!works(h, &key).await, "a key rotated at once still works");
+                key = seen.json["data"]["rotate_api_key"]["key"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                assert!(
+                    works(h, &key).await,
+                    "a rotated key's replacement does not work"
+                );
+                id = seen.json["data"]["rotate_api_key"]["id"].clone();
+            }
+            let key = key.as_str();
             let seen = call(app, &admin, REVOKE, Some(json!({"input": {"key_id": id}}))).await;
             expect(&seen, "delete_api_key", |d| {
                 d["delete_api_key"]["success"] == json!(true)

@@ -265,6 +265,28 @@ def main():
             rows.append((f"cold start, TLS to DynamoDB, graphql, {label}: init vs hello-world init",
                          f"{init:.2f} ms", f"{hello['init']:.2f} ms", ratio(init, hello["init"]), "<= 1.5x"))
 
+        # 1c. What the console's embedded assets cost: the same bootstrap
+        # built without them (`--features no-console`), cold starts
+        # alternated, no warm-up (no DynamoDB read in either), GET /.
+        bare = REPO / "target" / "bench" / "graphql-no-console"
+        if bare.exists():
+            quiet = {**env, "WARM_CONNECTION": "false", "AWS_LAMBDA_FUNCTION_NAME": "graphql"}
+            pairs = [(cold_start(RELEASE / "graphql", console, quiet), cold_start(bare, console, quiet))
+                     for _ in range(args.cold_starts)]
+            for what, pick, unit, scale in (("init", lambda r: r[0], "ms", 1),
+                                            ("first invoke, GET /", lambda r: r[1][0], "ms", 1),
+                                            ("peak memory", lambda r: r[2], "MB", 1 / 1024)):
+                with_ = statistics.median(pick(p[0]) for p in pairs) * scale
+                without = statistics.median(pick(p[1]) for p in pairs) * scale
+                rows.append((f"console cost: graphql {what}, with the assets vs without (median of "
+                             f"{args.cold_starts})", f"{with_:.2f} {unit}", f"{without:.2f} {unit}",
+                             ratio(with_, without), "-"))
+            full = RELEASE / "graphql"
+            rows.append(("console cost: graphql bootstrap / zip, with the assets vs without",
+                         f"{full.stat().st_size / 1e6:.3f} / {zipped_size(full) / 1e6:.3f} MB",
+                         f"{bare.stat().st_size / 1e6:.3f} / {zipped_size(bare) / 1e6:.3f} MB",
+                         ratio(full.stat().st_size, bare.stat().st_size), "-"))
+
         # 4. Size, and the console's assets embedded in the graphql bootstrap.
         assets = [REPO / "functions" / "graphql" / "console" / name for name in ("index.html", "app.js", "app.css")]
         raw = sum(a.stat().st_size for a in assets)

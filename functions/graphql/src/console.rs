@@ -6,19 +6,21 @@ use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 
 /// The page (`GET /`) and its assets (`GET /console/<name>`).
+#[cfg(not(feature = "no-console"))]
 const PAGE: &str = include_str!("../console/index.html");
+#[cfg(not(feature = "no-console"))]
 const ASSETS: [(&str, &str, &str); 2] = [
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../console/app.js"),
-    ),
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_str!("../console/app.css"),
-    ),
+    ("app.js", JS, include_str!("../console/app.js")),
+    ("app.css", CSS, include_str!("../console/app.css")),
 ];
+// The benchmark's build without the assets (what they add is measured).
+#[cfg(feature = "no-console")]
+const PAGE: &str = "";
+#[cfg(feature = "no-console")]
+const ASSETS: [(&str, &str, &str); 2] = [("app.js", JS, ""), ("app.css", CSS, "")];
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// Scripts and styles from this origin only (no inline script or style),
 /// GraphQL requests to this origin only, never framed, no referrer.
