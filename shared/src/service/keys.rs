@@ -39,21 +39,28 @@ impl<'a> Creator<'a> {
 }
 
 /// One try at a rotation (see [`ApiKeys::rotation`]).
-pub(super) struct Attempt {
-    pub new: StoredKey,
-    pub secret: NewKey,
-    pub grace_end: Option<OffsetDateTime>,
-    pub audit: crate::audit::AuditRecord,
+struct Attempt {
+    new: StoredKey,
+    secret: NewKey,
+    grace_end: Option<OffsetDateTime>,
+    audit: crate::audit::AuditRecord,
 }
 
 impl Attempt {
-    pub(super) fn done(self, now: OffsetDateTime) -> Rotated {
+    fn done(self, now: OffsetDateTime) -> Rotated {
         Rotated {
             key: self.new.key,
             secret: self.secret,
             old_key_expires_at: self.grace_end.unwrap_or(now),
         }
     }
+}
+
+/// What one try at a rotation came to (see [`ApiKeys::try_rotation`]).
+pub(super) enum Tried {
+    Done(Rotated),
+    Again(Option<Member>),
+    CallerNotAdmin,
 }
 
 /// A rotation's answer: the new key (its secret shown once) and when the
@@ -245,7 +252,8 @@ impl ApiKeys {
         let creator_admin = (!for_myself).then_some(p.user_id);
         for _ in 0..CONFLICT_RETRIES {
             let (stored, secret) = self.mint(&owner, &p.tenant, &request, &Creator::of(p));
-            let audit = self.audit(p.tenant_id, self.key_created(p, &stored.key, &owner));
+            let created = self.key_created(AuditActor::of(p), &stored.key, &owner.username);
+            let audit = self.audit(p.tenant_id, created);
             match self.store.insert_key(&stored, creator_admin, &audit).await {
                 Ok(()) => return Ok((stored.key, secret)),
                 // The owner is gone, being removed, at the limit, or has
@@ -287,18 +295,17 @@ impl ApiKeys {
         Ok(keys)
     }
 
-    /// The record of a key's creation.
-    fn key_created(&self, p: &Principal, key: &ApiKey, owner: &Member) -> AuditEvent {
+    /// The record of a key's creation by `actor` for `owner`.
+    pub(super) fn key_created(&self, actor: AuditActor, key: &ApiKey, owner: &str) -> AuditEvent {
         AuditEvent::new(
             AuditAction::KeyCreated,
-            AuditActor::of(p),
+            actor,
             TargetType::ApiKey,
             key.id,
             Some(&key.name),
         )
         .with_detail(format!(
-            "owner {}; expires {}",
-            owner.username,
+            "owner {owner}; expires {}",
             describe_expiry(key.expires_at)
         ))
     }
@@ -376,7 +383,7 @@ impl ApiKeys {
 
     /// One rotation's new key, the old key's end and the audit record.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn rotation(
+    fn rotation(
         &self,
         old: &StoredKey,
         owner: &Member,
@@ -417,6 +424,50 @@ impl ApiKeys {
             new,
             secret,
             grace_end,
+        }
+    }
+
+    /// One try at rotating `old`: done, or what to try again with (the
+    /// owner with room made when it was at the limit; `None` when the old
+    /// key changed meanwhile and must be looked at again).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn try_rotation(
+        &self,
+        old: &StoredKey,
+        owner: &Member,
+        tenant: &Tenant,
+        grace: i64,
+        now: OffsetDateTime,
+        creator: &Creator<'_>,
+        actor: AuditActor,
+        caller_admin: Option<Uuid>,
+    ) -> Result<Tried> {
+        let attempt = self.rotation(old, owner, tenant, grace, now, creator, actor.clone());
+        let result = self
+            .store
+            .rotate_key(
+                old,
+                &attempt.new,
+                attempt.grace_end,
+                now,
+                caller_admin,
+                &attempt.audit,
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(Tried::Done(attempt.done(now))),
+            // The owner is at the limit (a grace keeps the old key a while):
+            // make room from its expired keys, then try again.
+            Err(e) if e.condition_failed(2) => {
+                let read = self.store.membership(tenant.id, owner.user_id).await?;
+                let with_room = self.owner_with_room(read, &actor).await?;
+                Ok(Tried::Again(Some(Member::from(with_room))))
+            }
+            // The old key was revoked, expired or rotated meanwhile: the next
+            // look tells which.
+            Err(e) if e.condition_failed(3) || e.condition_failed(4) => Ok(Tried::Again(None)),
+            Err(e) if e.condition_failed(5) => Ok(Tried::CallerNotAdmin),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -462,46 +513,28 @@ impl ApiKeys {
             } else {
                 p.member()
             };
-            let attempt = self.rotation(
-                &old,
-                &owner,
-                &p.tenant,
-                grace,
-                now,
-                &Creator::of(p),
-                AuditActor::of(p),
-            );
             let caller_admin = others.then_some(p.user_id);
-            match self
-                .store
-                .rotate_key(
+            let tried = self
+                .try_rotation(
                     &old,
-                    &attempt.new,
-                    attempt.grace_end,
+                    &owner,
+                    &p.tenant,
+                    grace,
                     now,
+                    &Creator::of(p),
+                    AuditActor::of(p),
                     caller_admin,
-                    &attempt.audit,
                 )
-                .await
-            {
-                Ok(()) => return Ok(attempt.done(now)),
-                // The owner is at the limit (a grace keeps the old key a
-                // while): make room from its expired keys, then try again.
-                Err(e) if e.condition_failed(2) => {
-                    let read = self.store.membership(p.tenant_id, owner.user_id).await?;
-                    let with_room = self.owner_with_room(read, &AuditActor::of(p)).await;
-                    match with_room {
-                        Ok(owner) => reread = Some(Member::from(owner)),
-                        Err(Error::NotFound(_)) => return Err(Error::NotFound("API key")),
-                        Err(e) => return Err(e),
-                    }
+                .await;
+            match tried {
+                Ok(Tried::Done(rotated)) => return Ok(rotated),
+                Ok(Tried::Again(owner)) => reread = owner,
+                // The caller lost the admin role, or the owner is gone: no
+                // longer a key of theirs to rotate.
+                Ok(Tried::CallerNotAdmin) | Err(Error::NotFound(_)) => {
+                    return Err(Error::NotFound("API key"))
                 }
-                // The old key was revoked, expired or rotated meanwhile:
-                // the next look tells which.
-                Err(e) if e.condition_failed(3) || e.condition_failed(4) => continue,
-                // The caller lost the admin role meanwhile: no longer theirs.
-                Err(e) if e.condition_failed(5) => return Err(Error::NotFound("API key")),
-                Err(e) => return Err(internal(e)),
+                Err(e) => return Err(e),
             }
         }
         Err(kept_changing("the key"))

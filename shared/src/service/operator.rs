@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::store::UserRecord;
 use crate::token::NewKey;
 
-use super::keys::{check_grace, Creator};
+use super::keys::{check_grace, Creator, Tried};
 use super::{internal, kept_changing, ApiKeys, KeyRequest, Rotated, CONFLICT_RETRIES};
 
 /// What creating a tenant made: the secret is the admin's first key.
@@ -135,14 +135,7 @@ impl ApiKeys {
             ),
             self.audit(
                 tenant.id,
-                AuditEvent::new(
-                    AuditAction::KeyCreated,
-                    AuditActor::operator(),
-                    TargetType::ApiKey,
-                    stored.key.id,
-                    Some(&stored.key.name),
-                )
-                .with_detail(format!("owner {}; expires never", user.username)),
+                self.key_created(AuditActor::operator(), &stored.key, &user.username),
             ),
         ];
         match self
@@ -245,26 +238,8 @@ impl ApiKeys {
             key_id: None,
         };
         let (stored, secret) = self.mint(&Member::from(member), &tenant, &request, &creator);
-        let audit = self.audit(
-            tenant.id,
-            AuditEvent::new(
-                AuditAction::KeyCreated,
-                AuditActor::operator(),
-                TargetType::ApiKey,
-                stored.key.id,
-                Some(&stored.key.name),
-            )
-            .with_detail(format!(
-                "owner {username}; expires {}",
-                stored
-                    .key
-                    .expires_at
-                    .and_then(|at| at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .ok())
-                    .unwrap_or_else(|| "never".into())
-            )),
-        );
+        let created = self.key_created(AuditActor::operator(), &stored.key, username);
+        let audit = self.audit(tenant.id, created);
         match self.store.insert_key(&stored, None, &audit).await {
             Ok(()) => Ok((stored.key, secret)),
             Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),
@@ -313,35 +288,23 @@ impl ApiKeys {
                 name: "operator",
                 key_id: None,
             };
-            let attempt = self.rotation(
-                &old,
-                &owner,
-                &tenant,
-                grace,
-                now,
-                &creator,
-                AuditActor::operator(),
-            );
-            match self
-                .store
-                .rotate_key(
+            let tried = self
+                .try_rotation(
                     &old,
-                    &attempt.new,
-                    attempt.grace_end,
+                    &owner,
+                    &tenant,
+                    grace,
                     now,
+                    &creator,
+                    AuditActor::operator(),
                     None,
-                    &attempt.audit,
                 )
-                .await
-            {
-                Ok(()) => return Ok(attempt.done(now)),
-                Err(e) if e.condition_failed(2) => {
-                    let read = self.store.membership(tenant.id, owner.user_id).await?;
-                    let owner = self.owner_with_room(read, &AuditActor::operator()).await?;
-                    reread = Some(Member::from(owner));
-                }
-                Err(e) if e.condition_failed(3) || e.condition_failed(4) => continue,
-                Err(e) => return Err(internal(e)),
+                .await?;
+            match tried {
+                Tried::Done(rotated) => return Ok(rotated),
+                Tried::Again(owner) => reread = owner,
+                // The operator is no caller to re-check: not an answer it gets.
+                Tried::CallerNotAdmin => return Err(Error::NotFound("API key")),
             }
         }
         Err(kept_changing("the key"))

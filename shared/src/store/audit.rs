@@ -72,6 +72,23 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
 }
 
 impl Store {
+    /// Ends a change's transaction, in this order: the caller's admin
+    /// re-check when someone acts on another's behalf, then the change's
+    /// audit record (always last); and runs it.
+    pub(super) async fn commit(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+        tenant: Uuid,
+        caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        if let Some(caller) = caller_admin {
+            items.push(check_admin(&self.table, tenant, caller)?);
+        }
+        items.push(audit_put(&self.table, audit)?);
+        self.transact(items).await
+    }
+
     /// Up to `limit` records of a tenant's log, newest first, older than
     /// `before` when given; with the cursor of the last one when there may
     /// be more.

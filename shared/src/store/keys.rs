@@ -371,7 +371,7 @@ impl Store {
             condition.push_str(" AND member_role = :role");
             vals.insert(":role".into(), s(copy.role.name()));
         }
-        let mut items = vec![
+        let items = vec![
             put(&self.table, lookup)?,
             put(&self.table, listing)?,
             update(
@@ -382,11 +382,7 @@ impl Store {
                 vals,
             )?,
         ];
-        if let Some(creator) = creator_admin {
-            items.push(check_admin(&self.table, k.tenant_id, creator)?);
-        }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        self.commit(items, k.tenant_id, creator_admin, audit).await
     }
 
     /// Writes the [`AuthCopy`] onto the hash item of a key written before the
@@ -540,11 +536,7 @@ impl Store {
                 }
             }
         }
-        if let Some(caller) = caller_admin {
-            items.push(check_admin(&self.table, k.tenant_id, caller)?);
-        }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        self.commit(items, k.tenant_id, caller_admin, audit).await
     }
 
     /// Records that a key was used at `now`, unless that was already
@@ -608,11 +600,7 @@ impl Store {
             OWNER_NOT_FROZEN,
             values([(":minus", n(-1))]),
         )?);
-        if let Some(caller) = caller_admin {
-            items.push(check_admin(&self.table, key.tenant_id, caller)?);
-        }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        self.commit(items, key.tenant_id, caller_admin, audit).await
     }
 
     /// Removes some expired keys of one owner in one transaction, each only if

@@ -118,13 +118,11 @@ impl Store {
         max_service_accounts: u32,
         audit: &AuditRecord,
     ) -> Result<()> {
-        let mut items = vec![put(&self.table, membership_item(m))?];
-        items.push(self.tenant_counter_item(m, 1, max_service_accounts)?);
-        if let Some(creator) = creator_admin {
-            items.push(check_admin(&self.table, m.tenant_id, creator)?);
-        }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        let items = vec![
+            put(&self.table, membership_item(m))?,
+            self.tenant_counter_item(m, 1, max_service_accounts)?,
+        ];
+        self.commit(items, m.tenant_id, creator_admin, audit).await
     }
 
     /// The tenant item's part in adding (`delta` 1) or removing (-1) `m`:
@@ -258,11 +256,7 @@ impl Store {
             push_key_deletes(&self.table, &mut items, &stored.key_ref(), None)?;
         }
         items.push(self.tenant_counter_item(m, -1, 0)?);
-        if let Some(caller) = caller_admin {
-            items.push(check_admin(&self.table, m.tenant_id, caller)?);
-        }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        self.commit(items, m.tenant_id, caller_admin, audit).await
     }
 
     /// Changes a member's role, keeping the tenant's admin-user count right
