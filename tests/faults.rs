@@ -515,3 +515,44 @@ async fn init_opens_the_connection_the_first_request_uses() {
     cold.warm_up().await;
     assert_eq!(counter.total(), 0);
 }
+
+/// The recording of a key's use is the one write a read makes: when it fails
+/// or stalls, the answer is still the right one, within the recording's
+/// bound, and nothing half-written stays; the next request records it.
+#[tokio::test]
+async fn a_failing_or_stalled_last_use_write_costs_only_itself() {
+    let w = world().await;
+    let bob = w.h.add_member("acme", "bob", Role::User).await;
+    let last_used = || async {
+        w.h.service()
+            .authenticate(Some(&bob.key), None)
+            .await
+            .unwrap()
+            .key_last_used
+    };
+    for fault in [Fault::Stall, Fault::InternalError, Fault::ResetBefore] {
+        w.proxy.set_plan(Plan::FailNext {
+            count: 1000,
+            fault,
+            operation: Some("TransactWriteItems"),
+        });
+        let seen = call(&w.app, &bob.key, "query { auth_info { role } }", None).await;
+        assert!(seen.ok(), "{fault:?}: {} {}", seen.status, seen.json);
+        assert_eq!(seen.json["data"]["auth_info"]["role"], "USER");
+        assert!(
+            seen.elapsed < apikeys_shared::service::KEY_USE_WAIT + Duration::from_millis(500),
+            "{fault:?}: the answer waited {:?} for a best-effort write",
+            seen.elapsed
+        );
+        assert_eq!(
+            last_used().await,
+            None,
+            "{fault:?}: a failed recording left a value"
+        );
+    }
+    w.proxy.set_plan(Plan::Off);
+    let seen = call(&w.app, &bob.key, "query { auth_info { role } }", None).await;
+    assert!(seen.ok());
+    assert_eq!(last_used().await, Some(w.h.now()));
+    w.h.assert_consistent().await;
+}
