@@ -43,6 +43,9 @@ def create_key(page, name, expires=None):
         dialog.get_by_label("Expiration (optional)").fill(expires)
     dialog.get_by_role("button", name="Create").click()
     expect(page.locator("#dialog-title")).to_have_text("Your new API key")
+    # Nothing but words: no "undefined" or "null" where a part was left out.
+    text = page.locator("dialog[open]").inner_text()
+    assert "undefined" not in text and "null" not in text, text
     key = page.locator("#new-key").input_value()
     return key
 

@@ -155,7 +155,7 @@ async function act(fn) {
 function dialog({ title, body, ok = "OK", danger = false, cancel = "Cancel", submit }) {
   const d = $("dialog");
   $("dialog-title").textContent = title;
-  $("dialog-body").replaceChildren(...[].concat(body));
+  $("dialog-body").replaceChildren(...[].concat(body).filter((c) => c !== null && c !== undefined && c !== false));
   const error = $("dialog-error");
   error.hidden = true;
   const okButton = $("dialog-ok");
