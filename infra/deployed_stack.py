@@ -147,9 +147,8 @@ def main():
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="apikeys-deployed-"))
     endpoint = f"http://127.0.0.1:{args.port}"
-    with socket_in_use(args.port) as used:
-        if used:
-            raise SystemExit(f"port {args.port} is already in use: stop what is there or choose another (PORT=...)")
+    if in_use(args.port):
+        raise SystemExit(f"port {args.port} is already in use: stop what is there or choose another (PORT=...)")
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"==> starting the local AWS emulator on {endpoint} (IAM enforced; state in {state})", flush=True)
     emulator = start_emulator(args.port, state)
@@ -193,17 +192,12 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
-class socket_in_use:
-    def __init__(self, port):
-        self.port = port
+def in_use(port):
+    """Whether something listens on 127.0.0.1:port."""
+    import socket
 
-    def __enter__(self):
-        import socket
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def __exit__(self, *exc):
-        return False
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,15 @@ use uuid::Uuid;
 
 use crate::domain::Principal;
 
+/// An expiry as a record's detail says it: RFC 3339, or "never".
+pub fn describe_expiry(at: Option<OffsetDateTime>) -> String {
+    at.and_then(|at| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "never".into())
+}
+
 /// What was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditAction {

@@ -26,7 +26,7 @@ use std::time::{Duration as StdDuration, Instant};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::store::{expiry_bucket, ExpiredEntry, Store, StoreError};
 
 /// Where a sweep starts when no checkpoint exists yet (a new deployment): a
@@ -186,10 +186,7 @@ impl Sweeper {
                 )
                 .with_detail(format!(
                     "expired {}; removed by the sweeper",
-                    entry
-                        .expires_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default()
+                    describe_expiry(Some(entry.expires_at))
                 ))
                 .record(entry.key.tenant_id, now, self.audit_retention);
                 tasks.spawn(async move { store.delete_expired(&entry, now, &audit).await });

@@ -13,6 +13,17 @@ pub const AUDIT_PAGE_DEFAULT: i32 = 50;
 /// The most records one page holds.
 pub const AUDIT_PAGE_MAX: i32 = 100;
 
+/// A `before` cursor as a client sent it back.
+fn cursor(before: Option<&str>) -> Result<Option<AuditCursor>> {
+    before
+        .map(|text| {
+            AuditCursor::parse(text).ok_or_else(|| {
+                Error::BadInput("before must be the cursor of an audit_log record".into())
+            })
+        })
+        .transpose()
+}
+
 impl ApiKeys {
     /// The caller's tenant's log, newest first: up to `limit` records older
     /// than `before` (the cursor of a record of the previous page). Tenant
@@ -34,17 +45,11 @@ impl ApiKeys {
                 "limit must be from 1 to {AUDIT_PAGE_MAX}"
             )));
         }
-        let before = match before {
-            Some(text) => Some(AuditCursor::parse(text).ok_or_else(|| {
-                Error::BadInput("before must be the cursor of an audit_log record".into())
-            })?),
-            None => None,
-        };
-        let (records, _more) = self
+        let before = cursor(before)?;
+        Ok(self
             .store
             .audit_page(p.tenant_id, limit, before.as_ref())
-            .await?;
-        Ok(records)
+            .await?)
     }
 
     /// The operator's view of a tenant's log (no caller to authorize).
@@ -55,17 +60,10 @@ impl ApiKeys {
         before: Option<&str>,
     ) -> Result<Vec<(AuditRecord, AuditCursor)>> {
         let tenant = self.tenant_by_slug(tenant_slug).await?;
-        let before = match before {
-            Some(text) => Some(
-                AuditCursor::parse(text)
-                    .ok_or_else(|| Error::BadInput("--before must be a record's cursor".into()))?,
-            ),
-            None => None,
-        };
-        let (records, _more) = self
+        let before = cursor(before)?;
+        Ok(self
             .store
             .audit_page(tenant.id, limit.clamp(1, AUDIT_PAGE_MAX), before.as_ref())
-            .await?;
-        Ok(records)
+            .await?)
     }
 }

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, Action, Target};
 use crate::config::{MAX_KEYS_PER_OWNER, MAX_ROTATION_GRACE_SECONDS};
 use crate::domain::{validate_name, AccountType, ApiKey, Member, Membership, Principal, Tenant};
@@ -80,14 +80,6 @@ pub(super) fn check_grace(grace_seconds: Option<i64>) -> Result<i64> {
         )));
     }
     Ok(grace)
-}
-
-pub(super) fn describe_expiry(at: Option<OffsetDateTime>) -> String {
-    at.and_then(|at| {
-        at.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_else(|| "never".into())
 }
 
 impl ApiKeys {

@@ -43,7 +43,6 @@ fn last_admin(verb: &str) -> Error {
 
 /// A use of a key to record (see [`ApiKeys::key_use`]).
 pub struct KeyUse {
-    hash: TokenHash,
     key: crate::store::KeyRef,
     at: OffsetDateTime,
     since: OffsetDateTime,
@@ -204,7 +203,6 @@ impl ApiKeys {
             return None;
         }
         Some(KeyUse {
-            hash: self.presented_hash(bearer)?,
             key: crate::store::KeyRef {
                 tenant_id: p.tenant_id,
                 key_id: p.api_key_id,
@@ -223,7 +221,7 @@ impl ApiKeys {
     pub async fn record_key_use(&self, key_use: KeyUse) -> bool {
         let write = self
             .store
-            .record_use(&key_use.hash, &key_use.key, key_use.at, key_use.since);
+            .record_use(&key_use.key, key_use.at, key_use.since);
         match tokio::time::timeout(KEY_USE_WAIT, write).await {
             Ok(Ok(written)) => written,
             Ok(Err(e)) => {

@@ -90,14 +90,13 @@ impl Store {
     }
 
     /// Up to `limit` records of a tenant's log, newest first, older than
-    /// `before` when given; with the cursor of the last one when there may
-    /// be more.
+    /// `before` when given, each with its cursor.
     pub async fn audit_page(
         &self,
         tenant: Uuid,
         limit: i32,
         before: Option<&AuditCursor>,
-    ) -> Result<(Vec<(AuditRecord, AuditCursor)>, bool)> {
+    ) -> Result<Vec<(AuditRecord, AuditCursor)>> {
         let mut query = self
             .client
             .query()
@@ -113,13 +112,10 @@ impl Store {
             None => query.key_condition_expression("pk = :pk"),
         };
         let out = query.send().await.map_err(read_error)?;
-        let more = out.last_evaluated_key.is_some();
-        let records = out
-            .items
+        out.items
             .unwrap_or_default()
             .iter()
             .map(audit_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok((records, more))
+            .collect()
     }
 }

@@ -497,30 +497,24 @@ impl Store {
                 ];
                 let mut lookup_values = values(expiry.clone());
                 lookup_values.insert(":bucket".into(), s(expiry_bucket(end)));
-                items.push(update(
+                items.push(update_setting_ttl(
                     &self.table,
                     old_lookup,
                     "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket",
                     live,
                     lookup_values,
+                    true,
                 )?);
                 let mut listing_values = values(expiry);
                 listing_values.insert(":new".into(), s(k.id.to_string()));
-                items.push(update(
+                items.push(update_setting_ttl(
                     &self.table,
                     old_listing,
                     "SET expires_at = :end, #ttl = :ttl, replaced_by = :new",
                     &not_replaced,
                     listing_values,
+                    true,
                 )?);
-                for item in items.iter_mut().skip(3) {
-                    if let Some(update) = item.update.as_mut() {
-                        update
-                            .expression_attribute_names
-                            .get_or_insert_with(Default::default)
-                            .insert("#ttl".into(), "ttl".into());
-                    }
-                }
             }
             None => {
                 for (key, condition) in
@@ -546,14 +540,13 @@ impl Store {
     /// another request, or the key is gone).
     pub async fn record_use(
         &self,
-        hash: &TokenHash,
         key: &KeyRef,
         now: OffsetDateTime,
         since: OffsetDateTime,
     ) -> Result<bool> {
         let lookup = update(
             &self.table,
-            key_of(hash_pk(hash), "hash".into()),
+            key_of(hash_pk(&key.hash), "hash".into()),
             "SET last_used = :now",
             "attribute_exists(pk) AND (attribute_not_exists(last_used) OR last_used < :since)",
             values([

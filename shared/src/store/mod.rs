@@ -456,14 +456,29 @@ fn update(
     condition: &str,
     vals: Item,
 ) -> Result<TransactWriteItem> {
-    let update = Update::builder()
+    update_setting_ttl(table, key, expression, condition, vals, false)
+}
+
+/// Like [`update`]; with `ttl`, the expression may name the `ttl`
+/// attribute (a DynamoDB reserved word) as `#ttl`.
+fn update_setting_ttl(
+    table: &str,
+    key: Item,
+    expression: &str,
+    condition: &str,
+    vals: Item,
+    ttl: bool,
+) -> Result<TransactWriteItem> {
+    let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(key))
         .update_expression(expression)
         .condition_expression(condition)
-        .set_expression_attribute_values(Some(vals))
-        .build()?;
-    Ok(TransactWriteItem::builder().update(update).build())
+        .set_expression_attribute_values(Some(vals));
+    if ttl {
+        update = update.expression_attribute_names("#ttl", "ttl");
+    }
+    Ok(TransactWriteItem::builder().update(update.build()?).build())
 }
 
 fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<TransactWriteItem> {
