@@ -4,9 +4,10 @@
 use apikeys_shared::audit::AuditAction;
 use std::sync::Arc;
 
-use apikeys_shared::domain::{AccountType, ApiKey, Role};
+use apikeys_shared::domain::{AccountType, ApiKey, LeaseKind, Role};
 use apikeys_shared::service::operator::NewUser;
-use apikeys_shared::store::StoredKey;
+use apikeys_shared::service::LEASE;
+use apikeys_shared::store::{Acquired, StoredKey};
 use apikeys_shared::token::NewKey;
 use apikeys_tests::Harness;
 use uuid::Uuid;
@@ -110,32 +111,49 @@ async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
     let h = Harness::new().await;
     let bob = h.add_member("acme", "bob", Role::User).await;
     let store = h.service().store();
-    let member = store
-        .membership(h.tenant.id, bob.user_id)
+    let now = h.now();
+    let Acquired::Held(member) = store
+        .acquire_lease(
+            h.tenant.id,
+            bob.user_id,
+            LeaseKind::Removing,
+            now,
+            now + LEASE,
+        )
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("lease not taken")
+    };
+    let token = member.lease.unwrap().token;
     let keys = store.keys_of_user(h.tenant.id, bob.user_id).await.unwrap();
-    // A key is created after the list was read.
+    // While the lease holds, no key can be added.
+    let audit = h.audit(AuditAction::KeyCreated, Uuid::new_v4());
+    let blocked = store
+        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None, &audit)
+        .await
+        .unwrap_err();
+    assert!(blocked.condition_failed(2), "{blocked}");
+    // Once it has run out, a key is added (which clears the lease) after the
+    // list was read: the removal's transaction, still holding the old token,
+    // deletes nothing.
+    h.clock.set(now + LEASE + time::Duration::seconds(1));
     store
-        .insert_key(
-            &key_for(&h, bob.user_id, AccountType::User),
-            None,
-            &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
-        )
+        .insert_key(&key_for(&h, bob.user_id, AccountType::User), None, &audit)
         .await
         .unwrap();
     let before = h.items().await;
     let err = store
         .delete_membership(
             &member,
+            token,
             &keys,
             None,
             &h.audit(AuditAction::MemberRemoved, bob.user_id),
         )
         .await
         .unwrap_err();
-    assert!(err.is_condition_failure(), "{err}");
+    assert!(err.condition_failed(0), "{err}");
     assert_eq!(h.items().await, before);
     h.assert_consistent().await;
 }
@@ -232,7 +250,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         role: Role::User,
         key_count: 0,
         created: h.now(),
-        removing: false,
+        lease: None,
     };
     let before = h.items().await;
     let err = store

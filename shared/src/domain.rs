@@ -100,11 +100,53 @@ pub struct Membership {
     pub role: Role,
     pub key_count: u32,
     pub created: OffsetDateTime,
-    /// Removal has begun: no new key may be created for this member.
-    pub removing: bool,
+    /// A removal or a role change in progress (see [`Lease`]).
+    pub lease: Option<Lease>,
+}
+
+/// What a lease on a membership is held for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseKind {
+    Removing,
+    ChangingRole,
+}
+
+impl LeaseKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaseKind::Removing => "removing",
+            LeaseKind::ChangingRole => "changing_role",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LeaseKind> {
+        [LeaseKind::Removing, LeaseKind::ChangingRole]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+/// A removal's or a role change's hold on a membership, stored on its item.
+/// Taken only when absent or expired, released only by its holder (by
+/// `token`), committed away by the change's own transaction. While it holds
+/// (until `until`, inclusive), nothing may add a key to the member (create,
+/// rotate); revocation and the sweeper are never blocked. It frees itself at
+/// `until` whatever happens to its holder: a crash, a time-out, a database
+/// that fails half-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub kind: LeaseKind,
+    pub token: Uuid,
+    pub until: OffsetDateTime,
 }
 
 impl Membership {
+    /// The lease of a change in progress at `now`, if any (an expired
+    /// lease is none).
+    pub fn busy(&self, now: OffsetDateTime) -> Option<Lease> {
+        self.lease.filter(|l| l.until >= now)
+    }
+
     /// A person with the admin role: the tenant must always keep one.
     pub fn is_admin_user(&self) -> bool {
         self.account_type == AccountType::User && self.role == Role::TenantAdmin

@@ -13,9 +13,28 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     BadInput(String),
+    /// Another request is removing the member or changing its role (it
+    /// holds the member's lease, which ends by itself at the time given at
+    /// the latest): nothing was changed.
+    #[error("{}", busy_message(*.0, *.1))]
+    Busy(crate::domain::LeaseKind, time::OffsetDateTime),
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),
+}
+
+fn busy_message(kind: crate::domain::LeaseKind, until: time::OffsetDateTime) -> String {
+    let what = match kind {
+        crate::domain::LeaseKind::Removing => "being removed",
+        crate::domain::LeaseKind::ChangingRole => "having its role changed",
+    };
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!(
+        "this member is {what} by another request (or was, by one that failed): nothing was \
+         changed; try again in a moment (the hold ends by {until} at the latest)"
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

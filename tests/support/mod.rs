@@ -496,7 +496,8 @@ impl Harness {
     }
 
     /// Checks the table's invariants: every key has both items, every key's
-    /// owner is a member, every member's `key_count` matches its keys, and
+    /// owner is a member, no membership holds a lease (call it when no
+    /// request is running), every member's `key_count` matches its keys, and
     /// what each hash item copies (role, member, tenant) agrees with them.
     /// Returns the number of keys.
     pub async fn assert_consistent(&self) -> usize {
@@ -525,6 +526,25 @@ impl Harness {
                 );
             } else if sk.starts_with("member#") {
                 members.insert((pk.clone(), s(item, "user_id")), s(item, "key_count"));
+                // No lease outlives the request that took it (one whose
+                // release a fault prevented ends by itself: call this past
+                // its end), nor a mark of an earlier version.
+                let now = self.now().unix_timestamp();
+                let held = s(item, "lease_until")
+                    .parse::<i64>()
+                    .is_ok_and(|until| until >= now);
+                assert!(
+                    !held,
+                    "member {} still holds a lease after every request ended",
+                    s(item, "username")
+                );
+                for mark in ["removing", "changing"] {
+                    assert!(
+                        !item.contains_key(mark),
+                        "member {} still has the mark {mark}",
+                        s(item, "username")
+                    );
+                }
             }
         }
         assert_eq!(

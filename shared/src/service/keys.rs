@@ -9,7 +9,7 @@ use crate::authz::{authorize, Action, Target};
 use crate::config::{MAX_KEYS_PER_OWNER, MAX_ROTATION_GRACE_SECONDS};
 use crate::domain::{validate_name, AccountType, ApiKey, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{AuthCopy, StoreError, StoredKey, EXPIRED_PER_TRANSACTION};
+use crate::store::{AuthCopy, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
 use super::{internal, kept_changing, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
@@ -146,15 +146,17 @@ impl ApiKeys {
     }
 
     /// The owner as it is now, with room made when it is at the key limit;
-    /// `NotFound` when it is gone or being removed.
+    /// `NotFound` when it is gone, `Busy` while a removal or a role change
+    /// holds it.
     pub(super) async fn owner_with_room(
         &self,
         owner: Option<Membership>,
         actor: &AuditActor,
     ) -> Result<Membership> {
-        let owner = owner
-            .filter(|o| !o.removing)
-            .ok_or(Error::NotFound("user"))?;
+        let owner = owner.ok_or(Error::NotFound("user"))?;
+        if let Some(lease) = owner.busy(self.now()) {
+            return Err(Error::Busy(lease.kind, lease.until));
+        }
         let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
             self.make_room(owner, actor).await?
         } else {
@@ -248,8 +250,9 @@ impl ApiKeys {
             let audit = self.audit(p.tenant_id, created);
             match self.store.insert_key(&stored, creator_admin, &audit).await {
                 Ok(()) => return Ok((stored.key, secret)),
-                // The owner is gone, being removed, at the limit, or has
-                // another role than the one copied: read it and try again.
+                // The owner is gone, held by a removal or a role change, at
+                // the limit, or has another role than the one copied: read
+                // it and try again (or say which).
                 Err(e) if e.condition_failed(2) => {
                     let read = self.store.membership(p.tenant_id, user_id).await?;
                     owner = Member::from(self.owner_with_room(read, &AuditActor::of(p)).await?);
@@ -360,13 +363,8 @@ impl ApiKeys {
             Ok(()) => Ok(true),
             // Revoked (or its owner removed) meanwhile: it is gone, truly.
             Err(e) if e.condition_failed(0) || e.condition_failed(1) => Ok(false),
-            // Its owner is frozen for a removal (asking again in a moment
-            // finds the key gone) or a role change (it finds it revocable).
-            Err(e) if e.condition_failed(2) => Err(StoreError::Transient {
-                message: "the key's owner is being removed or changed".into(),
-                unknown_outcome: false,
-            }
-            .into()),
+            // Its owner was removed meanwhile, with its keys.
+            Err(e) if e.condition_failed(2) => Ok(false),
             // The caller lost the admin role meanwhile: no longer theirs.
             Err(e) if e.condition_failed(3) => Ok(false),
             Err(e) => Err(internal(e)),
@@ -499,8 +497,10 @@ impl ApiKeys {
                     .store
                     .membership(p.tenant_id, old.key.owner_id)
                     .await?
-                    .filter(|m| !m.removing)
                     .ok_or(Error::NotFound("API key"))?;
+                if let Some(lease) = read.busy(now) {
+                    return Err(Error::Busy(lease.kind, lease.until));
+                }
                 Member::from(read)
             } else {
                 p.member()

@@ -4,11 +4,11 @@ use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
-use crate::domain::{validate_name, AccountType, Membership, Principal, Role};
+use crate::domain::{validate_name, AccountType, LeaseKind, Membership, Principal, Role};
 use crate::error::{Error, Result};
-use crate::store::{Freeze, Marked, StoredKey};
+use crate::store::StoredKey;
 
-use super::{internal, kept_changing, last_admin, ApiKeys, CONFLICT_RETRIES};
+use super::{internal, kept_changing, last_admin, lease_lost, ApiKeys, Leased, CONFLICT_RETRIES};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -45,7 +45,7 @@ impl ApiKeys {
             role,
             key_count: 0,
             created: self.now(),
-            removing: false,
+            lease: None,
         };
         let cap = self.config.max_service_accounts;
         let audit = self.audit(
@@ -91,82 +91,63 @@ impl ApiKeys {
         self.remove_member(p, account).await
     }
 
-    /// Removes a member with every key it owns. First the member is marked as
-    /// being removed: from then on none of its keys can be created, revoked
-    /// or swept and its role cannot change, so nothing the member (or anyone)
-    /// does can change what the removal read, and the removal transaction
-    /// succeeds at its first try after the mark (the retries are for
-    /// conflicts DynamoDB reports while another transaction is in flight).
-    /// Returns `false` when it is already gone.
+    /// Removes a member with every key it owns, under a removal lease (see
+    /// [`ApiKeys::with_lease`]): no key can be added to it meanwhile, so the
+    /// keys read under the lease are all it has (any revoked or swept since
+    /// are deleted again as no-ops). Returns `false` when it is already gone.
     async fn remove_member(&self, p: &Principal, member: Membership) -> Result<bool> {
-        let tenant = self.store.tenant(p.tenant_id).await?;
-        let admins = tenant.map_or(0, |t| t.admin_users);
-        if leaves_tenant_without_admin(admins, member.account_type, member.role, None) {
-            return Err(last_admin("removed"));
-        }
         let caller_admin = (member.user_id != p.user_id).then_some(p.user_id);
         let not_admin = || Error::Forbidden("only a tenant admin may remove members".into());
-        match self
-            .store
-            .freeze(&member, Freeze::Removing, self.now(), caller_admin)
-            .await?
-        {
-            Marked::Yes => {}
-            Marked::Gone => return Ok(false),
-            Marked::CallerNotAdmin => return Err(not_admin()),
-        }
-        for _ in 0..CONFLICT_RETRIES {
-            let Some(current) = self
-                .store
-                .membership(member.tenant_id, member.user_id)
-                .await?
-            else {
-                return Ok(false);
-            };
-            let keys = self.keys_of_owner(&current).await?;
-            let tenant_item = keys.len().saturating_mul(2).saturating_add(1);
-            let (action, target_type) = match current.account_type {
-                AccountType::Service => (
-                    AuditAction::ServiceAccountRemoved,
-                    TargetType::ServiceAccount,
-                ),
-                AccountType::User => (AuditAction::MemberRemoved, TargetType::Member),
-            };
-            let audit = self.audit(
-                p.tenant_id,
-                AuditEvent::new(
-                    action,
-                    AuditActor::of(p),
-                    target_type,
-                    current.user_id,
-                    Some(&current.username),
-                )
-                .with_detail(format!(
-                    "role {}; {} API key(s) removed with it",
-                    current.role.name(),
-                    keys.len()
-                )),
-            );
-            match self
-                .store
-                .delete_membership(&current, &keys, caller_admin, &audit)
-                .await
-            {
-                Ok(()) => return Ok(true),
-                Err(e) if e.condition_failed(tenant_item) => {
-                    self.store.unfreeze(&current, Freeze::Removing).await?;
+        let removed = self
+            .with_lease(&member, LeaseKind::Removing, |current, lease| async move {
+                let tenant = self.store.tenant(p.tenant_id).await?;
+                let admins = tenant.map_or(0, |t| t.admin_users);
+                if leaves_tenant_without_admin(admins, current.account_type, current.role, None) {
                     return Err(last_admin("removed"));
                 }
-                Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => {
-                    self.store.unfreeze(&current, Freeze::Removing).await?;
-                    return Err(not_admin());
+                let keys = self.keys_of_owner(&current).await?;
+                let tenant_item = keys.len().saturating_mul(2).saturating_add(1);
+                let (action, target_type) = match current.account_type {
+                    AccountType::Service => (
+                        AuditAction::ServiceAccountRemoved,
+                        TargetType::ServiceAccount,
+                    ),
+                    AccountType::User => (AuditAction::MemberRemoved, TargetType::Member),
+                };
+                let audit = self.audit(
+                    p.tenant_id,
+                    AuditEvent::new(
+                        action,
+                        AuditActor::of(p),
+                        target_type,
+                        current.user_id,
+                        Some(&current.username),
+                    )
+                    .with_detail(format!(
+                        "role {}; {} API key(s) removed with it",
+                        current.role.name(),
+                        keys.len()
+                    )),
+                );
+                match self
+                    .store
+                    .delete_membership(&current, lease, &keys, caller_admin, &audit)
+                    .await
+                {
+                    Ok(()) => Ok(Leased::Committed(())),
+                    Err(e) if e.condition_failed(tenant_item) => Err(last_admin("removed")),
+                    Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => Err(not_admin()),
+                    // The lease ran out and was taken: nothing was written.
+                    Err(e) if e.condition_failed(0) => Err(lease_lost()),
+                    Err(e) => Err(internal(e)),
                 }
-                // Changed by a write that was in flight at the mark: read again.
-                Err(e) if e.is_condition_failure() => continue,
-                Err(e) => return Err(internal(e)),
-            }
+            })
+            .await;
+        match removed {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-        Err(kept_changing("membership"))
     }
 
     async fn membership_by_id(&self, p: &Principal, membership_id: Uuid) -> Result<Membership> {
@@ -189,8 +170,10 @@ impl ApiKeys {
         if p.role != Role::TenantAdmin {
             return Err(forbidden());
         }
-        for _ in 0..CONFLICT_RETRIES {
-            let member = self.membership_by_id(p, membership_id).await?;
+        let member = self.membership_by_id(p, membership_id).await?;
+        // Decided on what the request read, and again on the membership as
+        // the lease found it.
+        let check = |member: &Membership| {
             let target = Target::of(p.user_id, member.user_id, member.account_type);
             if !authorize(p.actor(), Action::ChangeRole, target) {
                 return Err(Error::Forbidden(
@@ -198,89 +181,95 @@ impl ApiKeys {
                         .into(),
                 ));
             }
-            if member.removing {
-                return Err(Error::NotFound("membership"));
-            }
             if target == Target::Myself && member.role != Role::TenantAdmin {
                 return Err(forbidden());
             }
-            if member.role == role {
-                return Ok(member.id);
-            }
-            let admins = self
-                .store
-                .tenant(p.tenant_id)
-                .await?
-                .map_or(0, |r| r.admin_users);
-            if leaves_tenant_without_admin(admins, member.account_type, member.role, Some(role)) {
-                return Err(last_admin("demoted"));
-            }
-            let counts_admins = member.is_admin_user()
-                != Membership {
-                    role,
-                    ..member.clone()
-                }
-                .is_admin_user();
-            let caller_item = if counts_admins { 2 } else { 1 };
-            let caller_admin = (target != Target::Myself).then_some(p.user_id);
-            // Freeze the member first (no key created, revoked or swept until
-            // the change lands): the role is copied onto each of its hash
-            // items, and all of them change in the transaction, which then
-            // cannot be outrun by the member churning its keys.
-            match self
-                .store
-                .freeze(&member, Freeze::ChangingRole, self.now(), caller_admin)
-                .await?
-            {
-                Marked::Yes => {}
-                Marked::Gone => return Err(Error::NotFound("membership")),
-                Marked::CallerNotAdmin => return Err(forbidden()),
-            }
-            let keys: Vec<_> = self
-                .keys_of_owner(&member)
-                .await?
-                .iter()
-                .map(StoredKey::key_ref)
-                .collect();
-            let refused = |e: Error| async {
-                self.store.unfreeze(&member, Freeze::ChangingRole).await?;
-                Err::<Uuid, Error>(e)
-            };
-            let audit = self.audit(
-                p.tenant_id,
-                AuditEvent::new(
-                    AuditAction::RoleChanged,
-                    AuditActor::of(p),
-                    match member.account_type {
-                        AccountType::Service => TargetType::ServiceAccount,
-                        AccountType::User => TargetType::Member,
-                    },
-                    member.user_id,
-                    Some(&member.username),
-                )
-                .with_detail(format!("{} -> {}", member.role.name(), role.name())),
-            );
-            match self
-                .store
-                .set_role(&member, role, caller_admin, &keys, &audit)
-                .await
-            {
-                Ok(()) => return Ok(member.id),
-                Err(e) if counts_admins && e.condition_failed(1) => {
-                    return refused(last_admin("demoted")).await
-                }
-                Err(e) if caller_admin.is_some() && e.condition_failed(caller_item) => {
-                    return refused(forbidden()).await
-                }
-                // Changed by another admin, or by a key write in flight at the
-                // freeze: read again (the next freeze is a no-op).
-                Err(e) if e.is_condition_failure() => continue,
-                Err(e) => return Err(internal(e)),
-            }
+            Ok(target)
+        };
+        check(&member)?;
+        if member.role == role && member.busy(self.now()).is_none() {
+            return Ok(member.id);
         }
-        let member = self.membership_by_id(p, membership_id).await?;
-        self.store.unfreeze(&member, Freeze::ChangingRole).await?;
-        Err(kept_changing("membership"))
+        self.with_lease(
+            &member,
+            LeaseKind::ChangingRole,
+            |member, lease| async move {
+                let target = check(&member)?;
+                if member.id != membership_id {
+                    return Err(Error::NotFound("membership"));
+                }
+                if member.role == role {
+                    return Ok(Leased::Released(member.id));
+                }
+                let admins = self
+                    .store
+                    .tenant(p.tenant_id)
+                    .await?
+                    .map_or(0, |r| r.admin_users);
+                if leaves_tenant_without_admin(admins, member.account_type, member.role, Some(role))
+                {
+                    return Err(last_admin("demoted"));
+                }
+                let counts_admins = member.is_admin_user()
+                    != Membership {
+                        role,
+                        ..member.clone()
+                    }
+                    .is_admin_user();
+                let caller_admin = (target != Target::Myself).then_some(p.user_id);
+                let audit = self.audit(
+                    p.tenant_id,
+                    AuditEvent::new(
+                        AuditAction::RoleChanged,
+                        AuditActor::of(p),
+                        match member.account_type {
+                            AccountType::Service => TargetType::ServiceAccount,
+                            AccountType::User => TargetType::Member,
+                        },
+                        member.user_id,
+                        Some(&member.username),
+                    )
+                    .with_detail(format!(
+                        "{} -> {}",
+                        member.role.name(),
+                        role.name()
+                    )),
+                );
+                for _ in 0..CONFLICT_RETRIES {
+                    // The keys that can authenticate: their copies change with
+                    // the role. No key can be added while the lease holds.
+                    let now = self.now();
+                    let keys: Vec<_> = self
+                        .keys_of_owner(&member)
+                        .await?
+                        .iter()
+                        .filter(|k| k.key.expires_at.is_none_or(|at| at > now))
+                        .map(StoredKey::key_ref)
+                        .collect();
+                    let first_key: usize = if counts_admins { 2 } else { 1 };
+                    let caller_item = first_key.saturating_add(keys.len());
+                    match self
+                        .store
+                        .set_role(&member, lease, role, caller_admin, &keys, &audit)
+                        .await
+                    {
+                        Ok(()) => return Ok(Leased::Committed(member.id)),
+                        Err(e) if counts_admins && e.condition_failed(1) => {
+                            return Err(last_admin("demoted"))
+                        }
+                        Err(e) if caller_admin.is_some() && e.condition_failed(caller_item) => {
+                            return Err(forbidden())
+                        }
+                        Err(e) if e.condition_failed(0) => return Err(lease_lost()),
+                        // A key revoked or swept since the listing: list again.
+                        Err(e) if e.is_condition_failure() => continue,
+                        Err(e) => return Err(internal(e)),
+                    }
+                }
+                Err(kept_changing("membership"))
+            },
+        )
+        .await
     }
 
     /// Removes a member (user or service account) and all their keys here.

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::{Config, MAX_KEYS_PER_OWNER};
-use crate::domain::{Member, Membership, Principal, Tenant};
+use crate::domain::{LeaseKind, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
-use crate::store::{AuthCopy, HashRecord, Store, StoreError};
+use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
 
 mod audit;
@@ -70,6 +70,36 @@ fn kept_changing(what: &str) -> Error {
     })
 }
 
+/// A lease that ran out while its holder still worked (the holder was
+/// slower than [`LEASE`]): nothing was written, trying again may succeed.
+fn lease_lost() -> Error {
+    Error::Store(StoreError::Transient {
+        message: "the lease on the membership ran out before the change was written".into(),
+        unknown_outcome: false,
+    })
+}
+
+/// How long a lease on a membership holds: longer than any request that
+/// takes one can run (the GraphQL function's time-out is 10 s), short
+/// enough that a member whose change died with its holder (a crash, a
+/// time-out, the database failing between the lease and the commit) is
+/// free again soon. This is the bound on how long a member can be held.
+pub const LEASE: time::Duration = time::Duration::seconds(30);
+
+/// Tries at taking a lease another request holds, with pauses of up to
+/// 50, 100, 200, 400 and 800 ms between them (1.55 s in all, jittered),
+/// before answering that the member is busy: a change holds its lease for
+/// a few round trips, and changes of one member queue up behind it.
+const LEASE_TRIES: u32 = 6;
+
+/// What the body of [`ApiKeys::with_lease`] did with the lease.
+pub(super) enum Leased<T> {
+    /// Its transaction committed the lease away.
+    Committed(T),
+    /// Nothing to write: the lease is to be given back.
+    Released(T),
+}
+
 /// A store error after which a retry by the caller cannot help: a condition
 /// that no branch of the caller explained is a bug, reported as internal.
 fn internal(e: StoreError) -> Error {
@@ -110,6 +140,62 @@ impl ApiKeys {
         event: crate::audit::AuditEvent,
     ) -> crate::audit::AuditRecord {
         event.record(tenant, self.clock.now(), self.config.audit_retention)
+    }
+
+    /// Runs `body` holding a lease of `kind` on `member`'s membership:
+    /// takes it (waiting a little while another change holds it), gives
+    /// the body the membership as it is now and the lease's token, and
+    /// gives the lease back on every exit but a commit that took it away.
+    /// A lease that cannot be given back (the database failing) frees
+    /// itself at its end, [`LEASE`] after it was taken.
+    pub(super) async fn with_lease<T, F, Fut>(
+        &self,
+        member: &Membership,
+        kind: LeaseKind,
+        body: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(Membership, Uuid) -> Fut,
+        Fut: std::future::Future<Output = Result<Leased<T>>>,
+    {
+        let (tenant, user) = (member.tenant_id, member.user_id);
+        let mut tries: u32 = 0;
+        let held = loop {
+            let now = self.now();
+            let until = now.saturating_add(LEASE);
+            match self
+                .store
+                .acquire_lease(tenant, user, kind, now, until)
+                .await?
+            {
+                Acquired::Held(held) => break held,
+                Acquired::Gone => return Err(Error::NotFound("membership")),
+                Acquired::Busy(other) => {
+                    tries = tries.saturating_add(1);
+                    if tries >= LEASE_TRIES {
+                        return Err(Error::Busy(other.kind, other.until));
+                    }
+                    let cap = 50u64.saturating_mul(1 << tries.saturating_sub(1).min(4));
+                    let pause = rand::Rng::random_range(&mut rand::rng(), cap / 2..=cap);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+        };
+        let Some(token) = held.lease.as_ref().map(|l| l.token) else {
+            return Err(internal(StoreError::Corrupt("membership".into(), "lease")));
+        };
+        let outcome = body(held, token).await;
+        match outcome {
+            Ok(Leased::Committed(value)) => Ok(value),
+            other => {
+                if let Err(e) = self.store.release_lease(tenant, user, token).await {
+                    tracing::warn!(error = %e, "could not give a lease back: it ends by itself");
+                }
+                other.map(|leased| match leased {
+                    Leased::Committed(value) | Leased::Released(value) => value,
+                })
+            }
+        }
     }
 
     /// Now, to the second: expiry is stored and enforced in whole seconds.

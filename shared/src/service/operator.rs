@@ -105,7 +105,7 @@ impl ApiKeys {
             role: Role::TenantAdmin,
             key_count: 0,
             created: self.now(),
-            removing: false,
+            lease: None,
         };
         let creator = Creator {
             user_id: user.id,
@@ -176,7 +176,7 @@ impl ApiKeys {
             role,
             key_count: 0,
             created: self.now(),
-            removing: false,
+            lease: None,
         };
         let audit = self.audit(
             tenant.id,
@@ -279,7 +279,6 @@ impl ApiKeys {
                     self.store
                         .membership(tenant.id, old.key.owner_id)
                         .await?
-                        .filter(|m| !m.removing)
                         .ok_or(Error::NotFound("API key"))?,
                 ),
             };

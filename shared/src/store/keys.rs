@@ -292,11 +292,11 @@ pub(super) fn push_key_deletes(
 /// Expired keys removed in one transaction to make room for a new one.
 pub const EXPIRED_PER_TRANSACTION: usize = 30;
 
-/// The condition on an owner's membership when one of its keys goes: a
-/// member frozen for a removal or a role change keeps its keys until that
-/// write lands, so it reads a set of keys that cannot change under it.
-const OWNER_NOT_FROZEN: &str =
-    "attribute_exists(pk) AND attribute_not_exists(removing) AND attribute_not_exists(changing)";
+/// The condition on an owner's membership when one of its keys goes:
+/// only that it exists. Removing a key is never blocked by a lease (a
+/// removal or a role change in progress): the key set may shrink under a
+/// lease, never grow.
+const OWNER_EXISTS: &str = "attribute_exists(pk)";
 
 impl Store {
     /// Authentication's read: one strongly consistent GetItem.
@@ -344,8 +344,8 @@ impl Store {
     }
 
     /// Writes a key and its hash lookup, counting it on its owner's membership.
-    /// Fails (nothing written) if the owner is no longer a member, is being
-    /// removed, holds [`MAX_KEYS_PER_OWNER`] keys already, no longer has the
+    /// Fails (nothing written) if the owner is no longer a member, is held
+    /// by a lease (a removal or a role change in progress), holds [`MAX_KEYS_PER_OWNER`] keys already, no longer has the
     /// role the key's [`AuthCopy`] holds, or `creator_admin` is given and is
     /// no longer an admin of the tenant. Cancellation
     /// reasons: see [`InsertKeyItem`].
@@ -357,10 +357,10 @@ impl Store {
     ) -> Result<()> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
-        let mut condition = "attribute_exists(pk) AND key_count < :max AND account_type = :type \
-                             AND attribute_not_exists(removing) AND attribute_not_exists(changing)"
-            .to_string();
+        let mut condition =
+            format!("attribute_exists(pk) AND key_count < :max AND account_type = :type AND {NO_LEASE_HELD}");
         let mut vals = values([
+            (":now", n(k.created.unix_timestamp())),
             (":one", n(1)),
             (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
             (":type", s(k.owner_type.name())),
@@ -377,7 +377,7 @@ impl Store {
             update(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
-                "ADD key_count :one",
+                &format!("ADD key_count :one {REMOVE_LEASE}"),
                 &condition,
                 vals,
             )?,
@@ -434,7 +434,7 @@ impl Store {
     /// keeps working until then (its expiry moves there; the new key counts
     /// on its owner); without, the old key goes at once. Fails (nothing
     /// written) if the old key is gone, expired or already replaced, if the
-    /// owner is gone, frozen, at the key limit or has another role than the
+    /// owner is gone, held by a lease, at the key limit or has another role than the
     /// new key's copy, or if `caller_admin` is no longer an admin.
     /// Cancellation reasons: 0 and 1 the new key's items, 2 the owner, 3 and
     /// 4 the old key's items, 5 the caller's admin check.
@@ -450,10 +450,12 @@ impl Store {
     ) -> Result<()> {
         let k = &new.key;
         let (listing, lookup) = key_items(new);
-        let mut owner_condition = "attribute_exists(pk) AND account_type = :type \
-                                   AND attribute_not_exists(removing) AND attribute_not_exists(changing)"
-            .to_string();
-        let mut owner_values = values([(":type", s(k.owner_type.name()))]);
+        let mut owner_condition =
+            format!("attribute_exists(pk) AND account_type = :type AND {NO_LEASE_HELD}");
+        let mut owner_values = values([
+            (":type", s(k.owner_type.name())),
+            (":now", n(now.unix_timestamp())),
+        ]);
         if let Some(copy) = &new.copy {
             owner_condition.push_str(" AND member_role = :role");
             owner_values.insert(":role".into(), s(copy.role.name()));
@@ -473,7 +475,7 @@ impl Store {
             update(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
-                "ADD key_count :count",
+                &format!("ADD key_count :count {REMOVE_LEASE}"),
                 &owner_condition,
                 owner_values,
             )?,
@@ -575,7 +577,7 @@ impl Store {
     /// `key_count`. With `expired_by`, only if the key expired by then (on both
     /// items). With `caller_admin`, only while that caller is still an admin.
     /// Cancellation reasons: items 0 and 1 the key's (gone, or not expired),
-    /// 2 the owner (gone, or frozen for a removal or a role change), 3 the
+    /// 2 the owner (gone), 3 the
     /// caller's admin check.
     pub async fn delete_key(
         &self,
@@ -590,7 +592,7 @@ impl Store {
             &self.table,
             key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
             "ADD key_count :minus",
-            OWNER_NOT_FROZEN,
+            OWNER_EXISTS,
             values([(":minus", n(-1))]),
         )?);
         self.commit(items, key.tenant_id, caller_admin, audit).await
@@ -620,7 +622,7 @@ impl Store {
             &self.table,
             key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
             "ADD key_count :minus",
-            OWNER_NOT_FROZEN,
+            OWNER_EXISTS,
             values([(":minus", n(removed.saturating_neg()))]),
         )?);
         self.transact(items).await

@@ -1,38 +1,48 @@
 //! Memberships: people and service accounts in a tenant, their roles,
 //! and their removal with every key they own.
 
-use aws_sdk_dynamodb::types::Delete;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{Delete, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::Membership;
+use crate::domain::{Lease, LeaseKind, Membership};
 
 use crate::audit::AuditRecord;
 
 use super::*;
 
-/// Why a member is frozen (see [`Store::freeze`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Freeze {
-    Removing,
-    ChangingRole,
-}
-
-impl Freeze {
-    fn attribute(self) -> &'static str {
-        match self {
-            Freeze::Removing => "removing",
-            Freeze::ChangingRole => "changing",
-        }
-    }
-}
-
-/// What [`Store::freeze`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Marked {
-    Yes,
+/// What [`Store::acquire_lease`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// Taken: the membership as it is now, holding the lease.
+    Held(Membership),
+    /// Another request holds an unexpired lease of this kind.
+    Busy(Lease),
     /// The membership no longer exists.
     Gone,
-    /// The caller is no longer an admin: nothing was marked.
-    CallerNotAdmin,
+}
+
+/// The attributes of a lease, and the marks of earlier versions (a
+/// `removing` or `changing` timestamp, nothing reads them now) that taking
+/// or committing a lease clears.
+pub(super) const REMOVE_LEASE: &str =
+    "REMOVE lease_kind, lease_token, lease_until, removing, changing";
+
+/// The condition under which a key may be added to a member: no lease
+/// holds at `:now` (an expired one is removed by the same write with
+/// [`REMOVE_LEASE`], so its holder can no longer commit).
+pub(super) const NO_LEASE_HELD: &str = "(attribute_not_exists(lease_until) OR lease_until < :now)";
+
+fn lease_from(f: &Fields<'_>) -> Result<Option<Lease>> {
+    let Some(token) = f.opt_uuid("lease_token")? else {
+        return Ok(None);
+    };
+    let kind = f.s("lease_kind")?;
+    Ok(Some(Lease {
+        kind: LeaseKind::from_name(kind)
+            .ok_or_else(|| StoreError::Corrupt(f.name(), "lease_kind"))?,
+        token,
+        until: f.time("lease_until")?,
+    }))
 }
 
 fn membership_from(item: &Item) -> Result<Membership> {
@@ -48,7 +58,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
         key_count: u32::try_from(f.n("key_count")?)
             .map_err(|_| StoreError::Corrupt(f.name(), "key_count"))?,
         created: f.time("created")?,
-        removing: f.opt_n("removing")?.is_some(),
+        lease: lease_from(&f)?,
     })
 }
 
@@ -168,51 +178,73 @@ impl Store {
         }
     }
 
-    /// Freezes a member before a removal or a role change: from now on no
-    /// key of it can be created, revoked or swept (and, for a removal, its
-    /// role cannot change), so the write that follows reads a membership and
-    /// a set of keys that stay as read, and succeeds at its first try however
-    /// the member churns its keys. A role change is not started on a member
-    /// being removed. With `caller_admin`, only while that caller is still an
-    /// admin.
-    pub async fn freeze(
+    /// Takes the lease of `kind` on a member until `until`, if no other
+    /// lease holds at `now`. One UpdateItem, which also answers the
+    /// membership as it is with the lease: what the change then works from.
+    pub async fn acquire_lease(
         &self,
-        m: &Membership,
-        why: Freeze,
+        tenant: Uuid,
+        user: Uuid,
+        kind: LeaseKind,
         now: OffsetDateTime,
-        caller_admin: Option<Uuid>,
-    ) -> Result<Marked> {
-        let condition = match why {
-            Freeze::Removing => "attribute_exists(pk)",
-            Freeze::ChangingRole => "attribute_exists(pk) AND attribute_not_exists(removing)",
-        };
-        let mut items = vec![update(
-            &self.table,
-            key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-            &format!("SET {0} = if_not_exists({0}, :now)", why.attribute()),
-            condition,
-            values([(":now", n(now.unix_timestamp()))]),
-        )?];
-        if let Some(caller) = caller_admin {
-            items.push(check_admin(&self.table, m.tenant_id, caller)?);
-        }
-        match self.transact(items).await {
-            Ok(()) => Ok(Marked::Yes),
-            Err(e) if e.condition_failed(0) => Ok(Marked::Gone),
-            Err(e) if e.condition_failed(1) => Ok(Marked::CallerNotAdmin),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Undoes [`Store::freeze`] when the write it prepared was refused.
-    pub async fn unfreeze(&self, m: &Membership, why: Freeze) -> Result<()> {
+        until: OffsetDateTime,
+    ) -> Result<Acquired> {
+        let token = Uuid::new_v4();
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .update_expression(format!("REMOVE {}", why.attribute()))
-            .condition_expression("attribute_exists(pk)")
+            .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
+            .update_expression(
+                "SET lease_kind = :kind, lease_token = :token, lease_until = :until \
+                 REMOVE removing, changing",
+            )
+            .condition_expression(format!("attribute_exists(pk) AND {NO_LEASE_HELD}"))
+            .set_expression_attribute_values(Some(values([
+                (":kind", s(kind.name())),
+                (":token", s(token.to_string())),
+                (":until", n(until.unix_timestamp())),
+                (":now", n(now.unix_timestamp())),
+            ])))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Acquired::Held(membership_from(&item)?)),
+                None => Err(StoreError::Corrupt("membership".into(), "lease")),
+            },
+            Err(err) => {
+                let old = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.clone(),
+                    _ => return Err(err.into()),
+                };
+                let Some(old) = old else {
+                    return Ok(Acquired::Gone);
+                };
+                let held = membership_from(&old)?;
+                match held.lease {
+                    // The SDK's retry of our own first attempt, which applied.
+                    Some(lease) if lease.token == token => Ok(Acquired::Held(held)),
+                    Some(lease) => Ok(Acquired::Busy(lease)),
+                    None => Err(StoreError::Corrupt("membership".into(), "lease")),
+                }
+            }
+        }
+    }
+
+    /// Gives up a lease its holder did not commit away; a no-op when it is
+    /// no longer held by `token` (committed, expired and taken, or gone).
+    pub async fn release_lease(&self, tenant: Uuid, user: Uuid, token: Uuid) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
+            .update_expression(REMOVE_LEASE)
+            .condition_expression("lease_token = :token")
+            .expression_attribute_values(":token", s(token.to_string()))
             .send()
             .await;
         match result {
@@ -228,63 +260,81 @@ impl Store {
         }
     }
 
-    /// Removes a membership and every key it owns in one transaction. `keys`
-    /// must be all of them: the transaction fails if the stored `key_count`
-    /// differs (a key revoked or swept meanwhile) or the role changed since
-    /// it was read. With `caller_admin` (someone else removes `m`), only while
-    /// that caller is still an admin. Cancellation reasons: item 0 the
-    /// membership, then two per key, then the tenant, then the caller.
+    /// Removes a membership and every key it owns in one transaction,
+    /// while `lease` (a [`LeaseKind::Removing`] lease) is still its holder's:
+    /// no key could be added since `keys` were read after taking it, and
+    /// keys revoked or swept meanwhile are deleted again as no-ops, so
+    /// `keys` (read under the lease) are all of them. With `caller_admin`
+    /// (someone else removes `m`), only while that caller is still an admin.
+    /// Cancellation reasons: item 0 the membership (the lease lost), then
+    /// two per key, then the tenant, then the caller.
     pub async fn delete_membership(
         &self,
         m: &Membership,
+        lease: Uuid,
         keys: &[StoredKey],
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
     ) -> Result<()> {
-        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(3));
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(4));
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .condition_expression("member_role = :role AND key_count = :count")
+            .condition_expression("member_role = :role AND lease_token = :token")
             .set_expression_attribute_values(Some(values([
                 (":role", s(m.role.name())),
-                (":count", n(i64::try_from(keys.len()).unwrap_or(i64::MAX))),
+                (":token", s(lease.to_string())),
             ])))
             .build()?;
         items.push(TransactWriteItem::builder().delete(delete).build());
         for stored in keys {
-            push_key_deletes(&self.table, &mut items, &stored.key_ref(), None)?;
+            let key = stored.key_ref();
+            for item_key in [
+                key_of(hash_pk(&key.hash), "hash".into()),
+                key_of(
+                    tenant_pk(key.tenant_id),
+                    key_sk(key.owner_type, key.owner_id, key.key_id),
+                ),
+            ] {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(item_key))
+                    .build()?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
         }
         items.push(self.tenant_counter_item(m, -1, 0)?);
         self.commit(items, m.tenant_id, caller_admin, audit).await
     }
 
-    /// Changes a member's role, keeping the tenant's admin-user count right
-    /// and rewriting the role copied onto the hash item of each of `keys`,
-    /// which must be all the member's keys: the membership's `key_count` must
-    /// still be their number (a key created meanwhile makes this fail, never
-    /// keeps the old role). With `caller_admin` (someone else's role), only
-    /// while that caller is still an admin. Cancellation reasons: item 0 the
-    /// membership (role or keys changed meanwhile, or gone), then the tenant
-    /// count if it changes, then the caller, then one per key.
+    /// Changes a member's role while `lease` (a [`LeaseKind::ChangingRole`]
+    /// lease) is still its holder's, committing the lease away: keeps the
+    /// tenant's admin-user count right and rewrites the role copied onto
+    /// the hash item of each of `keys`, which must be the member's unexpired
+    /// keys as read under the lease (none can be added while it holds; an
+    /// expired key authenticates nothing, whatever its copy says). With
+    /// `caller_admin` (someone else's role), only while that caller is
+    /// still an admin. Cancellation reasons: item 0 the membership (the
+    /// lease lost or the role changed), then the tenant count if it
+    /// changes, then one per key, then the caller.
     pub async fn set_role(
         &self,
         m: &Membership,
+        lease: Uuid,
         role: Role,
         caller_admin: Option<Uuid>,
         keys: &[KeyRef],
         audit: &AuditRecord,
     ) -> Result<()> {
-        let count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         let mut items = vec![update(
             &self.table,
             key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-            "SET member_role = :new REMOVE changing",
-            "member_role = :old AND key_count = :count AND attribute_not_exists(removing)",
+            &format!("SET member_role = :new {REMOVE_LEASE}"),
+            "member_role = :old AND lease_token = :token",
             values([
                 (":new", s(role.name())),
                 (":old", s(m.role.name())),
-                (":count", n(count)),
+                (":token", s(lease.to_string())),
             ]),
         )?];
         let changed = Membership { role, ..m.clone() };
@@ -292,9 +342,6 @@ impl Store {
             (true, false) => items.push(count_admin_users(&self.table, m.tenant_id, -1)?),
             (false, true) => items.push(count_admin_users(&self.table, m.tenant_id, 1)?),
             _ => {}
-        }
-        if let Some(caller) = caller_admin {
-            items.push(check_admin(&self.table, m.tenant_id, caller)?);
         }
         for key in keys {
             items.push(update(
@@ -305,8 +352,7 @@ impl Store {
                 values([(":new", s(role.name()))]),
             )?);
         }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        self.commit(items, m.tenant_id, caller_admin, audit).await
     }
 
     /// Adds a person to a tenant, creating the user too when `new_user` is

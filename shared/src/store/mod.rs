@@ -485,7 +485,7 @@ fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<TransactWriteIte
     let check = ConditionCheck::builder()
         .table_name(table)
         .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
-        .condition_expression("member_role = :admin AND attribute_not_exists(removing)")
+        .condition_expression("member_role = :admin")
         .expression_attribute_values(":admin", s(Role::TenantAdmin.name()))
         .build()?;
     Ok(TransactWriteItem::builder().condition_check(check).build())

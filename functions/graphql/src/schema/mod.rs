@@ -97,6 +97,9 @@ pub fn schema(introspection: bool) -> Schema {
 /// `extensions.code` of a transient failure after which nothing changed:
 /// the same request can simply be sent again (the edge answers HTTP 503).
 pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+/// `extensions.code` of a change refused because another request is
+/// removing the member or changing its role: nothing changed.
+pub const MEMBER_BUSY: &str = "MEMBER_BUSY";
 /// `extensions.code` of a write whose outcome is not known.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 
@@ -107,6 +110,7 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
         Error::Unauthenticated => ("UNAUTHENTICATED", err.to_string()),
         Error::Forbidden(_) => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
+        Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
         Error::Store(StoreError::Transient {
             message,
             unknown_outcome,
