@@ -251,6 +251,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         key_count: 0,
         created: h.now(),
         lease: None,
+        legacy_mark: false,
     };
     let before = h.items().await;
     let err = store

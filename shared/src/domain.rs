@@ -102,6 +102,9 @@ pub struct Membership {
     pub created: OffsetDateTime,
     /// A removal or a role change in progress (see [`Lease`]).
     pub lease: Option<Lease>,
+    /// A `removing` or `changing` mark left by an earlier version (which
+    /// nothing reads any more): the operator's check removes it.
+    pub legacy_mark: bool,
 }
 
 /// What a lease on a membership is held for.

@@ -15,9 +15,16 @@
 //! `key_count` decremented) in one transaction conditioned on `expires_at <=
 //! now` on both items: a key whose expiry moved into the future survives, and
 //! two concurrent sweeps only ever *skip* what the other already removed.
-//! The checkpoint moves forward only (a conditional write), and only past hours
-//! that have ended and were swept to the last page; a sweep that reaches its
-//! deadline stops between pages and the next one resumes at its checkpoint.
+//! The checkpoint moves forward only, and only past hours that have ended
+//! and were walked to the last page; a sweep that reaches its deadline stops
+//! between pages and the next one resumes at its checkpoint. An hour walked
+//! to its end that still holds a key the sweep could not remove (a deletion
+//! that failed after retries, a malformed entry) is kept in the checkpoint's
+//! retry list, which every sweep reads again first, until it is clean: no
+//! key is ever given up on, and the cost stays one Query per hour that still
+//! holds something due, plus the hours elapsed. Two sweeps that save at once
+//! merge what they keep (a versioned write). A key whose owner no longer
+//! exists (items deleted behind the service's back) is removed alone.
 //! Expiry is enforced at authentication regardless: the sweeper only keeps the
 //! table clean, and DynamoDB TTL (30 days past expiry) is its backstop.
 
@@ -27,7 +34,9 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::store::{expiry_bucket, ExpiredEntry, Store, StoreError};
+use std::collections::BTreeSet;
+
+use crate::store::{expiry_bucket, ExpiredEntry, Store, StoreError, SweepCheckpoint};
 
 /// Where a sweep starts when no checkpoint exists yet (a new deployment): a
 /// key can only have expired after it was created, and the schedule runs the
@@ -50,11 +59,29 @@ pub struct SweepReport {
     pub pages: u64,
     /// Hour buckets queried.
     pub buckets: u64,
+    /// Hours left over by earlier sweeps that this one read again.
+    pub retried: u64,
+    /// Hours the next sweep will read again (keys this or an earlier sweep
+    /// could not remove).
+    pub left_over: u64,
     /// Whether it reached the current hour (false: stopped at its deadline).
     pub complete: bool,
     /// The hour the next sweep starts from.
     pub checkpoint: String,
     pub duration_ms: u64,
+}
+
+/// Hours kept for retrying at most; past it, the checkpoint stops before
+/// the newer ones (so that they are walked again) instead.
+const MAX_RETRY_BUCKETS: usize = 500;
+
+/// How the walk of one hour ended.
+enum Walked {
+    Clean,
+    /// Some keys could not be removed: read this hour again next time.
+    LeftOver,
+    /// Out of time before its last page.
+    Stopped,
 }
 
 pub struct Sweeper {
@@ -97,7 +124,9 @@ impl Sweeper {
         })
     }
 
-    /// Sweeps every key expired at `now`, stopping early near `deadline`.
+    /// Sweeps every key expired at `now`, stopping early near `deadline`:
+    /// first the hours earlier sweeps left keys in, then the hours from the
+    /// checkpoint to the current one.
     pub async fn sweep(
         &self,
         now: OffsetDateTime,
@@ -107,49 +136,120 @@ impl Sweeper {
         let mut report = SweepReport::default();
         let current = expiry_bucket(now);
         let saved = self.store.sweep_checkpoint().await?;
-        let mut bucket = match &saved {
+        let mut bucket = match &saved.next_bucket {
             Some(saved) if bucket_start(saved).is_some() => saved.clone(),
             _ => expiry_bucket(now.checked_sub(self.lookback).unwrap_or(now)),
         };
+        // Hours to read again next time: left over by earlier sweeps and not
+        // cleaned by this one, or left over by this one.
+        let mut retry = BTreeSet::new();
         let mut stopped = false;
-        'buckets: loop {
-            report.buckets = report.buckets.saturating_add(1);
-            let mut start = None;
-            loop {
-                if self.out_of_time(deadline) {
-                    stopped = true;
-                    break 'buckets;
+        for (i, old) in saved.retry.iter().enumerate() {
+            if bucket_start(old).is_none() {
+                continue;
+            }
+            report.retried = report.retried.saturating_add(1);
+            match self.sweep_bucket(old, now, deadline, &mut report).await? {
+                Walked::Clean => {}
+                Walked::LeftOver => {
+                    retry.insert(old.clone());
                 }
-                let (entries, next) = self.store.expired_page(&bucket, now, start).await?;
-                report.pages = report.pages.saturating_add(1);
-                if !self.remove(entries, now, deadline, &mut report).await {
+                Walked::Stopped => {
+                    retry.extend(saved.retry.iter().skip(i).cloned());
                     stopped = true;
-                    break 'buckets;
-                }
-                start = next;
-                if start.is_none() {
                     break;
                 }
             }
-            if bucket >= current {
-                break;
+        }
+        if !stopped {
+            loop {
+                report.buckets = report.buckets.saturating_add(1);
+                match self
+                    .sweep_bucket(&bucket, now, deadline, &mut report)
+                    .await?
+                {
+                    Walked::Clean => {}
+                    Walked::LeftOver => {
+                        retry.insert(bucket.clone());
+                    }
+                    Walked::Stopped => {
+                        stopped = true;
+                        break;
+                    }
+                }
+                if bucket >= current {
+                    break;
+                }
+                // This hour has ended and was walked to its end: later sweeps
+                // start after it (reading it again only if it is kept above).
+                let Some(next) = bucket_start(&bucket)
+                    .and_then(|t| t.checked_add(Duration::hours(1)))
+                    .map(expiry_bucket)
+                else {
+                    break;
+                };
+                bucket = next;
             }
-            // This hour has ended and is clean: later sweeps need not read it.
-            let Some(next) = bucket_start(&bucket)
-                .and_then(|t| t.checked_add(Duration::hours(1)))
-                .map(expiry_bucket)
-            else {
-                break;
-            };
-            bucket = next;
         }
-        if saved.as_deref() != Some(bucket.as_str()) {
-            self.store.advance_sweep_checkpoint(&bucket).await?;
+        // The current hour is walked again by the next sweep anyway.
+        retry.remove(&bucket);
+        // Past the bound, the oldest hours stay in the retry list and the
+        // checkpoint stops before the rest: nothing is dropped either way.
+        if retry.len() > MAX_RETRY_BUCKETS {
+            let rest: Vec<String> = retry.iter().skip(MAX_RETRY_BUCKETS).cloned().collect();
+            if let Some(first) = rest.first() {
+                bucket = bucket.min(first.clone());
+            }
+            for r in rest {
+                retry.remove(&r);
+            }
         }
+        let next = SweepCheckpoint {
+            next_bucket: Some(bucket),
+            retry,
+            version: saved.version,
+        };
+        let written = if next.next_bucket == saved.next_bucket && next.retry == saved.retry {
+            next
+        } else {
+            self.store.save_sweep_checkpoint(&saved, next).await?
+        };
         report.complete = !stopped;
-        report.checkpoint = bucket;
+        report.checkpoint = written.next_bucket.unwrap_or_default();
+        report.left_over = u64::try_from(written.retry.len()).unwrap_or(u64::MAX);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
+    }
+
+    /// Reads one hour of the index to its last page, removing what expired.
+    async fn sweep_bucket(
+        &self,
+        bucket: &str,
+        now: OffsetDateTime,
+        deadline: Option<Instant>,
+        report: &mut SweepReport,
+    ) -> Result<Walked, StoreError> {
+        let failed_before = report.failed;
+        let mut start = None;
+        loop {
+            if self.out_of_time(deadline) {
+                return Ok(Walked::Stopped);
+            }
+            let (entries, next) = self.store.expired_page(bucket, now, start).await?;
+            report.pages = report.pages.saturating_add(1);
+            if !self.remove(entries, now, deadline, report).await {
+                return Ok(Walked::Stopped);
+            }
+            start = next;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(if report.failed > failed_before {
+            Walked::LeftOver
+        } else {
+            Walked::Clean
+        })
     }
 
     /// Removes a page's entries; `false` when it stopped for the deadline.

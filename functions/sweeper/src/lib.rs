@@ -88,6 +88,8 @@ pub async fn handle(app: &App, event: LambdaEvent<ScheduledEvent>) -> Result<Swe
         failed = report.failed,
         pages = report.pages,
         buckets = report.buckets,
+        retried = report.retried,
+        left_over = report.left_over,
         complete = report.complete,
         checkpoint = %report.checkpoint,
         duration_ms = report.duration_ms,

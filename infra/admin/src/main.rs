@@ -115,6 +115,17 @@ enum Command {
     },
     /// Remove expired keys now: what the scheduled sweeper Lambda does.
     Sweep,
+    /// Check a tenant's counters, leases and keys against what the table
+    /// holds (after items were deleted outside the service: TTL, a hand
+    /// edit, a restore). A dry run unless --apply.
+    Repair {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Set right what the check finds (each write conditioned on what it read).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -321,6 +332,33 @@ async fn run(cli: Cli) -> Result<()> {
                     "API key (shown once, store it now):\n{}",
                     rotated.secret.expose_secret()
                 );
+            }
+        }
+        Command::Repair { tenant, apply } => {
+            let findings = service.check_tenant(&tenant, apply).await?;
+            if cli.json {
+                let rows: Vec<_> = findings
+                    .iter()
+                    .map(|f| json!({"finding": f.what, "repaired": f.repaired}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"tenant": tenant, "apply": apply, "findings": rows})
+                );
+            } else if findings.is_empty() {
+                println!("tenant {tenant}: consistent, nothing to repair");
+            } else {
+                for f in &findings {
+                    let state = match (apply, f.repaired) {
+                        (false, _) => "would repair",
+                        (true, true) => "repaired",
+                        (true, false) => "not repaired (changed meanwhile, or in progress)",
+                    };
+                    println!("{state}: {}", f.what);
+                }
+                if !apply {
+                    println!("dry run: nothing was changed; run again with --apply to repair");
+                }
             }
         }
         Command::Audit {

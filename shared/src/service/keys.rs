@@ -173,9 +173,18 @@ impl ApiKeys {
     /// transaction, and return the owner as it is after that.
     async fn make_room(&self, owner: Membership, actor: &AuditActor) -> Result<Membership> {
         let now = self.now();
-        let expired: Vec<_> = self
-            .keys_of_owner(&owner)
-            .await?
+        let held = self.keys_of_owner(&owner).await?;
+        // Keys deleted outside our transactions (DynamoDB's TTL backstop, an
+        // operator) left the count too high: set it to what is there.
+        let there = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        if there < owner.key_count && self.store.recount_keys(&owner, there).await? {
+            return self
+                .store
+                .membership(owner.tenant_id, owner.user_id)
+                .await?
+                .ok_or(Error::NotFound("user"));
+        }
+        let expired: Vec<_> = held
             .iter()
             .filter(|k| k.key.expires_at.is_some_and(|at| at <= now))
             .take(EXPIRED_PER_TRANSACTION)

@@ -1,8 +1,10 @@
 //! Members: service accounts, roles, and removal with every key.
 
+use std::collections::HashSet;
+
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
 use crate::domain::{validate_name, AccountType, LeaseKind, Membership, Principal, Role};
 use crate::error::{Error, Result};
@@ -46,6 +48,7 @@ impl ApiKeys {
             key_count: 0,
             created: self.now(),
             lease: None,
+            legacy_mark: false,
         };
         let cap = self.config.max_service_accounts;
         let audit = self.audit(
@@ -235,41 +238,73 @@ impl ApiKeys {
                         role.name()
                     )),
                 );
-                for _ in 0..CONFLICT_RETRIES {
-                    // The keys that can authenticate: their copies change with
-                    // the role. No key can be added while the lease holds.
-                    let now = self.now();
-                    let keys: Vec<_> = self
-                        .keys_of_owner(&member)
-                        .await?
-                        .iter()
-                        .filter(|k| k.key.expires_at.is_none_or(|at| at > now))
-                        .map(StoredKey::key_ref)
-                        .collect();
-                    let first_key: usize = if counts_admins { 2 } else { 1 };
-                    let caller_item = first_key.saturating_add(keys.len());
-                    match self
-                        .store
-                        .set_role(&member, lease, role, caller_admin, &keys, &audit)
-                        .await
-                    {
-                        Ok(()) => return Ok(Leased::Committed(member.id)),
-                        Err(e) if counts_admins && e.condition_failed(1) => {
-                            return Err(last_admin("demoted"))
-                        }
-                        Err(e) if caller_admin.is_some() && e.condition_failed(caller_item) => {
-                            return Err(forbidden())
-                        }
-                        Err(e) if e.condition_failed(0) => return Err(lease_lost()),
-                        // A key revoked or swept since the listing: list again.
-                        Err(e) if e.is_condition_failure() => continue,
-                        Err(e) => return Err(internal(e)),
-                    }
-                }
-                Err(kept_changing("membership"))
+                self.commit_role(&member, lease, role, caller_admin, counts_admins, &audit)
+                    .await
             },
         )
         .await
+    }
+
+    /// A role change's transaction, under its lease: tried again when a key
+    /// was revoked or swept since the listing.
+    async fn commit_role(
+        &self,
+        member: &Membership,
+        lease: Uuid,
+        role: Role,
+        caller_admin: Option<Uuid>,
+        counts_admins: bool,
+        audit: &AuditRecord,
+    ) -> Result<Leased<Uuid>> {
+        let forbidden = || Error::Forbidden("only a tenant admin may change roles".into());
+        // Keys whose hash lookup alone is gone (deleted outside our
+        // transactions): they authenticate nothing and hold no copy.
+        let mut halves = HashSet::new();
+        for _ in 0..CONFLICT_RETRIES {
+            // The keys that can authenticate: their copies change with the
+            // role. No key can be added while the lease holds.
+            let now = self.now();
+            let keys: Vec<_> = self
+                .keys_of_owner(member)
+                .await?
+                .iter()
+                .filter(|k| k.key.expires_at.is_none_or(|at| at > now))
+                .filter(|k| !halves.contains(&k.key.id))
+                .map(StoredKey::key_ref)
+                .collect();
+            let first_key: usize = if counts_admins { 2 } else { 1 };
+            let caller_item = first_key.saturating_add(keys.len());
+            let err = match self
+                .store
+                .set_role(member, lease, role, caller_admin, &keys, audit)
+                .await
+            {
+                Ok(()) => return Ok(Leased::Committed(member.id)),
+                Err(e) => e,
+            };
+            if counts_admins && err.condition_failed(1) {
+                return Err(last_admin("demoted"));
+            }
+            if caller_admin.is_some() && err.condition_failed(caller_item) {
+                return Err(forbidden());
+            }
+            if err.condition_failed(0) {
+                return Err(lease_lost());
+            }
+            if !err.is_condition_failure() {
+                return Err(internal(err));
+            }
+            // A key revoked or swept since the listing (list again), or one
+            // whose lookup alone is gone (leave it out).
+            for (i, key) in keys.iter().enumerate() {
+                if err.condition_failed(first_key.saturating_add(i))
+                    && !self.store.hash_exists(&key.hash).await?
+                {
+                    halves.insert(key.key_id);
+                }
+            }
+        }
+        Err(kept_changing("membership"))
     }
 
     /// Removes a member (user or service account) and all their keys here.

@@ -18,9 +18,11 @@ mod audit;
 mod keys;
 mod members;
 pub mod operator;
+mod repair;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
 pub use keys::{KeyRequest, Rotated};
+pub use repair::Finding;
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
 const CONFLICT_RETRIES: usize = 3;

@@ -106,6 +106,7 @@ impl ApiKeys {
             key_count: 0,
             created: self.now(),
             lease: None,
+            legacy_mark: false,
         };
         let creator = Creator {
             user_id: user.id,
@@ -177,6 +178,7 @@ impl ApiKeys {
             key_count: 0,
             created: self.now(),
             lease: None,
+            legacy_mark: false,
         };
         let audit = self.audit(
             tenant.id,

@@ -1,6 +1,8 @@
 //! API keys: the listing item and hash lookup of each key, their reads,
 //! creation and removal, and the expiry index the sweeper walks.
 
+use std::collections::BTreeSet;
+
 use aws_sdk_dynamodb::types::Delete;
 
 use crate::audit::AuditRecord;
@@ -10,6 +12,21 @@ use crate::domain::{ApiKey, Membership, Tenant};
 use super::*;
 
 pub const EXPIRY_INDEX: &str = "by_expiry";
+/// Tries at saving the sweep checkpoint against concurrent sweeps.
+const CHECKPOINT_TRIES: usize = 4;
+
+/// Where the sweeps stand: the first hour not yet walked, and the hours
+/// already walked that still hold keys a sweep could not remove (a failed
+/// deletion, a malformed entry), which every sweep reads again until they
+/// are clean.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepCheckpoint {
+    pub next_bucket: Option<String>,
+    pub retry: BTreeSet<String>,
+    /// Bumped by every save (0: never saved).
+    pub version: i64,
+}
+
 /// Entries per page of the expiry index.
 const EXPIRY_PAGE: i32 = 100;
 /// Keys stay this long past expiry before DynamoDB TTL removes them: TTL is a
@@ -663,40 +680,105 @@ impl Store {
     ) -> Result<bool> {
         match self.delete_key(&entry.key, Some(now), None, audit).await {
             Ok(()) => Ok(true),
+            // Only its owner is gone (removed outside our transactions):
+            // the key goes alone, with its record.
+            Err(e) if e.condition_failed(2) && !e.condition_failed(0) && !e.condition_failed(1) => {
+                let mut items = Vec::with_capacity(3);
+                push_key_deletes(&self.table, &mut items, &entry.key, Some(now))?;
+                items.push(audit_put(&self.table, audit)?);
+                match self.transact(items).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.is_condition_failure() => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) if e.is_condition_failure() => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn sweep_checkpoint(&self) -> Result<Option<String>> {
-        match self.get("sweeper".into(), "checkpoint".into()).await? {
-            Some(item) => Ok(Some(Fields(&item).s("next_bucket")?.to_string())),
-            None => Ok(None),
-        }
+    /// Where the sweeps stand (nothing yet: the default, version 0).
+    pub async fn sweep_checkpoint(&self) -> Result<SweepCheckpoint> {
+        let Some(item) = self.get("sweeper".into(), "checkpoint".into()).await? else {
+            return Ok(SweepCheckpoint::default());
+        };
+        let f = Fields(&item);
+        let retry = match item.get("retry_buckets") {
+            Some(AttributeValue::Ss(buckets)) => buckets.iter().cloned().collect(),
+            Some(_) => return Err(StoreError::Corrupt(f.name(), "retry_buckets")),
+            None => BTreeSet::new(),
+        };
+        Ok(SweepCheckpoint {
+            next_bucket: f.opt_s("next_bucket")?.map(str::to_string),
+            retry,
+            version: f.opt_n("cp_version")?.unwrap_or(0),
+        })
     }
 
-    /// Moves the checkpoint to `bucket` unless another sweep moved it further.
-    pub async fn advance_sweep_checkpoint(&self, bucket: &str) -> Result<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of("sweeper".into(), "checkpoint".into())))
-            .update_expression("SET next_bucket = :bucket")
-            .condition_expression("attribute_not_exists(next_bucket) OR next_bucket < :bucket")
-            .expression_attribute_values(":bucket", s(bucket))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+    /// Saves `next` as the checkpoint read as `read`; if another sweep
+    /// saved one meanwhile, saves both together (the later `next_bucket`,
+    /// every bucket either keeps for retrying), so that nothing either
+    /// left over is forgotten. Returns what was saved.
+    pub async fn save_sweep_checkpoint(
+        &self,
+        read: &SweepCheckpoint,
+        next: SweepCheckpoint,
+    ) -> Result<SweepCheckpoint> {
+        let mut read = read.clone();
+        let mut next = next;
+        for _ in 0..CHECKPOINT_TRIES {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key_of("sweeper".into(), "checkpoint".into())))
+                .expression_attribute_values(":v", n(read.version.saturating_add(1)));
+            let mut sets = vec!["cp_version = :v"];
+            if let Some(bucket) = &next.next_bucket {
+                sets.push("next_bucket = :bucket");
+                update = update.expression_attribute_values(":bucket", s(bucket));
             }
-            Err(err) => Err(err.into()),
+            let expression = if next.retry.is_empty() {
+                format!("SET {} REMOVE retry_buckets", sets.join(", "))
+            } else {
+                sets.push("retry_buckets = :retry");
+                update = update.expression_attribute_values(
+                    ":retry",
+                    AttributeValue::Ss(next.retry.iter().cloned().collect()),
+                );
+                format!("SET {}", sets.join(", "))
+            };
+            update = update.update_expression(expression);
+            update = if read.version == 0 {
+                update.condition_expression("attribute_not_exists(cp_version)")
+            } else {
+                update
+                    .condition_expression("cp_version = :read")
+                    .expression_attribute_values(":read", n(read.version))
+            };
+            match update.send().await {
+                Ok(_) => {
+                    next.version = read.version.saturating_add(1);
+                    return Ok(next);
+                }
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    read = self.sweep_checkpoint().await?;
+                    next = SweepCheckpoint {
+                        next_bucket: next.next_bucket.max(read.next_bucket.clone()),
+                        retry: next.retry.union(&read.retry).cloned().collect(),
+                        version: read.version,
+                    };
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
+        Err(StoreError::Transient {
+            message: "the sweep checkpoint kept changing".into(),
+            unknown_outcome: false,
+        })
     }
 }

@@ -59,6 +59,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
             .map_err(|_| StoreError::Corrupt(f.name(), "key_count"))?,
         created: f.time("created")?,
         lease: lease_from(&f)?,
+        legacy_mark: item.contains_key("removing") || item.contains_key("changing"),
     })
 }
 
@@ -231,6 +232,36 @@ impl Store {
                     None => Err(StoreError::Corrupt("membership".into(), "lease")),
                 }
             }
+        }
+    }
+
+    /// Sets a member's `key_count` to `actual`, the keys a consistent read
+    /// found, unless the count changed since `m` was read (a key added or
+    /// removed meanwhile: read again). What repairs a count that items
+    /// deleted outside our transactions (TTL, an operator) left too high.
+    /// `Ok(false)`: not written.
+    pub async fn recount_keys(&self, m: &Membership, actual: u32) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
+            .update_expression("SET key_count = :actual")
+            .condition_expression("key_count = :read")
+            .expression_attribute_values(":actual", n(i64::from(actual)))
+            .expression_attribute_values(":read", n(i64::from(m.key_count)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
         }
     }
 

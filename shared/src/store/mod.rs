@@ -46,12 +46,14 @@ use crate::token::TokenHash;
 mod audit;
 mod keys;
 mod members;
+mod repair;
 mod tenants;
 mod users;
 
 pub use audit::*;
 pub use keys::*;
 pub use members::*;
+pub use repair::*;
 pub use tenants::*;
 pub use users::*;
 

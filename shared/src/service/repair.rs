@@ -1,0 +1,142 @@
+//! The operator's check of a tenant: counters, leases and keys as the
+//! service's invariants want them, compared with what the table holds, and
+//! (when asked) set right. For items deleted or left behind outside the
+//! service's transactions: DynamoDB's TTL backstop, a hand edit, a restore.
+
+use std::collections::HashSet;
+
+use crate::domain::AccountType;
+use crate::error::Result;
+use crate::store::TenantCounters;
+
+use super::ApiKeys;
+
+/// One thing the check found, and whether it was set right.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub what: String,
+    pub repaired: bool,
+}
+
+impl ApiKeys {
+    /// Checks tenant `slug`; with `apply`, repairs what it finds. Each
+    /// repair is conditioned on the value it read (a change made meanwhile
+    /// by the service wins, and the next check tells). A lease that still
+    /// holds is reported, never taken away: a change is in progress.
+    pub async fn check_tenant(&self, slug: &str, apply: bool) -> Result<Vec<Finding>> {
+        let tenant = self.tenant_by_slug(slug).await?;
+        let now = self.now();
+        let members = self.store.members(tenant.id).await?;
+        let keys = self.store.keys_of_tenant(tenant.id).await?;
+        let member_ids: HashSet<_> = members.iter().map(|m| m.user_id).collect();
+        let mut findings = Vec::new();
+        let mut whole: Vec<_> = Vec::with_capacity(keys.len());
+        for stored in &keys {
+            let k = &stored.key;
+            let problem = if !member_ids.contains(&k.owner_id) {
+                Some("its owner is not a member")
+            } else if !self.store.hash_exists(&stored.hash).await? {
+                Some("its hash lookup is gone")
+            } else {
+                None
+            };
+            match problem {
+                Some(problem) => {
+                    if apply {
+                        self.store.delete_key_remains(&stored.key_ref()).await?;
+                    }
+                    findings.push(Finding {
+                        what: format!("key {} ('{}'): {problem}; its items deleted", k.id, k.name),
+                        repaired: apply,
+                    });
+                }
+                None => whole.push(k),
+            }
+        }
+        for m in &members {
+            let held = whole.iter().filter(|k| k.owner_id == m.user_id).count();
+            let held = u32::try_from(held).unwrap_or(u32::MAX);
+            if held != m.key_count {
+                let repaired = apply && self.store.recount_keys(m, held).await?;
+                findings.push(Finding {
+                    what: format!(
+                        "member {}: key_count {} but {held} key(s) there",
+                        m.username, m.key_count
+                    ),
+                    repaired,
+                });
+            }
+            match (m.lease, m.busy(now)) {
+                (_, Some(lease)) => findings.push(Finding {
+                    what: format!(
+                        "member {}: a {} is in progress (its lease holds until {}); left alone",
+                        m.username,
+                        lease.kind.name(),
+                        lease.until
+                    ),
+                    repaired: false,
+                }),
+                (Some(lease), None) => {
+                    let repaired = apply && self.store.clear_expired_lease(m, now).await?;
+                    findings.push(Finding {
+                        what: format!(
+                            "member {}: an expired {} lease (ended {}) removed",
+                            m.username,
+                            lease.kind.name(),
+                            lease.until
+                        ),
+                        repaired,
+                    });
+                }
+                (None, None) if m.legacy_mark => {
+                    let repaired = apply && self.store.clear_expired_lease(m, now).await?;
+                    findings.push(Finding {
+                        what: format!(
+                            "member {}: a removing/changing mark of an earlier version removed",
+                            m.username
+                        ),
+                        repaired,
+                    });
+                }
+                (None, None) => {}
+            }
+        }
+        let count = |admins: bool| {
+            let n = members
+                .iter()
+                .filter(|m| {
+                    if admins {
+                        m.is_admin_user()
+                    } else {
+                        m.account_type == AccountType::Service
+                    }
+                })
+                .count();
+            i64::try_from(n).unwrap_or(i64::MAX)
+        };
+        let actual = TenantCounters {
+            admin_users: count(true),
+            service_accounts: count(false),
+        };
+        if let Some(stored) = self.store.tenant_counters(tenant.id).await? {
+            if stored != actual {
+                let repaired = apply
+                    && self
+                        .store
+                        .set_tenant_counters(tenant.id, stored, actual)
+                        .await?;
+                findings.push(Finding {
+                    what: format!(
+                        "tenant {slug}: admin_users {} and service_accounts {} stored, {} and {} there",
+                        stored.admin_users,
+                        stored.service_accounts,
+                        actual.admin_users,
+                        actual.service_accounts
+                    ),
+                    repaired,
+                });
+            }
+        }
+        Ok(findings)
+    }
+}

@@ -1,0 +1,115 @@
+//! The operator's repairs: counters and leases set right after items were
+//! deleted or left behind outside the service's transactions.
+
+use aws_sdk_dynamodb::types::Delete;
+
+use crate::domain::Membership;
+
+use super::*;
+
+/// A tenant's counters as stored on its item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TenantCounters {
+    pub admin_users: i64,
+    pub service_accounts: i64,
+}
+
+fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+impl Store {
+    pub async fn tenant_counters(&self, tenant: Uuid) -> Result<Option<TenantCounters>> {
+        let Some(item) = self.get(tenant_pk(tenant), "tenant".into()).await? else {
+            return Ok(None);
+        };
+        let f = Fields(&item);
+        Ok(Some(TenantCounters {
+            admin_users: f.opt_n("admin_users")?.unwrap_or(0),
+            service_accounts: f.opt_n("service_accounts")?.unwrap_or(0),
+        }))
+    }
+
+    /// Sets the tenant's counters to `actual` unless they changed since
+    /// `read`. `Ok(false)`: not written.
+    pub async fn set_tenant_counters(
+        &self,
+        tenant: Uuid,
+        read: TenantCounters,
+        actual: TenantCounters,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .update_expression("SET admin_users = :admins, service_accounts = :accounts")
+            .condition_expression(
+                "attribute_exists(pk) \
+                 AND (admin_users = :read_admins OR (attribute_not_exists(admin_users) AND :read_admins = :zero)) \
+                 AND (service_accounts = :read_accounts OR (attribute_not_exists(service_accounts) AND :read_accounts = :zero))",
+            )
+            .set_expression_attribute_values(Some(values([
+                (":admins", n(actual.admin_users)),
+                (":accounts", n(actual.service_accounts)),
+                (":read_admins", n(read.admin_users)),
+                (":read_accounts", n(read.service_accounts)),
+                (":zero", n(0)),
+            ])))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Removes an expired lease and the marks of earlier versions from a
+    /// membership; a lease still holding at `now` stays. `Ok(false)`: not
+    /// written (held, or gone).
+    pub async fn clear_expired_lease(&self, m: &Membership, now: OffsetDateTime) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
+            .update_expression(REMOVE_LEASE)
+            .condition_expression(format!("attribute_exists(pk) AND {NO_LEASE_HELD}"))
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes what is left of a key that is no longer whole (its hash
+    /// lookup gone, or its owner): both of its items, whichever exist.
+    pub async fn delete_key_remains(&self, key: &KeyRef) -> Result<()> {
+        let mut items = Vec::with_capacity(2);
+        for item_key in [
+            key_of(hash_pk(&key.hash), "hash".into()),
+            key_of(
+                tenant_pk(key.tenant_id),
+                key_sk(key.owner_type, key.owner_id, key.key_id),
+            ),
+        ] {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(item_key))
+                .build()?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.transact(items).await
+    }
+
+    /// Whether a key's hash lookup exists (a consistent read).
+    pub async fn hash_exists(&self, hash: &TokenHash) -> Result<bool> {
+        Ok(self.get(hash_pk(hash), "hash".into()).await?.is_some())
+    }
+}
