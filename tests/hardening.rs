@@ -686,3 +686,70 @@ async fn a_role_change_wins_against_a_member_churning_its_own_keys() {
     let info = h.data(&churner.key, "{ auth_info { role } }", None).await;
     assert_eq!(info["auth_info"]["role"], "TENANT_ADMIN");
 }
+
+#[tokio::test]
+async fn audit_log_asked_twice_through_aliases_or_fragments_is_refused_before_any_read() {
+    let h = Harness::new().await;
+    let aliases: String = (0..20)
+        .map(|i| format!("a{i}: audit_log(limit: 100) {{ id detail }} "))
+        .collect();
+    let spreads: String = (0..20).map(|_| "...F ").collect();
+    for attack in [
+        format!("{{ {aliases} }}"),
+        format!("{{ {spreads} }} fragment F on Query {{ audit_log(limit: 100) {{ id detail }} }}"),
+    ] {
+        let started = Instant::now();
+        let (reply, requests) = measured(&h, &h.tenant.admin_key, &attack, None).await;
+        assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+        assert!(
+            reply["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("audit_log"),
+            "{reply}"
+        );
+        assert_eq!(requests, 0);
+        eprintln!(
+            "audit_log x20 ({} bytes): {requests} requests, {:?}",
+            attack.len(),
+            started.elapsed()
+        );
+    }
+    // Once is fine: authentication and one page.
+    let (reply, requests) = measured(
+        &h,
+        &h.tenant.admin_key,
+        "{ audit_log(limit: 100) { id } }",
+        None,
+    )
+    .await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    assert_eq!(requests, 2, "{:?}", h.counter.snapshot());
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_bound_is_refused_with_a_clear_error() {
+    let h = Harness::new().await;
+    let (sa, _) = h.add_service_account("big").await;
+    h.seed_keys(sa, apikeys_shared::domain::AccountType::Service, 1000)
+        .await;
+    let aliases: String = (0..20)
+        .map(|i| format!("k{i}: auth_api_key {{ id name created expires_at user_id default_tenant_id }} "))
+        .collect();
+    let (reply, requests) =
+        measured(&h, &h.tenant.admin_key, &format!("{{ {aliases} }}"), None).await;
+    assert_eq!(
+        error_code(&reply),
+        "ANSWER_TOO_LARGE",
+        "{}",
+        &reply.to_string()[..200.min(reply.to_string().len())]
+    );
+    let message = reply["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("fewer fields or aliases"), "{message}");
+    eprintln!("20 listings of 1,001 keys: {requests} requests, refused: {message}");
+    // One listing is fine.
+    let data = h
+        .data(&h.tenant.admin_key, "{ auth_api_key { id } }", None)
+        .await;
+    assert!(data["auth_api_key"].as_array().unwrap().len() > 500);
+}

@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_storage_fields: u64,
     /// Mutation fields (each is a write) in one request.
     pub max_mutation_fields: u64,
+    /// Executions of fields that read a page each time they run (see
+    /// [`PAGED_FIELDS`]): not memoized, so limited to one per request.
+    pub max_paged_fields: u64,
 }
 
 /// Far above any real client's document (the Prefect CLI's largest has depth
@@ -33,6 +36,7 @@ pub const LIMITS: Limits = Limits {
     max_fields: 500,
     max_storage_fields: 20,
     max_mutation_fields: 5,
+    max_paged_fields: 1,
 };
 
 /// Fields whose resolvers read DynamoDB. Matched by name on any type, which
@@ -46,12 +50,17 @@ pub const STORAGE_FIELDS: &[&str] = &[
     "audit_log",
 ];
 
+/// Fields that read a page of their own (arguments choose which page), so
+/// not memoized per request: each may run once per request.
+pub const PAGED_FIELDS: &[&str] = &["audit_log"];
+
 /// What a document asks for, with fragments expanded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
     pub depth: u64,
     pub fields: u64,
     pub storage_fields: u64,
+    pub paged_fields: u64,
     /// Fields of the operation's own selection set (the mutations, for a mutation).
     pub root_fields: u64,
 }
@@ -62,6 +71,7 @@ impl Cost {
             depth: self.depth.max(other.depth),
             fields: self.fields.saturating_add(other.fields),
             storage_fields: self.storage_fields.saturating_add(other.storage_fields),
+            paged_fields: self.paged_fields.saturating_add(other.paged_fields),
             root_fields: self.root_fields.saturating_add(other.root_fields),
         }
     }
@@ -128,6 +138,13 @@ pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooC
             limits.max_storage_fields,
         );
     }
+    if cost.paged_fields > limits.max_paged_fields {
+        return over(
+            "the number of audit_log fields (each reads a page; aliases and fragment spreads count)",
+            cost.paged_fields,
+            limits.max_paged_fields,
+        );
+    }
     if kind == OperationType::Mutation && cost.root_fields > limits.max_mutation_fields {
         return over(
             "the number of mutations in one request",
@@ -162,6 +179,9 @@ impl<'a, 'd> Walk<'a, 'd> {
                         storage_fields: inner
                             .storage_fields
                             .saturating_add(u64::from(STORAGE_FIELDS.contains(&field.name.item))),
+                        paged_fields: inner
+                            .paged_fields
+                            .saturating_add(u64::from(PAGED_FIELDS.contains(&field.name.item))),
                         root_fields: 1,
                     }
                 }
@@ -276,6 +296,21 @@ mod tests {
             ..LIMITS
         };
         assert!(check(kind, cost, tight).unwrap_err().0.contains("depth"));
+    }
+
+    #[test]
+    fn audit_log_runs_once_per_request_however_it_is_asked_twice() {
+        let (kind, one) = cost_of("{ audit_log(limit: 100) { id } }");
+        assert!(check(kind, one, LIMITS).is_ok());
+        for doc in [
+            "{ a: audit_log(limit: 100) { id } b: audit_log(limit: 100) { id } }".to_string(),
+            "{ ...F ...F } fragment F on Query { audit_log(limit: 100) { id } }".to_string(),
+            doubling(4, "Query", "audit_log(limit: 100) { id }"),
+        ] {
+            let (kind, cost) = cost_of(&doc);
+            let TooComplex(message) = check(kind, cost, LIMITS).unwrap_err();
+            assert!(message.contains("audit_log"), "{doc}: {message}");
+        }
     }
 
     #[test]

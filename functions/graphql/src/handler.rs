@@ -440,8 +440,26 @@ async fn run(
     if transient && only_transient && single_write {
         return with_retry_after(json_response(StatusCode::SERVICE_UNAVAILABLE, &body));
     }
+    // A query's answer is bounded too (a mutation's is a few small objects,
+    // and may hold a new secret that must not be lost).
+    let query = measured.is_some_and(|m| m.kind == OperationType::Query);
+    if query {
+        let size = serde_json::to_vec(&body).map_or(usize::MAX, |b| b.len());
+        if size > MAX_ANSWER_BYTES {
+            let message = format!(
+                "the answer would be {size} bytes, more than the limit of {MAX_ANSWER_BYTES}: \
+                 ask for fewer fields or aliases"
+            );
+            return json_response(StatusCode::OK, &error_body(&message, "ANSWER_TOO_LARGE"));
+        }
+    }
     json_response(StatusCode::OK, &body)
 }
+
+/// The largest answer to a query: well above the largest listing (an
+/// admin's view of 100 service accounts with 40 keys each is about 1.5
+/// MB), below Lambda's 6 MB response limit.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Keeps the first [`MAX_ERRORS`] errors and says how many more there were.
 fn bounded(mut errors: Vec<Value>) -> Vec<Value> {
