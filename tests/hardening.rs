@@ -734,7 +734,11 @@ async fn an_answer_over_the_size_bound_is_refused_with_a_clear_error() {
     h.seed_keys(sa, apikeys_shared::domain::AccountType::Service, 1000)
         .await;
     let aliases: String = (0..20)
-        .map(|i| format!("k{i}: auth_api_key {{ id name created expires_at user_id default_tenant_id }} "))
+        .map(|i| {
+            format!(
+                "k{i}: auth_api_key {{ id name created expires_at user_id default_tenant_id }} "
+            )
+        })
         .collect();
     let (reply, requests) =
         measured(&h, &h.tenant.admin_key, &format!("{{ {aliases} }}"), None).await;

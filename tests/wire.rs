@@ -324,6 +324,29 @@ async fn get_and_unknown_paths_answer_with_json_errors() {
     assert!(reply.json["errors"].is_array());
 }
 
+/// The introspection query every GraphQL tool sends (graphql-js's
+/// `getIntrospectionQuery()`, as graphql-core and GraphiQL send it): depth 15.
+const INTROSPECTION_QUERY: &str = include_str!("data/introspection_query.graphql");
+
+#[tokio::test]
+async fn the_standard_introspection_query_works_where_introspection_is_on_and_nowhere_else() {
+    let h = Harness::with_env(&[("ENABLE_INTROSPECTION", "true")]).await;
+    let data = h.data(&h.tenant.admin_key, INTROSPECTION_QUERY, None).await;
+    let types = data["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "auth_api_key"));
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+    // Its bound is its own: mixed with a field that reads the database, the
+    // ordinary limits apply.
+    let mixed = INTROSPECTION_QUERY.replacen("__schema {", "tenant { id } __schema {", 1);
+    let reply = h.gql(&h.tenant.admin_key, &mixed, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    // Off by default: refused, not answered.
+    let h = Harness::new().await;
+    let reply = h.gql(&h.tenant.admin_key, INTROSPECTION_QUERY, None).await;
+    assert!(reply.get("errors").is_some(), "{reply}");
+    assert_eq!(reply["data"], Value::Null);
+}
+
 #[tokio::test]
 async fn introspection_is_off_by_default() {
     let h = Harness::new().await;

@@ -50,6 +50,20 @@ pub const STORAGE_FIELDS: &[&str] = &[
     "audit_log",
 ];
 
+/// The limits of a document that asks only for introspection (`__schema`,
+/// `__type`, `__typename` at its root), which reads nothing from DynamoDB:
+/// deep enough for the query every GraphQL tool sends (GraphiQL, Apollo,
+/// graphql-codegen, graphql-core's `get_introspection_query()`: depth 15),
+/// still bounded in size. Introspection itself is off unless the
+/// deployment turns it on.
+pub const INTROSPECTION_LIMITS: Limits = Limits {
+    max_depth: 24,
+    max_fields: 1000,
+    max_storage_fields: 0,
+    max_mutation_fields: 0,
+    max_paged_fields: 0,
+};
+
 /// Fields that read a page of their own (arguments choose which page), so
 /// not memoized per request: each may run once per request.
 pub const PAGED_FIELDS: &[&str] = &["audit_log"];
@@ -63,6 +77,9 @@ pub struct Cost {
     pub paged_fields: u64,
     /// Fields of the operation's own selection set (the mutations, for a mutation).
     pub root_fields: u64,
+    /// Whether every field of the operation's own selection set is an
+    /// introspection field (its limits are [`INTROSPECTION_LIMITS`]).
+    pub introspection_only: bool,
 }
 
 impl Cost {
@@ -73,6 +90,7 @@ impl Cost {
             storage_fields: self.storage_fields.saturating_add(other.storage_fields),
             paged_fields: self.paged_fields.saturating_add(other.paged_fields),
             root_fields: self.root_fields.saturating_add(other.root_fields),
+            introspection_only: self.introspection_only && other.introspection_only,
         }
     }
 }
@@ -114,8 +132,14 @@ pub fn measure(
     ))
 }
 
-/// Checks a measured operation against `limits`.
+/// Checks a measured operation against `limits`, or against
+/// [`INTROSPECTION_LIMITS`] when it asks only for introspection.
 pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooComplex> {
+    let limits = if cost.introspection_only && kind == OperationType::Query {
+        INTROSPECTION_LIMITS
+    } else {
+        limits
+    };
     let over = |what: &str, value: u64, limit: u64| {
         Err(TooComplex(format!(
             "Query too complex: {what} is {value}, the limit is {limit}"
@@ -164,7 +188,11 @@ struct Walk<'a, 'd> {
 
 impl<'a, 'd> Walk<'a, 'd> {
     fn selections(&mut self, set: &'d Selections<'a>) -> Cost {
-        set.iter().fold(Cost::default(), |total, selection| {
+        let empty = Cost {
+            introspection_only: true,
+            ..Cost::default()
+        };
+        set.iter().fold(empty, |total, selection| {
             let cost = match selection {
                 Selection::Field(field) => {
                     let field = &field.item;
@@ -183,6 +211,7 @@ impl<'a, 'd> Walk<'a, 'd> {
                             .paged_fields
                             .saturating_add(u64::from(PAGED_FIELDS.contains(&field.name.item))),
                         root_fields: 1,
+                        introspection_only: field.name.item.starts_with("__"),
                     }
                 }
                 Selection::InlineFragment(inline) => self.selections(&inline.item.selection_set),
