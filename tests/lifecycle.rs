@@ -270,7 +270,12 @@ async fn odd_graces_and_a_second_rotation_of_the_same_key_are_refused() {
     assert_eq!(h.assert_consistent().await, 1);
     let first = rotate(&h, &h.tenant.admin_key, id, Some(60)).await;
     assert!(first.get("errors").is_none(), "{first}");
-    let again = rotate(&h, &h.tenant.admin_key, id, Some(60)).await;
+    // The rotated key itself may no longer rotate anything (issue 19.4);
+    // asked with the key that replaced it, a second rotation is refused.
+    let by_old = rotate(&h, &h.tenant.admin_key, id, Some(60)).await;
+    assert_eq!(error_code(&by_old), "FORBIDDEN", "{by_old}");
+    let new = first["data"]["rotate_api_key"]["key"].as_str().unwrap();
+    let again = rotate(&h, new, id, Some(60)).await;
     assert_eq!(error_code(&again), "BAD_USER_INPUT");
     assert!(again["errors"][0]["message"]
         .as_str()
@@ -826,4 +831,80 @@ async fn removing_an_owner_with_forty_keys_fits_one_transaction_with_its_record(
         "{}",
         log[0]
     );
+}
+
+#[tokio::test]
+async fn a_key_in_its_grace_authenticates_and_may_change_nothing() {
+    let h = Harness::new().await;
+    let made = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "leaked", None)
+        .await;
+    let (old_id, old) = (
+        made["data"]["create_api_key"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        made["data"]["create_api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    // The owner rotates the leaked key with a grace (the console's choice).
+    let rotated = h
+        .data(
+            &h.tenant.admin_key,
+            ROTATE,
+            Some(json!({"input": {"key_id": old_id, "grace_period_seconds": 3600}})),
+        )
+        .await;
+    let new_id = rotated["rotate_api_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new = rotated["rotate_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The old key still reads.
+    let info = h.data(&old, "{ auth_info { role } }", None).await;
+    assert_eq!(info["auth_info"]["role"], "TENANT_ADMIN");
+    let before = h.items().await;
+    let attempts = [
+        (ROTATE, json!({"input": {"key_id": new_id, "grace_period_seconds": 0}})),
+        (REVOKE, json!({"input": {"key_id": new_id}})),
+        (
+            "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id } }",
+            json!({"input": {"name": "forever", "user_id": h.tenant.admin_id}}),
+        ),
+        (
+            "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }",
+            json!({"input": {"name": "backdoor"}}),
+        ),
+        (
+            SET_ROLE,
+            json!({"input": {"membership_id": h.tenant.admin_membership_id, "role_id": Role::User.id()}}),
+        ),
+    ];
+    for (query, vars) in attempts {
+        let reply = h.gql(&old, query, Some(vars)).await;
+        assert_eq!(error_code(&reply), "FORBIDDEN", "{query}: {reply}");
+        let message = reply["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("replaced by a rotation"), "{message}");
+        assert!(!message.contains(&old), "a secret in a message");
+    }
+    assert_eq!(
+        h.items().await,
+        before,
+        "a key in its grace changed something"
+    );
+    // The key that replaced it works, and may change things.
+    let reply = h
+        .gql(&new, REVOKE, Some(json!({"input": {"key_id": old_id}})))
+        .await;
+    assert_eq!(
+        reply["data"]["delete_api_key"]["success"],
+        json!(true),
+        "{reply}"
+    );
+    h.assert_consistent().await;
 }

@@ -199,6 +199,9 @@ pub struct Principal {
     /// When the presenting key was last recorded as used (what
     /// authentication read): decides whether this use is recorded.
     pub key_last_used: Option<OffsetDateTime>,
+    /// The presenting key was replaced by a rotation and works only until
+    /// its grace ends: it authenticates, and may change nothing.
+    pub key_replaced: bool,
 }
 
 impl Principal {

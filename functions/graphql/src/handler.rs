@@ -107,6 +107,7 @@ fn warm_up_principal() -> Principal {
             created: time::OffsetDateTime::UNIX_EPOCH,
         },
         key_last_used: None,
+        key_replaced: false,
     }
 }
 

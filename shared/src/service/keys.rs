@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::store::{AuthCopy, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
-use super::{internal, kept_changing, key_limit_reached, ApiKeys, CONFLICT_RETRIES};
+use super::{internal, kept_changing, key_limit_reached, may_change, ApiKeys, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -227,6 +227,7 @@ impl ApiKeys {
         request: KeyRequest<'_>,
         default_tenant_id: Option<Uuid>,
     ) -> Result<(ApiKey, NewKey)> {
+        may_change(p)?;
         self.check_key_request(&request)?;
         if default_tenant_id.is_some_and(|t| t != p.tenant_id) {
             return Err(Error::BadInput(
@@ -352,6 +353,7 @@ impl ApiKeys {
     /// `delete_api_key`: `false` for an unknown key and for one the caller may
     /// not revoke alike.
     pub async fn revoke_api_key(&self, p: &Principal, key_id: Uuid) -> Result<bool> {
+        may_change(p)?;
         let Some((stored, others)) = self.revocable(p, key_id).await? else {
             return Ok(false);
         };
@@ -482,6 +484,7 @@ impl ApiKeys {
         key_id: Uuid,
         grace_seconds: Option<i64>,
     ) -> Result<Rotated> {
+        may_change(p)?;
         let grace = check_grace(grace_seconds)?;
         // The owner as last read after a failed attempt.
         let mut reread: Option<Member> = None;

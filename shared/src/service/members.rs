@@ -10,7 +10,9 @@ use crate::domain::{validate_name, AccountType, LeaseKind, Membership, Principal
 use crate::error::{Error, Result};
 use crate::store::StoredKey;
 
-use super::{internal, kept_changing, last_admin, lease_lost, ApiKeys, Leased, CONFLICT_RETRIES};
+use super::{
+    internal, kept_changing, last_admin, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES,
+};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -20,6 +22,7 @@ impl ApiKeys {
         tenant_id: Option<Uuid>,
         role_id: Option<Uuid>,
     ) -> Result<Uuid> {
+        may_change(p)?;
         validate_name("name", name).map_err(Error::BadInput)?;
         if tenant_id.is_some_and(|t| t != p.tenant_id) {
             return Err(Error::NotFound("tenant"));
@@ -79,6 +82,7 @@ impl ApiKeys {
     /// Deletes a service account and all its keys; `false` when there is no
     /// such service account the caller may delete.
     pub async fn delete_service_account(&self, p: &Principal, user_id: Uuid) -> Result<bool> {
+        may_change(p)?;
         if p.role != Role::TenantAdmin {
             return Ok(false);
         }
@@ -168,6 +172,7 @@ impl ApiKeys {
         membership_id: Uuid,
         role_id: Uuid,
     ) -> Result<Uuid> {
+        may_change(p)?;
         let role = Role::from_id(role_id).ok_or(Error::BadInput("unknown role_id".into()))?;
         let forbidden = || Error::Forbidden("only a tenant admin may change roles".into());
         if p.role != Role::TenantAdmin {
@@ -309,6 +314,7 @@ impl ApiKeys {
 
     /// Removes a member (user or service account) and all their keys here.
     pub async fn delete_membership(&self, p: &Principal, membership_id: Uuid) -> Result<bool> {
+        may_change(p)?;
         if p.role != Role::TenantAdmin {
             return Err(Error::Forbidden(
                 "only a tenant admin may remove members".into(),

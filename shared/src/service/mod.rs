@@ -72,6 +72,22 @@ fn kept_changing(what: &str) -> Error {
     })
 }
 
+/// Refuses every change to a key rotated away: during its grace it still
+/// authenticates (so that what uses it keeps working until it is swapped),
+/// but it may not create, rotate or revoke keys or manage accounts (a leaked
+/// key its owner rotated could otherwise kill the new one).
+fn may_change(p: &Principal) -> Result<()> {
+    if p.key_replaced {
+        return Err(Error::Forbidden(
+            "this API key was replaced by a rotation and only works until its grace period \
+             ends: it cannot create, rotate or revoke keys or manage accounts; use the key \
+             that replaced it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A lease that ran out while its holder still worked (the holder was
 /// slower than [`LEASE`]): nothing was written, trying again may succeed.
 fn lease_lost() -> Error {
@@ -251,6 +267,7 @@ impl ApiKeys {
             email: copy.email,
             tenant: copy.tenant,
             key_last_used: record.last_used,
+            key_replaced: record.replaced,
         })
     }
 

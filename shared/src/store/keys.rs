@@ -81,6 +81,8 @@ pub struct HashRecord {
     pub expires_at: Option<OffsetDateTime>,
     /// When the key was last recorded as used.
     pub last_used: Option<OffsetDateTime>,
+    /// Replaced by a rotation: it works only until its grace ends.
+    pub replaced: bool,
     /// What authentication needs beyond the key, copied onto the hash item
     /// so that one read decides it; `None` on an item written before the
     /// copies existed (authentication then reads the membership too).
@@ -255,6 +257,7 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         owner_type: f.account_type("owner_type")?,
         expires_at: f.opt_time("expires_at")?,
         last_used: f.opt_time("last_used")?,
+        replaced: f.opt_s("replaced_by")?.is_some(),
         copy,
     })
 }
@@ -516,10 +519,12 @@ impl Store {
                 ];
                 let mut lookup_values = values(expiry.clone());
                 lookup_values.insert(":bucket".into(), s(expiry_bucket(end)));
+                // Authentication reads it: a key in its grace may not change anything.
+                lookup_values.insert(":new".into(), s(k.id.to_string()));
                 items.push(update_setting_ttl(
                     &self.table,
                     old_lookup,
-                    "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket",
+                    "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket, replaced_by = :new",
                     live,
                     lookup_values,
                     true,
