@@ -282,3 +282,80 @@ async fn an_expired_key_whose_owner_vanished_is_swept_alone() {
     assert_eq!((report.swept, report.failed), (1, 0), "{report:?}");
     assert!(items_of(&h, &id).await.is_empty());
 }
+
+#[tokio::test]
+async fn odd_lease_data_blocks_nothing_breaks_no_listing_and_is_repaired() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let member = h
+        .items()
+        .await
+        .into_iter()
+        .find(|i| i.get("sk") == Some(&AttributeValue::S(format!("member#{}", bob.user_id))))
+        .unwrap();
+    // A hand edit: a token with neither kind nor end.
+    h.client
+        .update_item()
+        .table_name(&h.table)
+        .key("pk", member["pk"].clone())
+        .key("sk", member["sk"].clone())
+        .update_expression("SET lease_token = :t, lease_kind = :k")
+        .expression_attribute_values(":t", AttributeValue::S("not-a-uuid".into()))
+        .expression_attribute_values(":k", AttributeValue::S("unheard-of".into()))
+        .send()
+        .await
+        .unwrap();
+    let data = h
+        .data(
+            &h.tenant.admin_key,
+            "{ user_view_same_tenant { id } }",
+            None,
+        )
+        .await;
+    assert_eq!(data["user_view_same_tenant"].as_array().unwrap().len(), 2);
+    let reply = h.create_key(&bob.key, bob.user_id, "still", None).await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    let found = h.service().check_tenant("acme", false).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    h.service().check_tenant("acme", true).await.unwrap();
+    assert_eq!(
+        h.service().check_tenant("acme", false).await.unwrap(),
+        vec![]
+    );
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let t0 = h.now();
+    h.service()
+        .store()
+        .acquire_lease(
+            h.tenant.id,
+            bob.user_id,
+            LeaseKind::ChangingRole,
+            t0,
+            t0 + LEASE,
+        )
+        .await
+        .unwrap();
+    let request = apikeys_shared::service::KeyRequest {
+        name: "first",
+        expires_at: None,
+    };
+    let err = h
+        .service()
+        .issue_key("acme", "bob", request)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            apikeys_shared::error::Error::Busy(LeaseKind::ChangingRole, _)
+        ),
+        "{err:?}"
+    );
+}

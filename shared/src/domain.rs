@@ -112,6 +112,8 @@ pub struct Membership {
 pub enum LeaseKind {
     Removing,
     ChangingRole,
+    /// Setting `key_count` to the keys there (see `ApiKeys::recount`).
+    Recounting,
 }
 
 impl LeaseKind {
@@ -119,13 +121,18 @@ impl LeaseKind {
         match self {
             LeaseKind::Removing => "removing",
             LeaseKind::ChangingRole => "changing_role",
+            LeaseKind::Recounting => "recounting",
         }
     }
 
     pub fn from_name(name: &str) -> Option<LeaseKind> {
-        [LeaseKind::Removing, LeaseKind::ChangingRole]
-            .into_iter()
-            .find(|k| k.name() == name)
+        [
+            LeaseKind::Removing,
+            LeaseKind::ChangingRole,
+            LeaseKind::Recounting,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
     }
 }
 

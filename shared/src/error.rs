@@ -27,6 +27,7 @@ fn busy_message(kind: crate::domain::LeaseKind, until: time::OffsetDateTime) -> 
     let what = match kind {
         crate::domain::LeaseKind::Removing => "being removed",
         crate::domain::LeaseKind::ChangingRole => "having its role changed",
+        crate::domain::LeaseKind::Recounting => "having its keys counted",
     };
     let until = until
         .format(&time::format_description::well_known::Rfc3339)

@@ -7,12 +7,16 @@ use uuid::Uuid;
 use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, Action, Target};
 use crate::config::{MAX_KEYS_PER_OWNER, MAX_ROTATION_GRACE_SECONDS};
-use crate::domain::{validate_name, AccountType, ApiKey, Member, Membership, Principal, Tenant};
+use crate::domain::{
+    validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Tenant,
+};
 use crate::error::{Error, Result};
 use crate::store::{AuthCopy, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
-use super::{internal, kept_changing, key_limit_reached, may_change, ApiKeys, CONFLICT_RETRIES};
+use super::{
+    internal, kept_changing, key_limit_reached, may_change, ApiKeys, Leased, CONFLICT_RETRIES,
+};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -177,7 +181,8 @@ impl ApiKeys {
         // Keys deleted outside our transactions (DynamoDB's TTL backstop, an
         // operator) left the count too high: set it to what is there.
         let there = u32::try_from(held.len()).unwrap_or(u32::MAX);
-        if there < owner.key_count && self.store.recount_keys(&owner, there).await? {
+        if there < owner.key_count {
+            self.recount(&owner).await?;
             return self
                 .store
                 .membership(owner.tenant_id, owner.user_id)
@@ -217,6 +222,26 @@ impl ApiKeys {
             .membership(owner.tenant_id, owner.user_id)
             .await?
             .ok_or(Error::NotFound("user"))
+    }
+
+    /// Sets `owner`'s `key_count` to the keys it holds, under a lease (no
+    /// key can be added meanwhile, so the count read cannot go stale by a
+    /// revocation and a creation in between). `Ok(Some(n))`: set to `n`;
+    /// `Ok(None)`: not set (a key revoked or swept meanwhile: count again).
+    pub(super) async fn recount(&self, owner: &Membership) -> Result<Option<u32>> {
+        self.with_lease(owner, LeaseKind::Recounting, |held, lease| async move {
+            let there = self.keys_of_owner(&held).await?.len();
+            let there = u32::try_from(there).unwrap_or(u32::MAX);
+            if there == held.key_count {
+                return Ok(Leased::Released(Some(there)));
+            }
+            if self.store.recount_keys(&held, lease, there).await? {
+                Ok(Leased::Committed(Some(there)))
+            } else {
+                Ok(Leased::Released(None))
+            }
+        })
+        .await
     }
 
     /// `create_api_key`: the secret is in the returned [`NewKey`], shown once.

@@ -181,11 +181,22 @@ impl ApiKeys {
         let held = loop {
             let now = self.now();
             let until = now.saturating_add(LEASE);
-            match self
+            // Only the lease's own write can have been lost: the change
+            // itself was not made (the lease, if taken, ends by itself).
+            let acquired = match self
                 .store
                 .acquire_lease(tenant, user, kind, now, until)
-                .await?
+                .await
             {
+                Err(StoreError::Transient { message, .. }) => {
+                    return Err(Error::Store(StoreError::Transient {
+                        message,
+                        unknown_outcome: false,
+                    }))
+                }
+                other => other?,
+            };
+            match acquired {
                 Acquired::Held(held) => break held,
                 Acquired::Gone => return Err(Error::NotFound("membership")),
                 Acquired::Busy(other) => {

@@ -244,7 +244,20 @@ impl ApiKeys {
         let audit = self.audit(tenant.id, created);
         match self.store.insert_key(&stored, None, &audit).await {
             Ok(()) => Ok((stored.key, secret)),
-            Err(e) if e.condition_failed(2) => Err(Error::NotFound("membership")),
+            // The member changed since it was read: say what is true now.
+            Err(e) if e.condition_failed(2) => {
+                let now = self.store.membership(tenant.id, user.id).await?;
+                match now {
+                    None => Err(Error::NotFound("membership")),
+                    Some(m) => match m.busy(self.now()) {
+                        Some(lease) => Err(Error::Busy(lease.kind, lease.until)),
+                        None if m.key_count >= MAX_KEYS_PER_OWNER => Err(Error::BadInput(format!(
+                            "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
+                        ))),
+                        None => Err(kept_changing("the member")),
+                    },
+                }
+            }
             Err(e) => Err(internal(e)),
         }
     }

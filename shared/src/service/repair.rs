@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::domain::AccountType;
 use crate::error::Result;
-use crate::store::TenantCounters;
+use crate::store::{Remains, TenantCounters};
 
 use super::ApiKeys;
 
@@ -26,6 +26,10 @@ impl ApiKeys {
     pub async fn check_tenant(&self, slug: &str, apply: bool) -> Result<Vec<Finding>> {
         let tenant = self.tenant_by_slug(slug).await?;
         let now = self.now();
+        // The counters first: a member added, removed or changed after this
+        // read changes them, and their repair (conditioned on this read)
+        // then writes nothing.
+        let counters = self.store.tenant_counters(tenant.id).await?;
         let members = self.store.members(tenant.id).await?;
         let keys = self.store.keys_of_tenant(tenant.id).await?;
         let member_ids: HashSet<_> = members.iter().map(|m| m.user_id).collect();
@@ -34,20 +38,30 @@ impl ApiKeys {
         for stored in &keys {
             let k = &stored.key;
             let problem = if !member_ids.contains(&k.owner_id) {
-                Some("its owner is not a member")
+                Some((
+                    Remains::OwnerGone,
+                    "its owner is not a member: both its items go",
+                ))
             } else if !self.store.hash_exists(&stored.hash).await? {
-                Some("its hash lookup is gone")
+                Some((
+                    Remains::LookupGone,
+                    "its hash lookup is gone: its listing goes",
+                ))
             } else {
                 None
             };
             match problem {
-                Some(problem) => {
-                    if apply {
-                        self.store.delete_key_remains(&stored.key_ref()).await?;
-                    }
+                Some((remains, problem)) => {
+                    // Each deletion checks again that the key is still not
+                    // whole (a member added meanwhile keeps its key).
+                    let repaired = apply
+                        && self
+                            .store
+                            .delete_key_remains(&stored.key_ref(), remains)
+                            .await?;
                     findings.push(Finding {
-                        what: format!("key {} ('{}'): {problem}; its items deleted", k.id, k.name),
-                        repaired: apply,
+                        what: format!("key {} ('{}'): {problem}", k.id, k.name),
+                        repaired,
                     });
                 }
                 None => whole.push(k),
@@ -57,7 +71,7 @@ impl ApiKeys {
             let held = whole.iter().filter(|k| k.owner_id == m.user_id).count();
             let held = u32::try_from(held).unwrap_or(u32::MAX);
             if held != m.key_count {
-                let repaired = apply && self.store.recount_keys(m, held).await?;
+                let repaired = apply && self.recount(m).await?.is_some();
                 findings.push(Finding {
                     what: format!(
                         "member {}: key_count {} but {held} key(s) there",
@@ -118,7 +132,7 @@ impl ApiKeys {
             admin_users: count(true),
             service_accounts: count(false),
         };
-        if let Some(stored) = self.store.tenant_counters(tenant.id).await? {
+        if let Some(stored) = counters {
             if stored != actual {
                 let repaired = apply
                     && self

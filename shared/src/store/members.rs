@@ -32,17 +32,29 @@ pub(super) const REMOVE_LEASE: &str =
 /// [`REMOVE_LEASE`], so its holder can no longer commit).
 pub(super) const NO_LEASE_HELD: &str = "(attribute_not_exists(lease_until) OR lease_until < :now)";
 
-fn lease_from(f: &Fields<'_>) -> Result<Option<Lease>> {
-    let Some(token) = f.opt_uuid("lease_token")? else {
-        return Ok(None);
-    };
-    let kind = f.s("lease_kind")?;
-    Ok(Some(Lease {
-        kind: LeaseKind::from_name(kind)
-            .ok_or_else(|| StoreError::Corrupt(f.name(), "lease_kind"))?,
-        token,
-        until: f.time("lease_until")?,
-    }))
+/// The lease on a membership item. Written by hand or by a version that
+/// knows more kinds, it is read leniently, never as an error: an unknown
+/// kind as a role change, a missing or malformed end as ended (so that
+/// nothing is blocked by it and the operator's repair removes it).
+fn lease_from(item: &Item) -> Option<Lease> {
+    if !item.contains_key("lease_token") {
+        return None;
+    }
+    let f = Fields(item);
+    Some(Lease {
+        kind: f
+            .opt_s("lease_kind")
+            .ok()
+            .flatten()
+            .and_then(LeaseKind::from_name)
+            .unwrap_or(LeaseKind::ChangingRole),
+        token: f.opt_uuid("lease_token").ok().flatten().unwrap_or_default(),
+        until: f
+            .opt_time("lease_until")
+            .ok()
+            .flatten()
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    })
 }
 
 fn membership_from(item: &Item) -> Result<Membership> {
@@ -58,7 +70,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
         key_count: u32::try_from(f.n("key_count")?)
             .map_err(|_| StoreError::Corrupt(f.name(), "key_count"))?,
         created: f.time("created")?,
-        lease: lease_from(&f)?,
+        lease: lease_from(item),
         legacy_mark: item.contains_key("removing") || item.contains_key("changing"),
     })
 }
@@ -236,20 +248,22 @@ impl Store {
     }
 
     /// Sets a member's `key_count` to `actual`, the keys a consistent read
-    /// found, unless the count changed since `m` was read (a key added or
-    /// removed meanwhile: read again). What repairs a count that items
-    /// deleted outside our transactions (TTL, an operator) left too high.
-    /// `Ok(false)`: not written.
-    pub async fn recount_keys(&self, m: &Membership, actual: u32) -> Result<bool> {
+    /// found while `lease` held (so none could be added), committing the
+    /// lease away, unless the count changed since `m` was read under the
+    /// lease (only a revocation or a sweep can change it then: read again).
+    /// What repairs a count that items deleted outside our transactions
+    /// (TTL, an operator) left too high. `Ok(false)`: not written.
+    pub async fn recount_keys(&self, m: &Membership, lease: Uuid, actual: u32) -> Result<bool> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .update_expression("SET key_count = :actual")
-            .condition_expression("key_count = :read")
+            .update_expression(format!("SET key_count = :actual {REMOVE_LEASE}"))
+            .condition_expression("key_count = :read AND lease_token = :token")
             .expression_attribute_values(":actual", n(i64::from(actual)))
             .expression_attribute_values(":read", n(i64::from(m.key_count)))
+            .expression_attribute_values(":token", s(lease.to_string()))
             .send()
             .await;
         match result {

@@ -7,6 +7,13 @@ use crate::domain::Membership;
 
 use super::*;
 
+/// Why a key is not whole (see [`Store::delete_key_remains`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remains {
+    OwnerGone,
+    LookupGone,
+}
+
 /// A tenant's counters as stored on its item.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TenantCounters {
@@ -88,24 +95,43 @@ impl Store {
         }
     }
 
-    /// Deletes what is left of a key that is no longer whole (its hash
-    /// lookup gone, or its owner): both of its items, whichever exist.
-    pub async fn delete_key_remains(&self, key: &KeyRef) -> Result<()> {
-        let mut items = Vec::with_capacity(2);
-        for item_key in [
-            key_of(hash_pk(&key.hash), "hash".into()),
-            key_of(
-                tenant_pk(key.tenant_id),
-                key_sk(key.owner_type, key.owner_id, key.key_id),
+    /// Deletes what is left of a key that is no longer whole: with
+    /// [`Remains::OwnerGone`] both of its items, only while its owner is
+    /// still not a member; with [`Remains::LookupGone`] its listing item,
+    /// only while its hash lookup is still gone. `Ok(false)`: not so any
+    /// more, nothing deleted.
+    pub async fn delete_key_remains(&self, key: &KeyRef, remains: Remains) -> Result<bool> {
+        let lookup = key_of(hash_pk(&key.hash), "hash".into());
+        let listing = key_of(
+            tenant_pk(key.tenant_id),
+            key_sk(key.owner_type, key.owner_id, key.key_id),
+        );
+        let (deletes, absent) = match remains {
+            Remains::OwnerGone => (
+                vec![lookup, listing],
+                key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
             ),
-        ] {
+            Remains::LookupGone => (vec![listing], lookup),
+        };
+        let mut items = Vec::with_capacity(3);
+        for item_key in deletes {
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(item_key))
                 .build()?;
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
-        self.transact(items).await
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(absent))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        items.push(TransactWriteItem::builder().condition_check(check).build());
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether a key's hash lookup exists (a consistent read).
