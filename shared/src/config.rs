@@ -70,6 +70,10 @@ pub struct Config {
     /// (`LAST_USED_INTERVAL_SECONDS`, 1 to 86400, default 300): it is
     /// accurate to this interval.
     pub last_used_interval: time::Duration,
+    /// Changes (audited writes: key and account changes) one member may
+    /// make per minute in a tenant (`CHANGES_PER_MINUTE`, 0 to 100000,
+    /// default 60; 0: no limit). Refused changes are written nowhere.
+    pub changes_per_minute: u32,
 }
 
 /// The longest grace a rotation may give the replaced key.
@@ -162,6 +166,16 @@ impl Config {
             time::Duration::days(whole("AUDIT_RETENTION_DAYS", 365, 3653, "days")?);
         let last_used_interval =
             time::Duration::seconds(whole("LAST_USED_INTERVAL_SECONDS", 300, 86_400, "seconds")?);
+        let changes_per_minute = match get("CHANGES_PER_MINUTE") {
+            None => 60,
+            Some(value) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= 100_000)
+                .ok_or_else(|| {
+                    ConfigError("CHANGES_PER_MINUTE must be a whole number from 0 to 100000".into())
+                })?,
+        };
         let defaults = Deadlines::default();
         let deadlines = Deadlines {
             connect: defaults.connect,
@@ -187,6 +201,7 @@ impl Config {
             warm_connection,
             audit_retention,
             last_used_interval,
+            changes_per_minute,
         })
     }
 }

@@ -152,9 +152,12 @@ impl Harness {
     /// Like [`Harness::new`], with more configuration variables.
     pub async fn with_env(extra: &[(&str, &str)]) -> Self {
         let table = format!("test-{}", Uuid::new_v4());
+        // No change limit unless a test sets one (tests/limits.rs does):
+        // the clock stands still, so every change would fall in one minute.
         let mut env = HashMap::from([
             ("TABLE_NAME".to_string(), table.clone()),
             ("DYNAMODB_ENDPOINT".to_string(), endpoint()),
+            ("CHANGES_PER_MINUTE".to_string(), "0".to_string()),
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_map(&env).expect("test config");
@@ -170,7 +173,8 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(
             OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         ));
-        let store = Store::new(client.clone(), table.clone());
+        let store =
+            Store::new(client.clone(), table.clone()).with_change_limit(config.changes_per_minute);
         let service = ApiKeys::new(store, clock.clone(), config);
         let app = App::new(service);
         let mut harness = Self {
@@ -213,16 +217,15 @@ impl Harness {
         let mut env = HashMap::from([
             ("TABLE_NAME".to_string(), self.table.clone()),
             ("DYNAMODB_ENDPOINT".to_string(), endpoint.to_string()),
+            ("CHANGES_PER_MINUTE".to_string(), "0".to_string()),
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_map(&env).expect("test config");
         let counter = RequestCounter::default();
         let client = counter.instrument(&dynamodb_client(&config).expect("client"));
-        let service = ApiKeys::new(
-            Store::new(client, self.table.clone()),
-            self.clock.clone(),
-            config,
-        );
+        let store =
+            Store::new(client, self.table.clone()).with_change_limit(config.changes_per_minute);
+        let service = ApiKeys::new(store, self.clock.clone(), config);
         (App::new(service), counter)
     }
 

@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 
 use crate::console;
 use crate::cost::{self, TooComplex};
-use crate::schema::{error_code_and_message, schema, Context, Schema, SERVICE_UNAVAILABLE};
+use crate::schema::{
+    error_code_and_message, schema, Context, Schema, RATE_LIMITED, SERVICE_UNAVAILABLE,
+};
 
 /// Largest request body accepted; any real GraphQL request is far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -440,6 +442,19 @@ async fn run(
         measured.is_none_or(|m| m.kind != OperationType::Mutation || m.root_fields <= 1);
     if transient && only_transient && single_write {
         return with_retry_after(json_response(StatusCode::SERVICE_UNAVAILABLE, &body));
+    }
+    // The request's only write, refused by the member's change limit: 429,
+    // with when to try again.
+    if single_write && !codes.is_empty() && codes.iter().all(|c| c == RATE_LIMITED) {
+        let after = body
+            .pointer("/errors/0/extensions/retry_after")
+            .and_then(Value::as_i64)
+            .unwrap_or(60);
+        let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+        if let Ok(value) = header::HeaderValue::from_str(&after.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
     // A query's answer is bounded too (a mutation's is a few small objects,
     // and may hold a new secret that must not be lost).

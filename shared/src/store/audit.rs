@@ -73,8 +73,11 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
 
 impl Store {
     /// Ends a change's transaction, in this order: the caller's admin
-    /// re-check when someone acts on another's behalf, then the change's
-    /// audit record (always last); and runs it.
+    /// re-check when someone acts on another's behalf, then the acting
+    /// member's count of changes this minute (when limited), then the
+    /// change's audit record (always last); and runs it. A change over the
+    /// member's limit writes nothing and is told apart:
+    /// [`StoreError::RateLimited`].
     pub(super) async fn commit(
         &self,
         mut items: Vec<TransactWriteItem>,
@@ -85,8 +88,39 @@ impl Store {
         if let Some(caller) = caller_admin {
             items.push(check_admin(&self.table, tenant, caller)?);
         }
+        let mut limited = None;
+        if let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) {
+            let at = audit.at.unix_timestamp();
+            let window = at.div_euclid(60).saturating_mul(60);
+            limited = Some((
+                items.len(),
+                window.saturating_add(60).saturating_sub(at),
+                max,
+            ));
+            items.push(update_setting_ttl(
+                &self.table,
+                key_of(tenant_pk(tenant), format!("rate#{actor}#{window}")),
+                "ADD changes :one SET #ttl = :ttl",
+                "attribute_not_exists(changes) OR changes < :max",
+                values([
+                    (":one", n(1)),
+                    (":max", n(i64::from(max))),
+                    (":ttl", n(window.saturating_add(3600))),
+                ]),
+                true,
+            )?);
+        }
         items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        match self.transact(items).await {
+            Err(e) if limited.is_some_and(|(i, _, _)| e.condition_failed(i)) => {
+                let (_, retry_after, limit) = limited.unwrap_or((0, 60, 0));
+                Err(StoreError::RateLimited {
+                    retry_after: u64::try_from(retry_after.max(1)).unwrap_or(60),
+                    limit,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Up to `limit` records of a tenant's log, newest first, older than

@@ -75,6 +75,10 @@ pub enum StoreError {
     Sdk(String),
     #[error("stored item {0} is malformed: {1}")]
     Corrupt(String, &'static str),
+    /// The acting member made its allowed number of changes this minute:
+    /// nothing was written; the next window opens in `retry_after` seconds.
+    #[error("rate limited for {retry_after} s")]
+    RateLimited { retry_after: u64, limit: u32 },
 }
 
 /// Why one item of a cancelled transaction did not apply.
@@ -198,6 +202,9 @@ impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
 pub struct Store {
     client: Client,
     table: String,
+    /// Changes one member may make per minute (see
+    /// [`Config::changes_per_minute`]); `None`: no limit.
+    changes_per_minute: Option<u32>,
 }
 
 /// Builds the DynamoDB client from the environment Lambda provides: region
@@ -498,14 +505,21 @@ impl Store {
         Self {
             client,
             table: table.into(),
+            changes_per_minute: None,
         }
     }
 
+    /// The same store, limiting each member to `per_minute` changes (0: none).
+    pub fn with_change_limit(mut self, per_minute: u32) -> Self {
+        self.changes_per_minute = (per_minute > 0).then_some(per_minute);
+        self
+    }
+
     pub fn from_config(config: &Config) -> std::result::Result<Self, ConfigError> {
-        Ok(Self::new(
-            dynamodb_client(config)?,
-            config.table_name.clone(),
-        ))
+        Ok(
+            Self::new(dynamodb_client(config)?, config.table_name.clone())
+                .with_change_limit(config.changes_per_minute),
+        )
     }
 
     pub fn client(&self) -> &Client {

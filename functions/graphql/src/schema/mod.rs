@@ -100,6 +100,10 @@ pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 /// `extensions.code` of a change refused because another request is
 /// removing the member or changing its role: nothing changed.
 pub const MEMBER_BUSY: &str = "MEMBER_BUSY";
+/// `extensions.code` of a change refused because its member made its
+/// allowed changes this minute: nothing changed (HTTP 429 with
+/// `Retry-After` when it was the request's only write).
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
 /// `extensions.code` of a write whose outcome is not known.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 
@@ -132,6 +136,13 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
                 )
             }
         }
+        Error::Store(StoreError::RateLimited { retry_after, limit }) => (
+            RATE_LIMITED,
+            format!(
+                "too many changes: a member may make {limit} key and account changes a minute \
+                 in a tenant; nothing was changed, try again in {retry_after} s"
+            ),
+        ),
         Error::Store(e) => {
             tracing::error!(error = %e, "storage error");
             ("INTERNAL_SERVER_ERROR", "Internal server error".to_string())
@@ -142,6 +153,13 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
 /// Maps a service error to a GraphQL error with `extensions.code`.
 pub fn field_error(err: Error) -> FieldError {
     let (code, message) = error_code_and_message(&err);
+    if let Error::Store(StoreError::RateLimited { retry_after, .. }) = err {
+        let seconds = i32::try_from(retry_after).unwrap_or(60);
+        return FieldError::new(
+            message,
+            graphql_value!({ "code": code, "retry_after": seconds }),
+        );
+    }
     FieldError::new(message, graphql_value!({ "code": code }))
 }
 

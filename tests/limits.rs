@@ -1,0 +1,129 @@
+//! Each member's changes per minute are limited, so nobody can flood the
+//! audit log (issue 19, item 6): a refused change is written nowhere and is
+//! told apart, with when to try again.
+
+use std::sync::Arc;
+
+use apikeys_shared::domain::Role;
+use apikeys_tests::{prefect_body, Harness, Route};
+use serde_json::{json, Value};
+
+const CREATE: &str =
+    "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id } }";
+
+async fn create(
+    h: &Harness,
+    key: &str,
+    user: uuid::Uuid,
+    name: &str,
+) -> (u16, Option<String>, Value) {
+    let auth = format!("Bearer {key}");
+    let reply = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body(
+                CREATE,
+                Some(json!({"input": {"name": name, "user_id": user}})),
+            ),
+            &[("Authorization", &auth)],
+        )
+        .await;
+    let after = reply
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (reply.status, after, reply.json)
+}
+
+/// The audit records and the table's items, to prove nothing was written.
+async fn audit_count(h: &Harness) -> usize {
+    h.service()
+        .audit_log_of("acme", 100, None)
+        .await
+        .expect("the log")
+        .len()
+}
+
+#[tokio::test]
+async fn a_member_over_its_changes_per_minute_is_refused_with_429_and_nothing_written() {
+    let h = Harness::with_env(&[("CHANGES_PER_MINUTE", "5")]).await;
+    // The minute starts 20 s in: the next one opens in 40 s.
+    let minute = h.now().unix_timestamp().div_euclid(60) * 60;
+    h.clock
+        .set(time::OffsetDateTime::from_unix_timestamp(minute + 20).unwrap());
+    let bob = h.add_member("acme", "bob", Role::ReadOnlyUser).await;
+    for i in 0..5 {
+        let (status, _, reply) = create(&h, &bob.key, bob.user_id, &format!("k{i}")).await;
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply.get("errors").is_none(), "{reply}");
+    }
+    let (records, before) = (audit_count(&h).await, h.items().await);
+    let (status, after, reply) = create(&h, &bob.key, bob.user_id, "sixth").await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(after.as_deref(), Some("40"));
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(reply["errors"][0]["extensions"]["retry_after"], 40);
+    let message = reply["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("5 key and account changes a minute"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(h.items().await, before, "a refused change wrote something");
+    assert_eq!(audit_count(&h).await, records);
+    // Another member is not limited by bob.
+    let (status, _, reply) = create(&h, &h.tenant.admin_key, h.tenant.admin_id, "alice's").await;
+    assert_eq!(status, 200, "{reply}");
+    // The next minute, bob may change things again.
+    h.clock
+        .set(time::OffsetDateTime::from_unix_timestamp(minute + 60).unwrap());
+    let (status, _, reply) = create(&h, &bob.key, bob.user_id, "later").await;
+    assert_eq!((status, reply.get("errors")), (200, None), "{reply}");
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn aliases_and_parallel_requests_cannot_pass_the_limit() {
+    let h = Arc::new(Harness::with_env(&[("CHANGES_PER_MINUTE", "3")]).await);
+    let bob = h.add_member("acme", "bob", Role::ReadOnlyUser).await;
+    let carol = h.add_member("acme", "carol", Role::User).await;
+    let base = audit_count(&h).await;
+    // Five creates in one request: three land, the fourth is refused (and
+    // juniper runs no mutation after a failed non-null one).
+    let five: String = (0..5)
+        .map(|i| {
+            format!(
+                "m{i}: create_api_key(input: {{name: \"a{i}\", user_id: \"{}\"}}) {{ id }} ",
+                bob.user_id
+            )
+        })
+        .collect();
+    let reply = h
+        .gql(&bob.key, &format!("mutation {{ {five} }}"), None)
+        .await;
+    let errors = reply["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{reply}");
+    assert_eq!(errors[0]["extensions"]["code"], "RATE_LIMITED", "{reply}");
+    assert_eq!(errors[0]["path"][0], "m3", "{reply}");
+    // Twenty at once from another member: exactly three land.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (h, key, user) = (Arc::clone(&h), carol.key.clone(), carol.user_id);
+            tokio::spawn(async move { create(&h, &key, user, &format!("p{i}")).await })
+        })
+        .collect();
+    let mut landed = 0;
+    for task in tasks {
+        let (status, _, reply) = task.await.unwrap();
+        match status {
+            200 if reply.get("errors").is_none() => landed += 1,
+            429 => assert_eq!(reply["errors"][0]["extensions"]["code"], "RATE_LIMITED"),
+            _ => panic!("{status}: {reply}"),
+        }
+    }
+    assert_eq!(landed, 3);
+    // bob and carol each hold their first key and three more.
+    assert_eq!(h.assert_consistent().await, 1 + 4 + 4);
+    assert_eq!(audit_count(&h).await, base + 3 + 3);
+}
