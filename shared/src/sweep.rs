@@ -277,19 +277,29 @@ impl Sweeper {
             let mut tasks = tokio::task::JoinSet::new();
             for entry in chunk {
                 let (store, entry) = (self.store.clone(), entry.clone());
-                let audit = AuditEvent::new(
-                    AuditAction::KeyExpired,
-                    AuditActor::sweeper(),
-                    TargetType::ApiKey,
-                    entry.key.key_id,
-                    None,
-                )
-                .with_detail(format!(
-                    "expired {}; removed by the sweeper",
-                    describe_expiry(Some(entry.expires_at))
-                ))
-                .record(entry.key.tenant_id, now, self.audit_retention);
-                tasks.spawn(async move { store.delete_expired(&entry, now, &audit).await });
+                let retention = self.audit_retention;
+                tasks.spawn(async move {
+                    // The key's name is on its listing item only (the index
+                    // carries what locates it): one read, for the record.
+                    let k = &entry.key;
+                    let name = store
+                        .key(k.tenant_id, k.owner_type, k.owner_id, k.key_id)
+                        .await?
+                        .map(|stored| stored.key.name);
+                    let audit = AuditEvent::new(
+                        AuditAction::KeyExpired,
+                        AuditActor::sweeper(),
+                        TargetType::ApiKey,
+                        k.key_id,
+                        name.as_deref(),
+                    )
+                    .with_detail(format!(
+                        "expired {}; removed by the sweeper",
+                        describe_expiry(Some(entry.expires_at))
+                    ))
+                    .record(k.tenant_id, now, retention);
+                    store.delete_expired(&entry, now, &audit).await
+                });
             }
             while let Some(result) = tasks.join_next().await {
                 match result {
