@@ -256,6 +256,24 @@ pub struct ApiKey {
 }
 
 /// Checks a display name: 1 to 255 characters, no control characters.
+/// Characters that reorder the text around them (bidirectional embeddings,
+/// overrides and isolates, and the marks) or that show nothing (zero-width
+/// space, joiners, word joiner, byte order mark, soft hyphen): in a name they
+/// reverse a page's own text or make one name look like another.
+fn is_invisible_or_reordering(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let len = name.chars().count();
     if len == 0 || len > 255 {
@@ -263,6 +281,12 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
     if name.chars().any(char::is_control) {
         return Err(format!("{what} must not contain control characters"));
+    }
+    if name.chars().any(is_invisible_or_reordering) {
+        return Err(format!(
+            "{what} must not contain invisible or text-direction characters \
+             (bidirectional controls, zero-width characters)"
+        ));
     }
     if name.trim().is_empty() {
         return Err(format!("{what} must not be blank"));
@@ -306,5 +330,22 @@ mod tests {
         assert!(validate_name("name", &"x".repeat(256)).is_err());
         assert!(validate_name("name", "a\nb").is_err());
         assert!(validate_name("name", "a\u{7f}b").is_err());
+    }
+
+    #[test]
+    fn names_with_direction_or_invisible_characters_are_refused() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}',
+            '\u{200E}', '\u{200F}', '\u{061C}', '\u{00AD}',
+        ] {
+            let err = validate_name("name", &format!("ci{c}bot")).unwrap_err();
+            assert!(err.contains("text-direction"), "{c:?}: {err}");
+        }
+        // Letters of right-to-left scripts and emoji (with their joiner-free
+        // forms) stay welcome.
+        assert!(validate_name("name", "מפתח CI").is_ok());
+        assert!(validate_name("name", "مفتاح").is_ok());
+        assert!(validate_name("name", "deploy 🚀").is_ok());
     }
 }

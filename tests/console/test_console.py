@@ -351,3 +351,49 @@ def test_the_console_routes_answer_only_get_and_head(service):
     head = urllib.request.Request(service.url + "/", method="HEAD")
     with urllib.request.urlopen(head, timeout=10) as response:
         assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+
+
+def test_the_key_is_not_kept_in_the_sign_in_field_and_odd_page_names_show_the_keys(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    assert page.locator("#sign-in-key").input_value() == ""
+    for odd in ("__proto__", "constructor", "toString", "nothing-here"):
+        page.evaluate(f"location.hash = '{odd}'")
+        expect(page.get_by_role("heading", name="API Keys")).to_be_visible()
+        expect(page.locator("#page .error")).to_have_count(0)
+
+
+def test_a_255_character_name_wraps_and_keeps_the_actions_on_screen(open_console, service):
+    slug, name, key = tenant(service)
+    long = "x" * 255
+    for width in (1280, 375):
+        page = open_console(width)
+        sign_in(page, key)
+        create_key(page, long)
+        page.locator("dialog[open]").get_by_role("button", name="Close").click()
+        row = page.locator("tr", has_text=long).first
+        expect(row).to_be_visible()
+        cell = row.locator("td.name")
+        assert cell.get_attribute("title") == long
+        revoke = row.get_by_role("button", name=re.compile("^Revoke the API key"))
+        box = revoke.bounding_box()
+        assert box and box["x"] + box["width"] <= width, (width, box)
+        scroll = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= width, (width, scroll)
+        shot(page, "long-name")
+        # Revoke it again for the other width's listing.
+        revoke.click()
+        page.locator("dialog[open]").get_by_role("button", name="Revoke").click()
+        expect(page.locator("tr", has_text=long)).to_have_count(0)
+
+
+def test_names_that_reverse_the_page_are_refused_with_a_clear_message(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    page.get_by_role("button", name=re.compile("^Create (an )?API key$")).first.click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Name").fill("deploy\u202ecod.exe")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator("#dialog-error")).to_contain_text("text-direction")

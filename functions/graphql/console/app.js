@@ -113,10 +113,11 @@ async function gql(query, variables, key = sessionStorage.getItem(STORE)) {
   } catch (e) {
     throw new ApiError("Could not reach the service. Check your connection and try again.");
   }
-  if (response.status === 429) throw new ApiError("Too many requests right now. Wait a moment and try again.");
   let body = null;
   try { body = await response.json(); } catch (e) { /* answered below */ }
   const error = body && body.errors && body.errors[0];
+  // The gateway's throttle has no GraphQL body; the member's change limit has.
+  if (response.status === 429 && !error) throw new ApiError("Too many requests right now. Wait a moment and try again.");
   if (error) {
     const code = (error.extensions && error.extensions.code) || "";
     if (code === "UNAUTHENTICATED") {
@@ -126,7 +127,8 @@ async function gql(query, variables, key = sessionStorage.getItem(STORE)) {
     }
     // The API's own sentences where they say what happened (input, permission,
     // availability), ours where they would show internals.
-    const own = ["BAD_USER_INPUT", "FORBIDDEN", "SERVICE_UNAVAILABLE", "OUTCOME_UNKNOWN"].includes(code) && error.message;
+    const own = ["BAD_USER_INPUT", "FORBIDDEN", "SERVICE_UNAVAILABLE", "OUTCOME_UNKNOWN", "MEMBER_BUSY", "RATE_LIMITED",
+      "ANSWER_TOO_LARGE"].includes(code) && error.message;
     throw new ApiError(own ? sentence(error.message) : SAYS[code] || "The request failed.");
   }
   if (!response.ok || !body || !body.data) {
@@ -301,7 +303,7 @@ function keysTable(keys, after, { showCreator = false } = {}) {
       h("th", {}, "Expires"), h("th", { class: "hide-narrow" }, "Last used"), h("th", { class: "hide-narrow" }, "Key"),
       h("th", { class: "actions" }, ""))),
     h("tbody", {}, keys.map((k) => h("tr", { "data-key-id": k.id },
-      h("td", {}, k.name),
+      h("td", { class: "name", title: k.name }, k.name),
       h("td", { class: "hide-narrow" }, when(k.created)),
       showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
       h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced")),
@@ -542,7 +544,9 @@ const PAGES = { keys: keysPage, "service-accounts": serviceAccountsPage, members
 
 async function render() {
   if (!me) return;
-  const name = PAGES[location.hash.slice(1)] ? location.hash.slice(1) : "keys";
+  // Only the pages' own names: "#__proto__" and the like are no page.
+  const asked = location.hash.slice(1);
+  const name = Object.hasOwn(PAGES, asked) ? asked : "keys";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
@@ -588,6 +592,8 @@ function showConsole() {
 async function signIn(key) {
   const data = await gql(WHOAMI, null, key);
   sessionStorage.setItem(STORE, key);
+  // The page keeps the key nowhere else, the hidden sign-in field least of all.
+  $("sign-in-key").value = "";
   applyWhoami(data);
   showConsole();
 }

@@ -130,6 +130,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
     );
+    // An answer may hold a new secret, and every one is the caller's own:
+    // no cache (browser, proxy, CDN) may keep it.
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 
