@@ -757,3 +757,35 @@ async fn an_answer_over_the_size_bound_is_refused_with_a_clear_error() {
         .await;
     assert!(data["auth_api_key"].as_array().unwrap().len() > 500);
 }
+
+#[tokio::test]
+async fn names_with_direction_or_invisible_characters_are_refused_everywhere() {
+    let h = Harness::new().await;
+    // Its use recorded (once per interval): then nothing may change.
+    h.gql(&h.tenant.admin_key, "{ hello }", None).await;
+    let before = h.items().await;
+    for name in [
+        "deploy\u{202E}cod.exe",
+        "ali\u{200B}ce",
+        "\u{2066}ci\u{2069}",
+        "bot\u{FEFF}",
+    ] {
+        let create = h
+            .create_key(&h.tenant.admin_key, h.tenant.admin_id, name, None)
+            .await;
+        assert_eq!(error_code(&create), "BAD_USER_INPUT", "{create}");
+        let account = h
+            .gql(
+                &h.tenant.admin_key,
+                CREATE_SA,
+                Some(json!({"input": {"name": name}})),
+            )
+            .await;
+        assert_eq!(error_code(&account), "BAD_USER_INPUT", "{account}");
+        assert!(account["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("text-direction"));
+    }
+    assert_eq!(h.items().await, before);
+}

@@ -426,5 +426,12 @@ async fn every_answer_forbids_rendering_framing_and_sniffing() {
         );
         assert_eq!(header("x-content-type-options"), Some("nosniff"));
         assert_eq!(header("content-type"), Some("application/json"));
+        // An answer may hold a new secret: no cache may keep it.
+        assert_eq!(
+            header("cache-control"),
+            Some("no-store"),
+            "{}",
+            reply.status
+        );
     }
 }
