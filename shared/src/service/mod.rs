@@ -31,7 +31,14 @@ pub struct ApiKeys {
     store: Store,
     clock: Arc<dyn Clock>,
     config: Config,
+    /// When this instance last tried to record each key's use: at most one
+    /// attempt per key per interval, however many requests arrive at once.
+    use_attempts: std::sync::Mutex<std::collections::HashMap<Uuid, OffsetDateTime>>,
 }
+
+/// Keys whose recording attempts an instance remembers; past it, the
+/// oldest are forgotten (which costs at most a spare attempt).
+const USE_ATTEMPTS_KEPT: usize = 10_000;
 
 fn key_limit_reached() -> Error {
     Error::BadInput(format!(
@@ -130,6 +137,7 @@ impl ApiKeys {
             store,
             clock,
             config,
+            use_attempts: std::sync::Mutex::default(),
         }
     }
 
@@ -318,6 +326,19 @@ impl ApiKeys {
         if p.key_last_used.is_some_and(|last| last >= since) || p.api_key_id.is_nil() {
             return None;
         }
+        // A burst of first uses: one of them tries, the others need not.
+        if let Ok(mut attempts) = self.use_attempts.lock() {
+            if attempts.get(&p.api_key_id).is_some_and(|tried| *tried >= since) {
+                return None;
+            }
+            if attempts.len() >= USE_ATTEMPTS_KEPT {
+                attempts.retain(|_, tried| *tried >= since);
+                if attempts.len() >= USE_ATTEMPTS_KEPT {
+                    attempts.clear();
+                }
+            }
+            attempts.insert(p.api_key_id, at);
+        }
         Some(KeyUse {
             key: crate::store::KeyRef {
                 tenant_id: p.tenant_id,
@@ -338,8 +359,8 @@ impl ApiKeys {
         let write = self
             .store
             .record_use(&key_use.key, key_use.at, key_use.since);
-        match tokio::time::timeout(KEY_USE_WAIT, write).await {
-            Ok(Ok(written)) => written,
+        let written = match tokio::time::timeout(KEY_USE_WAIT, write).await {
+            Ok(Ok(written)) => return written,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, key_id = %key_use.key.key_id, "could not record a key's use");
                 false
@@ -348,7 +369,12 @@ impl ApiKeys {
                 tracing::warn!(key_id = %key_use.key.key_id, "recording a key's use timed out");
                 false
             }
+        };
+        // Failed: the next request may try again.
+        if let Ok(mut attempts) = self.use_attempts.lock() {
+            attempts.remove(&key_use.key.key_id);
         }
+        written
     }
 
     /// Authentication for an API Gateway authorizer in front of another API:
