@@ -230,3 +230,15 @@ def test_the_operator_rotates_a_key_and_reads_the_audit_log(stack, acme, tmp_pat
     # No key in anything the log printed.
     for key in (old["key"], rotated["key"]):
         assert key not in out and key not in text
+
+
+def test_the_operator_cli_without_aws_credentials_says_what_is_missing_in_one_line(stack, tmp_path):
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "TABLE_NAME": "t",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    for env, missing in ((base, "no AWS region"), ({**base, "AWS_REGION": "us-east-1"}, "no AWS credentials")):
+        out = subprocess.run([str(stack.bin("apikeys-admin")), "audit", "--tenant", "acme"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and missing in lines[0], out.stderr
+        assert "IMDS" not in out.stderr and "dispatch" not in out.stderr, out.stderr

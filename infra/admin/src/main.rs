@@ -167,7 +167,31 @@ async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let sdk = aws_sdk_dynamodb::config::Builder::from(&loader.load().await);
+    let shared = loader.load().await;
+    // Say what is missing in one line, before the SDK's own account of every
+    // provider it tried (IMDS among them) reaches the operator.
+    if shared.region().is_none() {
+        return Err(anyhow!(
+            "no AWS region: set AWS_REGION (or AWS_PROFILE naming a profile with a region)"
+        ));
+    }
+    let no_credentials = || {
+        anyhow!(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE \
+             (aws configure / aws sso login); for a local DynamoDB any values do, with \
+             --endpoint or DYNAMODB_ENDPOINT"
+        )
+    };
+    let provider = shared.credentials_provider().ok_or_else(no_credentials)?;
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        aws_sdk_dynamodb::config::ProvideCredentials::provide_credentials(&provider),
+    )
+    .await;
+    if !matches!(found, Ok(Ok(_))) {
+        return Err(no_credentials());
+    }
+    let sdk = aws_sdk_dynamodb::config::Builder::from(&shared);
     Ok(aws_sdk_dynamodb::Client::from_conf(
         apikeys_shared::store::with_limits(sdk, config).build(),
     ))
