@@ -375,3 +375,51 @@ async fn user_query_returns_the_caller_with_their_membership() {
                                  "tenant": {"slug": "acme"}, "role_detail": {"name": "TENANT_ADMIN"}}]}])
     );
 }
+
+#[tokio::test]
+async fn a_service_account_cannot_take_a_persons_name_nor_a_person_an_accounts() {
+    let h = Harness::new().await;
+    let query = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }";
+    for name in ["alice", "Alice"] {
+        let reply = h
+            .gql(
+                &h.tenant.admin_key,
+                query,
+                Some(json!({"input": {"name": name}})),
+            )
+            .await;
+        assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+        assert!(reply["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("username of a member"));
+    }
+    let (bot, bot_key) = h.add_service_account("deploy").await;
+    let person = apikeys_shared::service::operator::NewUser {
+        username: "deploy",
+        email: None,
+    };
+    let err = h
+        .service()
+        .add_member("acme", person, Role::User)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("service account"), "{err}");
+    // What the service account does is marked as a service account's.
+    let made = h.create_key(&bot_key, bot, "by the bot", None).await;
+    assert!(made.get("errors").is_none(), "{made}");
+    let log = h
+        .data(
+            &h.tenant.admin_key,
+            "{ audit_log(limit: 10) { action actor_name actor_type } }",
+            None,
+        )
+        .await;
+    let entries = log["audit_log"].as_array().unwrap();
+    assert_eq!(entries[0]["actor_name"], "deploy");
+    assert_eq!(entries[0]["actor_type"], "SERVICE");
+    assert!(entries
+        .iter()
+        .any(|e| e["actor_name"] == "alice" && e["actor_type"] == "USER"));
+}

@@ -104,6 +104,9 @@ pub struct AuditActor {
     pub key_id: Option<Uuid>,
     /// The caller's username, `operator` or `sweeper`.
     pub name: String,
+    /// Whether the caller is a person or a service account (`None`: the
+    /// operator or the sweeper, and records written before this was kept).
+    pub account_type: Option<crate::domain::AccountType>,
 }
 
 impl AuditActor {
@@ -112,6 +115,7 @@ impl AuditActor {
             user_id: Some(p.user_id),
             key_id: Some(p.api_key_id),
             name: p.username.clone(),
+            account_type: Some(p.account_type),
         }
     }
 
@@ -120,6 +124,7 @@ impl AuditActor {
             user_id: None,
             key_id: None,
             name: "operator".into(),
+            account_type: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl AuditActor {
             user_id: None,
             key_id: None,
             name: "sweeper".into(),
+            account_type: None,
         }
     }
 }

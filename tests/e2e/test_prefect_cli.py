@@ -31,7 +31,10 @@ def test_login_fails_for_a_bad_an_expired_and_a_revoked_key(stack, acme, tmp_pat
     rc, out = stack.cli("login", "--key", "apk_not-a-real-key", home=tmp_path)
     assert (rc, INVALID in out) == (1, True), out
 
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    # Whole seconds (the format drops the fraction), and room for the CLI's
+    # own start-up on a loaded machine (a 2 s window failed there).
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    soon = now + datetime.timedelta(seconds=10)
     expiring = new_key(stack, "expiring", "--expires-at", soon.strftime("%Y-%m-%dT%H:%M:%SZ"))
     rc, out = stack.cli("login", "--key", expiring["key"], home=tmp_path)
     assert rc == 0, out

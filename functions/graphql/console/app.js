@@ -500,7 +500,7 @@ const ACTIONS = {
   SERVICE_ACCOUNT_REMOVED: "Service account removed", MEMBER_ADDED: "Member added", ROLE_CHANGED: "Role changed",
   MEMBER_REMOVED: "Member removed", TENANT_CREATED: "Tenant created",
 };
-const AUDIT_FIELDS = "id cursor at action actor_user_id actor_key_id actor_name target_type target_id target_name detail";
+const AUDIT_FIELDS = "id cursor at action actor_user_id actor_key_id actor_name actor_type target_type target_id target_name detail";
 
 async function auditPage(root) {
   if (!isAdmin()) {
@@ -520,7 +520,7 @@ async function auditPage(root) {
     body.append(...page.map((r) => h("tr", { "data-action": r.action },
       h("td", {}, when(r.at)),
       h("td", {}, ACTIONS[r.action] || r.action),
-      h("td", {}, r.actor_name, r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
+      h("td", {}, r.actor_name, r.actor_type === "SERVICE" && h("span", { class: "badge" }, "service account"), r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
       h("td", {}, r.target_name || r.target_id),
       h("td", { class: "hide-narrow" }, r.detail || ""))));
     before = page.length ? page[page.length - 1].cursor : before;

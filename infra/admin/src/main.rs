@@ -406,6 +406,7 @@ async fn run(cli: Cli) -> Result<()> {
                             "actor_user_id": record.actor.user_id,
                             "actor_key_id": record.actor.key_id,
                             "actor_name": record.actor.name,
+                            "actor_type": record.actor.account_type.map(|a| a.name()),
                             "target_type": record.target_type.name(),
                             "target_id": record.target_id,
                             "target_name": record.target_name,
@@ -413,9 +414,15 @@ async fn run(cli: Cli) -> Result<()> {
                         })
                     );
                 } else {
+                    let who = match record.actor.account_type {
+                        Some(apikeys_shared::domain::AccountType::Service) => {
+                            format!("service account {}", record.actor.name)
+                        }
+                        _ => record.actor.name.clone(),
+                    };
                     let by = match record.actor.key_id {
-                        Some(key) => format!("{} (key {key})", record.actor.name),
-                        None => record.actor.name.clone(),
+                        Some(key) => format!("{who} (key {key})"),
+                        None => who,
                     };
                     println!(
                         "{at}  {:<24} by {by}  {} {} {}{}",

@@ -40,6 +40,17 @@ impl ApiKeys {
         ) {
             return Err(forbidden());
         }
+        // A service account named like a person of the tenant would pass
+        // for them in the audit log and the member lists.
+        let taken = self.store.members(p.tenant_id).await?.into_iter().any(|m| {
+            m.account_type == AccountType::User && m.username.to_lowercase() == name.to_lowercase()
+        });
+        if taken {
+            return Err(Error::BadInput(format!(
+                "'{name}' is the username of a member of this tenant: give the service account \
+                 another name"
+            )));
+        }
         let account = Membership {
             id: Uuid::new_v4(),
             tenant_id: p.tenant_id,

@@ -328,7 +328,10 @@ impl ApiKeys {
         }
         // A burst of first uses: one of them tries, the others need not.
         if let Ok(mut attempts) = self.use_attempts.lock() {
-            if attempts.get(&p.api_key_id).is_some_and(|tried| *tried >= since) {
+            if attempts
+                .get(&p.api_key_id)
+                .is_some_and(|tried| *tried >= since)
+            {
                 return None;
             }
             if attempts.len() >= USE_ATTEMPTS_KEPT {

@@ -167,6 +167,19 @@ impl ApiKeys {
     ) -> Result<Membership> {
         let tenant = self.tenant_by_slug(tenant_slug).await?;
         let (record, new_user) = self.find_or_new_user(&user).await?;
+        // The reverse of the service-account rule: a person may not join
+        // under the name of one of the tenant's service accounts.
+        let lower = record.username.to_lowercase();
+        let taken =
+            self.store.members(tenant.id).await?.into_iter().any(|m| {
+                m.account_type == AccountType::Service && m.username.to_lowercase() == lower
+            });
+        if taken {
+            return Err(Error::BadInput(format!(
+                "'{}' is the name of a service account of '{tenant_slug}': rename or remove it first",
+                record.username
+            )));
+        }
         let membership = Membership {
             id: Uuid::new_v4(),
             tenant_id: tenant.id,

@@ -31,6 +31,10 @@ pub fn audit_put(table: &str, record: &AuditRecord) -> Result<TransactWriteItem>
     let optional = [
         ("actor_user_id", record.actor.user_id.map(|u| u.to_string())),
         ("actor_key_id", record.actor.key_id.map(|u| u.to_string())),
+        (
+            "actor_type",
+            record.actor.account_type.map(|a| a.name().to_string()),
+        ),
         ("target_name", record.target_name.clone()),
         ("detail", record.detail.clone()),
     ];
@@ -60,6 +64,7 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
             user_id: f.opt_uuid("actor_user_id")?,
             key_id: f.opt_uuid("actor_key_id")?,
             name: f.s("actor_name")?.to_string(),
+            account_type: f.opt_s("actor_type")?.and_then(AccountType::from_name),
         },
         target_type: TargetType::parse(f.s("target_type")?)
             .ok_or_else(|| StoreError::Corrupt(f.name(), "target_type"))?,

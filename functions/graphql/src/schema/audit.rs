@@ -22,6 +22,10 @@ pub struct AuditLogEntry {
     /// The API key that acted.
     pub actor_key_id: Option<Uuid>,
     pub actor_name: String,
+    /// `USER` or `SERVICE` (null: the operator or the sweeper, or a record
+    /// older than this field): a service account named like a person is
+    /// told apart.
+    pub actor_type: Option<String>,
     /// API_KEY, SERVICE_ACCOUNT, MEMBER or TENANT.
     pub target_type: String,
     pub target_id: Uuid,
@@ -39,6 +43,7 @@ impl From<(AuditRecord, AuditCursor)> for AuditLogEntry {
             actor_user_id: r.actor.user_id,
             actor_key_id: r.actor.key_id,
             actor_name: r.actor.name,
+            actor_type: r.actor.account_type.map(|a| a.name().to_string()),
             target_type: r.target_type.name().to_string(),
             target_id: r.target_id,
             target_name: r.target_name,
