@@ -1,3 +1,11 @@
+// A measuring tool, not Lambda code: it may stop at the first failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
+
 //! Times what a function does at init, step by step (see BENCHMARKS.md).
 
 use std::time::Instant;

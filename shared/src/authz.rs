@@ -4,6 +4,7 @@
 //! another tenant is never found, so these rules never see it. A `false` here is
 //! reported to the caller exactly like "not found".
 
+pub use crate::domain::Actor;
 use crate::domain::{AccountType, Role};
 use uuid::Uuid;
 
@@ -61,19 +62,6 @@ impl Target {
         } else {
             Target::OtherUser
         }
-    }
-}
-
-/// Who acts: the caller's role in the tenant and whether it is a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Actor {
-    pub role: Role,
-    pub account_type: AccountType,
-}
-
-impl Actor {
-    pub const fn new(role: Role, account_type: AccountType) -> Self {
-        Self { role, account_type }
     }
 }
 

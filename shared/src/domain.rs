@@ -56,6 +56,21 @@ impl Role {
     }
 }
 
+/// Who acts: the caller's role in the tenant and whether it is a person
+/// (what the rules of `authz` decide on; defined here so that the domain
+/// depends on nothing and the rules on the domain only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub role: Role,
+    pub account_type: AccountType,
+}
+
+impl Actor {
+    pub const fn new(role: Role, account_type: AccountType) -> Self {
+        Self { role, account_type }
+    }
+}
+
 /// Whether a principal is a person or a service account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccountType {
@@ -212,8 +227,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn actor(&self) -> crate::authz::Actor {
-        crate::authz::Actor::new(self.role, self.account_type)
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.role, self.account_type)
     }
 
     /// The caller as a member of its tenant.

@@ -6,20 +6,8 @@
 //! second, nothing cached.
 
 // Nothing a request, the network or DynamoDB can influence may panic (with
-// panic = "abort" a panic ends the Lambda instance): enforced by clippy.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects,
-        clippy::cast_possible_truncation
-    )
-)]
+// panic = "abort" a panic ends the Lambda instance): enforced by clippy, with
+// the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -249,11 +249,9 @@ mod tests {
     /// `{...F<n>}` where F0 holds `field` and each F<i> spreads F<i-1> twice.
     fn doubling(n: usize, on: &str, field: &str) -> String {
         let mut doc = format!("{{ ...F{n} }}\nfragment F0 on {on} {{ {field} }}\n");
-        for i in 1..=n {
+        for (before, i) in (1..=n).enumerate() {
             doc.push_str(&format!(
-                "fragment F{i} on {on} {{ ...F{} ...F{} }}\n",
-                i - 1,
-                i - 1
+                "fragment F{i} on {on} {{ ...F{before} ...F{before} }}\n"
             ));
         }
         doc
