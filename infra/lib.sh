@@ -75,6 +75,20 @@ ensure_browser() {
   export CHROMIUM
 }
 
+# The GraphQL-over-HTTP reference audit (npm graphql-http, pinned by
+# tests/graphql_http/package-lock.json), for tests/e2e/test_graphql_http.py.
+ensure_graphql_http() {
+  local dir=tests/graphql_http
+  local stamp="$dir/node_modules/.apikeys-lock"
+  if [ -f "$stamp" ] && cmp -s "$dir/package-lock.json" "$stamp"; then
+    return 0
+  fi
+  command -v npm > /dev/null || { log "Node.js and npm are needed for the GraphQL-over-HTTP audit"; return 1; }
+  log "installing the GraphQL-over-HTTP audit (npm ci in $dir)"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent)
+  cp "$dir/package-lock.json" "$stamp"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

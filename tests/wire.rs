@@ -435,3 +435,97 @@ async fn every_answer_forbids_rendering_framing_and_sniffing() {
         );
     }
 }
+
+#[tokio::test]
+async fn graphql_over_http_media_types_and_status_codes() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let ask = |accept: &'static str, query: &'static str, vars: Option<Value>| {
+        let (h, auth) = (&h, auth.clone());
+        async move {
+            h.send(
+                Route::RestGraphql,
+                &prefect_body(query, vars),
+                &[("Authorization", &auth), ("Accept", accept)],
+            )
+            .await
+        }
+    };
+    const GR: &str = "application/graphql-response+json";
+    let media = |r: &apikeys_tests::Reply| {
+        r.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // Asked for: the media type matches; a query that runs is 200.
+    let ok = ask(GR, "{ hello }", None).await;
+    assert_eq!((ok.status, media(&ok).as_deref()), (200, Some(GR)));
+    assert!(ok.json["data"]["hello"].is_string());
+    // Not executed at all (syntax, validation, variables): 400, no data.
+    for (query, vars) in [
+        ("{", None),
+        ("{ no_such_field }", None),
+        (
+            "query($n: Int!) { audit_log(limit: $n) { id } }",
+            Some(json!({"n": "not a number"})),
+        ),
+    ] {
+        let reply = ask(GR, query, vars.clone()).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.json.get("data").is_none(), "{query}: {}", reply.body);
+        assert!(reply.json["errors"][0]["message"].is_string());
+        // The Prefect client's application/json keeps HTTP 200 and "data": null.
+        let legacy = ask("application/json", query, vars).await;
+        assert_eq!(legacy.status, 200, "{query}");
+        assert_eq!(media(&legacy).as_deref(), Some("application/json"));
+        assert!(
+            legacy.json.get("data").is_some(),
+            "{query}: {}",
+            legacy.body
+        );
+    }
+    // */* and no Accept at all: application/json.
+    for accept in ["*/*", ""] {
+        let reply = ask(accept, "{ hello }", None).await;
+        assert_eq!(
+            media(&reply).as_deref(),
+            Some("application/json"),
+            "{accept:?}"
+        );
+    }
+    // A POST that does not say what it sends: 415, nothing read.
+    h.counter.reset();
+    let bare = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("{ hello }", None),
+            &[("Authorization", &auth), ("Content-Type", "")],
+        )
+        .await;
+    assert_eq!(bare.status, 415, "{}", bare.body);
+    let plain = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("{ hello }", None),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "text/plain;charset=UTF-8"),
+            ],
+        )
+        .await;
+    assert_eq!(plain.status, 415, "{}", plain.body);
+    assert_eq!(h.counter.total(), 0);
+    // curl -d's form type is read as JSON (the README's examples use it).
+    let curl = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("{ hello }", None),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+        )
+        .await;
+    assert_eq!(curl.status, 200, "{}", curl.body);
+}

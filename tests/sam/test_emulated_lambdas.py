@@ -9,6 +9,9 @@ import json
 def rest_event(generate_event, path, body, headers):
     event = generate_event("apigateway", "aws-proxy", "--method", "POST", "--path", path,
                            "--stage", "Prod", "--body", json.dumps(body))
+    # What a client sends with a JSON body (the generated event has no
+    # Content-Type, and a POST without one is refused with 415).
+    headers = {"Content-Type": "application/json", **headers}
     event["headers"].update(headers)
     event["multiValueHeaders"].update({k: [v] for k, v in headers.items()})
     return event

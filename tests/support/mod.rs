@@ -79,6 +79,12 @@ pub fn event(
     single.insert("Content-Type".into(), json!("application/json"));
     multi.insert("Content-Type".into(), json!(["application/json"]));
     for (name, value) in headers {
+        // An empty value removes the header (a request without it).
+        if value.is_empty() {
+            single.retain(|k, _| !k.eq_ignore_ascii_case(name));
+            multi.retain(|k, _| !k.eq_ignore_ascii_case(name));
+            continue;
+        }
         single.insert(name.to_string(), json!(value));
         multi.insert(name.to_string(), json!([value]));
     }

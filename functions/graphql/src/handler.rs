@@ -145,7 +145,82 @@ fn error_body(message: &str, code: &str) -> Value {
 
 /// A request that is not a GraphQL request at all: HTTP 400.
 fn bad_request(message: &str) -> Response<Body> {
-    json_response(StatusCode::BAD_REQUEST, &error_body(message, "BAD_REQUEST"))
+    request_error(StatusCode::BAD_REQUEST, &error_body(message, "BAD_REQUEST"))
+}
+
+/// Marks an answer to a request that was not executed at all (the body,
+/// the document's syntax, its validation, its variables, its cost): a
+/// client that accepts `application/graphql-response+json` gets it as HTTP
+/// 400 with no `data` entry (see [`negotiated`]).
+#[derive(Clone, Copy, Debug)]
+struct RequestError;
+
+fn request_error(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = json_response(status, body);
+    response.extensions_mut().insert(RequestError);
+    response
+}
+
+/// Whether a request's `Content-Type` says JSON (`application/json`, any
+/// `+json` type) or curl's default for `-d`.
+fn json_body(content_type: Option<&str>) -> bool {
+    let media = content_type
+        .and_then(|t| t.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+        || media == "application/x-www-form-urlencoded"
+}
+
+/// The GraphQL-over-HTTP media type a client asks for first in `Accept`.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Whether the client prefers `application/graphql-response+json`: it is
+/// named in `Accept` before `application/json` or a wildcard. The Prefect
+/// client asks for `application/json` and keeps today's answers.
+fn wants_graphql_response(request: &Request) -> bool {
+    let accept = header_str(request, "accept").unwrap_or("");
+    for part in accept.split(',') {
+        let media = part.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case(GRAPHQL_RESPONSE) {
+            return true;
+        }
+        if ["application/json", "*/*", "application/*"]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m))
+        {
+            return false;
+        }
+    }
+    false
+}
+
+/// An answer in the media type the client asked for: for
+/// `application/graphql-response+json`, that content type, and a request
+/// that was not executed is HTTP 400 without `data`.
+fn negotiated(mut response: Response<Body>, graphql_response: bool) -> Response<Body> {
+    if !graphql_response {
+        return response;
+    }
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(GRAPHQL_RESPONSE),
+    );
+    if response.extensions().get::<RequestError>().is_none() {
+        return response;
+    }
+    let mut body: Value = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    if let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    *response.body_mut() = Body::Text(body.to_string());
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response
 }
 
 fn unauthenticated() -> Response<Body> {
@@ -294,6 +369,22 @@ fn measure(app: &App, parsed: &GraphQlRequest) -> Result<Option<Measured>, (Stri
 }
 
 async fn graphql(app: &App, request: &Request) -> Response<Body> {
+    negotiated(answer(app, request).await, wants_graphql_response(request))
+}
+
+async fn answer(app: &App, request: &Request) -> Response<Body> {
+    // A POST that does not say it sends JSON is no GraphQL request: HTTP
+    // 415. `curl -d`'s form type is read as JSON too (people paste such
+    // commands), nothing else is.
+    if !json_body(header_str(request, "content-type")) {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &error_body(
+                "send the GraphQL request as JSON with Content-Type: application/json",
+                "BAD_REQUEST",
+            ),
+        );
+    }
     let body: &[u8] = request.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
         return json_response(
@@ -320,7 +411,7 @@ async fn graphql(app: &App, request: &Request) -> Response<Body> {
     }
     let measured = match measure(app, &parsed) {
         Ok(measured) => measured,
-        Err((message, code)) => return json_response(StatusCode::OK, &error_body(&message, code)),
+        Err((message, code)) => return request_error(StatusCode::OK, &error_body(&message, code)),
     };
     let deadline = deadline_of(app, request);
     let tenant_header = header_str(request, "x-prefect-tenant-id");
@@ -433,9 +524,15 @@ async fn run(
                 .iter()
                 .map(|rule| json!({"message": rule.to_string(), "extensions": {"code": "BAD_USER_INPUT"}}))
                 .collect();
-            (json!({"errors": bounded(errors), "data": null}), Vec::new())
+            let body = json!({"errors": bounded(errors), "data": null});
+            return request_error(StatusCode::OK, &body);
         }
-        Err(err) => (error_body(&err.to_string(), "BAD_USER_INPUT"), Vec::new()),
+        Err(err) => {
+            return request_error(
+                StatusCode::OK,
+                &error_body(&err.to_string(), "BAD_USER_INPUT"),
+            )
+        }
     };
     // Retrying helps, and repeats nothing, when every failure was transient
     // with nothing applied and at most one write was asked for: then answer
