@@ -380,7 +380,14 @@ async fn user_query_returns_the_caller_with_their_membership() {
 async fn a_service_account_cannot_take_a_persons_name_nor_a_person_an_accounts() {
     let h = Harness::new().await;
     let query = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }";
-    for name in ["alice", "Alice"] {
+    for name in [
+        "alice",
+        "Alice",
+        " alice",
+        "alice\u{a0}",
+        "ａｌｉｃｅ",
+        "alice\u{3000}",
+    ] {
         let reply = h
             .gql(
                 &h.tenant.admin_key,

@@ -360,3 +360,57 @@ async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_key_rotated_by_an_earlier_version_is_marked_by_the_check_and_changes_nothing() {
+    let h = Harness::new().await;
+    let made = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "old", None)
+        .await;
+    let (old_id, old) = (
+        id_of(&made),
+        made["data"]["create_api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let rotate = "mutation($input: rotate_api_key_input!) { rotate_api_key(input: $input) { id } }";
+    let vars = json!({"input": {"key_id": old_id, "grace_period_seconds": 3600}});
+    let reply = h.gql(&h.tenant.admin_key, rotate, Some(vars)).await;
+    assert!(reply.get("errors").is_none(), "{reply}");
+    // What an earlier version wrote: the mark on the listing item only.
+    let lookup: Vec<Item> = items_of(&h, &old_id)
+        .await
+        .into_iter()
+        .filter(is_hash)
+        .collect();
+    h.client
+        .update_item()
+        .table_name(&h.table)
+        .key("pk", lookup[0]["pk"].clone())
+        .key("sk", lookup[0]["sk"].clone())
+        .update_expression("REMOVE replaced_by")
+        .send()
+        .await
+        .unwrap();
+    let sa = "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }";
+    let before = h.service().check_tenant("acme", false).await.unwrap();
+    assert!(
+        before
+            .iter()
+            .any(|f| f.what.contains("rotated, but its lookup")),
+        "{before:?}"
+    );
+    h.service().check_tenant("acme", true).await.unwrap();
+    let reply = h
+        .gql(&old, sa, Some(json!({"input": {"name": "backdoor"}})))
+        .await;
+    assert_eq!(
+        reply["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{reply}"
+    );
+    assert_eq!(
+        h.service().check_tenant("acme", false).await.unwrap(),
+        vec![]
+    );
+}

@@ -127,3 +127,107 @@ async fn aliases_and_parallel_requests_cannot_pass_the_limit() {
     assert_eq!(h.assert_consistent().await, 1 + 4 + 4);
     assert_eq!(audit_count(&h).await, base + 3 + 3);
 }
+
+#[tokio::test]
+async fn revocation_is_never_counted_so_a_thief_cannot_lock_out_its_owner() {
+    let h = Harness::with_env(&[("CHANGES_PER_MINUTE", "3")]).await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    // The thief, with bob's leaked key, spends bob's changes this minute.
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let (_, _, reply) = create(&h, &bob.key, bob.user_id, &format!("t{i}")).await;
+        made.push(
+            reply["data"]["create_api_key"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (status, _, _) = create(&h, &bob.key, bob.user_id, "more").await;
+    assert_eq!(status, 429);
+    // Bob still revokes every one of them, and the leaked key itself.
+    let revoke =
+        "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }";
+    let leaked = h.data(&bob.key, "{ auth_info { api_key_id } }", None).await;
+    made.push(
+        leaked["auth_info"]["api_key_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    for id in made {
+        let reply = h
+            .gql(&bob.key, revoke, Some(json!({"input": {"key_id": id}})))
+            .await;
+        assert_eq!(
+            reply["data"]["delete_api_key"]["success"],
+            json!(true),
+            "{reply}"
+        );
+    }
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_creation_refused_by_the_limit_made_no_room_either() {
+    use apikeys_shared::audit::AuditAction;
+    use apikeys_shared::domain::{AccountType, ApiKey};
+    use apikeys_shared::store::StoredKey;
+    let h = Harness::with_env(&[("CHANGES_PER_MINUTE", "3")]).await;
+    // At the start of a minute; the refusal comes in the next one.
+    let minute = h.now().unix_timestamp().div_euclid(60) * 60;
+    let t0 = time::OffsetDateTime::from_unix_timestamp(minute).unwrap();
+    h.clock.set(t0);
+    let (bot, _) = h.add_service_account("bot").await;
+    // The account holds 40 keys (the operator's writes: not counted), 39
+    // of them expiring in 10 s.
+    for i in 0..39 {
+        let secret = apikeys_shared::token::NewKey::generate("sak");
+        let key = StoredKey {
+            key: ApiKey {
+                id: uuid::Uuid::new_v4(),
+                name: format!("old{i}"),
+                tenant_id: h.tenant.id,
+                owner_id: bot,
+                owner_type: AccountType::Service,
+                created: t0,
+                created_by: h.tenant.admin_id,
+                created_by_name: None,
+                expires_at: Some(t0 + time::Duration::seconds(10)),
+                hint: secret.hint(),
+                created_by_key_id: None,
+                rotated_from: None,
+                replaced_by: None,
+                last_used: None,
+            },
+            hash: secret.hash(),
+            copy: None,
+        };
+        h.service()
+            .store()
+            .insert_key(&key, None, &h.audit(AuditAction::KeyCreated, key.key.id))
+            .await
+            .unwrap();
+    }
+    h.clock.set(t0 + time::Duration::seconds(80));
+    // Alice spends her changes this minute.
+    for i in 0..3 {
+        let reply = h
+            .gql(
+                &h.tenant.admin_key,
+                "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }",
+                Some(json!({"input": {"name": format!("spent{i}")}})),
+            )
+            .await;
+        assert!(reply.get("errors").is_none(), "{reply}");
+    }
+    h.gql(&h.tenant.admin_key, "{ hello }", None).await;
+    let (records, before) = (audit_count(&h).await, h.items().await);
+    // A key for the full account: room would be made from its expired keys,
+    // but the change is refused, and so is the room.
+    let (status, _, reply) = create(&h, &h.tenant.admin_key, bot, "new").await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(h.items().await, before, "a refused creation made room");
+    assert_eq!(audit_count(&h).await, records);
+}

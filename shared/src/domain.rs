@@ -271,22 +271,55 @@ pub struct ApiKey {
 }
 
 /// Checks a display name: 1 to 255 characters, no control characters.
-/// Characters that reorder the text around them (bidirectional embeddings,
-/// overrides and isolates, and the marks) or that show nothing (zero-width
-/// space, joiners, word joiner, byte order mark, soft hyphen): in a name they
-/// reverse a page's own text or make one name look like another.
-fn is_invisible_or_reordering(c: char) -> bool {
+/// Characters that reorder the text around them or show nothing: Unicode's
+/// Default_Ignorable_Code_Point set (bidirectional embeddings, overrides,
+/// isolates and marks; zero-width space and joiners; word joiner and
+/// invisible operators; the byte order mark; soft hyphen; variation
+/// selectors; Hangul fillers; tag characters), the other format characters
+/// (Cf: prepended concatenation marks, interlinear annotation), the line and
+/// paragraph separators, and the braille blank. In a name they reverse a
+/// page's own text, hide text, or make one name look like another.
+pub fn is_invisible_or_reordering(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
+}
+
+/// A name as compared with another for "is it the same name": case,
+/// compatibility forms (fullwidth letters), composition (NFKC), white space
+/// and invisible characters do not count.
+pub fn folded_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfkc()
+        .flat_map(char::to_lowercase)
+        .filter(|c| !c.is_whitespace() && !is_invisible_or_reordering(*c))
+        .collect()
 }
 
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
@@ -357,6 +390,32 @@ mod tests {
             let err = validate_name("name", &format!("ci{c}bot")).unwrap_err();
             assert!(err.contains("text-direction"), "{c:?}: {err}");
         }
+        for c in [
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{2800}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{034F}',
+            '\u{FE0F}',
+            '\u{180B}',
+            '\u{206A}',
+            '\u{2065}',
+            '\u{17B4}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{FFF9}',
+            '\u{1D173}',
+            '\u{1BCA0}',
+        ] {
+            assert!(
+                validate_name("name", &format!("ci{c}bot")).is_err(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(folded_name(" Ｂob\u{a0}"), "bob");
+        assert_eq!(folded_name("jose\u{301}"), folded_name("josé"));
         // Letters of right-to-left scripts and emoji (with their joiner-free
         // forms) stay welcome.
         assert!(validate_name("name", "מפתח CI").is_ok());

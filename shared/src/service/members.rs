@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
 use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
-use crate::domain::{validate_name, AccountType, LeaseKind, Membership, Principal, Role};
+use crate::domain::{
+    folded_name, validate_name, AccountType, LeaseKind, Membership, Principal, Role,
+};
 use crate::error::{Error, Result};
 use crate::store::StoredKey;
 
@@ -42,9 +44,13 @@ impl ApiKeys {
         }
         // A service account named like a person of the tenant would pass
         // for them in the audit log and the member lists.
-        let taken = self.store.members(p.tenant_id).await?.into_iter().any(|m| {
-            m.account_type == AccountType::User && m.username.to_lowercase() == name.to_lowercase()
-        });
+        let folded = folded_name(name);
+        let taken = self
+            .store
+            .members(p.tenant_id)
+            .await?
+            .into_iter()
+            .any(|m| m.account_type == AccountType::User && folded_name(&m.username) == folded);
         if taken {
             return Err(Error::BadInput(format!(
                 "'{name}' is the username of a member of this tenant: give the service account \

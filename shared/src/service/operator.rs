@@ -5,7 +5,8 @@ use uuid::Uuid;
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::config::MAX_KEYS_PER_OWNER;
 use crate::domain::{
-    validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role, Tenant,
+    folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role,
+    Tenant,
 };
 use crate::error::{Error, Result};
 use crate::store::UserRecord;
@@ -169,10 +170,10 @@ impl ApiKeys {
         let (record, new_user) = self.find_or_new_user(&user).await?;
         // The reverse of the service-account rule: a person may not join
         // under the name of one of the tenant's service accounts.
-        let lower = record.username.to_lowercase();
+        let folded = folded_name(&record.username);
         let taken =
             self.store.members(tenant.id).await?.into_iter().any(|m| {
-                m.account_type == AccountType::Service && m.username.to_lowercase() == lower
+                m.account_type == AccountType::Service && folded_name(&m.username) == folded
             });
         if taken {
             return Err(Error::BadInput(format!(

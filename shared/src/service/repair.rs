@@ -37,12 +37,17 @@ impl ApiKeys {
         let mut whole: Vec<_> = Vec::with_capacity(keys.len());
         for stored in &keys {
             let k = &stored.key;
+            let lookup = if member_ids.contains(&k.owner_id) {
+                self.store.key_by_hash(&stored.hash).await?
+            } else {
+                None
+            };
             let problem = if !member_ids.contains(&k.owner_id) {
                 Some((
                     Remains::OwnerGone,
                     "its owner is not a member: both its items go",
                 ))
-            } else if !self.store.hash_exists(&stored.hash).await? {
+            } else if lookup.is_none() {
                 Some((
                     Remains::LookupGone,
                     "its hash lookup is gone: its listing goes",
@@ -50,6 +55,22 @@ impl ApiKeys {
             } else {
                 None
             };
+            // Rotated by an earlier version, which marked only the listing:
+            // until its lookup is marked too, the key could change things
+            // during its grace.
+            if let (Some(record), Some(new)) = (&lookup, k.replaced_by) {
+                if !record.replaced {
+                    let repaired = apply && self.store.mark_replaced(&stored.hash, new).await?;
+                    findings.push(Finding {
+                        what: format!(
+                            "key {} ('{}'): rotated, but its lookup does not say so; marked \
+                             replaced (it may change nothing during its grace)",
+                            k.id, k.name
+                        ),
+                        repaired,
+                    });
+                }
+            }
             match problem {
                 Some((remains, problem)) => {
                     // Each deletion checks again that the key is still not

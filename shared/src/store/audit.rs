@@ -76,6 +76,21 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
     Ok((record, AuditCursor(sk.to_string())))
 }
 
+/// Where a change's counter is in its transaction, and the refusal it
+/// means (see [`Store::change_counter`]).
+pub(super) struct Limited(pub(super) Option<(usize, StoreError)>);
+
+impl Limited {
+    /// A transaction cancelled by the counter's condition is a refusal:
+    /// nothing was written.
+    pub(super) fn refusal(&self, e: StoreError) -> StoreError {
+        match &self.0 {
+            Some((index, refused)) if e.condition_failed(*index) => refused.clone(),
+            _ => e,
+        }
+    }
+}
+
 impl Store {
     /// Ends a change's transaction, in this order: the caller's admin
     /// re-check when someone acts on another's behalf, then the acting
@@ -93,39 +108,51 @@ impl Store {
         if let Some(caller) = caller_admin {
             items.push(check_admin(&self.table, tenant, caller)?);
         }
-        let mut limited = None;
-        if let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) {
-            let at = audit.at.unix_timestamp();
-            let window = at.div_euclid(60).saturating_mul(60);
-            limited = Some((
-                items.len(),
-                window.saturating_add(60).saturating_sub(at),
-                max,
-            ));
-            items.push(update_setting_ttl(
-                &self.table,
-                key_of(tenant_pk(tenant), format!("rate#{actor}#{window}")),
-                "ADD changes :one SET #ttl = :ttl",
-                "attribute_not_exists(changes) OR changes < :max",
-                values([
-                    (":one", n(1)),
-                    (":max", n(i64::from(max))),
-                    (":ttl", n(window.saturating_add(3600))),
-                ]),
-                true,
-            )?);
-        }
+        let limited = self.change_counter(&mut items, tenant, audit)?;
         items.push(audit_put(&self.table, audit)?);
-        match self.transact(items).await {
-            Err(e) if limited.is_some_and(|(i, _, _)| e.condition_failed(i)) => {
-                let (_, retry_after, limit) = limited.unwrap_or((0, 60, 0));
-                Err(StoreError::RateLimited {
-                    retry_after: u64::try_from(retry_after.max(1)).unwrap_or(60),
-                    limit,
-                })
-            }
-            other => other,
+        self.transact(items).await.map_err(|e| limited.refusal(e))
+    }
+
+    /// Adds the acting member's count of changes this minute to a change's
+    /// transaction, when changes are limited and a member acts. A revocation
+    /// is never counted: it only takes power away, and a thief churning a
+    /// leaked key must not lock its owner out of revoking it (revocations
+    /// cannot outnumber the counted creations anyway).
+    pub(super) fn change_counter(
+        &self,
+        items: &mut Vec<TransactWriteItem>,
+        tenant: Uuid,
+        audit: &AuditRecord,
+    ) -> Result<Limited> {
+        let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) else {
+            return Ok(Limited(None));
+        };
+        if audit.action == crate::audit::AuditAction::KeyRevoked {
+            return Ok(Limited(None));
         }
+        let at = audit.at.unix_timestamp();
+        let window = at.div_euclid(60).saturating_mul(60);
+        let retry_after = window.saturating_add(60).saturating_sub(at).max(1);
+        let index = items.len();
+        items.push(update_setting_ttl(
+            &self.table,
+            key_of(tenant_pk(tenant), format!("rate#{actor}#{window}")),
+            "ADD changes :one SET #ttl = :ttl",
+            "attribute_not_exists(changes) OR changes < :max",
+            values([
+                (":one", n(1)),
+                (":max", n(i64::from(max))),
+                (":ttl", n(window.saturating_add(3600))),
+            ]),
+            true,
+        )?);
+        Ok(Limited(Some((
+            index,
+            StoreError::RateLimited {
+                retry_after: u64::try_from(retry_after).unwrap_or(60),
+                limit: max,
+            },
+        ))))
     }
 
     /// Up to `limit` records of a tenant's log, newest first, older than

@@ -623,7 +623,8 @@ impl Store {
     /// Removes some expired keys of one owner in one transaction, each only if
     /// it has expired by `now`, with its audit record: what makes room when an
     /// owner is at the limit. At most [`EXPIRED_PER_TRANSACTION`] keys (3
-    /// items each, with the owner's: within DynamoDB's 100).
+    /// items each, with the owner's and the actor's change counter: within
+    /// DynamoDB's 100).
     pub async fn delete_expired_keys(
         &self,
         owner: &Membership,
@@ -647,7 +648,13 @@ impl Store {
             OWNER_EXISTS,
             values([(":minus", n(removed.saturating_neg()))]),
         )?);
-        self.transact(items).await
+        // Made on behalf of the member creating a key: counted as one of
+        // its changes, so that a refused creation has changed nothing.
+        let limited = match keys.first() {
+            Some((_, audit)) => self.change_counter(&mut items, owner.tenant_id, audit)?,
+            None => Limited(None),
+        };
+        self.transact(items).await.map_err(|e| limited.refusal(e))
     }
 
     /// One page of the expiry index: entries of `bucket` expired at `now`.

@@ -134,6 +134,27 @@ impl Store {
         }
     }
 
+    /// Marks a key's hash lookup as replaced by `new` (what a rotation by
+    /// an earlier version did not write there): authentication then refuses
+    /// every change made with it. `Ok(false)`: the lookup is gone.
+    pub async fn mark_replaced(&self, hash: &TokenHash, new: Uuid) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(hash_pk(hash), "hash".into())))
+            .update_expression("SET replaced_by = :new")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":new", s(new.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Whether a key's hash lookup exists (a consistent read).
     pub async fn hash_exists(&self, hash: &TokenHash) -> Result<bool> {
         Ok(self.get(hash_pk(hash), "hash".into()).await?.is_some())
