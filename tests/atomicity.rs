@@ -4,36 +4,15 @@
 use apikeys_shared::audit::AuditAction;
 use std::sync::Arc;
 
-use apikeys_shared::domain::{AccountType, ApiKey, LeaseKind, Role};
+use apikeys_shared::domain::{AccountType, LeaseKind, Role};
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::LEASE;
 use apikeys_shared::store::{Acquired, StoredKey};
-use apikeys_shared::token::NewKey;
 use apikeys_tests::Harness;
 use uuid::Uuid;
 
 fn key_for(h: &Harness, owner: Uuid, owner_type: AccountType) -> StoredKey {
-    let secret = NewKey::generate("apk");
-    StoredKey {
-        key: ApiKey {
-            id: Uuid::new_v4(),
-            name: "raced".into(),
-            tenant_id: h.tenant.id,
-            owner_id: owner,
-            owner_type,
-            created: h.now(),
-            created_by: owner,
-            created_by_name: None,
-            expires_at: None,
-            hint: secret.hint(),
-            created_by_key_id: None,
-            rotated_from: None,
-            replaced_by: None,
-            last_used: None,
-        },
-        hash: secret.hash(),
-        copy: None,
-    }
+    h.stored_key("raced", owner, owner_type, None)
 }
 
 #[tokio::test]

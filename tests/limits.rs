@@ -171,8 +171,7 @@ async fn revocation_is_never_counted_so_a_thief_cannot_lock_out_its_owner() {
 #[tokio::test]
 async fn a_creation_refused_by_the_limit_made_no_room_either() {
     use apikeys_shared::audit::AuditAction;
-    use apikeys_shared::domain::{AccountType, ApiKey};
-    use apikeys_shared::store::StoredKey;
+    use apikeys_shared::domain::AccountType;
     let h = Harness::with_env(&[("CHANGES_PER_MINUTE", "3")]).await;
     // At the start of a minute; the refusal comes in the next one.
     let minute = h.now().unix_timestamp().div_euclid(60) * 60;
@@ -182,27 +181,8 @@ async fn a_creation_refused_by_the_limit_made_no_room_either() {
     // The account holds 40 keys (the operator's writes: not counted), 39
     // of them expiring in 10 s.
     for i in 0..39 {
-        let secret = apikeys_shared::token::NewKey::generate("sak");
-        let key = StoredKey {
-            key: ApiKey {
-                id: uuid::Uuid::new_v4(),
-                name: format!("old{i}"),
-                tenant_id: h.tenant.id,
-                owner_id: bot,
-                owner_type: AccountType::Service,
-                created: t0,
-                created_by: h.tenant.admin_id,
-                created_by_name: None,
-                expires_at: Some(t0 + time::Duration::seconds(10)),
-                hint: secret.hint(),
-                created_by_key_id: None,
-                rotated_from: None,
-                replaced_by: None,
-                last_used: None,
-            },
-            hash: secret.hash(),
-            copy: None,
-        };
+        let expires = Some(t0 + time::Duration::seconds(10));
+        let key = h.stored_key(&format!("old{i}"), bot, AccountType::Service, expires);
         h.service()
             .store()
             .insert_key(&key, None, &h.audit(AuditAction::KeyCreated, key.key.id))

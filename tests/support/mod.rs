@@ -413,6 +413,38 @@ impl Harness {
         secrets
     }
 
+    /// A new key of `owner` in `acme`, made now (not written): what a test
+    /// writes through the store itself.
+    pub fn stored_key(
+        &self,
+        name: &str,
+        owner: Uuid,
+        owner_type: AccountType,
+        expires_at: Option<OffsetDateTime>,
+    ) -> StoredKey {
+        let secret = NewKey::generate("apk");
+        StoredKey {
+            key: ApiKey {
+                id: Uuid::new_v4(),
+                name: name.to_string(),
+                tenant_id: self.tenant.id,
+                owner_id: owner,
+                owner_type,
+                created: self.now(),
+                created_by: owner,
+                created_by_name: None,
+                expires_at,
+                hint: secret.hint(),
+                created_by_key_id: None,
+                rotated_from: None,
+                replaced_by: None,
+                last_used: None,
+            },
+            hash: secret.hash(),
+            copy: None,
+        }
+    }
+
     /// Writes `count` keys of `owner` straight into the table (25 items a
     /// request, bypassing the per-owner limit): half of them expiring within
     /// the next two days, half never. For measuring cost at scale.
@@ -420,28 +452,8 @@ impl Harness {
         let now = self.now();
         let mut requests = Vec::new();
         for i in 0..count {
-            let secret = NewKey::generate("apk");
-            let stored = StoredKey {
-                key: ApiKey {
-                    id: Uuid::new_v4(),
-                    name: format!("seeded {i}"),
-                    tenant_id: self.tenant.id,
-                    owner_id: owner,
-                    owner_type,
-                    created: now,
-                    created_by: owner,
-                    created_by_name: None,
-                    expires_at: (i % 2 == 0)
-                        .then(|| now + Duration::minutes(10 + (i as i64 % 2880))),
-                    hint: secret.hint(),
-                    created_by_key_id: None,
-                    rotated_from: None,
-                    replaced_by: None,
-                    last_used: None,
-                },
-                hash: secret.hash(),
-                copy: None,
-            };
+            let expires = (i % 2 == 0).then(|| now + Duration::minutes(10 + (i as i64 % 2880)));
+            let stored = self.stored_key(&format!("seeded {i}"), owner, owner_type, expires);
             let (listing, lookup) = key_items(&stored);
             for item in [listing, lookup] {
                 let put = PutRequest::builder()

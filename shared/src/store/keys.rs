@@ -768,25 +768,16 @@ impl Store {
                     .condition_expression("cp_version = :read")
                     .expression_attribute_values(":read", n(read.version))
             };
-            match update.send().await {
-                Ok(_) => {
-                    next.version = read.version.saturating_add(1);
-                    return Ok(next);
-                }
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    read = self.sweep_checkpoint().await?;
-                    next = SweepCheckpoint {
-                        next_bucket: next.next_bucket.max(read.next_bucket.clone()),
-                        retry: next.retry.union(&read.retry).cloned().collect(),
-                        version: read.version,
-                    };
-                }
-                Err(err) => return Err(err.into()),
+            if applied(update.send().await)? {
+                next.version = read.version.saturating_add(1);
+                return Ok(next);
             }
+            read = self.sweep_checkpoint().await?;
+            next = SweepCheckpoint {
+                next_bucket: next.next_bucket.max(read.next_bucket.clone()),
+                retry: next.retry.union(&read.retry).cloned().collect(),
+                version: read.version,
+            };
         }
         Err(StoreError::Transient {
             message: "the sweep checkpoint kept changing".into(),

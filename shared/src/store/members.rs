@@ -266,17 +266,7 @@ impl Store {
             .expression_attribute_values(":token", s(lease.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        }
+        applied(result)
     }
 
     /// Gives up a lease its holder did not commit away; a no-op when it is
@@ -292,17 +282,7 @@ impl Store {
             .expression_attribute_values(":token", s(token.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
+        applied(result).map(|_| ())
     }
 
     /// Removes a membership and every key it owns in one transaction,

@@ -33,6 +33,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
@@ -488,6 +489,24 @@ fn update_setting_ttl(
         update = update.expression_attribute_names("#ttl", "ttl");
     }
     Ok(TransactWriteItem::builder().update(update.build()?).build())
+}
+
+/// A single conditional write's answer: `Ok(true)` applied, `Ok(false)`
+/// its condition was false (nothing written), any other failure an error.
+fn applied<O>(
+    result: std::result::Result<O, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<TransactWriteItem> {

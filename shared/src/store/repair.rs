@@ -21,12 +21,6 @@ pub struct TenantCounters {
     pub service_accounts: i64,
 }
 
-fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    err.as_service_error()
-        .and_then(ProvideErrorMetadata::code)
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
-}
-
 impl Store {
     pub async fn tenant_counters(&self, tenant: Uuid) -> Result<Option<TenantCounters>> {
         let Some(item) = self.get(tenant_pk(tenant), "tenant".into()).await? else {
@@ -67,11 +61,7 @@ impl Store {
             ])))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        applied(result)
     }
 
     /// Removes an expired lease and the marks of earlier versions from a
@@ -88,11 +78,7 @@ impl Store {
             .expression_attribute_values(":now", n(now.unix_timestamp()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        applied(result)
     }
 
     /// Deletes what is left of a key that is no longer whole: with
@@ -148,11 +134,7 @@ impl Store {
             .expression_attribute_values(":new", s(new.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        applied(result)
     }
 
     /// Whether a key's hash lookup exists (a consistent read).
