@@ -529,3 +529,82 @@ async fn graphql_over_http_media_types_and_status_codes() {
         .await;
     assert_eq!(curl.status, 200, "{}", curl.body);
 }
+
+#[tokio::test]
+async fn accept_qualities_repeated_headers_and_statuses_at_the_edge() {
+    let h = Harness::new().await;
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    const GR: &str = "application/graphql-response+json";
+    let media = |r: &apikeys_tests::Reply| {
+        r.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // Qualities decide, not the order.
+    for (accept, wanted) in [
+        (
+            "application/graphql-response+json;q=0, application/json",
+            "application/json",
+        ),
+        (
+            "application/graphql-response+json;q=0.001, application/json;q=1",
+            "application/json",
+        ),
+        (
+            "application/json;q=0.1, application/graphql-response+json",
+            GR,
+        ),
+        ("application/json, application/graphql-response+json", GR),
+    ] {
+        let reply = h
+            .send(
+                Route::RestGraphql,
+                &prefect_body("{", None),
+                &[("Authorization", &auth), ("Accept", accept)],
+            )
+            .await;
+        assert_eq!(media(&reply).as_deref(), Some(wanted), "{accept}");
+    }
+    // 415 and 413 keep their status under graphql-response+json, with no data.
+    let refused = h
+        .send(
+            Route::RestGraphql,
+            &prefect_body("{ hello }", None),
+            &[
+                ("Authorization", &auth),
+                ("Accept", GR),
+                ("Content-Type", "text/plain"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 415, "{}", refused.body);
+    let big = format!("{{\"query\":\"{{ hello }}{}\"}}", " ".repeat(70_000));
+    let large = h
+        .send(
+            Route::RestGraphql,
+            big.as_bytes(),
+            &[("Authorization", &auth), ("Accept", GR)],
+        )
+        .await;
+    assert_eq!(large.status, 413, "{}", large.body);
+    assert!(large.json.get("data").is_none(), "{}", large.body);
+    // A 405 says what is allowed.
+    let get = h.send_method(Route::RestGraphql, "PUT", b"", &[]).await;
+    assert_eq!(get.status, 405);
+    assert_eq!(
+        get.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    // A new key's mutation must be alone: another field's error would hide it.
+    let two = format!(
+        "mutation {{ a: create_api_key(input: {{user_id: \"{}\", name: \"x\"}}) {{ key }} b: delete_api_key(input: {{key_id: \"{}\"}}) {{ success }} }}",
+        h.tenant.admin_id,
+        uuid::Uuid::nil()
+    );
+    h.gql(&h.tenant.admin_key, "{ hello }", None).await;
+    let before = h.items().await;
+    let reply = h.gql(&h.tenant.admin_key, &two, None).await;
+    assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{reply}");
+    assert_eq!(h.items().await, before);
+}

@@ -64,6 +64,12 @@ pub const INTROSPECTION_LIMITS: Limits = Limits {
     max_paged_fields: 0,
 };
 
+/// Mutations whose answer holds a new secret, shown once: such a mutation
+/// must be its request's only field, since an error in another field of
+/// the request would null the whole answer (their payloads are non-null)
+/// and the secret, already stored, would never be seen.
+pub const SECRET_FIELDS: &[&str] = &["create_api_key", "rotate_api_key"];
+
 /// Fields that read a page of their own (arguments choose which page), so
 /// not memoized per request: each may run once per request.
 pub const PAGED_FIELDS: &[&str] = &["audit_log"];
@@ -77,6 +83,8 @@ pub struct Cost {
     pub paged_fields: u64,
     /// Fields of the operation's own selection set (the mutations, for a mutation).
     pub root_fields: u64,
+    /// Of those, fields that return a new secret ([`SECRET_FIELDS`]).
+    pub secret_fields: u64,
     /// Whether every field of the operation's own selection set is an
     /// introspection field (its limits are [`INTROSPECTION_LIMITS`]).
     pub introspection_only: bool,
@@ -90,6 +98,7 @@ impl Cost {
             storage_fields: self.storage_fields.saturating_add(other.storage_fields),
             paged_fields: self.paged_fields.saturating_add(other.paged_fields),
             root_fields: self.root_fields.saturating_add(other.root_fields),
+            secret_fields: self.secret_fields.saturating_add(other.secret_fields),
             introspection_only: self.introspection_only && other.introspection_only,
         }
     }
@@ -169,6 +178,13 @@ pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooC
             limits.max_paged_fields,
         );
     }
+    if kind == OperationType::Mutation && cost.secret_fields > 0 && cost.root_fields > 1 {
+        return Err(TooComplex(
+            "create_api_key and rotate_api_key must each be the only field of their request: \
+             an error in another field would hide the new key"
+                .to_string(),
+        ));
+    }
     if kind == OperationType::Mutation && cost.root_fields > limits.max_mutation_fields {
         return over(
             "the number of mutations in one request",
@@ -211,6 +227,7 @@ impl<'a, 'd> Walk<'a, 'd> {
                             .paged_fields
                             .saturating_add(u64::from(PAGED_FIELDS.contains(&field.name.item))),
                         root_fields: 1,
+                        secret_fields: u64::from(SECRET_FIELDS.contains(&field.name.item)),
                         introspection_only: field.name.item.starts_with("__"),
                     }
                 }
@@ -337,6 +354,22 @@ mod tests {
             let (kind, cost) = cost_of(&doc);
             let TooComplex(message) = check(kind, cost, LIMITS).unwrap_err();
             assert!(message.contains("audit_log"), "{doc}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_mutation_returning_a_secret_is_alone_in_its_request() {
+        let one = "mutation { create_api_key(input: {user_id: \"00000000-0000-0000-0000-000000000000\", name: \"x\"}) { key } }";
+        let (kind, cost) = cost_of(one);
+        assert!(check(kind, cost, LIMITS).is_ok());
+        for doc in [
+            "mutation { a: create_api_key(input: {user_id: \"00000000-0000-0000-0000-000000000000\", name: \"x\"}) { key } b: delete_api_key(input: {key_id: \"00000000-0000-0000-0000-000000000000\"}) { success } }",
+            "mutation { __typename r: rotate_api_key(input: {key_id: \"00000000-0000-0000-0000-000000000000\"}) { key } }",
+            "mutation { ...M ...M } fragment M on Mutation { create_api_key(input: {user_id: \"00000000-0000-0000-0000-000000000000\", name: \"x\"}) { key } }",
+        ] {
+            let (kind, cost) = cost_of(doc);
+            let TooComplex(message) = check(kind, cost, LIMITS).unwrap_err();
+            assert!(message.contains("only field"), "{doc}: {message}");
         }
     }
 

@@ -170,31 +170,40 @@ fn json_body(content_type: Option<&str>) -> bool {
         .trim()
         .to_ascii_lowercase();
     media == "application/json"
-        || (media.starts_with("application/") && media.ends_with("+json"))
+        || (media.starts_with("application/")
+            && media.ends_with("+json")
+            && media.len() > "application/+json".len())
         || media == "application/x-www-form-urlencoded"
 }
 
 /// The GraphQL-over-HTTP media type a client asks for first in `Accept`.
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// Whether the client prefers `application/graphql-response+json`: it is
-/// named in `Accept` before `application/json` or a wildcard. The Prefect
-/// client asks for `application/json` and keeps today's answers.
+/// Whether the client prefers `application/graphql-response+json`: its
+/// quality in `Accept` (every `Accept` line) is above zero and at least
+/// that of `application/json` or a wildcard. The Prefect client asks for
+/// `application/json` and keeps today's answers.
 fn wants_graphql_response(request: &Request) -> bool {
-    let accept = header_str(request, "accept").unwrap_or("");
-    for part in accept.split(',') {
-        let media = part.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case(GRAPHQL_RESPONSE) {
-            return true;
-        }
-        if ["application/json", "*/*", "application/*"]
-            .iter()
-            .any(|m| media.eq_ignore_ascii_case(m))
-        {
-            return false;
+    let (mut graphql, mut json) = (0.0f32, 0.0f32);
+    let lines = request.headers().get_all(header::ACCEPT);
+    for part in lines
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut pieces = part.split(';');
+        let media = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = pieces
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media == GRAPHQL_RESPONSE {
+            graphql = graphql.max(quality);
+        } else if ["application/json", "*/*", "application/*"].contains(&media.as_str()) {
+            json = json.max(quality);
         }
     }
-    false
+    graphql > 0.0 && graphql >= json
 }
 
 /// An answer in the media type the client asked for: for
@@ -211,6 +220,8 @@ fn negotiated(mut response: Response<Body>, graphql_response: bool) -> Response<
     if response.extensions().get::<RequestError>().is_none() {
         return response;
     }
+    // A request error answered 200 for application/json is 400 here; 413
+    // and 415 keep their status. Either way there is no `data`.
     let mut body: Value = match response.body() {
         Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
         _ => Value::Null,
@@ -219,7 +230,9 @@ fn negotiated(mut response: Response<Body>, graphql_response: bool) -> Response<
         object.remove("data");
     }
     *response.body_mut() = Body::Text(body.to_string());
-    *response.status_mut() = StatusCode::BAD_REQUEST;
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
     response
 }
 
@@ -288,7 +301,19 @@ fn header_str<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The key presented; none when `Authorization` is sent more than once
+/// (which line a gateway or an authorizer in front reads is not ours to
+/// guess: such a request authenticates as nobody).
 fn bearer(request: &Request) -> Option<&str> {
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .count()
+        > 1
+    {
+        return None;
+    }
     bearer_token(header_str(request, "authorization")?)
 }
 
@@ -312,10 +337,21 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
                 json_response(StatusCode::NOT_FOUND, &error_body("not found", "NOT_FOUND"))
             })
         }
-        (_, "" | "/graphql") => json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &error_body("use POST with a JSON GraphQL request", "METHOD_NOT_ALLOWED"),
-        ),
+        (_, "" | "/graphql") => {
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &error_body("use POST with a JSON GraphQL request", "METHOD_NOT_ALLOWED"),
+            );
+            let allow = if path.is_empty() {
+                "GET, HEAD, POST"
+            } else {
+                "POST"
+            };
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            response
+        }
         _ => json_response(StatusCode::NOT_FOUND, &error_body("not found", "NOT_FOUND")),
     };
     tracing::info!(
@@ -376,7 +412,13 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     // A POST that does not say it sends JSON is no GraphQL request: HTTP
     // 415. `curl -d`'s form type is read as JSON too (people paste such
     // commands), nothing else is.
-    if !json_body(header_str(request, "content-type")) {
+    // Stated twice, what the body is cannot be told.
+    let stated = request
+        .headers()
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .count();
+    if stated > 1 || !json_body(header_str(request, "content-type")) {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &error_body(
@@ -387,7 +429,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     }
     let body: &[u8] = request.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
-        return json_response(
+        return request_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &error_body("request body is larger than 64 KiB", "BAD_REQUEST"),
         );
