@@ -386,7 +386,7 @@ async function serviceAccountsPage(root) {
         },
       }) }, trash());
     const main = h("tr", { "data-account": account.username },
-      h("td", {}, toggle), h("td", {}, roleLabel(membershipIn(account).role_detail.name)),
+      h("td", { class: "name" }, toggle), h("td", {}, roleLabel(membershipIn(account).role_detail.name)),
       h("td", { class: "hide-narrow" }, `${keys.length} key${keys.length === 1 ? "" : "s"}`), h("td", { class: "actions" }, remove));
     if (!expanded) return [main];
     const detail = h("tr", {}, h("td", { colspan: 4 }, h("div", { class: "nested" },
@@ -443,8 +443,9 @@ async function membersPage(root) {
   const rows = people.map((person) => {
     const membership = membershipIn(person);
     const current = membership.role_detail.name;
-    const cells = [h("td", {}, person.username, person.id === me.user_id ? h("span", { class: "badge" }, "you") : null),
-      h("td", { class: "hide-narrow" }, person.email || "")];
+    const cells = [h("td", { class: "name", title: person.username }, person.username,
+      person.id === me.user_id ? h("span", { class: "badge" }, "you") : null),
+      h("td", { class: "hide-narrow name" }, person.email || "")];
     if (!manage) return h("tr", { "data-member": person.username }, cells, h("td", {}, roleLabel(current)));
     const select = roleSelect(`role-${person.id}`, current);
     select.setAttribute("aria-label", `Role of ${person.username}`);
@@ -520,8 +521,8 @@ async function auditPage(root) {
     body.append(...page.map((r) => h("tr", { "data-action": r.action },
       h("td", {}, when(r.at)),
       h("td", {}, ACTIONS[r.action] || r.action),
-      h("td", {}, r.actor_name, r.actor_type === "SERVICE" && h("span", { class: "badge" }, "service account"), r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
-      h("td", {}, r.target_name || r.target_id),
+      h("td", { class: "name" }, r.actor_name, r.actor_type === "SERVICE" && h("span", { class: "badge" }, "service account"), r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
+      h("td", { class: "name" }, r.target_name || r.target_id),
       h("td", { class: "hide-narrow" }, r.detail || ""))));
     before = page.length ? page[page.length - 1].cursor : before;
     more.hidden = page.length < 50;
