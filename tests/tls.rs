@@ -94,15 +94,19 @@ async fn requests_go_over_tls_to_a_server_the_client_trusts() {
     }
 }
 
+/// `https_client` reads `AWS_CA_BUNDLE`, which one test below sets: the
+/// tests that build a client from the environment take turns.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[tokio::test]
 async fn a_server_outside_the_compiled_in_roots_is_refused() {
     let (_, server) = test_ca();
     let port = tls_proxy(server).await;
-    let err = client(port, https_client().unwrap())
-        .list_tables()
-        .send()
-        .await
-        .unwrap_err();
+    let http = {
+        let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        https_client().unwrap()
+    };
+    let err = client(port, http).list_tables().send().await.unwrap_err();
     let text = DisplayErrorContext(&err).to_string().to_lowercase();
     assert!(text.contains("certificate"), "{text}");
 }
@@ -118,13 +122,17 @@ async fn a_private_ca_named_by_aws_ca_bundle_is_trusted_and_a_bad_bundle_is_name
     std::fs::create_dir_all(&dir).unwrap();
     let bundle = dir.join("ca.pem");
     std::fs::write(&bundle, ca_pem).unwrap();
-    std::env::set_var("AWS_CA_BUNDLE", &bundle);
-    let trusting = https_client();
-    std::fs::write(&bundle, "not a certificate").unwrap();
-    let bad = https_client().map(|_| ()).unwrap_err();
-    std::env::set_var("AWS_CA_BUNDLE", dir.join("missing.pem"));
-    let missing = https_client().map(|_| ()).unwrap_err();
-    std::env::remove_var("AWS_CA_BUNDLE");
+    let (trusting, bad, missing) = {
+        let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("AWS_CA_BUNDLE", &bundle);
+        let trusting = https_client();
+        std::fs::write(&bundle, "not a certificate").unwrap();
+        let bad = https_client().map(|_| ()).unwrap_err();
+        std::env::set_var("AWS_CA_BUNDLE", dir.join("missing.pem"));
+        let missing = https_client().map(|_| ()).unwrap_err();
+        std::env::remove_var("AWS_CA_BUNDLE");
+        (trusting, bad, missing)
+    };
     std::fs::remove_dir_all(&dir).unwrap();
 
     let out = client(port, trusting.unwrap()).list_tables().send().await;
