@@ -242,3 +242,31 @@ async fn a_database_failure_is_the_gateways_500_never_a_denial() {
         assert_eq!(decision, "500", "{form}");
     }
 }
+
+/// Every function's decision line is written at the default level (`info`):
+/// an operator sees why a request was refused. A function crate missing from
+/// the logging allowlist (`shared/src/logging.rs`) has its lines filtered out.
+#[tokio::test]
+async fn each_functions_decision_line_is_written_at_the_default_level() {
+    let captured = apikeys_tests::Captured::default();
+    let _installed = tracing::subscriber::set_default(apikeys_shared::logging::subscriber(
+        apikeys_shared::logging::level_from_env()
+            .min(tracing_subscriber::filter::LevelFilter::INFO),
+        captured.clone(),
+    ));
+    let h = Harness::new().await;
+    // The authorizer's, the GraphQL function's and the sweeper's.
+    let app = App::new(h.service_copy());
+    let (answer, _) = decide(&app, "rest", &[("Authorization", &bearer("apk_nope"))]).await;
+    assert_eq!(answer, "401");
+    h.gql(&h.tenant.admin_key, "{ hello }", None).await;
+    let sweeper = apikeys_sweeper::App::new(h.service().store().clone(), h.clock.clone());
+    let payload: apikeys_sweeper::ScheduledEvent =
+        serde_json::from_str(apikeys_tests::SCHEDULED_EVENT).unwrap();
+    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+    apikeys_sweeper::handle(&sweeper, event).await.unwrap();
+    let text = captured.text();
+    for line in ["authorizer decision", "\"request\"", "\"sweep\""] {
+        assert!(text.contains(line), "no {line} line at info: {text}");
+    }
+}

@@ -11,10 +11,12 @@ const OWN_TARGETS: &[&str] = &[
     "apikeys_shared",
     "apikeys_graphql",
     "apikeys_sweeper",
+    "apikeys_authorizer",
     "apikeys_admin",
     "apikeys_devserver",
     "graphql",
     "sweeper",
+    "authorizer",
 ];
 
 /// Dependencies (the AWS SDK, hyper, rustls, the Lambda runtime) write

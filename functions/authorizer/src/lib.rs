@@ -141,6 +141,15 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         }
     }
     let http_api = event.get("version").and_then(Value::as_str) == Some("2.0");
+    // Why, for the operator, whatever the answer's form (a REST 401 leaves
+    // before any answer is built).
+    let reason = match &gate {
+        Gate::Allow(_) => "allowed",
+        Gate::Unauthenticated => "no valid key (missing, malformed, unknown, expired or revoked)",
+        Gate::WrongTenant => "the key belongs to another tenant",
+    };
+    let allowed = matches!(gate, Gate::Allow(_));
+    tracing::info!(allowed, http_api, reason, "authorizer decision");
     let answer = if http_api {
         // HTTP APIs: `isAuthorized: false` is the gateway's 403; its 401 is
         // for a request without the identity source header, decided before
@@ -167,15 +176,6 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
             Gate::Unauthenticated => return Err(UNAUTHORIZED.into()),
         }
     };
-    let decision = answer
-        .get("isAuthorized")
-        .and_then(Value::as_bool)
-        .or_else(|| {
-            answer
-                .pointer("/policyDocument/Statement/0/Effect")
-                .map(|e| e == "Allow")
-        });
-    tracing::info!(allowed = decision, http_api, "authorizer decision");
     Ok(answer)
 }
 
