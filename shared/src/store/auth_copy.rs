@@ -1,0 +1,157 @@
+//! The authentication copy: what a hash item carries besides the key (the
+//! owner's role, membership and tenant), so that one read authenticates.
+
+use crate::domain::Tenant;
+
+use super::*;
+
+/// What authentication learns from a hash lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashRecord {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_type: AccountType,
+    pub expires_at: Option<OffsetDateTime>,
+    /// When the key was last recorded as used.
+    pub last_used: Option<OffsetDateTime>,
+    /// Replaced by a rotation: it works only until its grace ends.
+    pub replaced: bool,
+    /// What authentication needs beyond the key, copied onto the hash item
+    /// so that one read decides it; `None` on an item written before the
+    /// copies existed (authentication then reads the membership too).
+    pub copy: Option<AuthCopy>,
+}
+
+/// The owner's membership and tenant as copied onto each of its hash items.
+/// The membership stays the source of truth: every write that changes a
+/// copied value (a role change) rewrites the owner's hash items in its own
+/// transaction, and a key is only written while its owner's role is still
+/// the one copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCopy {
+    pub role: Role,
+    pub membership_id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub tenant: Tenant,
+}
+
+impl AuthCopy {
+    pub fn of(owner: &crate::domain::Member, tenant: Tenant) -> Self {
+        Self {
+            role: owner.role,
+            membership_id: owner.membership_id,
+            username: owner.username.clone(),
+            email: owner.email.clone(),
+            tenant,
+        }
+    }
+}
+
+/// Marks a hash item that carries a complete [`AuthCopy`].
+const COPY_VERSION: i64 = 1;
+
+/// The attributes of an [`AuthCopy`] on a hash item.
+pub(super) fn copy_attributes(copy: &AuthCopy) -> Item {
+    let mut item = values([
+        ("copy_v", n(COPY_VERSION)),
+        ("member_role", s(copy.role.name())),
+        ("membership_id", s(copy.membership_id.to_string())),
+        ("username", s(&copy.username)),
+        ("tenant_name", s(&copy.tenant.name)),
+        ("tenant_slug", s(&copy.tenant.slug)),
+        ("tenant_created", n(copy.tenant.created.unix_timestamp())),
+    ]);
+    if let Some(email) = &copy.email {
+        item.insert("email".into(), s(email));
+    }
+    item
+}
+
+fn hash_record_from(item: &Item) -> Result<HashRecord> {
+    let f = Fields(item);
+    let tenant_id = f.uuid("tenant_id")?;
+    let copy = match f.opt_n("copy_v")? {
+        Some(COPY_VERSION) => Some(AuthCopy {
+            role: f.role("member_role")?,
+            membership_id: f.uuid("membership_id")?,
+            username: f.s("username")?.to_string(),
+            email: f.opt_s("email")?.map(str::to_string),
+            tenant: Tenant {
+                id: tenant_id,
+                name: f.s("tenant_name")?.to_string(),
+                slug: f.s("tenant_slug")?.to_string(),
+                created: f.time("tenant_created")?,
+            },
+        }),
+        // Written before the copies, or by a version that copies more: the
+        // membership decides.
+        _ => None,
+    };
+    Ok(HashRecord {
+        tenant_id,
+        key_id: f.uuid("key_id")?,
+        owner_id: f.uuid("owner_id")?,
+        owner_type: f.account_type("owner_type")?,
+        expires_at: f.opt_time("expires_at")?,
+        last_used: f.opt_time("last_used")?,
+        replaced: f.opt_s("replaced_by")?.is_some(),
+        copy,
+    })
+}
+
+impl Store {
+    /// Authentication's read: one strongly consistent GetItem.
+    pub async fn key_by_hash(&self, hash: &TokenHash) -> Result<Option<HashRecord>> {
+        self.get(hash_pk(hash), "hash".into())
+            .await?
+            .as_ref()
+            .map(hash_record_from)
+            .transpose()
+    }
+
+    /// Writes the [`AuthCopy`] onto the hash item of a key written before the
+    /// copies existed, only while the owner's membership still has the role
+    /// copied (a role change in between makes this a no-op, not a stale copy).
+    /// `Ok(false)`: not written (the key or the role changed meanwhile).
+    pub async fn backfill_copy(
+        &self,
+        hash: &TokenHash,
+        owner: Uuid,
+        copy: &AuthCopy,
+    ) -> Result<bool> {
+        let attributes = copy_attributes(copy);
+        let assignments: Vec<String> = attributes
+            .keys()
+            .enumerate()
+            .map(|(i, _)| format!("#a{i} = :a{i}"))
+            .collect();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(hash_pk(hash), "hash".into())))
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .condition_expression("attribute_exists(pk) AND owner_id = :owner")
+            .expression_attribute_values(":owner", s(owner.to_string()));
+        for (i, (name, value)) in attributes.into_iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
+        }
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(copy.tenant.id), member_sk(owner))))
+            .condition_expression("member_role = :role")
+            .expression_attribute_values(":role", s(copy.role.name()))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(update.build()?).build(),
+            TransactWriteItem::builder().condition_check(check).build(),
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The expiry index (`by_expiry`, sparse: only hash items of expiring keys)
+//! the sweeper walks hour by hour, and the removal of expired keys.
+
+use crate::audit::AuditRecord;
+use crate::domain::Membership;
+
+use super::*;
+
+pub const EXPIRY_INDEX: &str = "by_expiry";
+
+/// Entries per page of the expiry index.
+const EXPIRY_PAGE: i32 = 100;
+
+/// An entry of the expiry index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredEntry {
+    pub key: KeyRef,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The sweeper's index partition for an expiry time: its UTC hour.
+pub fn expiry_bucket(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour()
+    )
+}
+
+fn expired_entry_from(item: &Item) -> Result<ExpiredEntry> {
+    let f = Fields(item);
+    let hash = f
+        .s("pk")?
+        .strip_prefix("hash#")
+        .ok_or_else(|| StoreError::Corrupt(f.name(), "pk"))?;
+    Ok(ExpiredEntry {
+        key: KeyRef {
+            tenant_id: f.uuid("tenant_id")?,
+            key_id: f.uuid("key_id")?,
+            owner_id: f.uuid("owner_id")?,
+            owner_type: f.account_type("owner_type")?,
+            hash: TokenHash::from_stored(hash.to_string()),
+        },
+        expires_at: f.time("expires_at")?,
+    })
+}
+
+/// Expired keys removed in one transaction to make room for a new one.
+pub const EXPIRED_PER_TRANSACTION: usize = 30;
+
+impl Store {
+    /// Removes some expired keys of one owner in one transaction, each only if
+    /// it has expired by `now`, with its audit record: what makes room when an
+    /// owner is at the limit. At most [`EXPIRED_PER_TRANSACTION`] keys (3
+    /// items each, with the owner's and the actor's change counter: within
+    /// DynamoDB's 100).
+    pub async fn delete_expired_keys(
+        &self,
+        owner: &Membership,
+        keys: &[(KeyRef, AuditRecord)],
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys = keys.get(..EXPIRED_PER_TRANSACTION).unwrap_or(keys);
+        let mut items = Vec::with_capacity(keys.len().saturating_mul(3).saturating_add(1));
+        for (key, audit) in keys {
+            push_key_deletes(&self.table, &mut items, key, Some(now))?;
+            items.push(audit_put(&self.table, audit)?);
+        }
+        let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        items.push(update(
+            &self.table,
+            key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
+            "ADD key_count :minus",
+            OWNER_EXISTS,
+            values([(":minus", n(removed.saturating_neg()))]),
+        )?);
+        // Made on behalf of the member creating a key: counted as one of
+        // its changes, so that a refused creation has changed nothing.
+        let limited = match keys.first() {
+            Some((_, audit)) => self.change_counter(&mut items, owner.tenant_id, audit)?,
+            None => Limited(None),
+        };
+        self.transact(items).await.map_err(|e| limited.refusal(e))
+    }
+
+    /// One page of the expiry index: entries of `bucket` expired at `now`.
+    /// A malformed entry comes back as an error in its place.
+    #[allow(clippy::type_complexity)]
+    pub async fn expired_page(
+        &self,
+        bucket: &str,
+        now: OffsetDateTime,
+        start: Option<Item>,
+    ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(EXPIRY_INDEX)
+            .key_condition_expression("exp_bucket = :bucket AND expires_at <= :now")
+            .expression_attribute_values(":bucket", s(bucket))
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .set_exclusive_start_key(start)
+            .limit(EXPIRY_PAGE)
+            .send()
+            .await?;
+        let entries = out.items().iter().map(expired_entry_from).collect();
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    /// Removes one expired key unless it is gone or no longer expired, with
+    /// its audit record. `Ok(false)`: nothing to do (skipped).
+    pub async fn delete_expired(
+        &self,
+        entry: &ExpiredEntry,
+        now: OffsetDateTime,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
+        match self.delete_key(&entry.key, Some(now), None, audit).await {
+            Ok(()) => Ok(true),
+            // Only its owner is gone (removed outside our transactions):
+            // the key goes alone, with its record.
+            Err(e) if e.condition_failed(2) && !e.condition_failed(0) && !e.condition_failed(1) => {
+                let mut items = Vec::with_capacity(3);
+                push_key_deletes(&self.table, &mut items, &entry.key, Some(now))?;
+                items.push(audit_put(&self.table, audit)?);
+                match self.transact(items).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.is_condition_failure() => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) if e.is_condition_failure() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

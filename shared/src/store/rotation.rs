@@ -1,0 +1,119 @@
+//! Rotation: a key replaced by a new one in one transaction, the old one
+//! kept for a grace or removed at once.
+
+use aws_sdk_dynamodb::types::Delete;
+
+use crate::audit::AuditRecord;
+use crate::config::MAX_KEYS_PER_OWNER;
+
+use super::*;
+
+impl Store {
+    /// Replaces `old` with `new` (same owner, name and expiry) in one
+    /// transaction, with its audit record. With `grace_end`, the old key
+    /// keeps working until then (its expiry moves there; the new key counts
+    /// on its owner); without, the old key goes at once. Fails (nothing
+    /// written) if the old key is gone, expired or already replaced, if the
+    /// owner is gone, held by a lease, at the key limit or has another role than the
+    /// new key's copy, or if `caller_admin` is no longer an admin.
+    /// Cancellation reasons: 0 and 1 the new key's items, 2 the owner, 3 and
+    /// 4 the old key's items, 5 the caller's admin check.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rotate_key(
+        &self,
+        old: &StoredKey,
+        new: &StoredKey,
+        grace_end: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        let k = &new.key;
+        let (listing, lookup) = key_items(new);
+        let mut owner_condition =
+            format!("attribute_exists(pk) AND account_type = :type AND {NO_LEASE_HELD}");
+        let mut owner_values = values([
+            (":type", s(k.owner_type.name())),
+            (":now", n(now.unix_timestamp())),
+        ]);
+        if let Some(copy) = &new.copy {
+            owner_condition.push_str(" AND member_role = :role");
+            owner_values.insert(":role".into(), s(copy.role.name()));
+        }
+        // With a grace the old key stays a while: the new one counts.
+        let count = if grace_end.is_some() {
+            owner_condition.push_str(" AND key_count < :max");
+            owner_values.insert(":max".into(), n(i64::from(MAX_KEYS_PER_OWNER)));
+            1
+        } else {
+            0
+        };
+        owner_values.insert(":count".into(), n(count));
+        let mut items = vec![
+            put(&self.table, lookup)?,
+            put(&self.table, listing)?,
+            update(
+                &self.table,
+                key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
+                &format!("ADD key_count :count {REMOVE_LEASE}"),
+                &owner_condition,
+                owner_values,
+            )?,
+        ];
+        let old_ref = old.key_ref();
+        let old_lookup = key_of(hash_pk(&old_ref.hash), "hash".into());
+        let old_listing = key_of(
+            tenant_pk(old_ref.tenant_id),
+            key_sk(old_ref.owner_type, old_ref.owner_id, old_ref.key_id),
+        );
+        let live =
+            "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now)";
+        let not_replaced = format!("{live} AND attribute_not_exists(replaced_by)");
+        match grace_end {
+            Some(end) => {
+                let secs = end.unix_timestamp();
+                let expiry = [
+                    (":now", n(now.unix_timestamp())),
+                    (":end", n(secs)),
+                    (":ttl", n(secs.saturating_add(TTL_GRACE_SECS))),
+                ];
+                let mut lookup_values = values(expiry.clone());
+                lookup_values.insert(":bucket".into(), s(expiry_bucket(end)));
+                // Authentication reads it: a key in its grace may not change anything.
+                lookup_values.insert(":new".into(), s(k.id.to_string()));
+                items.push(update_setting_ttl(
+                    &self.table,
+                    old_lookup,
+                    "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket, replaced_by = :new",
+                    live,
+                    lookup_values,
+                    true,
+                )?);
+                let mut listing_values = values(expiry);
+                listing_values.insert(":new".into(), s(k.id.to_string()));
+                items.push(update_setting_ttl(
+                    &self.table,
+                    old_listing,
+                    "SET expires_at = :end, #ttl = :ttl, replaced_by = :new",
+                    &not_replaced,
+                    listing_values,
+                    true,
+                )?);
+            }
+            None => {
+                for (key, condition) in
+                    [(old_lookup, live.to_string()), (old_listing, not_replaced)]
+                {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key))
+                        .condition_expression(condition)
+                        .expression_attribute_values(":now", n(now.unix_timestamp()))
+                        .build()?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+        }
+        self.commit(items, k.tenant_id, caller_admin, audit).await
+    }
+}
