@@ -7,7 +7,7 @@ use std::sync::Arc;
 use apikeys_shared::domain::{AccountType, LeaseKind, Role};
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::LEASE;
-use apikeys_shared::store::{Acquired, StoredKey};
+use apikeys_shared::store::{Acquired, KeyInsert, MemberInsert, MembershipDelete, StoredKey};
 use apikeys_tests::Harness;
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ async fn a_key_for_an_owner_removed_meanwhile_is_not_written_at_all() {
     let before = h.items().await;
     // The store's transaction writes the hash lookup first: its failure on the
     // membership condition must take the lookup with it.
-    let err = h
+    let outcome = h
         .service()
         .store()
         .insert_key(
@@ -41,8 +41,8 @@ async fn a_key_for_an_owner_removed_meanwhile_is_not_written_at_all() {
             &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
         )
         .await
-        .unwrap_err();
-    assert!(err.is_condition_failure(), "{err}");
+        .unwrap();
+    assert_eq!(outcome, KeyInsert::OwnerRefused);
     assert_eq!(h.items().await, before);
     h.assert_consistent().await;
 }
@@ -71,7 +71,7 @@ async fn a_service_account_key_created_by_a_demoted_admin_is_not_written() {
         .await
         .unwrap();
     let before = h.items().await;
-    let err = h
+    let outcome = h
         .service()
         .store()
         .insert_key(
@@ -80,8 +80,8 @@ async fn a_service_account_key_created_by_a_demoted_admin_is_not_written() {
             &h.audit(AuditAction::KeyCreated, Uuid::new_v4()),
         )
         .await
-        .unwrap_err();
-    assert!(err.is_condition_failure(), "{err}");
+        .unwrap();
+    assert_eq!(outcome, KeyInsert::CallerNotAdmin);
     assert_eq!(h.items().await, before);
 }
 
@@ -111,18 +111,19 @@ async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
     let blocked = store
         .insert_key(&key_for(&h, bob.user_id, AccountType::User), None, &audit)
         .await
-        .unwrap_err();
-    assert!(blocked.condition_failed(2), "{blocked}");
+        .unwrap();
+    assert_eq!(blocked, KeyInsert::OwnerRefused);
     // Once it has run out, a key is added (which clears the lease) after the
     // list was read: the removal's transaction, still holding the old token,
     // deletes nothing.
     h.clock.set(now + LEASE + time::Duration::seconds(1));
-    store
+    let added = store
         .insert_key(&key_for(&h, bob.user_id, AccountType::User), None, &audit)
         .await
         .unwrap();
+    assert_eq!(added, KeyInsert::Written);
     let before = h.items().await;
-    let err = store
+    let outcome = store
         .delete_membership(
             &member,
             token,
@@ -131,8 +132,8 @@ async fn removing_a_member_with_a_stale_key_list_deletes_nothing() {
             &h.audit(AuditAction::MemberRemoved, bob.user_id),
         )
         .await
-        .unwrap_err();
-    assert!(err.condition_failed(0), "{err}");
+        .unwrap();
+    assert_eq!(outcome, MembershipDelete::LeaseLost);
     assert_eq!(h.items().await, before);
     h.assert_consistent().await;
 }
@@ -233,15 +234,15 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         legacy_mark: false,
     };
     let before = h.items().await;
-    let err = store
+    let outcome = store
         .insert_member(
             &membership,
             Some(&user),
             &h.audit(AuditAction::MemberAdded, user.id),
         )
         .await
-        .unwrap_err();
-    assert!(err.condition_failed(1), "{err}");
+        .unwrap();
+    assert_eq!(outcome, MemberInsert::TenantGone);
     assert_eq!(h.items().await, before);
     assert!(store.user_by_username("ghost").await.unwrap().is_none());
 }

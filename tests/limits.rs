@@ -178,11 +178,13 @@ async fn a_creation_refused_by_the_limit_made_no_room_either() {
     for i in 0..39 {
         let expires = Some(t0 + time::Duration::seconds(10));
         let key = h.stored_key(&format!("old{i}"), bot, AccountType::Service, expires);
-        h.service()
+        let written = h
+            .service()
             .store()
             .insert_key(&key, None, &h.audit(AuditAction::KeyCreated, key.key.id))
             .await
             .unwrap();
+        assert_eq!(written, apikeys_shared::store::KeyInsert::Written);
     }
     h.clock.set(t0 + time::Duration::seconds(80));
     // Alice spends her changes this minute.

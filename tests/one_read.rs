@@ -170,7 +170,8 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
         hash: secret.hash(),
         copy: None,
     };
-    h.service()
+    let written = h
+        .service()
         .store()
         .insert_key(
             &stored,
@@ -179,6 +180,7 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
         )
         .await
         .unwrap();
+    assert_eq!(written, apikeys_shared::store::KeyInsert::Written);
     secret.expose_secret().to_string()
 }
 

@@ -18,6 +18,12 @@ pub enum Error {
     /// the latest): nothing was changed.
     #[error("{}", busy_message(*.0, *.1))]
     Busy(crate::domain::LeaseKind, time::OffsetDateTime),
+    /// What the request worked on kept changing under it (concurrent
+    /// requests won every race), or a lease it held ran out before it
+    /// wrote: nothing was changed, and the same request may simply be sent
+    /// again. A state of the data, not a failure of the storage.
+    #[error("{0}: nothing was changed; try again")]
+    Contended(String),
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),

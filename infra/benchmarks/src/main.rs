@@ -249,10 +249,14 @@ async fn overhead(iterations: usize) -> Result<Value> {
             .or_default()
             .push(started.elapsed());
         let audit = bench_audit(&h, AuditAction::KeyRevoked, &stored);
-        h.service()
+        let deleted = h
+            .service()
             .store()
             .delete_key(&stored.key_ref(), None, None, &audit)
             .await?;
+        if deleted != apikeys_shared::store::KeyDelete::Deleted {
+            bail!("the benchmark's key was not deleted: {deleted:?}");
+        }
     }
     // The one request per key per interval that records the key's use: the
     // clock moved past the interval before each (at steady state, every

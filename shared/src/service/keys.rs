@@ -11,12 +11,10 @@ use crate::domain::{
     validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Tenant,
 };
 use crate::error::{Error, Result};
-use crate::store::{AuthCopy, StoredKey, EXPIRED_PER_TRANSACTION};
+use crate::store::{AuthCopy, KeyDelete, KeyInsert, Rotation, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
-use super::{
-    internal, kept_changing, key_limit_reached, may_change, ApiKeys, Leased, CONFLICT_RETRIES,
-};
+use super::{kept_changing, key_limit_reached, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -212,12 +210,11 @@ impl ApiKeys {
         if expired.is_empty() {
             return Ok(owner);
         }
-        match self.store.delete_expired_keys(&owner, &expired, now).await {
-            // A failed condition: one was revoked or swept meanwhile; the
-            // re-read below tells what room there is now.
-            Err(e) if !e.is_condition_failure() => return Err(e.into()),
-            _ => {}
-        }
+        // Not applied: one was revoked or swept meanwhile; the re-read
+        // below tells what room there is now.
+        self.store
+            .delete_expired_keys(&owner, &expired, now)
+            .await?;
         self.store
             .membership(owner.tenant_id, owner.user_id)
             .await?
@@ -283,18 +280,19 @@ impl ApiKeys {
             let (stored, secret) = self.mint(&owner, &p.tenant, &request, &Creator::of(p));
             let created = self.key_created(AuditActor::of(p), &stored.key, &owner.username);
             let audit = self.audit(p.tenant_id, created);
-            match self.store.insert_key(&stored, creator_admin, &audit).await {
-                Ok(()) => return Ok((stored.key, secret)),
-                // The owner is gone, held by a removal or a role change, at
-                // the limit, or has another role than the one copied: read
-                // it and try again (or say which).
-                Err(e) if e.condition_failed(2) => {
+            match self
+                .store
+                .insert_key(&stored, creator_admin, &audit)
+                .await?
+            {
+                KeyInsert::Written => return Ok((stored.key, secret)),
+                // Read the owner and try again, or say why not.
+                KeyInsert::OwnerRefused => {
                     let read = self.store.membership(p.tenant_id, user_id).await?;
                     owner = Member::from(self.owner_with_room(read, &AuditActor::of(p)).await?);
                 }
                 // The creator is no longer an admin: not theirs to create.
-                Err(e) if e.condition_failed(3) => return Err(Error::NotFound("user")),
-                Err(e) => return Err(internal(e)),
+                KeyInsert::CallerNotAdmin => return Err(Error::NotFound("user")),
             }
         }
         Err(kept_changing("the key's owner"))
@@ -394,16 +392,13 @@ impl ApiKeys {
         match self
             .store
             .delete_key(&stored.key_ref(), None, caller_admin, &audit)
-            .await
+            .await?
         {
-            Ok(()) => Ok(true),
+            KeyDelete::Deleted => Ok(true),
             // Revoked (or its owner removed) meanwhile: it is gone, truly.
-            Err(e) if e.condition_failed(0) || e.condition_failed(1) => Ok(false),
-            // Its owner was removed meanwhile, with its keys.
-            Err(e) if e.condition_failed(2) => Ok(false),
+            KeyDelete::KeyGone | KeyDelete::OwnerGone => Ok(false),
             // The caller lost the admin role meanwhile: no longer theirs.
-            Err(e) if e.condition_failed(3) => Ok(false),
-            Err(e) => Err(internal(e)),
+            KeyDelete::CallerNotAdmin => Ok(false),
         }
     }
 
@@ -479,21 +474,21 @@ impl ApiKeys {
                 caller_admin,
                 &attempt.audit,
             )
-            .await;
+            .await?;
         match result {
-            Ok(()) => Ok(Tried::Done(attempt.done(now))),
-            // The owner is at the limit (a grace keeps the old key a while):
-            // make room from its expired keys, then try again.
-            Err(e) if e.condition_failed(2) => {
+            Rotation::Rotated => Ok(Tried::Done(attempt.done(now))),
+            // The owner changed, or is at the limit (a grace keeps the old
+            // key a while): read it, making room from its expired keys,
+            // then try again (or say why not).
+            Rotation::OwnerRefused => {
                 let read = self.store.membership(tenant.id, owner.user_id).await?;
                 let with_room = self.owner_with_room(read, &actor).await?;
                 Ok(Tried::Again(Some(Member::from(with_room))))
             }
             // The old key was revoked, expired or rotated meanwhile: the next
             // look tells which.
-            Err(e) if e.condition_failed(3) || e.condition_failed(4) => Ok(Tried::Again(None)),
-            Err(e) if e.condition_failed(5) => Ok(Tried::CallerNotAdmin),
-            Err(e) => Err(internal(e)),
+            Rotation::OldKeyChanged => Ok(Tried::Again(None)),
+            Rotation::CallerNotAdmin => Ok(Tried::CallerNotAdmin),
         }
     }
 

@@ -10,11 +10,9 @@ use crate::domain::{
     folded_name, validate_name, AccountType, LeaseKind, Membership, Principal, Role,
 };
 use crate::error::{Error, Result};
-use crate::store::StoredKey;
+use crate::store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 
-use super::{
-    internal, kept_changing, last_admin, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES,
-};
+use super::{kept_changing, last_admin, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -85,14 +83,13 @@ impl ApiKeys {
         match self
             .store
             .insert_membership(&account, Some(p.user_id), cap, &audit)
-            .await
+            .await?
         {
-            Ok(()) => Ok(account.user_id),
-            Err(e) if e.condition_failed(1) => Err(Error::BadInput(format!(
+            MembershipInsert::Written => Ok(account.user_id),
+            MembershipInsert::TenantRefused => Err(Error::BadInput(format!(
                 "a tenant may have at most {cap} service accounts: delete one first"
             ))),
-            Err(e) if e.condition_failed(2) => Err(forbidden()),
-            Err(e) => Err(internal(e)),
+            MembershipInsert::CallerNotAdmin => Err(forbidden()),
         }
     }
 
@@ -130,7 +127,6 @@ impl ApiKeys {
                     return Err(last_admin("removed"));
                 }
                 let keys = self.keys_of_owner(&current).await?;
-                let tenant_item = keys.len().saturating_mul(2).saturating_add(1);
                 let (action, target_type) = match current.account_type {
                     AccountType::Service => (
                         AuditAction::ServiceAccountRemoved,
@@ -156,14 +152,13 @@ impl ApiKeys {
                 match self
                     .store
                     .delete_membership(&current, lease, &keys, caller_admin, &audit)
-                    .await
+                    .await?
                 {
-                    Ok(()) => Ok(Leased::Committed(())),
-                    Err(e) if e.condition_failed(tenant_item) => Err(last_admin("removed")),
-                    Err(e) if e.condition_failed(tenant_item.saturating_add(1)) => Err(not_admin()),
+                    MembershipDelete::Deleted => Ok(Leased::Committed(())),
+                    MembershipDelete::LastAdmin => Err(last_admin("removed")),
+                    MembershipDelete::CallerNotAdmin => Err(not_admin()),
                     // The lease ran out and was taken: nothing was written.
-                    Err(e) if e.condition_failed(0) => Err(lease_lost()),
-                    Err(e) => Err(internal(e)),
+                    MembershipDelete::LeaseLost => Err(lease_lost()),
                 }
             })
             .await;
@@ -235,12 +230,6 @@ impl ApiKeys {
                 {
                     return Err(last_admin("demoted"));
                 }
-                let counts_admins = member.is_admin_user()
-                    != Membership {
-                        role,
-                        ..member.clone()
-                    }
-                    .is_admin_user();
                 let caller_admin = (target != Target::Myself).then_some(p.user_id);
                 let audit = self.audit(
                     p.tenant_id,
@@ -260,7 +249,7 @@ impl ApiKeys {
                         role.name()
                     )),
                 );
-                self.commit_role(&member, lease, role, caller_admin, counts_admins, &audit)
+                self.commit_role(&member, lease, role, caller_admin, &audit)
                     .await
             },
         )
@@ -275,7 +264,6 @@ impl ApiKeys {
         lease: Uuid,
         role: Role,
         caller_admin: Option<Uuid>,
-        counts_admins: bool,
         audit: &AuditRecord,
     ) -> Result<Leased<Uuid>> {
         let forbidden = || Error::Forbidden("only a tenant admin may change roles".into());
@@ -294,34 +282,21 @@ impl ApiKeys {
                 .filter(|k| !halves.contains(&k.key.id))
                 .map(StoredKey::key_ref)
                 .collect();
-            let first_key: usize = if counts_admins { 2 } else { 1 };
-            let caller_item = first_key.saturating_add(keys.len());
-            let err = match self
+            let gone = match self
                 .store
                 .set_role(member, lease, role, caller_admin, &keys, audit)
-                .await
+                .await?
             {
-                Ok(()) => return Ok(Leased::Committed(member.id)),
-                Err(e) => e,
+                RoleSet::Set => return Ok(Leased::Committed(member.id)),
+                RoleSet::LastAdmin => return Err(last_admin("demoted")),
+                RoleSet::CallerNotAdmin => return Err(forbidden()),
+                RoleSet::LeaseLost => return Err(lease_lost()),
+                RoleSet::KeysGone(gone) => gone,
             };
-            if counts_admins && err.condition_failed(1) {
-                return Err(last_admin("demoted"));
-            }
-            if caller_admin.is_some() && err.condition_failed(caller_item) {
-                return Err(forbidden());
-            }
-            if err.condition_failed(0) {
-                return Err(lease_lost());
-            }
-            if !err.is_condition_failure() {
-                return Err(internal(err));
-            }
             // A key revoked or swept since the listing (list again), or one
             // whose lookup alone is gone (leave it out).
-            for (i, key) in keys.iter().enumerate() {
-                if err.condition_failed(first_key.saturating_add(i))
-                    && !self.store.hash_exists(&key.hash).await?
-                {
+            for key in gone.iter().filter_map(|&i| keys.get(i)) {
+                if !self.store.hash_exists(&key.hash).await? {
                     halves.insert(key.key_id);
                 }
             }

@@ -73,10 +73,9 @@ pub enum Gate {
 
 /// A read-modify-write that lost every race: retryable, nothing applied.
 fn kept_changing(what: &str) -> Error {
-    Error::Store(StoreError::Transient {
-        message: format!("{what} kept changing"),
-        unknown_outcome: false,
-    })
+    Error::Contended(format!(
+        "{what} kept changing while this request worked on it"
+    ))
 }
 
 /// Refuses every change to a key rotated away: during its grace it still
@@ -98,10 +97,9 @@ fn may_change(p: &Principal) -> Result<()> {
 /// A lease that ran out while its holder still worked (the holder was
 /// slower than [`LEASE`]): nothing was written, trying again may succeed.
 fn lease_lost() -> Error {
-    Error::Store(StoreError::Transient {
-        message: "the lease on the membership ran out before the change was written".into(),
-        unknown_outcome: false,
-    })
+    Error::Contended(
+        "this request's hold on the member ran out before its change was written".into(),
+    )
 }
 
 /// How long a lease on a membership holds: longer than any request that
@@ -123,12 +121,6 @@ pub(super) enum Leased<T> {
     Committed(T),
     /// Nothing to write: the lease is to be given back.
     Released(T),
-}
-
-/// A store error after which a retry by the caller cannot help: a condition
-/// that no branch of the caller explained is a bug, reported as internal.
-fn internal(e: StoreError) -> Error {
-    Error::Store(e)
 }
 
 impl ApiKeys {
@@ -219,7 +211,10 @@ impl ApiKeys {
             }
         };
         let Some(token) = held.lease.as_ref().map(|l| l.token) else {
-            return Err(internal(StoreError::Corrupt("membership".into(), "lease")));
+            return Err(Error::Store(StoreError::Corrupt(
+                "membership".into(),
+                "lease",
+            )));
         };
         let outcome = body(held, token).await;
         match outcome {

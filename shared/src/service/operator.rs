@@ -9,11 +9,11 @@ use crate::domain::{
     Tenant,
 };
 use crate::error::{Error, Result};
-use crate::store::UserRecord;
+use crate::store::{KeyInsert, MemberInsert, TenantInsert, UserRecord};
 use crate::token::NewKey;
 
 use super::keys::{check_grace, Creator, Tried};
-use super::{internal, kept_changing, ApiKeys, KeyRequest, Rotated, CONFLICT_RETRIES};
+use super::{kept_changing, ApiKeys, KeyRequest, Rotated, CONFLICT_RETRIES};
 
 /// What creating a tenant made: the secret is the admin's first key.
 pub struct NewTenant {
@@ -142,20 +142,26 @@ impl ApiKeys {
         ];
         match self
             .store
-            .insert_tenant(&tenant, &membership, new_user.as_ref(), &stored, &audits)
-            .await
+            .insert_tenant(
+                &tenant,
+                &membership,
+                new_user.as_ref(),
+                &stored,
+                &[&audits[0], &audits[1]],
+            )
+            .await?
         {
-            Ok(()) => Ok(NewTenant {
+            TenantInsert::Written => Ok(NewTenant {
                 tenant,
                 admin: membership,
                 key: stored.key,
                 secret,
             }),
-            Err(e) if e.is_condition_failure() => Err(Error::BadInput(format!(
-                "slug '{slug}' is taken (or user '{}' was created meanwhile)",
+            TenantInsert::SlugTaken => Err(Error::BadInput(format!("slug '{slug}' is taken"))),
+            TenantInsert::UserTaken => Err(Error::BadInput(format!(
+                "user '{}' was created meanwhile: try again",
                 admin.username
             ))),
-            Err(e) => Err(internal(e)),
         }
     }
 
@@ -208,18 +214,17 @@ impl ApiKeys {
         match self
             .store
             .insert_member(&membership, new_user.as_ref(), &audit)
-            .await
+            .await?
         {
-            Ok(()) => Ok(membership),
-            Err(e) if e.condition_failed(0) => Err(Error::BadInput(format!(
+            MemberInsert::Written => Ok(membership),
+            MemberInsert::AlreadyMember => Err(Error::BadInput(format!(
                 "user '{}' is already a member of '{tenant_slug}'",
                 membership.username
             ))),
-            Err(e) if e.condition_failed(1) => Err(Error::NotFound("tenant")),
-            Err(e) if e.condition_failed(2) || e.condition_failed(3) => Err(Error::BadInput(
+            MemberInsert::TenantGone => Err(Error::NotFound("tenant")),
+            MemberInsert::UserTaken => Err(Error::BadInput(
                 "username was taken meanwhile: try again".into(),
             )),
-            Err(e) => Err(internal(e)),
         }
     }
 
@@ -256,10 +261,10 @@ impl ApiKeys {
         let (stored, secret) = self.mint(&Member::from(member), &tenant, &request, &creator);
         let created = self.key_created(AuditActor::operator(), &stored.key, username);
         let audit = self.audit(tenant.id, created);
-        match self.store.insert_key(&stored, None, &audit).await {
-            Ok(()) => Ok((stored.key, secret)),
+        match self.store.insert_key(&stored, None, &audit).await? {
+            KeyInsert::Written => Ok((stored.key, secret)),
             // The member changed since it was read: say what is true now.
-            Err(e) if e.condition_failed(2) => {
+            KeyInsert::OwnerRefused => {
                 let now = self.store.membership(tenant.id, user.id).await?;
                 match now {
                     None => Err(Error::NotFound("membership")),
@@ -272,7 +277,8 @@ impl ApiKeys {
                     },
                 }
             }
-            Err(e) => Err(internal(e)),
+            // No caller check in the operator's transaction.
+            KeyInsert::CallerNotAdmin => Err(kept_changing("the member")),
         }
     }
 

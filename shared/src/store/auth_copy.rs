@@ -144,14 +144,19 @@ impl Store {
             .condition_expression("member_role = :role")
             .expression_attribute_values(":role", s(copy.role.name()))
             .build()?;
-        let items = vec![
+        let mut tx = Tx::new();
+        tx.push(
+            Part::Key,
             TransactWriteItem::builder().update(update.build()?).build(),
+        );
+        tx.push(
+            Part::Member,
             TransactWriteItem::builder().condition_check(check).build(),
-        ];
-        match self.transact(items).await {
+        );
+        match self.transact(tx).await? {
             Ok(()) => Ok(true),
-            Err(e) if e.is_condition_failure() => Ok(false),
-            Err(e) => Err(e),
+            Err(r) if r.has(Part::Key) || r.has(Part::Member) => Ok(false),
+            Err(r) => Err(r.unexplained("backfill_copy")),
         }
     }
 }

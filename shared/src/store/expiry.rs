@@ -62,31 +62,36 @@ impl Store {
         owner: &Membership,
         keys: &[(KeyRef, AuditRecord)],
         now: OffsetDateTime,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let keys = keys.get(..EXPIRED_PER_TRANSACTION).unwrap_or(keys);
-        let mut items = Vec::with_capacity(keys.len().saturating_mul(3).saturating_add(1));
-        for (key, audit) in keys {
-            push_key_deletes(&self.table, &mut items, key, Some(now))?;
-            items.push(audit_put(&self.table, audit)?);
+        let mut tx = Tx::new();
+        for (i, (key, _)) in keys.iter().enumerate() {
+            push_key_deletes(&self.table, &mut tx, Part::KeyAt(i), key, Some(now))?;
         }
         let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
-        items.push(update(
-            &self.table,
-            key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
-            "ADD key_count :minus",
-            OWNER_EXISTS,
-            values([(":minus", n(removed.saturating_neg()))]),
-        )?);
+        tx.push(
+            Part::Member,
+            update(
+                &self.table,
+                key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
+                "ADD key_count :minus",
+                OWNER_EXISTS,
+                values([(":minus", n(removed.saturating_neg()))]),
+            )?,
+        );
         // Made on behalf of the member creating a key: counted as one of
-        // its changes, so that a refused creation has changed nothing.
-        let limited = match keys.first() {
-            Some((_, audit)) => self.change_counter(&mut items, owner.tenant_id, audit)?,
-            None => Limited(None),
-        };
-        self.transact(items).await.map_err(|e| limited.refusal(e))
+        // its changes (the tail counts the first record's actor), so that a
+        // refused creation has changed nothing.
+        let audits: Vec<&AuditRecord> = keys.iter().map(|(_, audit)| audit).collect();
+        match self.commit(tx, owner.tenant_id, None, &audits).await? {
+            Ok(()) => Ok(true),
+            // One was revoked or swept meanwhile, or the owner is gone.
+            Err(r) if !r.keys_at().is_empty() || r.has(Part::Member) => Ok(false),
+            Err(r) => Err(r.unexplained("delete_expired_keys")),
+        }
     }
 
     /// One page of the expiry index: entries of `bucket` expired at `now`.
@@ -122,22 +127,20 @@ impl Store {
         now: OffsetDateTime,
         audit: &AuditRecord,
     ) -> Result<bool> {
-        match self.delete_key(&entry.key, Some(now), None, audit).await {
-            Ok(()) => Ok(true),
+        match self.delete_key(&entry.key, Some(now), None, audit).await? {
+            KeyDelete::Deleted => Ok(true),
             // Only its owner is gone (removed outside our transactions):
             // the key goes alone, with its record.
-            Err(e) if e.condition_failed(2) && !e.condition_failed(0) && !e.condition_failed(1) => {
-                let mut items = Vec::with_capacity(3);
-                push_key_deletes(&self.table, &mut items, &entry.key, Some(now))?;
-                items.push(audit_put(&self.table, audit)?);
-                match self.transact(items).await {
+            KeyDelete::OwnerGone => {
+                let mut tx = Tx::new();
+                push_key_deletes(&self.table, &mut tx, Part::Key, &entry.key, Some(now))?;
+                match self.commit(tx, entry.key.tenant_id, None, &[audit]).await? {
                     Ok(()) => Ok(true),
-                    Err(e) if e.is_condition_failure() => Ok(false),
-                    Err(e) => Err(e),
+                    Err(r) if r.has(Part::Key) => Ok(false),
+                    Err(r) => Err(r.unexplained("delete_expired")),
                 }
             }
-            Err(e) if e.is_condition_failure() => Ok(false),
-            Err(e) => Err(e),
+            KeyDelete::KeyGone | KeyDelete::CallerNotAdmin => Ok(false),
         }
     }
 }

@@ -128,11 +128,64 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
     (listing, lookup)
 }
 
-/// Deletes of a key's hash lookup and listing item; with `expired_by`,
-/// each only if the key had expired by then.
+/// What [`Store::insert_key`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum KeyInsert {
+    Written,
+    /// The owner refused the key: it is gone, held by a lease (a removal,
+    /// a role change or a recount in progress), holds its maximum of keys,
+    /// or no longer has the role copied onto the key. Read it again to
+    /// know which.
+    OwnerRefused,
+    /// The creator is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl KeyInsert {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Written),
+            Err(r) if r.has(Part::Member) => Ok(Self::OwnerRefused),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("insert_key")),
+        }
+    }
+}
+
+/// What [`Store::delete_key`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum KeyDelete {
+    Deleted,
+    /// The key is gone (revoked, swept, or removed with its owner), or,
+    /// with `expired_by`, was not expired by then.
+    KeyGone,
+    /// The owner's membership is gone (its keys went with it, or were left
+    /// behind outside our transactions).
+    OwnerGone,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl KeyDelete {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Deleted),
+            Err(r) if r.has(Part::Key) => Ok(Self::KeyGone),
+            Err(r) if r.has(Part::Member) => Ok(Self::OwnerGone),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("delete_key")),
+        }
+    }
+}
+
+/// Deletes of a key's hash lookup and listing item, labelled `part`; with
+/// `expired_by`, each only if the key had expired by then.
 pub(super) fn push_key_deletes(
     table: &str,
-    items: &mut Vec<TransactWriteItem>,
+    tx: &mut Tx,
+    part: Part,
     key: &KeyRef,
     expired_by: Option<OffsetDateTime>,
 ) -> Result<()> {
@@ -152,7 +205,10 @@ pub(super) fn push_key_deletes(
                 .condition_expression("attribute_exists(pk) AND expires_at <= :now")
                 .expression_attribute_values(":now", n(now.unix_timestamp()));
         }
-        items.push(TransactWriteItem::builder().delete(delete.build()?).build());
+        tx.push(
+            part,
+            TransactWriteItem::builder().delete(delete.build()?).build(),
+        );
     }
     Ok(())
 }
@@ -203,14 +259,13 @@ impl Store {
     /// Fails (nothing written) if the owner is no longer a member, is held
     /// by a lease (a removal or a role change in progress), holds [`MAX_KEYS_PER_OWNER`] keys already, no longer has the
     /// role the key's [`AuthCopy`] holds, or `creator_admin` is given and is
-    /// no longer an admin of the tenant. Cancellation
-    /// reasons: see [`InsertKeyItem`].
+    /// no longer an admin of the tenant.
     pub async fn insert_key(
         &self,
         stored: &StoredKey,
         creator_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<()> {
+    ) -> Result<KeyInsert> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
         let mut condition =
@@ -227,9 +282,11 @@ impl Store {
             condition.push_str(" AND member_role = :role");
             vals.insert(":role".into(), s(copy.role.name()));
         }
-        let items = vec![
-            put(&self.table, lookup)?,
-            put(&self.table, listing)?,
+        let mut tx = Tx::new();
+        tx.push(Part::NewKey, put(&self.table, lookup)?);
+        tx.push(Part::NewKey, put(&self.table, listing)?);
+        tx.push(
+            Part::Member,
             update(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
@@ -237,8 +294,11 @@ impl Store {
                 &condition,
                 vals,
             )?,
-        ];
-        self.commit(items, k.tenant_id, creator_admin, audit).await
+        );
+        let outcome = self
+            .commit(tx, k.tenant_id, creator_admin, &[audit])
+            .await?;
+        KeyInsert::of(outcome)
     }
 
     /// Records that a key was used at `now`, unless that was already
@@ -272,35 +332,41 @@ impl Store {
             "attribute_exists(pk)",
             values([(":now", n(now.unix_timestamp()))]),
         )?;
-        match self.transact(vec![lookup, listing]).await {
+        let mut tx = Tx::new();
+        tx.push(Part::Key, lookup);
+        tx.push(Part::Key, listing);
+        match self.transact(tx).await? {
             Ok(()) => Ok(true),
-            Err(e) if e.is_condition_failure() => Ok(false),
-            Err(e) => Err(e),
+            Err(r) if r.has(Part::Key) => Ok(false),
+            Err(r) => Err(r.unexplained("record_use")),
         }
     }
 
     /// Removes a key and its hash lookup together, decrementing its owner's
     /// `key_count`. With `expired_by`, only if the key expired by then (on both
     /// items). With `caller_admin`, only while that caller is still an admin.
-    /// Cancellation reasons: items 0 and 1 the key's (gone, or not expired),
-    /// 2 the owner (gone), 3 the
-    /// caller's admin check.
     pub async fn delete_key(
         &self,
         key: &KeyRef,
         expired_by: Option<OffsetDateTime>,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut items = Vec::with_capacity(4);
-        push_key_deletes(&self.table, &mut items, key, expired_by)?;
-        items.push(update(
-            &self.table,
-            key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
-            "ADD key_count :minus",
-            OWNER_EXISTS,
-            values([(":minus", n(-1))]),
-        )?);
-        self.commit(items, key.tenant_id, caller_admin, audit).await
+    ) -> Result<KeyDelete> {
+        let mut tx = Tx::new();
+        push_key_deletes(&self.table, &mut tx, Part::Key, key, expired_by)?;
+        tx.push(
+            Part::Member,
+            update(
+                &self.table,
+                key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
+                "ADD key_count :minus",
+                OWNER_EXISTS,
+                values([(":minus", n(-1))]),
+            )?,
+        );
+        let outcome = self
+            .commit(tx, key.tenant_id, caller_admin, &[audit])
+            .await?;
+        KeyDelete::of(outcome)
     }
 }

@@ -21,6 +21,109 @@ pub enum Acquired {
     Gone,
 }
 
+/// What [`Store::insert_membership`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum MembershipInsert {
+    Written,
+    /// The tenant is gone or holds its maximum of service accounts.
+    TenantRefused,
+    /// The creator is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl MembershipInsert {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Written),
+            Err(r) if r.has(Part::Tenant) => Ok(Self::TenantRefused),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("insert_membership")),
+        }
+    }
+}
+
+/// What [`Store::insert_member`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum MemberInsert {
+    Written,
+    /// The person is a member of the tenant already.
+    AlreadyMember,
+    /// The tenant is gone.
+    TenantGone,
+    /// The new user's record or username was written meanwhile.
+    UserTaken,
+}
+
+impl MemberInsert {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Written),
+            Err(r) if r.has(Part::NewMember) => Ok(Self::AlreadyMember),
+            Err(r) if r.has(Part::Tenant) => Ok(Self::TenantGone),
+            Err(r) if r.has(Part::User) => Ok(Self::UserTaken),
+            Err(r) => Err(r.unexplained("insert_member")),
+        }
+    }
+}
+
+/// What [`Store::delete_membership`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum MembershipDelete {
+    Deleted,
+    /// The tenant item refused: the member is its last admin user.
+    LastAdmin,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+    /// The lease ran out and another request took it (or the role
+    /// changed): nothing was written.
+    LeaseLost,
+}
+
+impl MembershipDelete {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Deleted),
+            Err(r) if r.has(Part::Tenant) => Ok(Self::LastAdmin),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) if r.has(Part::Member) => Ok(Self::LeaseLost),
+            Err(r) => Err(r.unexplained("delete_membership")),
+        }
+    }
+}
+
+/// What [`Store::set_role`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum RoleSet {
+    Set,
+    /// The tenant's admin-user count refused: no other admin user remains.
+    LastAdmin,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+    /// The lease ran out and another request took it (or the role
+    /// changed): nothing was written.
+    LeaseLost,
+    /// The hash items of these keys (their indexes in the keys given) are
+    /// gone: revoked or swept since they were listed.
+    KeysGone(Vec<usize>),
+}
+
+impl RoleSet {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Set),
+            Err(r) if r.has(Part::Tenant) => Ok(Self::LastAdmin),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) if r.has(Part::Member) => Ok(Self::LeaseLost),
+            Err(r) if !r.keys_at().is_empty() => Ok(Self::KeysGone(r.keys_at())),
+            Err(r) => Err(r.unexplained("set_role")),
+        }
+    }
+}
+
 /// The attributes of a lease, and the marks of earlier versions (a
 /// `removing` or `changing` timestamp, nothing reads them now) that taking
 /// or committing a lease clears.
@@ -132,20 +235,24 @@ impl Store {
     /// Adds a membership (a service account, or a user joining a tenant).
     /// With `creator_admin`, the creator must still be an admin of the
     /// tenant. A service account counts toward the tenant's
-    /// `max_service_accounts`. Cancellation reasons: item 0 the membership
-    /// (exists already), 1 the tenant (gone, or at the cap), 2 the creator.
+    /// `max_service_accounts`.
     pub async fn insert_membership(
         &self,
         m: &Membership,
         creator_admin: Option<Uuid>,
         max_service_accounts: u32,
         audit: &AuditRecord,
-    ) -> Result<()> {
-        let items = vec![
-            put(&self.table, membership_item(m))?,
+    ) -> Result<MembershipInsert> {
+        let mut tx = Tx::new();
+        tx.push(Part::NewMember, put(&self.table, membership_item(m))?);
+        tx.push(
+            Part::Tenant,
             self.tenant_counter_item(m, 1, max_service_accounts)?,
-        ];
-        self.commit(items, m.tenant_id, creator_admin, audit).await
+        );
+        let outcome = self
+            .commit(tx, m.tenant_id, creator_admin, &[audit])
+            .await?;
+        MembershipInsert::of(outcome)
     }
 
     /// The tenant item's part in adding (`delta` 1) or removing (-1) `m`:
@@ -291,8 +398,6 @@ impl Store {
     /// keys revoked or swept meanwhile are deleted again as no-ops, so
     /// `keys` (read under the lease) are all of them. With `caller_admin`
     /// (someone else removes `m`), only while that caller is still an admin.
-    /// Cancellation reasons: item 0 the membership (the lease lost), then
-    /// two per key, then the tenant, then the caller.
     pub async fn delete_membership(
         &self,
         m: &Membership,
@@ -300,8 +405,8 @@ impl Store {
         keys: &[StoredKey],
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut items = Vec::with_capacity(keys.len().saturating_mul(2).saturating_add(4));
+    ) -> Result<MembershipDelete> {
+        let mut tx = Tx::new();
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
@@ -311,8 +416,11 @@ impl Store {
                 (":token", s(lease.to_string())),
             ])))
             .build()?;
-        items.push(TransactWriteItem::builder().delete(delete).build());
-        for stored in keys {
+        tx.push(
+            Part::Member,
+            TransactWriteItem::builder().delete(delete).build(),
+        );
+        for (i, stored) in keys.iter().enumerate() {
             let key = stored.key_ref();
             for item_key in [
                 key_of(hash_pk(&key.hash), "hash".into()),
@@ -325,11 +433,15 @@ impl Store {
                     .table_name(&self.table)
                     .set_key(Some(item_key))
                     .build()?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                tx.push(
+                    Part::KeyAt(i),
+                    TransactWriteItem::builder().delete(delete).build(),
+                );
             }
         }
-        items.push(self.tenant_counter_item(m, -1, 0)?);
-        self.commit(items, m.tenant_id, caller_admin, audit).await
+        tx.push(Part::Tenant, self.tenant_counter_item(m, -1, 0)?);
+        let outcome = self.commit(tx, m.tenant_id, caller_admin, &[audit]).await?;
+        MembershipDelete::of(outcome)
     }
 
     /// Changes a member's role while `lease` (a [`LeaseKind::ChangingRole`]
@@ -339,9 +451,7 @@ impl Store {
     /// keys as read under the lease (none can be added while it holds; an
     /// expired key authenticates nothing, whatever its copy says). With
     /// `caller_admin` (someone else's role), only while that caller is
-    /// still an admin. Cancellation reasons: item 0 the membership (the
-    /// lease lost or the role changed), then the tenant count if it
-    /// changes, then one per key, then the caller.
+    /// still an admin.
     pub async fn set_role(
         &self,
         m: &Membership,
@@ -350,54 +460,67 @@ impl Store {
         caller_admin: Option<Uuid>,
         keys: &[KeyRef],
         audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut items = vec![update(
-            &self.table,
-            key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-            &format!("SET member_role = :new {REMOVE_LEASE}"),
-            "member_role = :old AND lease_token = :token",
-            values([
-                (":new", s(role.name())),
-                (":old", s(m.role.name())),
-                (":token", s(lease.to_string())),
-            ]),
-        )?];
+    ) -> Result<RoleSet> {
+        let mut tx = Tx::new();
+        tx.push(
+            Part::Member,
+            update(
+                &self.table,
+                key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
+                &format!("SET member_role = :new {REMOVE_LEASE}"),
+                "member_role = :old AND lease_token = :token",
+                values([
+                    (":new", s(role.name())),
+                    (":old", s(m.role.name())),
+                    (":token", s(lease.to_string())),
+                ]),
+            )?,
+        );
         let changed = Membership { role, ..m.clone() };
         match (m.is_admin_user(), changed.is_admin_user()) {
-            (true, false) => items.push(count_admin_users(&self.table, m.tenant_id, -1)?),
-            (false, true) => items.push(count_admin_users(&self.table, m.tenant_id, 1)?),
+            (true, false) => tx.push(
+                Part::Tenant,
+                count_admin_users(&self.table, m.tenant_id, -1)?,
+            ),
+            (false, true) => tx.push(
+                Part::Tenant,
+                count_admin_users(&self.table, m.tenant_id, 1)?,
+            ),
             _ => {}
         }
-        for key in keys {
-            items.push(update(
-                &self.table,
-                key_of(hash_pk(&key.hash), "hash".into()),
-                "SET member_role = :new",
-                "attribute_exists(pk)",
-                values([(":new", s(role.name()))]),
-            )?);
+        for (i, key) in keys.iter().enumerate() {
+            tx.push(
+                Part::KeyAt(i),
+                update(
+                    &self.table,
+                    key_of(hash_pk(&key.hash), "hash".into()),
+                    "SET member_role = :new",
+                    "attribute_exists(pk)",
+                    values([(":new", s(role.name()))]),
+                )?,
+            );
         }
-        self.commit(items, m.tenant_id, caller_admin, audit).await
+        let outcome = self.commit(tx, m.tenant_id, caller_admin, &[audit]).await?;
+        RoleSet::of(outcome)
     }
 
     /// Adds a person to a tenant, creating the user too when `new_user` is
-    /// set: all in one transaction. Cancellation reasons: item 0 the
-    /// membership (already a member), 1 the tenant, then the user's record
-    /// and username (taken meanwhile).
+    /// set: all in one transaction.
     pub async fn insert_member(
         &self,
         m: &Membership,
         new_user: Option<&UserRecord>,
         audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut items = vec![
-            put(&self.table, membership_item(m))?,
-            self.tenant_counter_item(m, 1, 0)?,
-        ];
+    ) -> Result<MemberInsert> {
+        let mut tx = Tx::new();
+        tx.push(Part::NewMember, put(&self.table, membership_item(m))?);
+        tx.push(Part::Tenant, self.tenant_counter_item(m, 1, 0)?);
         if let Some(user) = new_user {
-            items.extend(self.user_items(user)?);
+            for item in self.user_items(user)? {
+                tx.push(Part::User, item);
+            }
         }
-        items.push(audit_put(&self.table, audit)?);
-        self.transact(items).await
+        let outcome = self.commit(tx, m.tenant_id, None, &[audit]).await?;
+        MemberInsert::of(outcome)
     }
 }

@@ -48,6 +48,9 @@ mod tenants;
 mod tx;
 mod users;
 
+#[cfg(test)]
+mod outcome_tests;
+
 pub use audit::*;
 pub use auth_copy::*;
 pub use checkpoint::*;
@@ -56,8 +59,9 @@ pub use expiry::*;
 pub use keys::*;
 pub use members::*;
 pub use repair::*;
+pub use rotation::*;
 pub use tenants::*;
-pub use tx::CancelReason;
+pub use tx::{Part, Refused};
 pub use users::*;
 
 use client::read_error;
@@ -66,10 +70,13 @@ use tx::*;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A transaction was cancelled because a condition failed: the reasons,
-    /// one per item in the order the items were given, say which.
-    #[error("transaction cancelled: {0:?}")]
-    Cancelled(Vec<CancelReason>),
+    /// A transaction's condition failed where the operation expects none
+    /// (a bug, or an item edited by hand): nothing was written.
+    #[error("{operation}: unexpected refusal by {parts:?}")]
+    Unexplained {
+        operation: &'static str,
+        parts: Vec<Part>,
+    },
     /// DynamoDB could not answer now (throttling, 5xx, a dropped connection,
     /// a time-out, a transaction that kept conflicting): retrying may help.
     /// `unknown_outcome`: a write was sent and may or may not have applied.
@@ -86,20 +93,6 @@ pub enum StoreError {
     /// nothing was written; the next window opens in `retry_after` seconds.
     #[error("rate limited for {retry_after} s")]
     RateLimited { retry_after: u64, limit: u32 },
-}
-
-impl StoreError {
-    /// Did the condition of item `index` of a cancelled transaction fail?
-    pub fn condition_failed(&self, index: usize) -> bool {
-        matches!(self, StoreError::Cancelled(reasons)
-            if reasons.get(index) == Some(&CancelReason::ConditionFailed))
-    }
-
-    /// A transaction cancelled by a failed condition (a real answer about the data).
-    pub fn is_condition_failure(&self) -> bool {
-        matches!(self, StoreError::Cancelled(reasons)
-            if reasons.contains(&CancelReason::ConditionFailed))
-    }
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -99,24 +99,32 @@ impl Store {
             ),
             Remains::LookupGone => (vec![listing], lookup),
         };
-        let mut items = Vec::with_capacity(3);
+        let mut tx = Tx::new();
         for item_key in deletes {
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(item_key))
                 .build()?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
+            tx.push(
+                Part::Key,
+                TransactWriteItem::builder().delete(delete).build(),
+            );
         }
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(absent))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
-        items.push(TransactWriteItem::builder().condition_check(check).build());
-        match self.transact(items).await {
+        tx.push(
+            Part::Absent,
+            TransactWriteItem::builder().condition_check(check).build(),
+        );
+        match self.transact(tx).await? {
             Ok(()) => Ok(true),
-            Err(e) if e.is_condition_failure() => Ok(false),
-            Err(e) => Err(e),
+            // What was missing came back (the owner re-added, the lookup
+            // written meanwhile): left as it is.
+            Err(r) if r.has(Part::Absent) => Ok(false),
+            Err(r) => Err(r.unexplained("delete_key_remains")),
         }
     }
 

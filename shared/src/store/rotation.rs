@@ -8,6 +8,33 @@ use crate::config::MAX_KEYS_PER_OWNER;
 
 use super::*;
 
+/// What [`Store::rotate_key`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum Rotation {
+    Rotated,
+    /// The owner refused the new key: it is gone, held by a lease, at its
+    /// maximum of keys (a grace keeps the old key a while), or no longer
+    /// has the role copied onto the new key. Read it again to know which.
+    OwnerRefused,
+    /// The old key was revoked, expired or rotated meanwhile.
+    OldKeyChanged,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl Rotation {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Rotated),
+            Err(r) if r.has(Part::Member) => Ok(Self::OwnerRefused),
+            Err(r) if r.has(Part::Key) => Ok(Self::OldKeyChanged),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("rotate_key")),
+        }
+    }
+}
+
 impl Store {
     /// Replaces `old` with `new` (same owner, name and expiry) in one
     /// transaction, with its audit record. With `grace_end`, the old key
@@ -16,8 +43,6 @@ impl Store {
     /// written) if the old key is gone, expired or already replaced, if the
     /// owner is gone, held by a lease, at the key limit or has another role than the
     /// new key's copy, or if `caller_admin` is no longer an admin.
-    /// Cancellation reasons: 0 and 1 the new key's items, 2 the owner, 3 and
-    /// 4 the old key's items, 5 the caller's admin check.
     #[allow(clippy::too_many_arguments)]
     pub async fn rotate_key(
         &self,
@@ -27,7 +52,7 @@ impl Store {
         now: OffsetDateTime,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<()> {
+    ) -> Result<Rotation> {
         let k = &new.key;
         let (listing, lookup) = key_items(new);
         let mut owner_condition =
@@ -49,9 +74,11 @@ impl Store {
             0
         };
         owner_values.insert(":count".into(), n(count));
-        let mut items = vec![
-            put(&self.table, lookup)?,
-            put(&self.table, listing)?,
+        let mut tx = Tx::new();
+        tx.push(Part::NewKey, put(&self.table, lookup)?);
+        tx.push(Part::NewKey, put(&self.table, listing)?);
+        tx.push(
+            Part::Member,
             update(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
@@ -59,7 +86,7 @@ impl Store {
                 &owner_condition,
                 owner_values,
             )?,
-        ];
+        );
         let old_ref = old.key_ref();
         let old_lookup = key_of(hash_pk(&old_ref.hash), "hash".into());
         let old_listing = key_of(
@@ -81,7 +108,7 @@ impl Store {
                 lookup_values.insert(":bucket".into(), s(expiry_bucket(end)));
                 // Authentication reads it: a key in its grace may not change anything.
                 lookup_values.insert(":new".into(), s(k.id.to_string()));
-                items.push(update_setting_ttl(
+                tx.push(Part::Key, update_setting_ttl(
                     &self.table,
                     old_lookup,
                     "SET expires_at = :end, #ttl = :ttl, exp_bucket = :bucket, replaced_by = :new",
@@ -91,14 +118,17 @@ impl Store {
                 )?);
                 let mut listing_values = values(expiry);
                 listing_values.insert(":new".into(), s(k.id.to_string()));
-                items.push(update_setting_ttl(
-                    &self.table,
-                    old_listing,
-                    "SET expires_at = :end, #ttl = :ttl, replaced_by = :new",
-                    &not_replaced,
-                    listing_values,
-                    true,
-                )?);
+                tx.push(
+                    Part::Key,
+                    update_setting_ttl(
+                        &self.table,
+                        old_listing,
+                        "SET expires_at = :end, #ttl = :ttl, replaced_by = :new",
+                        &not_replaced,
+                        listing_values,
+                        true,
+                    )?,
+                );
             }
             None => {
                 for (key, condition) in
@@ -110,10 +140,14 @@ impl Store {
                         .condition_expression(condition)
                         .expression_attribute_values(":now", n(now.unix_timestamp()))
                         .build()?;
-                    items.push(TransactWriteItem::builder().delete(delete).build());
+                    tx.push(
+                        Part::Key,
+                        TransactWriteItem::builder().delete(delete).build(),
+                    );
                 }
             }
         }
-        self.commit(items, k.tenant_id, caller_admin, audit).await
+        let outcome = self.commit(tx, k.tenant_id, caller_admin, &[audit]).await?;
+        Rotation::of(outcome)
     }
 }

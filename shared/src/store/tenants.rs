@@ -25,6 +25,28 @@ fn tenant_from(item: &Item) -> Result<TenantRecord> {
     })
 }
 
+/// What [`Store::insert_tenant`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum TenantInsert {
+    Written,
+    /// Another tenant has the slug.
+    SlugTaken,
+    /// The new admin user's record or username was written meanwhile.
+    UserTaken,
+}
+
+impl TenantInsert {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Written),
+            Err(r) if r.has(Part::Slug) => Ok(Self::SlugTaken),
+            Err(r) if r.has(Part::User) => Ok(Self::UserTaken),
+            Err(r) => Err(r.unexplained("insert_tenant")),
+        }
+    }
+}
+
 impl Store {
     pub async fn tenant(&self, tenant: Uuid) -> Result<Option<TenantRecord>> {
         self.get(tenant_pk(tenant), "tenant".into())
@@ -49,8 +71,8 @@ impl Store {
         admin: &Membership,
         new_user: Option<&UserRecord>,
         first_key: &StoredKey,
-        audits: &[crate::audit::AuditRecord],
-    ) -> Result<()> {
+        audits: &[&crate::audit::AuditRecord],
+    ) -> Result<TenantInsert> {
         let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
         tenant_item.extend(values([
             ("name", s(&tenant.name)),
@@ -61,9 +83,11 @@ impl Store {
         let mut slug_item = key_of(format!("slug#{}", tenant.slug), "slug".into());
         slug_item.insert("tenant_id".into(), s(tenant.id.to_string()));
         let (listing, lookup) = key_items(first_key);
-        let mut items = vec![
-            put(&self.table, tenant_item)?,
-            put(&self.table, slug_item)?,
+        let mut tx = Tx::new();
+        tx.push(Part::NewTenant, put(&self.table, tenant_item)?);
+        tx.push(Part::Slug, put(&self.table, slug_item)?);
+        tx.push(
+            Part::NewMember,
             put(
                 &self.table,
                 membership_item(&Membership {
@@ -71,15 +95,15 @@ impl Store {
                     ..admin.clone()
                 }),
             )?,
-            put(&self.table, lookup)?,
-            put(&self.table, listing)?,
-        ];
+        );
+        tx.push(Part::NewKey, put(&self.table, lookup)?);
+        tx.push(Part::NewKey, put(&self.table, listing)?);
         if let Some(user) = new_user {
-            items.extend(self.user_items(user)?);
+            for item in self.user_items(user)? {
+                tx.push(Part::User, item);
+            }
         }
-        for audit in audits {
-            items.push(audit_put(&self.table, audit)?);
-        }
-        self.transact(items).await
+        let outcome = self.commit(tx, tenant.id, None, audits).await?;
+        TenantInsert::of(outcome)
     }
 }

@@ -1,5 +1,9 @@
-//! Transactions: the items they are made of, and the runner that sends
-//! them and tells every outcome truthfully.
+//! Transactions: the items they are made of, each labelled with what it
+//! is for ([`Part`]); the runner that sends them and tells every outcome
+//! truthfully, a refusal as the labels of the items whose condition failed
+//! ([`Refused`]); and the one tail every audited change ends through
+//! ([`Store::commit`]). Each store method reads a refusal into its own
+//! outcome enum, so no caller ever counts item positions.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
@@ -8,11 +12,116 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::Put;
 
+use crate::audit::AuditRecord;
+
 use super::*;
+
+/// What an item of a transaction is for: how a refusal of its condition is
+/// read. Every item pushed on a [`Tx`] carries one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// A new tenant item.
+    NewTenant,
+    /// A new slug item (the slug is taken when refused).
+    Slug,
+    /// A new user's record or username (taken when refused).
+    User,
+    /// A new membership (already a member when refused).
+    NewMember,
+    /// The membership the change is about: a key's owner, or the member
+    /// changed or removed (gone, held by a lease, or changed meanwhile).
+    Member,
+    /// The tenant item: that it exists, and its counters' bounds.
+    Tenant,
+    /// The items of a new key.
+    NewKey,
+    /// The items of the existing key the change is about.
+    Key,
+    /// The items of the `i`-th of the keys given to the change.
+    KeyAt(usize),
+    /// The acting admin's re-check: still an admin of the tenant.
+    Caller,
+    /// The acting member's count of changes this minute.
+    Counter,
+    /// A new audit record.
+    Audit,
+    /// A check that an item is absent.
+    Absent,
+}
+
+/// A transaction being built: its items, each with its [`Part`].
+#[derive(Default)]
+pub(super) struct Tx {
+    items: Vec<TransactWriteItem>,
+    parts: Vec<Part>,
+}
+
+impl Tx {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(super) fn push(&mut self, part: Part, item: TransactWriteItem) {
+        self.items.push(item);
+        self.parts.push(part);
+    }
+}
+
+/// A transaction cancelled because conditions failed: the labels of those
+/// items, in the order they were pushed. Nothing was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused(Vec<Part>);
+
+impl Refused {
+    /// Reads DynamoDB's cancellation reasons (one per item, in the order
+    /// the items were sent) against the items' labels.
+    pub(super) fn from_reasons(parts: &[Part], reasons: &[CancelReason]) -> Self {
+        Refused(
+            parts
+                .iter()
+                .zip(reasons)
+                .filter(|(_, reason)| **reason == CancelReason::ConditionFailed)
+                .map(|(part, _)| *part)
+                .collect(),
+        )
+    }
+
+    /// Was the condition of an item labelled `part` false?
+    pub fn has(&self, part: Part) -> bool {
+        self.0.contains(&part)
+    }
+
+    /// The indexes `i` of the refused [`Part::KeyAt`] items.
+    pub fn keys_at(&self) -> Vec<usize> {
+        self.0
+            .iter()
+            .filter_map(|p| match p {
+                Part::KeyAt(i) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.0
+    }
+
+    /// A refusal the operation has no reading for (a bug, or an item edited
+    /// by hand): an error, never a domain answer.
+    pub(super) fn unexplained(self, operation: &'static str) -> StoreError {
+        StoreError::Unexplained {
+            operation,
+            parts: self.0,
+        }
+    }
+}
+
+/// A transaction's answer: written, or refused (see [`Refused`]).
+pub(super) type Outcome = std::result::Result<(), Refused>;
 
 /// Why one item of a cancelled transaction did not apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelReason {
+pub(super) enum CancelReason {
     /// This item was fine; another one failed.
     None,
     /// This item's condition was false: the state the write depends on.
@@ -122,7 +231,6 @@ pub(super) fn check_admin(table: &str, tenant: Uuid, user: Uuid) -> Result<Trans
 }
 
 impl Store {
-    ///   with the reason of every item.
     /// Runs one transaction, with its own retries instead of the SDK's, so
     /// that every outcome is told truthfully:
     /// - cancelled only by concurrent transactions or throttling (nothing
@@ -135,9 +243,10 @@ impl Store {
     ///   nevertheless fail a condition (a server that ignores tokens), the
     ///   failure may be this very transaction's own earlier write, so the
     ///   outcome is reported unknown, never as a domain answer;
-    /// - a failed condition with no ambiguous attempt before it: returned
-    ///   with the reason of every item.
-    pub(super) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<()> {
+    /// - a failed condition with no ambiguous attempt before it: the answer
+    ///   `Ok(Err(refused))`, naming the refused items by their [`Part`].
+    pub(super) async fn transact(&self, tx: Tx) -> Result<Outcome> {
+        let Tx { items, parts } = tx;
         let mut token = Uuid::new_v4().to_string();
         let mut ambiguous = false;
         let mut last = String::new();
@@ -158,7 +267,7 @@ impl Store {
                 .send()
                 .await;
             let err = match result {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Ok(())),
                 Err(err) => err,
             };
             let reasons: Vec<CancelReason> = match err.as_service_error() {
@@ -201,11 +310,93 @@ impl Store {
                     unknown_outcome: true,
                 });
             }
-            return Err(StoreError::Cancelled(reasons));
+            if !reasons.contains(&CancelReason::ConditionFailed) {
+                return Err(StoreError::Sdk(format!(
+                    "transaction cancelled for no condition: {reasons:?}"
+                )));
+            }
+            return Ok(Err(Refused::from_reasons(&parts, &reasons)));
         }
         Err(StoreError::Transient {
             message: format!("transaction not done after {TRANSACTION_ATTEMPTS} attempts: {last}"),
             unknown_outcome: ambiguous,
         })
+    }
+
+    /// The one tail every audited change ends through: adds, in this order,
+    /// the caller's admin re-check when someone acts on another's behalf
+    /// ([`Part::Caller`]), the acting member's count of changes this minute
+    /// when changes are limited ([`Part::Counter`], counted for the first
+    /// record's actor), then the change's audit records ([`Part::Audit`]),
+    /// and runs the transaction. A change over the member's limit writes
+    /// nothing and is told apart: [`StoreError::RateLimited`].
+    pub(super) async fn commit(
+        &self,
+        mut tx: Tx,
+        tenant: Uuid,
+        caller_admin: Option<Uuid>,
+        audits: &[&AuditRecord],
+    ) -> Result<Outcome> {
+        if let Some(caller) = caller_admin {
+            tx.push(Part::Caller, check_admin(&self.table, tenant, caller)?);
+        }
+        let limit = match audits.first() {
+            Some(first) => self.change_counter(&mut tx, tenant, first)?,
+            None => None,
+        };
+        for audit in audits {
+            tx.push(Part::Audit, audit_put(&self.table, audit)?);
+        }
+        match self.transact(tx).await? {
+            Err(refused) if refused.has(Part::Counter) => {
+                Err(limit.unwrap_or(StoreError::RateLimited {
+                    retry_after: 60,
+                    limit: 0,
+                }))
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Adds the acting member's count of changes this minute to a change's
+    /// transaction, when changes are limited and a member acts; returns the
+    /// refusal its condition failing means. A revocation is never counted:
+    /// it only takes power away, and a thief churning a leaked key must not
+    /// lock its owner out of revoking it (revocations cannot outnumber the
+    /// counted creations anyway).
+    fn change_counter(
+        &self,
+        tx: &mut Tx,
+        tenant: Uuid,
+        audit: &AuditRecord,
+    ) -> Result<Option<StoreError>> {
+        let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) else {
+            return Ok(None);
+        };
+        if audit.action == crate::audit::AuditAction::KeyRevoked {
+            return Ok(None);
+        }
+        let at = audit.at.unix_timestamp();
+        let window = at.div_euclid(60).saturating_mul(60);
+        let retry_after = window.saturating_add(60).saturating_sub(at).max(1);
+        tx.push(
+            Part::Counter,
+            update_setting_ttl(
+                &self.table,
+                key_of(tenant_pk(tenant), format!("rate#{actor}#{window}")),
+                "ADD changes :one SET #ttl = :ttl",
+                "attribute_not_exists(changes) OR changes < :max",
+                values([
+                    (":one", n(1)),
+                    (":max", n(i64::from(max))),
+                    (":ttl", n(window.saturating_add(3600))),
+                ]),
+                true,
+            )?,
+        );
+        Ok(Some(StoreError::RateLimited {
+            retry_after: u64::try_from(retry_after).unwrap_or(60),
+            limit: max,
+        }))
     }
 }

@@ -115,6 +115,11 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
         Error::Forbidden(_) => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
+        // Retryable like a transient failure, and said as what it is.
+        Error::Contended(_) => {
+            tracing::info!(error = %err, "request lost to concurrent changes");
+            (SERVICE_UNAVAILABLE, err.to_string())
+        }
         Error::Store(StoreError::Transient {
             message,
             unknown_outcome,
