@@ -53,7 +53,8 @@ impl App {
             return;
         }
         let key = NewKey::generate(&self.service.config().user_key_prefix);
-        let decision = self.service.gate(Some(key.expose_secret()), None);
+        let hash = key.hash();
+        let decision = self.service.gate(Some(&hash), None);
         if tokio::time::timeout(Duration::from_secs(2), decision)
             .await
             .is_err()
@@ -125,7 +126,9 @@ fn policy(principal_id: &str, effect: &str, resource: &str, context: Value) -> V
 pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Error> {
     let bearer = header(&event, "authorization").and_then(bearer_token);
     let tenant = header(&event, "x-prefect-tenant-id");
-    let gate = match app.service.gate(bearer, tenant).await {
+    // The key is checked and hashed once, for the decision and the use.
+    let hash = app.service.presented_hash(bearer);
+    let gate = match app.service.gate(hash.as_ref(), tenant).await {
         Ok(gate) => gate,
         Err(e) => {
             tracing::error!(error = %e, "authorizer could not decide");
@@ -135,8 +138,8 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     // An allowed key's use is recorded at most once per interval: then the
     // answer waits for that one write (there is no other work to overlap
     // it with, and a frozen instance would lose a write left running).
-    if let Gate::Allow(p) = &gate {
-        if let Some(key_use) = app.service.key_use(bearer, p) {
+    if let (Gate::Allow(p), Some(hash)) = (&gate, &hash) {
+        if let Some(key_use) = app.service.key_use(hash, p) {
             app.service.record_key_use(key_use).await;
         }
     }

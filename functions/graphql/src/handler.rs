@@ -8,7 +8,9 @@ use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
 use apikeys_shared::store::StoreError;
-use apikeys_shared::token::{bearer_token, is_legacy_token, NewKey, LEGACY_TOKEN_MESSAGE};
+use apikeys_shared::token::{
+    bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE,
+};
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{GraphQLError, InputValue, OperationType, Variables};
@@ -439,8 +441,10 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         Err(message) => return bad_request(message),
     };
     // A key of the wrong shape or checksum is refused before anything else.
+    // Checked and hashed once: authentication and the recording of the
+    // key's use both work from this hash.
     let bearer = bearer(request);
-    if app.service.presented_hash(bearer).is_none() {
+    let Some(hash) = app.service.presented_hash(bearer) else {
         // Prefect's old tokens are told why (still UNAUTHENTICATED at HTTP
         // 200, which the Prefect client turns into its login message).
         if bearer.is_some_and(is_legacy_token) {
@@ -450,7 +454,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
             );
         }
         return unauthenticated();
-    }
+    };
     let measured = match measure(app, &parsed) {
         Ok(measured) => measured,
         Err((message, code)) => return request_error(StatusCode::OK, &error_body(&message, code)),
@@ -460,7 +464,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     let writes = measured
         .as_ref()
         .is_none_or(|m| m.kind == OperationType::Mutation);
-    let run = run(app, bearer, tenant_header, &parsed, measured.as_ref());
+    let run = run(app, &hash, tenant_header, &parsed, measured.as_ref());
     match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(response) => response,
         // Out of time: the work in flight is dropped. A query changed nothing;
@@ -511,12 +515,12 @@ fn deadline_of(app: &App, request: &Request) -> Instant {
 /// Authenticates and executes: everything that reads or writes DynamoDB.
 async fn run(
     app: &App,
-    bearer: Option<&str>,
+    hash: &TokenHash,
     tenant_header: Option<&str>,
     parsed: &GraphQlRequest,
     measured: Option<&Measured>,
 ) -> Response<Body> {
-    let principal = match app.service.authenticate(bearer, tenant_header).await {
+    let principal = match app.service.authenticate_hash(hash, tenant_header).await {
         Ok(principal) => principal,
         Err(Error::Unauthenticated) => return unauthenticated(),
         Err(other) => {
@@ -531,7 +535,7 @@ async fn run(
     };
     // The key's use is recorded (once per interval) alongside the work, and
     // finished before the answer leaves: a frozen instance loses nothing.
-    let key_use = app.service.key_use(bearer, &principal);
+    let key_use = app.service.key_use(hash, &principal);
     let context = Context::new(Arc::clone(&app.service), principal);
     let execute = juniper::execute(
         &parsed.query,

@@ -251,13 +251,25 @@ impl ApiKeys {
         tenant_header: Option<&str>,
     ) -> Result<Principal> {
         let hash = self.presented_hash(bearer).ok_or(Error::Unauthenticated)?;
+        self.authenticate_hash(&hash, tenant_header).await
+    }
+
+    /// [`ApiKeys::authenticate`] of a key already checked and hashed by
+    /// [`ApiKeys::presented_hash`]: what a function that needs the hash
+    /// again (to record the key's use) calls, so that a request hashes its
+    /// key once.
+    pub async fn authenticate_hash(
+        &self,
+        hash: &TokenHash,
+        tenant_header: Option<&str>,
+    ) -> Result<Principal> {
         let wanted_tenant = match tenant_header {
             Some(value) => Some(Uuid::parse_str(value.trim()).map_err(|_| Error::Unauthenticated)?),
             None => None,
         };
         let record = self
             .store
-            .key_by_hash(&hash)
+            .key_by_hash(hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
         if record.expires_at.is_some_and(|at| at <= self.now()) {
@@ -268,7 +280,7 @@ impl ApiKeys {
         }
         let copy = match record.copy {
             Some(copy) => copy,
-            None => self.copy_from_membership(&hash, &record).await?,
+            None => self.copy_from_membership(hash, &record).await?,
         };
         Ok(Principal {
             user_id: record.owner_id,
@@ -315,7 +327,7 @@ impl ApiKeys {
     /// The recording of this use of the caller's key, when the last use
     /// recorded (what authentication read) is older than the interval:
     /// at most one write per key per interval, never one per request.
-    pub fn key_use(&self, bearer: Option<&str>, p: &Principal) -> Option<KeyUse> {
+    pub fn key_use(&self, hash: &TokenHash, p: &Principal) -> Option<KeyUse> {
         let at = self.now();
         let since = at.checked_sub(self.config.last_used_interval)?;
         if p.key_last_used.is_some_and(|last| last >= since) || p.api_key_id.is_nil() {
@@ -343,7 +355,7 @@ impl ApiKeys {
                 key_id: p.api_key_id,
                 owner_id: p.user_id,
                 owner_type: p.account_type,
-                hash: self.presented_hash(bearer)?,
+                hash: hash.clone(),
             },
             at,
             since,
@@ -380,8 +392,17 @@ impl ApiKeys {
     /// answer: a valid key whose tenant header names another tenant is
     /// [`Gate::WrongTenant`] (the gateway's 403), where a missing or bad key
     /// is [`Gate::Unauthenticated`] (its 401). Storage failures are errors.
-    pub async fn gate(&self, bearer: Option<&str>, tenant_header: Option<&str>) -> Result<Gate> {
-        let principal = match self.authenticate(bearer, None).await {
+    /// `hash`: the presented key as [`ApiKeys::presented_hash`] checked and
+    /// hashed it (`None`: no key, or one of the wrong shape or checksum).
+    pub async fn gate(
+        &self,
+        hash: Option<&TokenHash>,
+        tenant_header: Option<&str>,
+    ) -> Result<Gate> {
+        let Some(hash) = hash else {
+            return Ok(Gate::Unauthenticated);
+        };
+        let principal = match self.authenticate_hash(hash, None).await {
             Ok(principal) => principal,
             Err(Error::Unauthenticated) => return Ok(Gate::Unauthenticated),
             Err(e) => return Err(e),
