@@ -232,6 +232,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         created: h.now(),
         lease: None,
         legacy_mark: false,
+        key_ids: Default::default(),
     };
     let before = h.items().await;
     let outcome = store

@@ -413,6 +413,14 @@ def main():
             ops = ", ".join(f"{k} {v}" for k, v in sorted(result["by_operation"].items()))
             rows.append((f"scaling: auth_api_key listing {int(count):,} keys", f"{result['requests']} requests ({ops})",
                          f"{result['listed']} listed", "-", "1 Query per 1 MB page"))
+        for accounts, row in scaling["removal_of_one_service_account_with_40_keys_among_accounts"].items():
+            fast, slow = row["indexed"], row["not_indexed"]
+            rows.append((f"scaling: removing 1 service account (40 keys) among {int(accounts):,}",
+                         f"{fast['items_read']} items read, {fast['requests']} requests, "
+                         f"{fast['latency_us'] / 1000:.1f} ms (by its key index)",
+                         f"{slow['items_read']} items read, {slow['requests']} requests, "
+                         f"{slow['latency_us'] / 1000:.1f} ms (not indexed: all service-account keys)",
+                         ratio(fast["items_read"], slow["items_read"]), "its own 40 keys, flat"))
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -120,6 +120,14 @@ pub struct Membership {
     /// A `removing` or `changing` mark left by an earlier version (which
     /// nothing reads any more): the operator's check removes it.
     pub legacy_mark: bool,
+    /// A service account's index of its keys: their ids, written on the
+    /// membership by every write that adds or removes one of its keys (in
+    /// the same transaction, beside `key_count`), so that its keys are read
+    /// by id rather than found among every service-account key of the
+    /// tenant. Complete when it holds `key_count` ids (see
+    /// [`Membership::indexed_keys`]); empty for people, whose keys are
+    /// listed by their own prefix.
+    pub key_ids: std::collections::BTreeSet<Uuid>,
 }
 
 /// What a lease on a membership is held for.
@@ -170,6 +178,17 @@ impl Membership {
     /// lease is none).
     pub fn busy(&self, now: OffsetDateTime) -> Option<Lease> {
         self.lease.filter(|l| l.until >= now)
+    }
+
+    /// A service account's key ids when its index is complete (as many ids
+    /// as `key_count`, which every version of the service keeps): `None`
+    /// when it is not (written before the index existed, or a key added by
+    /// an earlier version), and for people. Then the keys are found the
+    /// slow way, and the operator's repair completes the index.
+    pub fn indexed_keys(&self) -> Option<&std::collections::BTreeSet<Uuid>> {
+        let complete = self.account_type == AccountType::Service
+            && u32::try_from(self.key_ids.len()).is_ok_and(|n| n == self.key_count);
+        complete.then_some(&self.key_ids)
     }
 
     /// A person with the admin role: the tenant must always keep one.

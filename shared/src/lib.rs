@@ -12,7 +12,6 @@ pub mod domain;
 pub mod error;
 pub mod https;
 pub mod logging;
-pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod sweep;

@@ -3,15 +3,16 @@
 //! generate-event` makes them (tests/events/).
 
 pub mod faults;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::metrics::RequestCounter;
 use apikeys_graphql::App;
 use apikeys_shared::clock::ManualClock;
 use apikeys_shared::config::Config;
 use apikeys_shared::domain::{AccountType, ApiKey, Role};
-use apikeys_shared::metrics::RequestCounter;
 use apikeys_shared::service::operator::NewUser;
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::{dynamodb_client, key_items, Store, StoredKey};
@@ -448,12 +449,14 @@ impl Harness {
     /// Writes `count` keys of `owner` straight into the table (25 items a
     /// request, bypassing the per-owner limit): half of them expiring within
     /// the next two days, half never. For measuring cost at scale.
-    pub async fn seed_keys(&self, owner: Uuid, owner_type: AccountType, count: usize) {
+    pub async fn seed_keys(&self, owner: Uuid, owner_type: AccountType, count: usize) -> Vec<Uuid> {
         let now = self.now();
         let mut requests = Vec::new();
+        let mut ids = Vec::with_capacity(count);
         for i in 0..count {
             let expires = (i % 2 == 0).then(|| now + Duration::minutes(10 + (i as i64 % 2880)));
             let stored = self.stored_key(&format!("seeded {i}"), owner, owner_type, expires);
+            ids.push(stored.key.id);
             let (listing, lookup) = key_items(&stored);
             for item in [listing, lookup] {
                 let put = PutRequest::builder()
@@ -492,6 +495,35 @@ impl Harness {
         for task in tasks {
             task.await.expect("seeding task");
         }
+        ids
+    }
+
+    /// Sets a member's `key_count` to `ids.len()` and, with `indexed`, its
+    /// key index to `ids` (what the service's writes keep; without, the
+    /// membership looks as an earlier version left it): for keys written
+    /// by [`Harness::seed_keys`].
+    pub async fn count_keys(&self, tenant: Uuid, member: Uuid, ids: &[Uuid], indexed: bool) {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(tenant.to_string()))
+            .key("sk", AttributeValue::S(format!("member#{member}")))
+            .expression_attribute_values(":n", AttributeValue::N(ids.len().to_string()));
+        let mut sets = vec!["key_count = :n".to_string()];
+        if indexed {
+            update = update.expression_attribute_values(":one", AttributeValue::N("1".into()));
+            for (i, id) in ids.iter().enumerate() {
+                sets.push(format!("#k{i} = :one"));
+                update = update
+                    .expression_attribute_names(format!("#k{i}"), format!("kid_{}", id.simple()));
+            }
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .expect("count keys");
     }
 
     /// Every item of the table (a Scan: test-only, to prove what was written).
@@ -630,6 +662,26 @@ impl Harness {
                 .filter(|(t, o, _)| t == tenant && o == user)
                 .count();
             assert_eq!(count, &held.to_string(), "key_count of {user} is wrong");
+        }
+        // A service account's key index names exactly its keys.
+        for ((tenant, user), member) in &member_items {
+            if s(member, "account_type") != "service" {
+                continue;
+            }
+            let indexed: std::collections::BTreeSet<String> = member
+                .keys()
+                .filter_map(|name| name.strip_prefix("kid_"))
+                .map(|id| uuid::Uuid::parse_str(id).expect("kid_ uuid").to_string())
+                .collect();
+            let held: std::collections::BTreeSet<String> = listing
+                .values()
+                .filter(|(t, o, _)| t == tenant && o == user)
+                .map(|(_, _, key_id)| key_id.clone())
+                .collect();
+            assert_eq!(
+                indexed, held,
+                "the key index of service account {user} is wrong"
+            );
         }
         listing.len()
     }

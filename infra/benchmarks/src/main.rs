@@ -447,8 +447,44 @@ async fn scaling() -> Result<Value> {
         let listed = reply["data"]["auth_api_key"].as_array().map_or(0, Vec::len);
         listings.insert(keys.to_string(), json!({"requests": h.counter.total(), "by_operation": h.counter.snapshot(), "listed": listed, "latency_us": elapsed(&reply).as_micros() as u64}));
     }
+    // Removing one service account (which lists its keys under a lease)
+    // among `accounts` accounts of 40 keys each: by its key index, and as
+    // an account whose keys predate the index (found among all of them).
+    let mut removals = BTreeMap::new();
+    for accounts in [10usize, 100] {
+        let h = Harness::new().await;
+        let admin = h
+            .service()
+            .authenticate(Some(&h.tenant.admin_key), None)
+            .await?;
+        let mut ids = Vec::new();
+        for i in 0..accounts {
+            let sa = h
+                .service()
+                .create_service_account(&admin, &format!("bot{i}"), None, None)
+                .await?;
+            let keys = h.seed_keys(sa, AccountType::Service, 40).await;
+            // The last account as an earlier version left it: not indexed.
+            h.count_keys(h.tenant.id, sa, &keys, i + 1 < accounts).await;
+            ids.push(sa);
+        }
+        let mut row = serde_json::Map::new();
+        for (label, sa) in [("indexed", ids[0]), ("not_indexed", ids[accounts - 1])] {
+            h.counter.reset();
+            let started = Instant::now();
+            if !h.service().delete_service_account(&admin, sa).await? {
+                bail!("service account not removed");
+            }
+            let elapsed = started.elapsed();
+            row.insert(
+                label.into(),
+                json!({"requests": h.counter.total(), "items_read": h.counter.items_read(), "by_operation": h.counter.snapshot(), "latency_us": elapsed.as_micros() as u64}),
+            );
+        }
+        removals.insert(accounts.to_string(), Value::Object(row));
+    }
     Ok(
-        json!({"sweep_50_expired_among_live": sweeps, "admin_listing_of_service_account_keys": listings}),
+        json!({"sweep_50_expired_among_live": sweeps, "admin_listing_of_service_account_keys": listings, "removal_of_one_service_account_with_40_keys_among_accounts": removals}),
     )
 }
 

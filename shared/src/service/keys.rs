@@ -132,19 +132,23 @@ impl ApiKeys {
         Ok(())
     }
 
-    /// Every key an owner holds in its tenant.
+    /// Every key an owner holds in its tenant, as of `owner` (read under a
+    /// lease, none can be added meanwhile): a person's by their own prefix;
+    /// a service account's by the ids of its key index, or, when the index
+    /// is not complete, found among every service-account key of the tenant.
     pub(super) async fn keys_of_owner(&self, owner: &Membership) -> Result<Vec<StoredKey>> {
         let tenant = owner.tenant_id;
-        Ok(match owner.account_type {
-            AccountType::User => self.store.keys_of_user(tenant, owner.user_id).await?,
-            AccountType::Service => self
-                .store
-                .service_account_keys(tenant)
-                .await?
-                .into_iter()
-                .filter(|k| k.key.owner_id == owner.user_id)
-                .collect(),
-        })
+        let keys = match (owner.account_type, owner.indexed_keys()) {
+            (AccountType::User, _) => self.store.keys_of_user(tenant, owner.user_id).await?,
+            (AccountType::Service, Some(ids)) => {
+                self.store.service_account_keys_by_id(tenant, ids).await?
+            }
+            (AccountType::Service, None) => self.store.service_account_keys(tenant).await?,
+        };
+        Ok(keys
+            .into_iter()
+            .filter(|k| k.key.owner_id == owner.user_id)
+            .collect())
     }
 
     /// The owner as it is now, with room made when it is at the key limit;
@@ -223,16 +227,26 @@ impl ApiKeys {
 
     /// Sets `owner`'s `key_count` to the keys it holds, under a lease (no
     /// key can be added meanwhile, so the count read cannot go stale by a
-    /// revocation and a creation in between). `Ok(Some(n))`: set to `n`;
-    /// `Ok(None)`: not set (a key revoked or swept meanwhile: count again).
+    /// revocation and a creation in between), and a service account's key
+    /// index to their ids (what completes an index written before it
+    /// existed). `Ok(Some(n))`: set to `n` (or already right); `Ok(None)`:
+    /// not set (a key revoked or swept meanwhile: count again).
     pub(super) async fn recount(&self, owner: &Membership) -> Result<Option<u32>> {
         self.with_lease(owner, LeaseKind::Recounting, |held, lease| async move {
-            let there = self.keys_of_owner(&held).await?.len();
-            let there = u32::try_from(there).unwrap_or(u32::MAX);
-            if there == held.key_count {
+            let found: Vec<Uuid> = self
+                .keys_of_owner(&held)
+                .await?
+                .iter()
+                .map(|k| k.key.id)
+                .collect();
+            let there = u32::try_from(found.len()).unwrap_or(u32::MAX);
+            let indexed = held.account_type == AccountType::User
+                || (held.key_ids.len() == found.len()
+                    && found.iter().all(|id| held.key_ids.contains(id)));
+            if there == held.key_count && indexed {
                 return Ok(Leased::Released(Some(there)));
             }
-            if self.store.recount_keys(&held, lease, there).await? {
+            if self.store.recount_keys(&held, lease, &found).await? {
                 Ok(Leased::Committed(Some(there)))
             } else {
                 Ok(Leased::Released(None))

@@ -67,6 +67,7 @@ impl ApiKeys {
             created: self.now(),
             lease: None,
             legacy_mark: false,
+            key_ids: Default::default(),
         };
         let cap = self.config.max_service_accounts;
         let audit = self.audit(

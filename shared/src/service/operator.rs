@@ -108,6 +108,7 @@ impl ApiKeys {
             created: self.now(),
             lease: None,
             legacy_mark: false,
+            key_ids: Default::default(),
         };
         let creator = Creator {
             user_id: user.id,
@@ -199,6 +200,7 @@ impl ApiKeys {
             created: self.now(),
             lease: None,
             legacy_mark: false,
+            key_ids: Default::default(),
         };
         let audit = self.audit(
             tenant.id,

@@ -100,6 +100,25 @@ impl ApiKeys {
                     ),
                     repaired,
                 });
+            } else if m.account_type == AccountType::Service
+                && whole
+                    .iter()
+                    .filter(|k| k.owner_id == m.user_id)
+                    .any(|k| !m.key_ids.contains(&k.id))
+            {
+                // Keys written before the index existed (or by an earlier
+                // version): its listing reads every service-account key of
+                // the tenant until the index is complete.
+                let repaired = apply && self.recount(m).await?.is_some();
+                findings.push(Finding {
+                    what: format!(
+                        "service account {}: its key index lists {} of its {held} key(s); \
+                         completed",
+                        m.username,
+                        m.key_ids.len()
+                    ),
+                    repaired,
+                });
             }
             match (m.lease, m.busy(now)) {
                 (_, Some(lease)) => findings.push(Finding {

@@ -72,14 +72,17 @@ impl Store {
             push_key_deletes(&self.table, &mut tx, Part::KeyAt(i), key, Some(now))?;
         }
         let removed = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        let ids: Vec<Uuid> = keys.iter().map(|(key, _)| key.key_id).collect();
+        let index = KeyIndex::of(owner.account_type, &[], &ids);
         tx.push(
             Part::Member,
-            update(
+            update_named(
                 &self.table,
                 key_of(tenant_pk(owner.tenant_id), member_sk(owner.user_id)),
-                "ADD key_count :minus",
+                &format!("ADD key_count :minus{}", index.remove(false)),
                 OWNER_EXISTS,
                 values([(":minus", n(removed.saturating_neg()))]),
+                index.names(),
             )?,
         );
         // Made on behalf of the member creating a key: counted as one of

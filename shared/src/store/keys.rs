@@ -232,6 +232,61 @@ impl Store {
         items.iter().map(stored_key_from).collect()
     }
 
+    /// Service-account keys of the tenant by id (a service account's key
+    /// index): strongly consistent reads of those items alone, a hundred a
+    /// request. Ids whose item is gone are left out.
+    pub async fn service_account_keys_by_id(
+        &self,
+        tenant: Uuid,
+        ids: &std::collections::BTreeSet<Uuid>,
+    ) -> Result<Vec<StoredKey>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::with_capacity(ids.len());
+        let all: Vec<Uuid> = ids.iter().copied().collect();
+        for chunk in all.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| key_of(tenant_pk(tenant), format!("skey#{id}")))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()?,
+            );
+            let mut attempt: u32 = 0;
+            while let Some(wanted) = request.take() {
+                if attempt > 0 {
+                    if attempt >= MAX_ATTEMPTS.saturating_mul(2) {
+                        return Err(StoreError::Transient {
+                            message: "some keys stayed unread (throttled)".into(),
+                            unknown_outcome: false,
+                        });
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                attempt = attempt.saturating_add(1);
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, wanted)
+                    .send()
+                    .await
+                    .map_err(read_error)?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                    for item in &items {
+                        found.push(stored_key_from(item)?);
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(found)
+    }
+
     /// Every key of a tenant, users' and service accounts' (the operator's
     /// view; the API never lists across owners).
     pub async fn keys_of_tenant(&self, tenant: Uuid) -> Result<Vec<StoredKey>> {
@@ -282,17 +337,19 @@ impl Store {
             condition.push_str(" AND member_role = :role");
             vals.insert(":role".into(), s(copy.role.name()));
         }
+        let index = KeyIndex::of(k.owner_type, &[k.id], &[]);
         let mut tx = Tx::new();
         tx.push(Part::NewKey, put(&self.table, lookup)?);
         tx.push(Part::NewKey, put(&self.table, listing)?);
         tx.push(
             Part::Member,
-            update(
+            update_named(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
-                &format!("ADD key_count :one {REMOVE_LEASE}"),
+                &format!("ADD key_count :one{} {REMOVE_LEASE}", index.set()),
                 &condition,
-                vals,
+                index.values(vals),
+                index.names(),
             )?,
         );
         let outcome = self
@@ -352,16 +409,18 @@ impl Store {
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
     ) -> Result<KeyDelete> {
+        let index = KeyIndex::of(key.owner_type, &[], &[key.key_id]);
         let mut tx = Tx::new();
         push_key_deletes(&self.table, &mut tx, Part::Key, key, expired_by)?;
         tx.push(
             Part::Member,
-            update(
+            update_named(
                 &self.table,
                 key_of(tenant_pk(key.tenant_id), member_sk(key.owner_id)),
-                "ADD key_count :minus",
+                &format!("ADD key_count :minus{}", index.remove(false)),
                 OWNER_EXISTS,
                 values([(":minus", n(-1))]),
+                index.names(),
             )?,
         );
         let outcome = self

@@ -160,6 +160,82 @@ fn lease_from(item: &Item) -> Option<Lease> {
     })
 }
 
+/// The attribute of a service account's membership that indexes one of its
+/// keys (see [`Membership::key_ids`]): one top-level attribute per key, so
+/// that one update can add a key's id and remove another's (a rotation),
+/// which two operations on one set attribute cannot.
+pub(super) fn key_id_attr(key: Uuid) -> String {
+    format!("kid_{}", key.simple())
+}
+
+fn key_ids_from(item: &Item) -> std::collections::BTreeSet<Uuid> {
+    item.keys()
+        .filter_map(|name| name.strip_prefix("kid_"))
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
+}
+
+/// The part of a membership update that indexes keys of a service
+/// account: `SET` assignments for `added`, `REMOVE` names for `removed`,
+/// and their attribute names. Empty for a person's membership.
+#[derive(Default)]
+pub(super) struct KeyIndex {
+    pub(super) set: Vec<String>,
+    pub(super) remove: Vec<String>,
+    pub(super) names: Vec<(String, String)>,
+}
+
+impl KeyIndex {
+    pub(super) fn of(owner_type: AccountType, added: &[Uuid], removed: &[Uuid]) -> Self {
+        let mut index = KeyIndex::default();
+        if owner_type != AccountType::Service {
+            return index;
+        }
+        for (i, id) in added.iter().enumerate() {
+            index.set.push(format!("#ka{i} = :indexed"));
+            index.names.push((format!("#ka{i}"), key_id_attr(*id)));
+        }
+        for (i, id) in removed.iter().enumerate() {
+            index.remove.push(format!("#kr{i}"));
+            index.names.push((format!("#kr{i}"), key_id_attr(*id)));
+        }
+        index
+    }
+
+    /// A `SET` clause of the added ids (`""` when none), to append to an
+    /// expression that has none.
+    pub(super) fn set(&self) -> String {
+        if self.set.is_empty() {
+            String::new()
+        } else {
+            format!(" SET {}", self.set.join(", "))
+        }
+    }
+
+    /// The removed ids' names: appended to a `REMOVE` clause that ends the
+    /// expression (`open`), or as a clause of their own.
+    pub(super) fn remove(&self, open: bool) -> String {
+        match (self.remove.is_empty(), open) {
+            (true, _) => String::new(),
+            (false, true) => format!(", {}", self.remove.join(", ")),
+            (false, false) => format!(" REMOVE {}", self.remove.join(", ")),
+        }
+    }
+
+    /// Adds the value `:indexed` the `SET` assignments write, if any.
+    pub(super) fn values(&self, mut vals: Item) -> Item {
+        if !self.set.is_empty() {
+            vals.insert(":indexed".into(), n(1));
+        }
+        vals
+    }
+
+    /// The attribute names, consumed by the update.
+    pub(super) fn names(self) -> Vec<(String, String)> {
+        self.names
+    }
+}
+
 fn membership_from(item: &Item) -> Result<Membership> {
     let f = Fields(item);
     Ok(Membership {
@@ -175,6 +251,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
         created: f.time("created")?,
         lease: lease_from(item),
         legacy_mark: item.contains_key("removing") || item.contains_key("changing"),
+        key_ids: key_ids_from(item),
     })
 }
 
@@ -354,26 +431,43 @@ impl Store {
         }
     }
 
-    /// Sets a member's `key_count` to `actual`, the keys a consistent read
-    /// found while `lease` held (so none could be added), committing the
-    /// lease away, unless the count changed since `m` was read under the
-    /// lease (only a revocation or a sweep can change it then: read again).
-    /// What repairs a count that items deleted outside our transactions
-    /// (TTL, an operator) left too high. `Ok(false)`: not written.
-    pub async fn recount_keys(&self, m: &Membership, lease: Uuid, actual: u32) -> Result<bool> {
-        let result = self
+    /// Sets a member's `key_count` to the keys `found` by a consistent read
+    /// while `lease` held (so none could be added), and a service account's
+    /// key index to their ids, committing the lease away, unless the count
+    /// changed since `m` was read under the lease (only a revocation or a
+    /// sweep can change it then: read again). What repairs a count that
+    /// items deleted outside our transactions (TTL, an operator) left too
+    /// high, and completes the index of a service account whose keys were
+    /// written before it existed. `Ok(false)`: not written.
+    pub async fn recount_keys(&self, m: &Membership, lease: Uuid, found: &[Uuid]) -> Result<bool> {
+        let stale: Vec<Uuid> = m
+            .key_ids
+            .iter()
+            .filter(|id| !found.contains(id))
+            .copied()
+            .collect();
+        let index = KeyIndex::of(m.account_type, found, &stale);
+        let actual = i64::try_from(found.len()).unwrap_or(i64::MAX);
+        let set = index.set().replacen(" SET ", ", ", 1);
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
-            .update_expression(format!("SET key_count = :actual {REMOVE_LEASE}"))
+            .update_expression(format!(
+                "SET key_count = :actual{set} {REMOVE_LEASE}{}",
+                index.remove(true)
+            ))
             .condition_expression("key_count = :read AND lease_token = :token")
-            .expression_attribute_values(":actual", n(i64::from(actual)))
-            .expression_attribute_values(":read", n(i64::from(m.key_count)))
-            .expression_attribute_values(":token", s(lease.to_string()))
-            .send()
-            .await;
-        applied(result)
+            .set_expression_attribute_values(Some(index.values(values([
+                (":actual", n(actual)),
+                (":read", n(i64::from(m.key_count))),
+                (":token", s(lease.to_string())),
+            ]))));
+        for (placeholder, name) in index.names() {
+            update = update.expression_attribute_names(placeholder, name);
+        }
+        applied(update.send().await)
     }
 
     /// Gives up a lease its holder did not commit away; a no-op when it is

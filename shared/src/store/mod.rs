@@ -3,7 +3,7 @@
 //! | pk                  | sk                   | item                                   |
 //! |---------------------|----------------------|----------------------------------------|
 //! | `<tenant id>`       | `tenant`             | tenant (+ `admin_users` counter)       |
-//! | `<tenant id>`       | `member#<user id>`   | membership (role, account type, `key_count`) |
+//! | `<tenant id>`       | `member#<user id>`   | membership (role, account type, `key_count`, a service account's key index `kid_<key id>`) |
 //! | `<tenant id>`       | `ukey#<user id>#<key id>` | a user's key (metadata + hash)    |
 //! | `<tenant id>`       | `skey#<key id>`      | a service account's key                |
 //! | `slug#<slug>`       | `slug`               | slug -> tenant id (uniqueness)         |

@@ -74,17 +74,29 @@ impl Store {
             0
         };
         owner_values.insert(":count".into(), n(count));
+        // The index gains the new key; the old one leaves it when it goes now.
+        let gone_now = if grace_end.is_some() {
+            vec![]
+        } else {
+            vec![old.key.id]
+        };
+        let index = KeyIndex::of(k.owner_type, &[k.id], &gone_now);
         let mut tx = Tx::new();
         tx.push(Part::NewKey, put(&self.table, lookup)?);
         tx.push(Part::NewKey, put(&self.table, listing)?);
         tx.push(
             Part::Member,
-            update(
+            update_named(
                 &self.table,
                 key_of(tenant_pk(k.tenant_id), member_sk(k.owner_id)),
-                &format!("ADD key_count :count {REMOVE_LEASE}"),
+                &format!(
+                    "ADD key_count :count{} {REMOVE_LEASE}{}",
+                    index.set(),
+                    index.remove(true)
+                ),
                 &owner_condition,
-                owner_values,
+                index.values(owner_values),
+                index.names(),
             )?,
         );
         let old_ref = old.key_ref();

@@ -180,6 +180,27 @@ pub(super) fn update(
     update_setting_ttl(table, key, expression, condition, vals, false)
 }
 
+/// Like [`update`], with attribute names: each `(#placeholder, name)`.
+pub(super) fn update_named(
+    table: &str,
+    key: Item,
+    expression: &str,
+    condition: &str,
+    vals: Item,
+    names: Vec<(String, String)>,
+) -> Result<TransactWriteItem> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(expression)
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(vals));
+    for (placeholder, name) in names {
+        update = update.expression_attribute_names(placeholder, name);
+    }
+    Ok(TransactWriteItem::builder().update(update.build()?).build())
+}
+
 /// Like [`update`]; with `ttl`, the expression may name the `ttl`
 /// attribute (a DynamoDB reserved word) as `#ttl`.
 pub(super) fn update_setting_ttl(

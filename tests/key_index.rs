@@ -1,0 +1,185 @@
+//! A service account's key index: its keys are read by id, never found
+//! among every service-account key of the tenant; every write keeps the
+//! index; an index left incomplete (keys written before it existed) is
+//! never trusted, and the operator's repair completes it.
+
+use apikeys_shared::domain::{AccountType, Principal};
+use apikeys_shared::service::KeyRequest;
+use apikeys_shared::sweep::Sweeper;
+use apikeys_tests::Harness;
+use uuid::Uuid;
+
+async fn admin(h: &Harness) -> Principal {
+    h.service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap()
+}
+
+async fn indexed(h: &Harness, sa: Uuid) -> Vec<Uuid> {
+    let m = h
+        .service()
+        .store()
+        .membership(h.tenant.id, sa)
+        .await
+        .unwrap()
+        .unwrap();
+    m.key_ids.into_iter().collect()
+}
+
+async fn key(h: &Harness, p: &Principal, sa: Uuid, name: &str) -> Uuid {
+    let request = KeyRequest {
+        name,
+        expires_at: None,
+    };
+    h.service()
+        .create_api_key(p, sa, request, None)
+        .await
+        .unwrap()
+        .0
+        .id
+}
+
+#[tokio::test]
+async fn removing_one_account_reads_its_keys_alone() {
+    let h = Harness::new().await;
+    let p = admin(&h).await;
+    let mut accounts = Vec::new();
+    for name in ["a", "b", "c"] {
+        let sa = h
+            .service()
+            .create_service_account(&p, name, None, None)
+            .await
+            .unwrap();
+        for i in 0..5 {
+            key(&h, &p, sa, &format!("{name}{i}")).await;
+        }
+        accounts.push(sa);
+    }
+    h.assert_consistent().await;
+    h.counter.reset();
+    assert!(h
+        .service()
+        .delete_service_account(&p, accounts[1])
+        .await
+        .unwrap());
+    // The membership, the tenant, and its five keys: not the 15 keys of
+    // the three accounts.
+    assert_eq!(
+        h.counter.items_read(),
+        1 + 1 + 5,
+        "{:?}",
+        h.counter.snapshot()
+    );
+    assert_eq!(h.counter.snapshot().get("Query"), None);
+    // The admin's key and the ten of the two accounts left.
+    assert_eq!(h.assert_consistent().await, 11);
+}
+
+#[tokio::test]
+async fn every_write_keeps_the_index() {
+    let h = Harness::new().await;
+    let p = admin(&h).await;
+    let sa = h
+        .service()
+        .create_service_account(&p, "bot", None, None)
+        .await
+        .unwrap();
+    // The sweeps' checkpoint starts here.
+    let sweeper = Sweeper::new(h.service().store().clone());
+    sweeper.sweep(h.now(), None).await.unwrap();
+    let first = key(&h, &p, sa, "first").await;
+    let second = key(&h, &p, sa, "second").await;
+    let mut ids = indexed(&h, sa).await;
+    ids.sort();
+    let mut want = vec![first, second];
+    want.sort();
+    assert_eq!(ids, want);
+    // Rotated at once: the old id leaves as the new one comes.
+    let rotated = h
+        .service()
+        .rotate_api_key(&p, first, Some(0))
+        .await
+        .unwrap();
+    h.assert_consistent().await;
+    assert!(indexed(&h, sa).await.contains(&rotated.key.id));
+    assert!(!indexed(&h, sa).await.contains(&first));
+    // With a grace both stay until the old one is swept.
+    let graced = h
+        .service()
+        .rotate_api_key(&p, second, Some(60))
+        .await
+        .unwrap();
+    h.assert_consistent().await;
+    assert_eq!(indexed(&h, sa).await.len(), 3);
+    h.clock.set(h.now() + time::Duration::seconds(61));
+    sweeper.sweep(h.now(), None).await.unwrap();
+    h.assert_consistent().await;
+    assert!(!indexed(&h, sa).await.contains(&second));
+    assert!(h.service().revoke_api_key(&p, graced.key.id).await.unwrap());
+    assert_eq!(indexed(&h, sa).await, vec![rotated.key.id]);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn an_incomplete_index_is_not_trusted_and_repair_completes_it() {
+    let h = Harness::new().await;
+    let p = admin(&h).await;
+    let sa = h
+        .service()
+        .create_service_account(&p, "legacy", None, None)
+        .await
+        .unwrap();
+    let other = h
+        .service()
+        .create_service_account(&p, "other", None, None)
+        .await
+        .unwrap();
+    key(&h, &p, other, "theirs").await;
+    // Keys written before the index existed: counted, not indexed.
+    let old = h.seed_keys(sa, AccountType::Service, 4).await;
+    h.count_keys(h.tenant.id, sa, &old, false).await;
+    // One added since: the index holds 1 id for 5 keys.
+    key(&h, &p, sa, "new").await;
+    assert_eq!(indexed(&h, sa).await.len(), 1);
+    let findings = h
+        .service()
+        .check_tenant(&h.tenant.slug, false)
+        .await
+        .unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.what.contains("key index lists 1 of its 5")),
+        "{findings:?}"
+    );
+    h.service()
+        .check_tenant(&h.tenant.slug, true)
+        .await
+        .unwrap();
+    assert_eq!(indexed(&h, sa).await.len(), 5);
+    h.assert_consistent().await;
+    assert!(h
+        .service()
+        .check_tenant(&h.tenant.slug, false)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_account_whose_index_is_incomplete_is_removed_with_every_key() {
+    let h = Harness::new().await;
+    let p = admin(&h).await;
+    let sa = h
+        .service()
+        .create_service_account(&p, "legacy", None, None)
+        .await
+        .unwrap();
+    let old = h.seed_keys(sa, AccountType::Service, 3).await;
+    h.count_keys(h.tenant.id, sa, &old, false).await;
+    key(&h, &p, sa, "new").await;
+    assert!(h.service().delete_service_account(&p, sa).await.unwrap());
+    // Found the slow way: none left behind to authenticate.
+    assert_eq!(h.assert_consistent().await, 1);
+}
