@@ -20,14 +20,12 @@ pub enum Action {
     DeleteServiceAccount,
     ChangeRole,
     RemoveMember,
-    /// See the tenant, its members and its service accounts.
-    ReadTenant,
     /// Read the tenant's audit log (the target does not matter).
     ReadAuditLog,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 8] = [
         Action::CreateKey,
         Action::ListKeys,
         Action::RevokeKey,
@@ -35,7 +33,6 @@ impl Action {
         Action::DeleteServiceAccount,
         Action::ChangeRole,
         Action::RemoveMember,
-        Action::ReadTenant,
         Action::ReadAuditLog,
     ];
 }
@@ -77,7 +74,6 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
     let human_admin = admin && actor.account_type == AccountType::User;
     let service_admin = admin && actor.account_type == AccountType::Service;
     match (action, target) {
-        (ReadTenant, _) => true,
         // Who did what in the tenant: its admins, people and service accounts.
         (ReadAuditLog, _) => admin,
         (CreateKey | ListKeys | RevokeKey, Target::Myself) => true,
@@ -92,6 +88,41 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
         (ChangeRole | RemoveMember, Target::Myself | Target::ServiceAccount) => admin,
         (ChangeRole | RemoveMember, Target::OtherUser) => human_admin,
     }
+}
+
+/// What `auth_info.permissions` reports, each name with the action and
+/// target it stands for: granted exactly when [`authorize`] allows that.
+/// (Every member reads its tenant: `read:tenant` is always granted.)
+const PERMISSIONS: &[(&str, Action, Target)] = &[
+    ("create:api_key", Action::CreateKey, Target::Myself),
+    ("delete:api_key", Action::RevokeKey, Target::Myself),
+    (
+        "create:service_account",
+        Action::CreateServiceAccount,
+        Target::ServiceAccount,
+    ),
+    (
+        "delete:service_account",
+        Action::DeleteServiceAccount,
+        Target::ServiceAccount,
+    ),
+    // A person's membership: what "membership" means to Prefect.
+    ("update:membership", Action::ChangeRole, Target::OtherUser),
+    ("delete:membership", Action::RemoveMember, Target::OtherUser),
+    ("read:audit_log", Action::ReadAuditLog, Target::Myself),
+];
+
+/// The permissions of `actor`, derived from the rules (never listed apart
+/// from them): what the console and clients may offer.
+pub fn permissions(actor: Actor) -> Vec<&'static str> {
+    std::iter::once("read:tenant")
+        .chain(
+            PERMISSIONS
+                .iter()
+                .filter(|(_, action, target)| authorize(actor, *action, *target))
+                .map(|(name, _, _)| *name),
+        )
+        .collect()
 }
 
 /// Would changing `target`'s role to `new_role` (`None`: removing it) leave the
@@ -142,9 +173,6 @@ mod tests {
         (RemoveMember, Myself,                 [true, false, false], [true, false, false]),
         (RemoveMember, ServiceAccount,         [true, false, false], [true, false, false]),
         (RemoveMember, OtherUser,              [true, false, false], [false, false, false]),
-        (ReadTenant, Myself,                   [true, true, true],   [true, true, true]),
-        (ReadTenant, ServiceAccount,           [true, true, true],   [true, true, true]),
-        (ReadTenant, OtherUser,                [true, true, true],   [true, true, true]),
         (ReadAuditLog, Myself,                 [true, false, false], [true, false, false]),
         (ReadAuditLog, ServiceAccount,         [true, false, false], [true, false, false]),
         (ReadAuditLog, OtherUser,              [true, false, false], [true, false, false]),
@@ -176,7 +204,44 @@ mod tests {
             }
         }
         assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
-        assert_eq!(checked, 162);
+        assert_eq!(checked, 144);
+    }
+
+    #[test]
+    fn permissions_say_what_the_rules_allow() {
+        let admin = [
+            "read:tenant",
+            "create:api_key",
+            "delete:api_key",
+            "create:service_account",
+            "delete:service_account",
+            "update:membership",
+            "delete:membership",
+            "read:audit_log",
+        ];
+        let member = ["read:tenant", "create:api_key", "delete:api_key"];
+        assert_eq!(
+            permissions(Actor::new(TenantAdmin, AccountType::User)),
+            admin
+        );
+        // An admin service account manages keys and service accounts, never
+        // a person's membership: it is not told it may.
+        assert_eq!(
+            permissions(Actor::new(TenantAdmin, AccountType::Service)),
+            [
+                "read:tenant",
+                "create:api_key",
+                "delete:api_key",
+                "create:service_account",
+                "delete:service_account",
+                "read:audit_log",
+            ]
+        );
+        for role in [User, ReadOnlyUser] {
+            for account_type in [AccountType::User, AccountType::Service] {
+                assert_eq!(permissions(Actor::new(role, account_type)), member);
+            }
+        }
     }
 
     #[test]

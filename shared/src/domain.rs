@@ -37,23 +37,6 @@ impl Role {
     pub fn from_id(id: Uuid) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.id() == id)
     }
-
-    /// What the role may do, as reported by `auth_info.permissions`.
-    pub fn permissions(self) -> &'static [&'static str] {
-        match self {
-            Role::TenantAdmin => &[
-                "read:tenant",
-                "create:api_key",
-                "delete:api_key",
-                "create:service_account",
-                "delete:service_account",
-                "update:membership",
-                "delete:membership",
-            ],
-            Role::User => &["read:tenant", "create:api_key", "delete:api_key"],
-            Role::ReadOnlyUser => &["read:tenant", "create:api_key", "delete:api_key"],
-        }
-    }
 }
 
 /// Who acts: the caller's role in the tenant and whether it is a person

@@ -98,8 +98,15 @@ impl ApiKeys {
     /// such service account the caller may delete.
     pub async fn delete_service_account(&self, p: &Principal, user_id: Uuid) -> Result<bool> {
         may_change(p)?;
-        if p.role != Role::TenantAdmin {
-            return Ok(false);
+        // Refused like every other change a non-admin may not make.
+        if !authorize(
+            p.actor(),
+            Action::DeleteServiceAccount,
+            Target::ServiceAccount,
+        ) {
+            return Err(Error::Forbidden(
+                "only a tenant admin may delete service accounts".into(),
+            ));
         }
         let Some(account) = self.store.membership(p.tenant_id, user_id).await? else {
             return Ok(false);

@@ -242,7 +242,12 @@ impl Query {
             role: Some(p.role.name().to_string()),
             role_id: Some(p.role.id()),
             account_type: Some(p.account_type.name().to_string()),
-            permissions: Some(p.role.permissions().iter().map(|s| s.to_string()).collect()),
+            permissions: Some(
+                apikeys_shared::authz::permissions(p.actor())
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            ),
         }
     }
 
