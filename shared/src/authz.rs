@@ -1,11 +1,18 @@
-//! Authorization rules of DESIGN.md as pure functions over (role, action, target).
+//! The rules of who may do what, in one place, as pure functions: the
+//! table of (role, account type, action, target) in [`authorize`], the
+//! permissions derived from it, the tenant's last admin, and the key limit.
+//! The service applies them; the store only enforces the same bounds in its
+//! transactions' conditions (so that concurrent requests cannot pass them).
 //!
-//! Callers resolve the target inside the request's tenant first; a target in
-//! another tenant is never found, so these rules never see it. A `false` here is
-//! reported to the caller exactly like "not found".
+//! Callers resolve the target inside the request's tenant first; a target
+//! in another tenant is never found, so these rules never see it. Where
+//! seeing a thing is itself refused (a key, a member of another kind), a
+//! `false` is reported to the caller exactly like "not found"; where the
+//! caller sees the target, as FORBIDDEN.
 
 pub use crate::domain::Actor;
 use crate::domain::{AccountType, Role};
+use crate::error::Error;
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,12 +27,14 @@ pub enum Action {
     DeleteServiceAccount,
     ChangeRole,
     RemoveMember,
+    /// See the target's email address.
+    ReadEmail,
     /// Read the tenant's audit log (the target does not matter).
     ReadAuditLog,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::CreateKey,
         Action::ListKeys,
         Action::RevokeKey,
@@ -33,6 +42,7 @@ impl Action {
         Action::DeleteServiceAccount,
         Action::ChangeRole,
         Action::RemoveMember,
+        Action::ReadEmail,
         Action::ReadAuditLog,
     ];
 }
@@ -87,6 +97,9 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
         (DeleteServiceAccount, Target::OtherUser) => false,
         (ChangeRole | RemoveMember, Target::Myself | Target::ServiceAccount) => admin,
         (ChangeRole | RemoveMember, Target::OtherUser) => human_admin,
+        // A person's address is theirs and their human admins'.
+        (ReadEmail, Target::Myself) => true,
+        (ReadEmail, Target::ServiceAccount | Target::OtherUser) => human_admin,
     }
 }
 
@@ -123,6 +136,34 @@ pub fn permissions(actor: Actor) -> Vec<&'static str> {
                 .map(|(name, _, _)| *name),
         )
         .collect()
+}
+
+/// The most keys one owner (person or service account) may hold in a
+/// tenant: 40, so that removing an owner with all its keys fits one
+/// transaction (1 + 2 x 40 items, with the tenant, caller, counter and
+/// audit items: 85 of DynamoDB's 100).
+pub const MAX_KEYS_PER_OWNER: u32 = 40;
+
+/// May an owner holding `held` keys get another one?
+pub fn may_hold_another_key(held: u32) -> bool {
+    held < MAX_KEYS_PER_OWNER
+}
+
+/// The refusal of a key past [`MAX_KEYS_PER_OWNER`], said one way wherever
+/// it is met (`owner`: who, when the caller is not the owner).
+pub fn key_limit_reached(owner: Option<&str>) -> Error {
+    let who = owner.map_or_else(|| "an owner".to_string(), |name| format!("'{name}'"));
+    Error::BadInput(format!(
+        "{who} may hold at most {MAX_KEYS_PER_OWNER} keys in a tenant: revoke one first"
+    ))
+}
+
+/// The refusal of a change that would leave the tenant without an admin
+/// user (`verb`: "removed", "demoted"). Checked by
+/// [`leaves_tenant_without_admin`] on what the request read, and enforced
+/// by the store's condition on the tenant's `admin_users` count.
+pub fn last_admin(verb: &str) -> Error {
+    Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
 }
 
 /// Would changing `target`'s role to `new_role` (`None`: removing it) leave the
@@ -173,6 +214,9 @@ mod tests {
         (RemoveMember, Myself,                 [true, false, false], [true, false, false]),
         (RemoveMember, ServiceAccount,         [true, false, false], [true, false, false]),
         (RemoveMember, OtherUser,              [true, false, false], [false, false, false]),
+        (ReadEmail, Myself,                    [true, true, true],   [true, true, true]),
+        (ReadEmail, ServiceAccount,            [true, false, false], [false, false, false]),
+        (ReadEmail, OtherUser,                 [true, false, false], [false, false, false]),
         (ReadAuditLog, Myself,                 [true, false, false], [true, false, false]),
         (ReadAuditLog, ServiceAccount,         [true, false, false], [true, false, false]),
         (ReadAuditLog, OtherUser,              [true, false, false], [true, false, false]),
@@ -204,7 +248,7 @@ mod tests {
             }
         }
         assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
-        assert_eq!(checked, 144);
+        assert_eq!(checked, 162);
     }
 
     #[test]

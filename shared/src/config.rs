@@ -3,10 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Keys a single owner may hold in one tenant. Deleting an owner removes its
-/// membership and every key (two items each) in one transaction, which DynamoDB
-/// caps at 100 items: 1 + 2 * 40 + 1 fits with room to spare.
-pub const MAX_KEYS_PER_OWNER: u32 = 40;
+/// The key limit is a rule: see [`crate::authz::MAX_KEYS_PER_OWNER`].
+pub use crate::authz::MAX_KEYS_PER_OWNER;
 
 /// Default cap on service accounts per tenant (`MAX_SERVICE_ACCOUNTS`).
 pub const DEFAULT_MAX_SERVICE_ACCOUNTS: u32 = 100;

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, Action, Target};
-use crate::config::{MAX_KEYS_PER_OWNER, MAX_ROTATION_GRACE_SECONDS};
+use crate::authz::{key_limit_reached, may_hold_another_key};
+use crate::config::MAX_ROTATION_GRACE_SECONDS;
 use crate::domain::{
     validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Tenant,
 };
@@ -14,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::store::{AuthCopy, KeyDelete, KeyInsert, Rotation, StoredKey, EXPIRED_PER_TRANSACTION};
 use crate::token::NewKey;
 
-use super::{kept_changing, key_limit_reached, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
+use super::{kept_changing, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -163,13 +164,13 @@ impl ApiKeys {
         if let Some(lease) = owner.busy(self.now()) {
             return Err(Error::Busy(lease.kind, lease.until));
         }
-        let owner = if owner.key_count >= MAX_KEYS_PER_OWNER {
+        let owner = if !may_hold_another_key(owner.key_count) {
             self.make_room(owner, actor).await?
         } else {
             owner
         };
-        if owner.key_count >= MAX_KEYS_PER_OWNER {
-            return Err(key_limit_reached());
+        if !may_hold_another_key(owner.key_count) {
+            return Err(key_limit_reached(None));
         }
         Ok(owner)
     }

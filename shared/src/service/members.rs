@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
-use crate::authz::{authorize, leaves_tenant_without_admin, Action, Target};
+use crate::authz::{authorize, last_admin, leaves_tenant_without_admin, Action, Actor, Target};
 use crate::domain::{
     folded_name, validate_name, AccountType, LeaseKind, Membership, Principal, Role,
 };
 use crate::error::{Error, Result};
 use crate::store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 
-use super::{kept_changing, last_admin, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
+use super::{kept_changing, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -195,7 +195,9 @@ impl ApiKeys {
         may_change(p)?;
         let role = Role::from_id(role_id).ok_or(Error::BadInput("unknown role_id".into()))?;
         let forbidden = || Error::Forbidden("only a tenant admin may change roles".into());
-        if p.role != Role::TenantAdmin {
+        // Changing one's own role is allowed to every admin and to no one
+        // else: whoever may not do that may change no role at all.
+        if !authorize(p.actor(), Action::ChangeRole, Target::Myself) {
             return Err(forbidden());
         }
         let member = self.membership_by_id(p, membership_id).await?;
@@ -209,7 +211,10 @@ impl ApiKeys {
                         .into(),
                 ));
             }
-            if target == Target::Myself && member.role != Role::TenantAdmin {
+            // Oneself: decided again on the role as read now (an admin
+            // demoted meanwhile is no longer one).
+            let now = Actor::new(member.role, member.account_type);
+            if target == Target::Myself && !authorize(now, Action::ChangeRole, target) {
                 return Err(forbidden());
             }
             Ok(target)
@@ -315,7 +320,8 @@ impl ApiKeys {
     /// Removes a member (user or service account) and all their keys here.
     pub async fn delete_membership(&self, p: &Principal, membership_id: Uuid) -> Result<bool> {
         may_change(p)?;
-        if p.role != Role::TenantAdmin {
+        // Every admin may remove itself, and no one else may remove anyone.
+        if !authorize(p.actor(), Action::RemoveMember, Target::Myself) {
             return Err(Error::Forbidden(
                 "only a tenant admin may remove members".into(),
             ));

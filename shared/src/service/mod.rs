@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::{Config, MAX_KEYS_PER_OWNER};
+use crate::config::Config;
 use crate::domain::{LeaseKind, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
 use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
@@ -39,16 +39,6 @@ pub struct ApiKeys {
 /// Keys whose recording attempts an instance remembers; past it, the
 /// oldest are forgotten (which costs at most a spare attempt).
 const USE_ATTEMPTS_KEPT: usize = 10_000;
-
-fn key_limit_reached() -> Error {
-    Error::BadInput(format!(
-        "an owner may hold at most {MAX_KEYS_PER_OWNER} keys in a tenant: revoke one first"
-    ))
-}
-
-fn last_admin(verb: &str) -> Error {
-    Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
-}
 
 /// A use of a key to record (see [`ApiKeys::key_use`]).
 pub struct KeyUse {

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::config::MAX_KEYS_PER_OWNER;
+use crate::authz::{key_limit_reached, may_hold_another_key};
 use crate::domain::{
     folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role,
     Tenant,
@@ -250,10 +250,8 @@ impl ApiKeys {
             .membership(tenant.id, user.id)
             .await?
             .ok_or(Error::NotFound("membership"))?;
-        if member.key_count >= MAX_KEYS_PER_OWNER {
-            return Err(Error::BadInput(format!(
-                "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
-            )));
+        if !may_hold_another_key(member.key_count) {
+            return Err(key_limit_reached(Some(username)));
         }
         let creator = Creator {
             user_id: user.id,
@@ -272,9 +270,9 @@ impl ApiKeys {
                     None => Err(Error::NotFound("membership")),
                     Some(m) => match m.busy(self.now()) {
                         Some(lease) => Err(Error::Busy(lease.kind, lease.until)),
-                        None if m.key_count >= MAX_KEYS_PER_OWNER => Err(Error::BadInput(format!(
-                            "'{username}' already holds {MAX_KEYS_PER_OWNER} keys in '{tenant_slug}'"
-                        ))),
+                        None if !may_hold_another_key(m.key_count) => {
+                            Err(key_limit_reached(Some(username)))
+                        }
                         None => Err(kept_changing("the member")),
                     },
                 }

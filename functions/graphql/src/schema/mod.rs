@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::domain::{self, AccountType, Member, Principal, Role};
+use apikeys_shared::authz::{authorize, Action, Target};
+use apikeys_shared::domain::{self, Member, Principal};
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::StoreError;
 use apikeys_shared::{ApiKeys, Error};
@@ -75,11 +76,12 @@ impl Context {
             .map_err(field_error)
     }
 
-    /// May the caller see `member`'s email? Human admins and the member.
+    /// May the caller see `member`'s email? (See the rules: the member and
+    /// human admins.)
     fn sees_email_of(&self, member: &Member) -> bool {
         let p = &self.principal;
-        p.user_id == member.user_id
-            || (p.role == Role::TenantAdmin && p.account_type == AccountType::User)
+        let target = Target::of(p.user_id, member.user_id, member.account_type);
+        authorize(p.actor(), Action::ReadEmail, target)
     }
 }
 
