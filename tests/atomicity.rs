@@ -233,6 +233,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         lease: None,
         legacy_mark: false,
         key_ids: Default::default(),
+        keys_indexed: false,
     };
     let before = h.items().await;
     let outcome = store

@@ -111,6 +111,12 @@ pub struct Membership {
     /// [`Membership::indexed_keys`]); empty for people, whose keys are
     /// listed by their own prefix.
     pub key_ids: std::collections::BTreeSet<Uuid>,
+    /// The index was verified complete: written with the account by this
+    /// version, or rebuilt from a listing of every service-account key of
+    /// the tenant (a recount). An earlier version writes keys without
+    /// indexing them (a rotation of one leaves no trace on the membership
+    /// at all), so an index is trusted only once verified.
+    pub keys_indexed: bool,
 }
 
 /// What a lease on a membership is held for.
@@ -163,13 +169,15 @@ impl Membership {
         self.lease.filter(|l| l.until >= now)
     }
 
-    /// A service account's key ids when its index is complete (as many ids
-    /// as `key_count`, which every version of the service keeps): `None`
-    /// when it is not (written before the index existed, or a key added by
-    /// an earlier version), and for people. Then the keys are found the
-    /// slow way, and the operator's repair completes the index.
+    /// A service account's key ids when its index is trusted: verified
+    /// (`keys_indexed`) and holding as many ids as `key_count` (a key
+    /// deleted outside our transactions leaves both too high, alike).
+    /// `None` otherwise, and for people: then the keys are found among
+    /// every service-account key of the tenant, and a recount (the
+    /// operator's repair) rebuilds and verifies the index.
     pub fn indexed_keys(&self) -> Option<&std::collections::BTreeSet<Uuid>> {
         let complete = self.account_type == AccountType::Service
+            && self.keys_indexed
             && u32::try_from(self.key_ids.len()).is_ok_and(|n| n == self.key_count);
         complete.then_some(&self.key_ids)
     }

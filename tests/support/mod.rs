@@ -499,9 +499,9 @@ impl Harness {
     }
 
     /// Sets a member's `key_count` to `ids.len()` and, with `indexed`, its
-    /// key index to `ids` (what the service's writes keep; without, the
-    /// membership looks as an earlier version left it): for keys written
-    /// by [`Harness::seed_keys`].
+    /// key index to `ids` (what the service's writes keep); without, the
+    /// membership looks as an earlier version left it (no index, never
+    /// verified): for keys written by [`Harness::seed_keys`].
     pub async fn count_keys(&self, tenant: Uuid, member: Uuid, ids: &[Uuid], indexed: bool) {
         let mut update = self
             .client
@@ -519,8 +519,9 @@ impl Harness {
                     .expression_attribute_names(format!("#k{i}"), format!("kid_{}", id.simple()));
             }
         }
+        let unverified = if indexed { "" } else { " REMOVE kidx" };
         update
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {}{unverified}", sets.join(", ")))
             .send()
             .await
             .expect("count keys");

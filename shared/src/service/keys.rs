@@ -138,13 +138,25 @@ impl ApiKeys {
     /// a service account's by the ids of its key index, or, when the index
     /// is not complete, found among every service-account key of the tenant.
     pub(super) async fn keys_of_owner(&self, owner: &Membership) -> Result<Vec<StoredKey>> {
+        match owner.indexed_keys() {
+            Some(ids) => Ok(self
+                .store
+                .service_account_keys_by_id(owner.tenant_id, ids)
+                .await?
+                .into_iter()
+                .filter(|k| k.key.owner_id == owner.user_id)
+                .collect()),
+            None => self.keys_of_owner_listed(owner).await,
+        }
+    }
+
+    /// Every key an owner holds, never by the service account's key index:
+    /// what verifies (and rebuilds) that index.
+    async fn keys_of_owner_listed(&self, owner: &Membership) -> Result<Vec<StoredKey>> {
         let tenant = owner.tenant_id;
-        let keys = match (owner.account_type, owner.indexed_keys()) {
-            (AccountType::User, _) => self.store.keys_of_user(tenant, owner.user_id).await?,
-            (AccountType::Service, Some(ids)) => {
-                self.store.service_account_keys_by_id(tenant, ids).await?
-            }
-            (AccountType::Service, None) => self.store.service_account_keys(tenant).await?,
+        let keys = match owner.account_type {
+            AccountType::User => self.store.keys_of_user(tenant, owner.user_id).await?,
+            AccountType::Service => self.store.service_account_keys(tenant).await?,
         };
         Ok(keys
             .into_iter()
@@ -234,15 +246,17 @@ impl ApiKeys {
     /// not set (a key revoked or swept meanwhile: count again).
     pub(super) async fn recount(&self, owner: &Membership) -> Result<Option<u32>> {
         self.with_lease(owner, LeaseKind::Recounting, |held, lease| async move {
+            // Listed, never read through the index this may rebuild.
             let found: Vec<Uuid> = self
-                .keys_of_owner(&held)
+                .keys_of_owner_listed(&held)
                 .await?
                 .iter()
                 .map(|k| k.key.id)
                 .collect();
             let there = u32::try_from(found.len()).unwrap_or(u32::MAX);
             let indexed = held.account_type == AccountType::User
-                || (held.key_ids.len() == found.len()
+                || (held.keys_indexed
+                    && held.key_ids.len() == found.len()
                     && found.iter().all(|id| held.key_ids.contains(id)));
             if there == held.key_count && indexed {
                 return Ok(Leased::Released(Some(there)));

@@ -68,6 +68,7 @@ impl ApiKeys {
             lease: None,
             legacy_mark: false,
             key_ids: Default::default(),
+            keys_indexed: false,
         };
         let cap = self.config.max_service_accounts;
         let audit = self.audit(

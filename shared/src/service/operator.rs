@@ -109,6 +109,7 @@ impl ApiKeys {
             lease: None,
             legacy_mark: false,
             key_ids: Default::default(),
+            keys_indexed: false,
         };
         let creator = Creator {
             user_id: user.id,
@@ -201,6 +202,7 @@ impl ApiKeys {
             lease: None,
             legacy_mark: false,
             key_ids: Default::default(),
+            keys_indexed: false,
         };
         let audit = self.audit(
             tenant.id,

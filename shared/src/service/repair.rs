@@ -100,25 +100,34 @@ impl ApiKeys {
                     ),
                     repaired,
                 });
-            } else if m.account_type == AccountType::Service
-                && whole
+            } else if m.account_type == AccountType::Service {
+                // The index must name exactly its keys, and be verified:
+                // keys written before it existed, or by an earlier version
+                // (a rollback, an old operator CLI), are not in it.
+                let keys: HashSet<_> = whole
                     .iter()
                     .filter(|k| k.owner_id == m.user_id)
-                    .any(|k| !m.key_ids.contains(&k.id))
-            {
-                // Keys written before the index existed (or by an earlier
-                // version): its listing reads every service-account key of
-                // the tenant until the index is complete.
-                let repaired = apply && self.recount(m).await?.is_some();
-                findings.push(Finding {
-                    what: format!(
-                        "service account {}: its key index lists {} of its {held} key(s); \
-                         completed",
-                        m.username,
-                        m.key_ids.len()
-                    ),
-                    repaired,
-                });
+                    .map(|k| k.id)
+                    .collect();
+                let listed: HashSet<_> = m.key_ids.iter().copied().collect();
+                if keys != listed || !m.keys_indexed {
+                    let repaired = apply && self.recount(m).await?.is_some();
+                    let missing = keys.difference(&listed).count();
+                    let stale = listed.difference(&keys).count();
+                    findings.push(Finding {
+                        what: format!(
+                            "service account {}: its key index misses {missing} of its {held} \
+                             key(s) and names {stale} gone{}; rebuilt from its keys",
+                            m.username,
+                            if m.keys_indexed {
+                                ""
+                            } else {
+                                " (never verified)"
+                            }
+                        ),
+                        repaired,
+                    });
+                }
             }
             match (m.lease, m.busy(now)) {
                 (_, Some(lease)) => findings.push(Finding {

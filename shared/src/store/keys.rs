@@ -278,10 +278,17 @@ impl Store {
                         found.push(stored_key_from(item)?);
                     }
                 }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
+                // Asked again as strongly consistent reads, whatever the
+                // answer echoed.
+                request = match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(left) if !left.keys().is_empty() => Some(
+                        KeysAndAttributes::builder()
+                            .set_keys(Some(left.keys().to_vec()))
+                            .consistent_read(true)
+                            .build()?,
+                    ),
+                    _ => None,
+                };
             }
         }
         Ok(found)

@@ -252,6 +252,7 @@ fn membership_from(item: &Item) -> Result<Membership> {
         lease: lease_from(item),
         legacy_mark: item.contains_key("removing") || item.contains_key("changing"),
         key_ids: key_ids_from(item),
+        keys_indexed: item.contains_key("kidx"),
     })
 }
 
@@ -268,6 +269,10 @@ pub(super) fn membership_item(m: &Membership) -> Item {
     ]));
     if let Some(email) = &m.email {
         item.insert("email".into(), s(email));
+    }
+    // A new service account's index is complete from its first write.
+    if m.account_type == AccountType::Service && m.key_count == 0 {
+        item.insert("kidx".into(), n(1));
     }
     item
 }
@@ -448,7 +453,11 @@ impl Store {
             .collect();
         let index = KeyIndex::of(m.account_type, found, &stale);
         let actual = i64::try_from(found.len()).unwrap_or(i64::MAX);
-        let set = index.set().replacen(" SET ", ", ", 1);
+        let mut set = index.set().replacen(" SET ", ", ", 1);
+        if m.account_type == AccountType::Service {
+            // Rebuilt from what was found: verified.
+            set.push_str(", kidx = :verified");
+        }
         let mut update = self
             .client
             .update_item()
@@ -464,6 +473,9 @@ impl Store {
                 (":read", n(i64::from(m.key_count))),
                 (":token", s(lease.to_string())),
             ]))));
+        if m.account_type == AccountType::Service {
+            update = update.expression_attribute_values(":verified", n(1));
+        }
         for (placeholder, name) in index.names() {
             update = update.expression_attribute_names(placeholder, name);
         }
