@@ -1,4 +1,4 @@
-//! The rules of who may do what, in one place, as pure functions: the
+//! The rules of who may do what (the README's "Rules" table), in one place, as pure functions: the
 //! table of (role, account type, action, target) in [`authorize`], the
 //! permissions derived from it, the tenant's last admin, and the key limit.
 //! The service applies them; the store only enforces the same bounds in its

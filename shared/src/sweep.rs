@@ -6,7 +6,7 @@
 //! seconds). Only those items appear in the sparse index `by_expiry`
 //! (partition `exp_bucket`, sort `expires_at`); keys that never expire are not
 //! in it at all. A sweep walks the hour buckets from its checkpoint (the first
-//! hour not yet known to be clean) to the current hour and queries each with
+//! hour not yet walked to its end) to the current hour and queries each with
 //! `expires_at <= now`, so it reads only expired entries, plus one Query per
 //! hour elapsed since the previous sweep: no Scan, and live keys (even ones
 //! expiring later this hour) are never read.
@@ -20,13 +20,15 @@
 //! between pages and the next one resumes at its checkpoint. An hour walked
 //! to its end that still holds a key the sweep could not remove (a deletion
 //! that failed after retries, a malformed entry) is kept in the checkpoint's
-//! retry list, which every sweep reads again first, until it is clean: no
+//! retry list, which every sweep reads again first, until nothing due is
+//! left in it (skipped entries, gone or not expired by their own items, are
+//! not due): no
 //! key is ever given up on, and the cost stays one Query per hour that still
 //! holds something due, plus the hours elapsed. Two sweeps that save at once
 //! merge what they keep (a versioned write). A key whose owner no longer
 //! exists (items deleted behind the service's back) is removed alone.
-//! Expiry is enforced at authentication regardless: the sweeper only keeps the
-//! table clean, and DynamoDB TTL (30 days past expiry) is its backstop.
+//! Expiry is enforced at authentication regardless: the sweeper only removes
+//! what expired, and DynamoDB TTL (30 days past expiry) is its backstop.
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -77,7 +79,12 @@ const MAX_RETRY_BUCKETS: usize = 500;
 
 /// How the walk of one hour ended.
 enum Walked {
-    Clean,
+    /// Walked to its last page with every due key removed. Entries the
+    /// sweep skipped may remain in the hour: keys gone meanwhile, or whose
+    /// own items say they are not expired (an index entry that lagged a
+    /// change of expiry): nothing due is left, but the hour need not be
+    /// empty.
+    Done,
     /// Some keys could not be removed: read this hour again next time.
     LeftOver,
     /// Out of time before its last page.
@@ -150,7 +157,7 @@ impl Sweeper {
             }
             report.retried = report.retried.saturating_add(1);
             match self.sweep_bucket(old, now, deadline, &mut report).await? {
-                Walked::Clean => {}
+                Walked::Done => {}
                 Walked::LeftOver => {
                     retry.insert(old.clone());
                 }
@@ -168,7 +175,7 @@ impl Sweeper {
                     .sweep_bucket(&bucket, now, deadline, &mut report)
                     .await?
                 {
-                    Walked::Clean => {}
+                    Walked::Done => {}
                     Walked::LeftOver => {
                         retry.insert(bucket.clone());
                     }
@@ -248,7 +255,7 @@ impl Sweeper {
         Ok(if report.failed > failed_before {
             Walked::LeftOver
         } else {
-            Walked::Clean
+            Walked::Done
         })
     }
 

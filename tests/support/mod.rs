@@ -748,7 +748,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// The UNAUTHENTICATED envelope of API.md, exactly.
+/// The UNAUTHENTICATED envelope the Prefect client expects (README, "The
+/// GraphQL API"), exactly.
 pub fn unauthenticated() -> Value {
     json!({"errors":[{"message":"Unauthenticated","extensions":{"code":"UNAUTHENTICATED"}}],"data":null})
 }

@@ -10,8 +10,8 @@ const CHECKPOINT_TRIES: usize = 4;
 
 /// Where the sweeps stand: the first hour not yet walked, and the hours
 /// already walked that still hold keys a sweep could not remove (a failed
-/// deletion, a malformed entry), which every sweep reads again until they
-/// are clean.
+/// deletion, a malformed entry), which every sweep reads again until a
+/// walk removes everything due in them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepCheckpoint {
     pub next_bucket: Option<String>,
