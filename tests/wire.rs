@@ -55,6 +55,22 @@ async fn success_has_no_errors_key_at_all() {
 }
 
 #[tokio::test]
+async fn the_roles_are_listed_with_their_stable_ids() {
+    let h = Harness::new().await;
+    let data = h
+        .data(&h.tenant.admin_key, "{ role { id name } }", None)
+        .await;
+    assert_eq!(
+        data["role"],
+        json!([
+            {"id": "6f0a3c52-7d1e-4b55-9a3e-2c1f00000001", "name": "TENANT_ADMIN"},
+            {"id": "6f0a3c52-7d1e-4b55-9a3e-2c1f00000002", "name": "USER"},
+            {"id": "6f0a3c52-7d1e-4b55-9a3e-2c1f00000003", "name": "READ_ONLY_USER"},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn auth_info_describes_the_key_owner_and_tenant() {
     let h = Harness::new().await;
     let data = h.data(&h.tenant.admin_key, AUTH_INFO, None).await;

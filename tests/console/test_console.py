@@ -198,6 +198,10 @@ def test_a_service_account_its_key_revoked_then_the_account_removed(open_console
     expect(row).to_contain_text("User")
     expect(page.get_by_role("button", name="▾ deployer")).to_have_attribute("aria-expanded", "true")
     expect(page.locator(".nested .empty")).to_contain_text("No keys yet")
+    # The open account is in the address: a reload (or a shared link) shows it open.
+    assert re.search(r"#service-accounts/[0-9a-f-]{36}$", page.url), page.url
+    page.reload()
+    expect(page.get_by_role("button", name="▾ deployer")).to_have_attribute("aria-expanded", "true")
     sa_key = create_key(page, "deploy key")
     assert sa_key.startswith("apks_")
     assert service.authenticates(sa_key)
@@ -283,6 +287,39 @@ def test_a_read_only_member_sees_no_management_actions(open_console, service):
     expect(page.locator("#page")).to_contain_text("You don't have permission to read the audit log.")
 
 
+def test_an_admin_service_account_manages_accounts_but_not_people(open_console, service):
+    """What the console offers comes from the server's permissions, not rules of its own."""
+    slug, name, key = tenant(service)
+    member(service, slug, "bob", "user")
+    sa = service.graphql(key, 'mutation { create_service_account(input: {name: "ops"}) { id } }')
+    sa_id = sa["data"]["create_service_account"]["id"]
+    made = service.graphql(key, "mutation($i: create_api_key_input!) { create_api_key(input: $i) { key } }",
+                           {"i": {"user_id": sa_id, "name": "console"}})
+    page = open_console()
+    sign_in(page, made["data"]["create_api_key"]["key"])
+    expect(page.locator("#whoami")).to_contain_text("service account")
+    page.get_by_role("link", name="Service Accounts").click()
+    expect(page.get_by_role("button", name="Add service account")).to_be_visible()
+    page.get_by_role("link", name="Members").click()
+    expect(page.locator("tr[data-member=bob]")).to_contain_text("User")
+    expect(page.locator("#page select")).to_have_count(0)
+    expect(page.locator("#page button")).to_have_count(0)
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("tr[data-action=SERVICE_ACCOUNT_CREATED]")).to_contain_text("ops")
+
+
+def test_the_roles_offered_are_the_servers(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    page.get_by_role("link", name="Service Accounts").click()
+    page.get_by_role("button", name="Add service account").click()
+    offered = page.locator("#sa-role option").evaluate_all("options => options.map(o => [o.value, o.textContent])")
+    roles = service.graphql(key, "{ role { id name } }")["data"]["role"]
+    labels = {"TENANT_ADMIN": "Administrator", "USER": "User", "READ_ONLY_USER": "Read only"}
+    assert offered == [[r["id"], labels[r["name"]]] for r in roles]
+
+
 def test_a_key_revoked_meanwhile_signs_the_person_out_with_why(open_console, service):
     slug, name, key = tenant(service)
     session_key = service.admin("issue-key", "--tenant", slug, "--username", "alice", "--name", "browser")
@@ -307,7 +344,11 @@ def test_a_bad_key_at_sign_in_gets_a_clear_message(open_console, service):
     shot(page, "bad-key")
 
 
-@pytest.mark.parametrize("path", ["/", "/console/app.js", "/console/app.css"])
+MODULES = ["main.js", "api.js", "session.js", "router.js", "dom.js", "dialog.js", "roles.js", "keys-ui.js",
+           "page-keys.js", "page-service-accounts.js", "page-members.js", "page-audit.js"]
+
+
+@pytest.mark.parametrize("path", ["/", "/console/main.js", "/console/page-keys.js", "/console/app.css"])
 def test_console_answers_carry_the_security_headers(service, path):
     with urllib.request.urlopen(service.url + path, timeout=10) as response:
         headers = response.headers
@@ -321,18 +362,28 @@ def test_console_answers_carry_the_security_headers(service, path):
 def test_the_page_has_no_inline_script_and_loads_nothing_from_elsewhere(service):
     with urllib.request.urlopen(service.url + "/", timeout=10) as response:
         html = response.read().decode()
-    assert re.findall(r"<script[^>]*>", html) == ['<script src="console/app.js" defer>']
+    assert re.findall(r"<script[^>]*>", html) == ['<script type="module" src="console/main.js">']
     assert "http://" not in html and "https://" not in html and "style=" not in html
-    with urllib.request.urlopen(service.url + "/console/app.js", timeout=10) as response:
-        js = response.read().decode()
-    assert "localStorage." not in js and "document.cookie" not in js
-    assert "innerHTML" not in js
+    # Every module the page imports, and nothing it imports from elsewhere.
+    seen, queue = set(), ["main.js"]
+    while queue:
+        name = queue.pop()
+        seen.add(name)
+        with urllib.request.urlopen(service.url + "/console/" + name, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/javascript")
+            js = response.read().decode()
+        assert "localStorage." not in js and "document.cookie" not in js, name
+        assert "innerHTML" not in js and "eval(" not in js, name
+        imports = re.findall(r'^import .* from "([^"]+)";$', js, re.M)
+        assert all(i.startswith("./") for i in imports), (name, imports)
+        queue += [i[2:] for i in imports if i[2:] not in seen]
+    assert seen == set(MODULES)
 
 
-@pytest.mark.parametrize("path", ["/console/", "/console/app.json", "/console/../Cargo.toml",
-                                  "/console/%2e%2e/%2e%2e/etc/passwd", "/console/app.js%00", "/console/" + "a" * 4000,
-                                  "/console/app.js/x", "/index.html"])
-def test_no_path_reaches_anything_but_the_three_files(service, path):
+@pytest.mark.parametrize("path", ["/console/", "/console/app.json", "/console/../Cargo.toml", "/console/app.js",
+                                  "/console/%2e%2e/%2e%2e/etc/passwd", "/console/main.js%00", "/console/" + "a" * 4000,
+                                  "/console/main.js/x", "/index.html"])
+def test_no_path_reaches_anything_but_the_console_files(service, path):
     try:
         with urllib.request.urlopen(service.url + path, timeout=10) as response:
             status, body = response.status, response.read()
@@ -346,7 +397,7 @@ def test_no_path_reaches_anything_but_the_three_files(service, path):
 
 
 def test_the_console_routes_answer_only_get_and_head(service):
-    request = urllib.request.Request(service.url + "/console/app.js", data=b"{}", method="POST")
+    request = urllib.request.Request(service.url + "/console/main.js", data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 404

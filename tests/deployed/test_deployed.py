@@ -138,8 +138,8 @@ def test_each_function_role_is_refused_what_its_policy_does_not_grant(deployed):
 def test_the_console_is_served_through_api_gateway(deployed):
     page = deployed.url("ConsoleUrl")
     assert page.endswith("/prod/"), page
-    for path, content_type in (("", "text/html"), ("console/app.js", "text/javascript"),
-                               ("console/app.css", "text/css")):
+    for path, content_type in (("", "text/html"), ("console/main.js", "text/javascript"),
+                               ("console/page-members.js", "text/javascript"), ("console/app.css", "text/css")):
         with urllib.request.urlopen(page + path, timeout=60) as response:
             body = response.read().decode()
             assert response.status == 200
@@ -147,6 +147,6 @@ def test_the_console_is_served_through_api_gateway(deployed):
             assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
             assert response.headers["Referrer-Policy"] == "no-referrer"
         if path == "":
-            assert '<script src="console/app.js" defer>' in body
+            assert '<script type="module" src="console/main.js">' in body
     # What the page's script posts to: the GraphQL function, relative to the page.
     assert request(page + "graphql", body={"query": "{ hello }"})[0] == 200

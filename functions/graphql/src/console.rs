@@ -1,23 +1,47 @@
-//! The web console: a page and its two assets, embedded in the binary at
-//! build time (no Node, no third-party origin). It talks to the public
+//! The web console: a page, its styles and its ES modules, embedded in the
+//! binary at build time (no Node, no bundler, no third-party origin). It talks to the public
 //! GraphQL API only, with the API key the person signed in with.
 
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 
-/// The page (`GET /`) and its assets (`GET /console/<name>`).
+/// The page (`GET /`) and its assets (`GET /console/<name>`): the styles
+/// and the ES modules (`main.js` imports the others; no bundler).
 #[cfg(not(feature = "no-console"))]
 const PAGE: &str = include_str!("../console/index.html");
 #[cfg(not(feature = "no-console"))]
-const ASSETS: [(&str, &str, &str); 2] = [
-    ("app.js", JS, include_str!("../console/app.js")),
+const ASSETS: [(&str, &str, &str); 13] = [
     ("app.css", CSS, include_str!("../console/app.css")),
+    ("main.js", JS, include_str!("../console/main.js")),
+    ("api.js", JS, include_str!("../console/api.js")),
+    ("session.js", JS, include_str!("../console/session.js")),
+    ("router.js", JS, include_str!("../console/router.js")),
+    ("dom.js", JS, include_str!("../console/dom.js")),
+    ("dialog.js", JS, include_str!("../console/dialog.js")),
+    ("roles.js", JS, include_str!("../console/roles.js")),
+    ("keys-ui.js", JS, include_str!("../console/keys-ui.js")),
+    ("page-keys.js", JS, include_str!("../console/page-keys.js")),
+    (
+        "page-service-accounts.js",
+        JS,
+        include_str!("../console/page-service-accounts.js"),
+    ),
+    (
+        "page-members.js",
+        JS,
+        include_str!("../console/page-members.js"),
+    ),
+    (
+        "page-audit.js",
+        JS,
+        include_str!("../console/page-audit.js"),
+    ),
 ];
 // The benchmark's build without the assets (what they add is measured).
 #[cfg(feature = "no-console")]
 const PAGE: &str = "";
 #[cfg(feature = "no-console")]
-const ASSETS: [(&str, &str, &str); 2] = [("app.js", JS, ""), ("app.css", CSS, "")];
+const ASSETS: [(&str, &str, &str); 2] = [("main.js", JS, ""), ("app.css", CSS, "")];
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";

@@ -253,6 +253,15 @@ impl Query {
         }
     }
 
+    /// The roles a member may have, with the stable ids a role is set by
+    /// (no read).
+    fn role() -> Vec<members::RoleDetail> {
+        apikeys_shared::domain::Role::ALL
+            .into_iter()
+            .map(members::RoleDetail::from)
+            .collect()
+    }
+
     /// Tenants visible to the key: its own tenant, when it matches `where`.
     async fn tenant(
         ctx: &Context,

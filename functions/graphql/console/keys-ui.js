@@ -1,0 +1,108 @@
+// Keys as every page shows them: the table, and the dialogs that create,
+// rotate and revoke one. `ctx` is the page's context (see main.js): `act`
+// runs an API call as the signed-in person, `reload` draws the page again.
+
+import { h, flash, when, full, trash, rotateIcon } from "./dom.js";
+import { ApiError } from "./api.js";
+import { gql } from "./session.js";
+import { dialog, showSecret, expiryField } from "./dialog.js";
+
+export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username }";
+
+const GRACES = [
+  { seconds: 0, label: "None: the old key stops now" },
+  { seconds: 3600, label: "1 hour" },
+  { seconds: 86400, label: "1 day" },
+  { seconds: 604800, label: "7 days" },
+];
+
+// "Create an API key" for `owner` (a user id).
+export function createKeyDialog(ctx, owner) {
+  const name = h("input", { id: "key-name", required: true, maxlength: 255, autocomplete: "off" });
+  const expires = expiryField();
+  dialog({
+    title: "Create an API key",
+    ok: "Create",
+    body: [h("label", { for: "key-name" }, "Name"), name, h("label", { for: "key-expires" }, "Expiration (optional)"), expires.input, expires.hint],
+    submit: async () => {
+      const label = name.value.trim();
+      if (!label) throw new ApiError("Give the key a name.");
+      const expiresAt = expires.read();
+      const data = await ctx.act(() => gql(
+        "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }",
+        { input: { user_id: owner, name: label, expires_at: expiresAt } }));
+      if (!data) return false;
+      ctx.reload();
+      showSecret(data.create_api_key.key);
+      return true;
+    },
+  });
+}
+
+function revokeKeyDialog(ctx, key) {
+  dialog({
+    title: `Revoke the API key ${key.name}?`,
+    body: h("p", {}, "Clients using it will fail on their next request."),
+    ok: "Revoke",
+    danger: true,
+    submit: async () => {
+      const data = await ctx.act(() => gql(
+        "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }",
+        { input: { key_id: key.id } }));
+      if (!data) return;
+      if (!data.delete_api_key.success) throw new ApiError("That key was not found: it may already have been revoked.");
+      flash(`The API key ${key.name} was revoked.`);
+      ctx.reload();
+    },
+  });
+}
+
+function rotateKeyDialog(ctx, key) {
+  const grace = h("select", { id: "rotate-grace" }, GRACES.map((g) => h("option", { value: g.seconds, selected: g.seconds === 3600 }, g.label)));
+  dialog({
+    title: `Rotate the API key ${key.name}?`,
+    body: [
+      h("p", {}, "A new key replaces it, with the same name, owner and expiry. Clients switch to the new key while the old one still works."),
+      h("label", { for: "rotate-grace" }, "Keep the old key working for"), grace,
+      h("p", { class: "hint" }, "Never past the old key's own expiry."),
+    ],
+    ok: "Rotate",
+    submit: async () => {
+      const data = await ctx.act(() => gql(
+        "mutation($input: rotate_api_key_input!) { rotate_api_key(input: $input) { id key old_key_expires_at } }",
+        { input: { key_id: key.id, grace_period_seconds: Number(grace.value) } }));
+      if (!data) return false;
+      const until = data.rotate_api_key.old_key_expires_at;
+      ctx.reload();
+      showSecret(data.rotate_api_key.key,
+        Number(grace.value) ? `The old key works until ${full(until)}.` : "The old key no longer works.");
+      return true;
+    },
+  });
+}
+
+// The table of `keys` with their actions (null when there are none).
+export function keysTable(ctx, keys, { showCreator = false } = {}) {
+  if (!keys.length) return null;
+  return h("table", {},
+    h("thead", {}, h("tr", {},
+      h("th", {}, "Name"), h("th", { class: "hide-narrow" }, "Created"), showCreator && h("th", { class: "hide-narrow" }, "Created by"),
+      h("th", {}, "Expires"), h("th", { class: "hide-narrow" }, "Last used"), h("th", { class: "hide-narrow" }, "Key"),
+      h("th", { class: "actions" }, ""))),
+    h("tbody", {}, keys.map((k) => h("tr", { "data-key-id": k.id },
+      h("td", { class: "name", title: k.name }, k.name),
+      h("td", { class: "hide-narrow" }, when(k.created)),
+      showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
+      h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced")),
+      h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
+      h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
+      h("td", { class: "actions" },
+        !k.replaced_by && h("button", {
+          type: "button", class: "icon rotate", title: `Rotate ${k.name}`, "aria-label": `Rotate the API key ${k.name}`,
+          onclick: () => rotateKeyDialog(ctx, k),
+        }, rotateIcon()),
+        h("button", {
+          type: "button", class: "icon", title: `Revoke ${k.name}`, "aria-label": `Revoke the API key ${k.name}`,
+          onclick: () => revokeKeyDialog(ctx, k),
+        }, trash()))))));
+}
