@@ -148,11 +148,13 @@ impl LeaseKind {
     }
 }
 
-/// A removal's or a role change's hold on a membership, stored on its item.
-/// Taken only when absent or expired, released only by its holder (by
-/// `token`), committed away by the change's own transaction. While it holds
-/// (until `until`, inclusive), nothing may add a key to the member (create,
-/// rotate); revocation and the sweeper are never blocked. It frees itself at
+/// A removal's, a role change's or a recount's hold on a membership, stored
+/// on its item. Taken only when absent or expired, released only by its
+/// holder (by `token`), committed away by the change's own transaction.
+/// While it holds (until `until`, inclusive), nothing may add a key to the
+/// member (create, rotate) and no other of those changes may take it (they
+/// wait a little, then answer that the member is busy); revocation and the
+/// sweeper are never blocked. It frees itself at
 /// `until` whatever happens to its holder: a crash, a time-out, a database
 /// that fails half-way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,9 +13,9 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     BadInput(String),
-    /// Another request is removing the member or changing its role (it
-    /// holds the member's lease, which ends by itself at the time given at
-    /// the latest): nothing was changed.
+    /// Another request is removing the member, changing its role or
+    /// counting its keys (it holds the member's lease, which ends by itself
+    /// at the time given at the latest): nothing was changed.
     #[error("{}", busy_message(*.0, *.1))]
     Busy(crate::domain::LeaseKind, time::OffsetDateTime),
     /// What the request worked on kept changing under it (concurrent
