@@ -432,3 +432,65 @@ async fn a_service_account_cannot_take_a_persons_name_nor_a_person_an_accounts()
         .iter()
         .any(|e| e["actor_name"] == "alice" && e["actor_type"] == "USER"));
 }
+
+#[tokio::test]
+async fn a_key_in_its_rotation_grace_is_told_it_may_change_nothing() {
+    let h = Harness::new().await;
+    let p = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    let before = h
+        .data(&h.tenant.admin_key, "{ auth_info { permissions } }", None)
+        .await;
+    assert!(before["auth_info"]["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("create:api_key")));
+    h.service()
+        .rotate_api_key(&p, p.api_key_id, Some(3600))
+        .await
+        .unwrap();
+    // The old key still authenticates during its grace; it may only read.
+    let after = h
+        .data(&h.tenant.admin_key, "{ auth_info { permissions } }", None)
+        .await;
+    assert_eq!(
+        after["auth_info"]["permissions"],
+        json!(["read:tenant", "read:audit_log"])
+    );
+}
+
+#[tokio::test]
+async fn an_admin_demoted_meanwhile_cannot_remove_itself() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::TenantAdmin).await;
+    // Bob's request authenticated as an admin...
+    let stale = h
+        .service()
+        .authenticate(Some(&bob.key), None)
+        .await
+        .unwrap();
+    // ...and another admin demotes him before it runs.
+    let admin = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await
+        .unwrap();
+    h.service()
+        .set_membership_role(&admin, bob.membership_id, Role::User.id())
+        .await
+        .unwrap();
+    let err = h
+        .service()
+        .delete_membership(&stale, bob.membership_id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, apikeys_shared::Error::Forbidden(_)),
+        "{err:?}"
+    );
+    h.assert_consistent().await;
+    assert!(h.service().authenticate(Some(&bob.key), None).await.is_ok());
+}

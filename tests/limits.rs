@@ -208,3 +208,38 @@ async fn a_creation_refused_by_the_limit_made_no_room_either() {
     assert_eq!(h.items().await, before, "a refused creation made room");
     assert_eq!(audit_count(&h).await, records);
 }
+
+#[tokio::test]
+async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_the_api() {
+    let h = Harness::new().await;
+    h.add_member("acme", "bob", Role::User).await;
+    let t0 = h.now();
+    // Bob holds his fixture key and 39 keys that expire in 10 s.
+    for i in 0..39 {
+        let request = apikeys_shared::service::KeyRequest {
+            name: &format!("short {i}"),
+            expires_at: Some(t0 + time::Duration::seconds(10)),
+        };
+        h.service().issue_key("acme", "bob", request).await.unwrap();
+    }
+    let full = apikeys_shared::service::KeyRequest {
+        name: "one too many",
+        expires_at: None,
+    };
+    let refused = h
+        .service()
+        .issue_key("acme", "bob", full)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("at most 40"), "{refused}");
+    // Expired, not yet swept: they make room, as they would for the API.
+    h.clock.set(t0 + time::Duration::seconds(11));
+    let request = apikeys_shared::service::KeyRequest {
+        name: "in their place",
+        expires_at: None,
+    };
+    h.service().issue_key("acme", "bob", request).await.unwrap();
+    // Alice's, Bob's first and the new one, and the 9 expired keys past the
+    // 30 one transaction removes (the sweeper takes those).
+    assert_eq!(h.assert_consistent().await, 3 + 9);
+}

@@ -106,34 +106,55 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
 /// What `auth_info.permissions` reports, each name with the action and
 /// target it stands for: granted exactly when [`authorize`] allows that.
 /// (Every member reads its tenant: `read:tenant` is always granted.)
-const PERMISSIONS: &[(&str, Action, Target)] = &[
-    ("create:api_key", Action::CreateKey, Target::Myself),
-    ("delete:api_key", Action::RevokeKey, Target::Myself),
+const PERMISSIONS: &[(&str, Action, Target, bool)] = &[
+    ("create:api_key", Action::CreateKey, Target::Myself, true),
+    ("delete:api_key", Action::RevokeKey, Target::Myself, true),
     (
         "create:service_account",
         Action::CreateServiceAccount,
         Target::ServiceAccount,
+        true,
     ),
     (
         "delete:service_account",
         Action::DeleteServiceAccount,
         Target::ServiceAccount,
+        true,
     ),
     // A person's membership: what "membership" means to Prefect.
-    ("update:membership", Action::ChangeRole, Target::OtherUser),
-    ("delete:membership", Action::RemoveMember, Target::OtherUser),
-    ("read:audit_log", Action::ReadAuditLog, Target::Myself),
+    (
+        "update:membership",
+        Action::ChangeRole,
+        Target::OtherUser,
+        true,
+    ),
+    (
+        "delete:membership",
+        Action::RemoveMember,
+        Target::OtherUser,
+        true,
+    ),
+    (
+        "read:audit_log",
+        Action::ReadAuditLog,
+        Target::Myself,
+        false,
+    ),
 ];
 
-/// The permissions of `actor`, derived from the rules (never listed apart
-/// from them): what the console and clients may offer.
-pub fn permissions(actor: Actor) -> Vec<&'static str> {
+/// The permissions of `actor` acting with a key, derived from the rules
+/// (never listed apart from them): what the console and clients may offer.
+/// A key replaced by a rotation (`key_replaced`, in its grace) changes
+/// nothing, whoever owns it: it is granted the reads only. (The fourth
+/// column of [`PERMISSIONS`]: whether the permission changes anything.)
+pub fn permissions(actor: Actor, key_replaced: bool) -> Vec<&'static str> {
     std::iter::once("read:tenant")
         .chain(
             PERMISSIONS
                 .iter()
-                .filter(|(_, action, target)| authorize(actor, *action, *target))
-                .map(|(name, _, _)| *name),
+                .filter(|(_, _, _, writes)| !(key_replaced && *writes))
+                .filter(|(_, action, target, _)| authorize(actor, *action, *target))
+                .map(|(name, _, _, _)| *name),
         )
         .collect()
 }
@@ -265,13 +286,18 @@ mod tests {
         ];
         let member = ["read:tenant", "create:api_key", "delete:api_key"];
         assert_eq!(
-            permissions(Actor::new(TenantAdmin, AccountType::User)),
+            permissions(Actor::new(TenantAdmin, AccountType::User), false),
             admin
+        );
+        // A key in its rotation grace may change nothing.
+        assert_eq!(
+            permissions(Actor::new(TenantAdmin, AccountType::User), true),
+            ["read:tenant", "read:audit_log"]
         );
         // An admin service account manages keys and service accounts, never
         // a person's membership: it is not told it may.
         assert_eq!(
-            permissions(Actor::new(TenantAdmin, AccountType::Service)),
+            permissions(Actor::new(TenantAdmin, AccountType::Service), false),
             [
                 "read:tenant",
                 "create:api_key",
@@ -283,7 +309,11 @@ mod tests {
         );
         for role in [User, ReadOnlyUser] {
             for account_type in [AccountType::User, AccountType::Service] {
-                assert_eq!(permissions(Actor::new(role, account_type)), member);
+                assert_eq!(permissions(Actor::new(role, account_type), false), member);
+                assert_eq!(
+                    permissions(Actor::new(role, account_type), true),
+                    ["read:tenant"]
+                );
             }
         }
     }

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import shot
+from conftest import REPO, shot
 from playwright.sync_api import expect
 
 _slugs = itertools.count()
@@ -75,6 +75,11 @@ def test_sign_in_shows_who_you_are_and_every_page_at_both_widths(open_console, s
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         assert page.evaluate("sessionStorage.length") == 0
+        # Nothing of this session is left for the next person in the tab.
+        assert page.evaluate("document.getElementById('page').childElementCount") == 0
+        assert page.evaluate("document.getElementById('whoami').textContent") == ""
+        assert "#" not in page.url, page.url
+        expect(page.locator("#loading")).to_have_count(0)
 
 
 def test_create_a_key_read_it_once_then_revoke_it_with_the_trash_icon(open_console, service):
@@ -378,6 +383,10 @@ def test_the_page_has_no_inline_script_and_loads_nothing_from_elsewhere(service)
         assert all(i.startswith("./") for i in imports), (name, imports)
         queue += [i[2:] for i in imports if i[2:] not in seen]
     assert seen == set(MODULES)
+    # And exactly what the function serves.
+    source = (REPO / "functions" / "graphql" / "src" / "console.rs").read_text()
+    served = re.findall(r'"([a-z-]+\.(?:js|css))",\s*(?:JS|CSS),\s*include_str!', source)
+    assert sorted(served) == sorted(MODULES + ["app.css"]), served
 
 
 @pytest.mark.parametrize("path", ["/console/", "/console/app.json", "/console/../Cargo.toml", "/console/app.js",

@@ -55,7 +55,7 @@ export function createClient(credential) {
         throw e;
       }
       const own = OWN_WORDS.includes(code) && error.message;
-      throw new ApiError(own ? sentence(error.message) : SAYS[code] || "The request failed.");
+      throw new ApiError(own ? sentence(error.message) : (Object.hasOwn(SAYS, code) ? SAYS[code] : "The request failed."));
     }
     if (!response.ok || !body || !body.data) {
       throw new ApiError(response.status >= 500 ? SAYS.SERVICE_UNAVAILABLE : `The service answered HTTP ${response.status}.`);

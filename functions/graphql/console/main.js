@@ -47,13 +47,19 @@ async function refreshWhoami() {
   if (await act(() => load())) showWhoami();
 }
 
+// Renders started; only the latest one draws (an earlier one that answers
+// later, after a quick click elsewhere, is dropped).
+let rendering = 0;
+
 async function render() {
   if (!me) return;
+  const mine = ++rendering;
   const { name, page, params } = router.current();
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-  const root = $("page");
+  // Drawn apart, then shown if still the latest.
+  const root = h("div", {});
   const ctx = {
     params,
     act,
@@ -70,10 +76,18 @@ async function render() {
   } catch (e) {
     root.replaceChildren(h("p", { class: "error", role: "alert" }, e.message));
   }
+  if (mine === rendering && me) $("page").replaceChildren(...root.childNodes);
 }
 
 function showSignIn(message) {
   for (const id of ["whoami", "sign-out", "nav", "page"]) $(id).hidden = true;
+  // The next person to sign in in this tab sees nothing of the last one:
+  // not their page, not their address, not a dialog left open.
+  rendering += 1;
+  $("page").replaceChildren();
+  $("whoami").replaceChildren();
+  if ($("dialog").open) $("dialog").close();
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   $("sign-in").hidden = false;
   const error = $("sign-in-error");
   error.textContent = message || "";
@@ -97,6 +111,7 @@ async function signIn(key) {
 }
 
 function start() {
+  $("loading").remove();
   $("sign-in-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = $("sign-in-key").value.trim();

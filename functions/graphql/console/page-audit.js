@@ -30,7 +30,7 @@ export default async function auditPage(root, ctx) {
     body.append(...page.map((r) => h("tr", { "data-action": r.action },
       h("td", {}, when(r.at)),
       h("td", {}, ACTIONS[r.action] || r.action),
-      h("td", { class: "name" }, r.actor_name, r.actor_type === "SERVICE" && h("span", { class: "badge" }, "service account"), r.actor_key_id && h("span", { class: "hint mono", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
+      h("td", { class: "name" }, r.actor_name, r.actor_type === "SERVICE" && h("span", { class: "badge" }, "service account"), r.actor_key_id && h("span", { class: "hint mono hide-narrow", title: `API key ${r.actor_key_id}` }, ` key ${r.actor_key_id.slice(0, 8)}`)),
       h("td", { class: "name" }, r.target_name || r.target_id),
       h("td", { class: "hide-narrow" }, r.detail || ""))));
     before = page.length ? page[page.length - 1].cursor : before;
@@ -41,7 +41,7 @@ export default async function auditPage(root, ctx) {
   root.replaceChildren(
     h("h1", {}, "Audit log"),
     h("p", { class: "hint" }, "Every change to keys, service accounts and members of this tenant, newest first. Records are kept for the retention your operator set."),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "What"), h("th", {}, "By"), h("th", {}, "On"),
+    h("table", { class: "audit" }, h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "What"), h("th", {}, "By"), h("th", {}, "On"),
       h("th", { class: "hide-narrow" }, "Detail"))), body),
     h("div", { class: "toolbar" }, h("span", {}), more));
   more.addEventListener("click", () => load().catch((e) => flash(e.message, false)));

@@ -24,7 +24,7 @@ export const gql = createClient(apiKeyCredential.header);
 
 // Role names as shown to people (the ids and the list come from the server).
 const LABELS = { TENANT_ADMIN: "Administrator", USER: "User", READ_ONLY_USER: "Read only" };
-export const roleLabel = (name) => LABELS[name] || name;
+export const roleLabel = (name) => (Object.hasOwn(LABELS, name) ? LABELS[name] : name);
 
 const WHOAMI = `{ auth_info { user_id tenant_id api_key_id role account_type permissions }
   user { id username } tenant { id name slug } role { id name } }`;

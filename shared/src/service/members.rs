@@ -130,6 +130,15 @@ impl ApiKeys {
         let not_admin = || Error::Forbidden("only a tenant admin may remove members".into());
         let removed = self
             .with_lease(&member, LeaseKind::Removing, |current, lease| async move {
+                // Oneself: decided again on the role as read now (an admin
+                // demoted meanwhile may no longer remove itself); the
+                // deletion is conditioned on that role.
+                if current.user_id == p.user_id {
+                    let now = Actor::new(current.role, current.account_type);
+                    if !authorize(now, Action::RemoveMember, Target::Myself) {
+                        return Err(not_admin());
+                    }
+                }
                 let tenant = self.store.tenant(p.tenant_id).await?;
                 let admins = tenant.map_or(0, |t| t.admin_users);
                 if leaves_tenant_without_admin(admins, current.account_type, current.role, None) {

@@ -252,9 +252,15 @@ impl ApiKeys {
             .membership(tenant.id, user.id)
             .await?
             .ok_or(Error::NotFound("membership"))?;
-        if !may_hold_another_key(member.key_count) {
-            return Err(key_limit_reached(Some(username)));
-        }
+        // At the limit, expired keys not yet swept make room, as for the API.
+        let member = match self
+            .owner_with_room(Some(member), &AuditActor::operator())
+            .await
+        {
+            Err(Error::BadInput(_)) => return Err(key_limit_reached(Some(username))),
+            Err(Error::NotFound(_)) => return Err(Error::NotFound("membership")),
+            other => other?,
+        };
         let creator = Creator {
             user_id: user.id,
             name: "operator",

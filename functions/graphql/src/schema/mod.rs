@@ -245,7 +245,7 @@ impl Query {
             role_id: Some(p.role.id()),
             account_type: Some(p.account_type.name().to_string()),
             permissions: Some(
-                apikeys_shared::authz::permissions(p.actor())
+                apikeys_shared::authz::permissions(p.actor(), p.key_replaced)
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
