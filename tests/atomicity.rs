@@ -193,6 +193,7 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
         let request = apikeys_shared::service::KeyRequest {
             name: "racer",
             expires_at: None,
+            role_ceiling: None,
         };
         h.service()
             .create_api_key(&p, h.tenant.admin_id, request, None)

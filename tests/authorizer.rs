@@ -92,7 +92,8 @@ async fn a_user_key_and_a_service_account_key_are_allowed_with_the_caller_in_the
         assert_eq!(
             answer["context"],
             json!({"tenant_id": h.tenant.id.to_string(), "user_id": h.tenant.admin_id.to_string(),
-                   "role": "TENANT_ADMIN", "account_type": "USER", "api_key_id": admin_key_id}),
+                   "role": "TENANT_ADMIN", "member_role": "TENANT_ADMIN", "read_only_key": "false",
+                   "account_type": "USER", "api_key_id": admin_key_id}),
             "{form}"
         );
         if form == "rest" {

@@ -345,6 +345,7 @@ async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
     let request = apikeys_shared::service::KeyRequest {
         name: "first",
         expires_at: None,
+        role_ceiling: None,
     };
     let err = h
         .service()

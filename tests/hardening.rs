@@ -548,6 +548,7 @@ async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
             apikeys_shared::service::KeyRequest {
                 name: "k",
                 expires_at: None,
+                role_ceiling: None,
             },
             None,
         )

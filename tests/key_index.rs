@@ -31,6 +31,7 @@ async fn key(h: &Harness, p: &Principal, sa: Uuid, name: &str) -> Uuid {
     let request = KeyRequest {
         name,
         expires_at: None,
+        role_ceiling: None,
     };
     h.service()
         .create_api_key(p, sa, request, None)

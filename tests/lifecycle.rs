@@ -629,6 +629,7 @@ async fn a_refused_or_failed_change_writes_no_record() {
             apikeys_shared::service::KeyRequest {
                 name: "ghost",
                 expires_at: None,
+                role_ceiling: None,
             },
             None,
         )

@@ -219,12 +219,14 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         let request = apikeys_shared::service::KeyRequest {
             name: &format!("short {i}"),
             expires_at: Some(t0 + time::Duration::seconds(10)),
+            role_ceiling: None,
         };
         h.service().issue_key("acme", "bob", request).await.unwrap();
     }
     let full = apikeys_shared::service::KeyRequest {
         name: "one too many",
         expires_at: None,
+        role_ceiling: None,
     };
     let refused = h
         .service()
@@ -237,6 +239,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
     let request = apikeys_shared::service::KeyRequest {
         name: "in their place",
         expires_at: None,
+        role_ceiling: None,
     };
     h.service().issue_key("acme", "bob", request).await.unwrap();
     // Alice's, Bob's first and the new one, and the 9 expired keys past the

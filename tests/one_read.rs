@@ -165,6 +165,8 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
             created_by_key_id: None,
             rotated_from: None,
             replaced_by: None,
+            role_ceiling: None,
+            disabled: false,
             last_used: None,
         },
         hash: secret.hash(),

@@ -22,6 +22,7 @@ async fn key(
     let request = KeyRequest {
         name: "k",
         expires_at,
+        role_ceiling: None,
     };
     let (_, secret) = h
         .service()

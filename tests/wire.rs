@@ -410,9 +410,10 @@ async fn with_introspection_enabled_it_answers_and_no_page_from_another_origin_i
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     fields.sort();
+    // Prefect's fields, and the key's optional role ceiling.
     assert_eq!(
         fields,
-        ["default_tenant_id", "expires_at", "name", "user_id"]
+        ["default_tenant_id", "expires_at", "name", "role_id", "user_id"]
     );
 }
 

@@ -24,6 +24,8 @@ pub enum AuditAction {
     KeyRotated,
     KeyRevoked,
     KeyExpired,
+    KeyDisabled,
+    KeyEnabled,
     ServiceAccountCreated,
     ServiceAccountRemoved,
     MemberAdded,
@@ -33,11 +35,13 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 12] = [
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
         AuditAction::KeyExpired,
+        AuditAction::KeyDisabled,
+        AuditAction::KeyEnabled,
         AuditAction::ServiceAccountCreated,
         AuditAction::ServiceAccountRemoved,
         AuditAction::MemberAdded,
@@ -52,6 +56,8 @@ impl AuditAction {
             AuditAction::KeyRotated => "KEY_ROTATED",
             AuditAction::KeyRevoked => "KEY_REVOKED",
             AuditAction::KeyExpired => "KEY_EXPIRED",
+            AuditAction::KeyDisabled => "KEY_DISABLED",
+            AuditAction::KeyEnabled => "KEY_ENABLED",
             AuditAction::ServiceAccountCreated => "SERVICE_ACCOUNT_CREATED",
             AuditAction::ServiceAccountRemoved => "SERVICE_ACCOUNT_REMOVED",
             AuditAction::MemberAdded => "MEMBER_ADDED",

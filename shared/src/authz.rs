@@ -144,15 +144,16 @@ const PERMISSIONS: &[(&str, Action, Target, bool)] = &[
 
 /// The permissions of `actor` acting with a key, derived from the rules
 /// (never listed apart from them): what the console and clients may offer.
-/// A key replaced by a rotation (`key_replaced`, in its grace) changes
-/// nothing, whoever owns it: it is granted the reads only. (The fourth
-/// column of [`PERMISSIONS`]: whether the permission changes anything.)
-pub fn permissions(actor: Actor, key_replaced: bool) -> Vec<&'static str> {
+/// A key that may change nothing (`key_may_write` false: in its rotation
+/// grace, or read-only), whoever owns it, is granted the reads only. (The
+/// fourth column of [`PERMISSIONS`]: whether the permission changes
+/// anything.)
+pub fn permissions(actor: Actor, key_may_write: bool) -> Vec<&'static str> {
     std::iter::once("read:tenant")
         .chain(
             PERMISSIONS
                 .iter()
-                .filter(|(_, _, _, writes)| !(key_replaced && *writes))
+                .filter(|(_, _, _, writes)| key_may_write || !*writes)
                 .filter(|(_, action, target, _)| authorize(actor, *action, *target))
                 .map(|(name, _, _, _)| *name),
         )
@@ -286,18 +287,18 @@ mod tests {
         ];
         let member = ["read:tenant", "create:api_key", "delete:api_key"];
         assert_eq!(
-            permissions(Actor::new(TenantAdmin, AccountType::User), false),
+            permissions(Actor::new(TenantAdmin, AccountType::User), true),
             admin
         );
         // A key in its rotation grace may change nothing.
         assert_eq!(
-            permissions(Actor::new(TenantAdmin, AccountType::User), true),
+            permissions(Actor::new(TenantAdmin, AccountType::User), false),
             ["read:tenant", "read:audit_log"]
         );
         // An admin service account manages keys and service accounts, never
         // a person's membership: it is not told it may.
         assert_eq!(
-            permissions(Actor::new(TenantAdmin, AccountType::Service), false),
+            permissions(Actor::new(TenantAdmin, AccountType::Service), true),
             [
                 "read:tenant",
                 "create:api_key",
@@ -309,9 +310,9 @@ mod tests {
         );
         for role in [User, ReadOnlyUser] {
             for account_type in [AccountType::User, AccountType::Service] {
-                assert_eq!(permissions(Actor::new(role, account_type), false), member);
+                assert_eq!(permissions(Actor::new(role, account_type), true), member);
                 assert_eq!(
-                    permissions(Actor::new(role, account_type), true),
+                    permissions(Actor::new(role, account_type), false),
                     ["read:tenant"]
                 );
             }

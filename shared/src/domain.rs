@@ -37,6 +37,33 @@ impl Role {
     pub fn from_id(id: Uuid) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.id() == id)
     }
+
+    /// How much the role may do: a tenant admin more than a user, a user
+    /// more than a read-only user.
+    fn rank(self) -> u8 {
+        match self {
+            Role::ReadOnlyUser => 0,
+            Role::User => 1,
+            Role::TenantAdmin => 2,
+        }
+    }
+
+    /// The lower of two roles.
+    pub fn lower(self, other: Role) -> Role {
+        if other.rank() < self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The lower of two optional ceilings (`None`: no ceiling).
+    pub fn lower_ceiling(a: Option<Role>, b: Option<Role>) -> Option<Role> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.lower(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Who acts: the caller's role in the tenant and whether it is a person
@@ -236,11 +263,29 @@ pub struct Principal {
     /// The presenting key was replaced by a rotation and works only until
     /// its grace ends: it authenticates, and may change nothing.
     pub key_replaced: bool,
+    /// The presenting key's role ceiling: it acts with the lower of this
+    /// and the owner's `role` (`None`: the owner's role).
+    pub key_ceiling: Option<Role>,
 }
 
 impl Principal {
+    /// Who acts: the owner, with the lower of its role and the key's ceiling.
     pub fn actor(&self) -> Actor {
-        Actor::new(self.role, self.account_type)
+        Actor::new(self.effective_role(), self.account_type)
+    }
+
+    /// What the presenting key may do: the owner's role, at most the
+    /// key's ceiling, at every request (an owner demoted below the ceiling
+    /// acts with its new role).
+    pub fn effective_role(&self) -> Role {
+        self.key_ceiling.map_or(self.role, |c| self.role.lower(c))
+    }
+
+    /// May the presenting key change anything? Not in its rotation grace,
+    /// and not with a read-only ceiling (a read-only key reads, and nothing
+    /// else: not even its owner's keys).
+    pub fn key_may_write(&self) -> bool {
+        !self.key_replaced && self.key_ceiling != Some(Role::ReadOnlyUser)
     }
 
     /// The caller as a member of its tenant.
@@ -280,6 +325,11 @@ pub struct ApiKey {
     pub replaced_by: Option<Uuid>,
     /// When the key was last used, to the recording interval.
     pub last_used: Option<OffsetDateTime>,
+    /// The most this key may do (`None`: its owner's role): it acts with
+    /// the lower of this and its owner's role, at every request.
+    pub role_ceiling: Option<Role>,
+    /// Disabled: it fails like a revoked key until enabled again.
+    pub disabled: bool,
 }
 
 /// Checks a display name: 1 to 255 characters, no control characters.

@@ -293,6 +293,7 @@ impl Harness {
         let request = KeyRequest {
             name: "issued",
             expires_at: None,
+            role_ceiling: None,
         };
         let (_, secret) = self
             .service()
@@ -403,6 +404,7 @@ impl Harness {
             let request = KeyRequest {
                 name: "expiring",
                 expires_at: Some(t0 + Duration::seconds(i as i64 + 1)),
+                role_ceiling: None,
             };
             let (_, secret) = self
                 .service()
@@ -439,6 +441,8 @@ impl Harness {
                 created_by_key_id: None,
                 rotated_from: None,
                 replaced_by: None,
+                role_ceiling: None,
+                disabled: false,
                 last_used: None,
             },
             hash: secret.hash(),

@@ -91,7 +91,10 @@ fn context(p: &Principal) -> Value {
     json!({
         "tenant_id": p.tenant_id.to_string(),
         "user_id": p.user_id.to_string(),
-        "role": p.role.name(),
+        // What the key may do: its owner's role, at most the key's ceiling.
+        "role": p.effective_role().name(),
+        "member_role": p.role.name(),
+        "read_only_key": if p.key_may_write() { "false" } else { "true" },
         "account_type": p.account_type.name(),
         "api_key_id": p.api_key_id.to_string(),
     })

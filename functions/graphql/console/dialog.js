@@ -43,7 +43,10 @@ export function dialog({ title, body, ok = "OK", danger = false, cancel = "Cance
 export const onClose = (then) => $("dialog").addEventListener("close", then, { once: true });
 
 export function clearOnClose() {
-  $("dialog").addEventListener("close", () => $("dialog-body").replaceChildren());
+  $("dialog").addEventListener("close", () => {
+    $("dialog-body").replaceChildren();
+    $("dialog-title").textContent = "";
+  });
 }
 
 // A confirmation whose OK runs `action` (which throws to say why not).

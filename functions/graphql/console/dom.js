@@ -35,6 +35,9 @@ function icon(paths) {
 
 // A trash bin; two arrows in a circle.
 export const trash = () => icon(["M3 6h18", "M8 6V4h8v2", "M6 6l1 14h10l1-14", "M10 11v6", "M14 11v6"]);
+// Two bars (disable); a triangle (enable).
+export const pauseIcon = () => icon(["M9 5v14", "M15 5v14"]);
+export const playIcon = () => icon(["M7 5l12 7-12 7z"]);
 export const rotateIcon = () => icon(["M20 11a8 8 0 0 0-14.3-4.9L4 8", "M4 3v5h5", "M4 13a8 8 0 0 0 14.3 4.9L20 16", "M20 21v-5h-5"]);
 
 let flashTimer = null;

@@ -2,12 +2,12 @@
 // rotate and revoke one. `ctx` is the page's context (see main.js): `act`
 // runs an API call as the signed-in person, `reload` draws the page again.
 
-import { h, flash, when, full, trash, rotateIcon } from "./dom.js";
+import { h, flash, when, full, trash, rotateIcon, pauseIcon, playIcon } from "./dom.js";
 import { ApiError } from "./api.js";
-import { gql } from "./session.js";
+import { gql, me, can, roleLabel } from "./session.js";
 import { dialog, showSecret, expiryField } from "./dialog.js";
 
-export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username }";
+export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled";
 
 const GRACES = [
   { seconds: 0, label: "None: the old key stops now" },
@@ -20,17 +20,22 @@ const GRACES = [
 export function createKeyDialog(ctx, owner) {
   const name = h("input", { id: "key-name", required: true, maxlength: 255, autocomplete: "off" });
   const expires = expiryField();
+  const ceiling = h("select", { id: "key-role" },
+    h("option", { value: "" }, "Everything its owner may do"),
+    me.roles.map((r) => h("option", { value: r.id }, `At most: ${r.label}`)));
   dialog({
     title: "Create an API key",
     ok: "Create",
-    body: [h("label", { for: "key-name" }, "Name"), name, h("label", { for: "key-expires" }, "Expiration (optional)"), expires.input, expires.hint],
+    body: [h("label", { for: "key-name" }, "Name"), name, h("label", { for: "key-expires" }, "Expiration (optional)"), expires.input, expires.hint,
+      h("label", { for: "key-role" }, "What the key may do"), ceiling,
+      h("p", { class: "hint" }, "A key acts with the lower of this and its owner's role, at every request. A read-only key reads and changes nothing.")],
     submit: async () => {
       const label = name.value.trim();
       if (!label) throw new ApiError("Give the key a name.");
       const expiresAt = expires.read();
       const data = await ctx.act(() => gql(
         "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }",
-        { input: { user_id: owner, name: label, expires_at: expiresAt } }));
+        { input: { user_id: owner, name: label, expires_at: expiresAt, role_id: ceiling.value || null } }));
       if (!data) return false;
       ctx.reload();
       showSecret(data.create_api_key.key);
@@ -52,6 +57,27 @@ function revokeKeyDialog(ctx, key) {
       if (!data) return;
       if (!data.delete_api_key.success) throw new ApiError("That key was not found: it may already have been revoked.");
       flash(`The API key ${key.name} was revoked.`);
+      ctx.reload();
+    },
+  });
+}
+
+function toggleKeyDialog(ctx, key) {
+  const disable = !key.disabled;
+  dialog({
+    title: `${disable ? "Disable" : "Enable"} the API key ${key.name}?`,
+    body: h("p", {}, disable
+      ? "Clients using it will fail on their next request, as if it were revoked, until you enable it again."
+      : "It works again from its next request."),
+    ok: disable ? "Disable" : "Enable",
+    danger: disable,
+    submit: async () => {
+      const op = disable ? "disable_api_key" : "enable_api_key";
+      const data = await ctx.act(() => gql(
+        `mutation($input: ${op}_input!) { ${op}(input: $input) { success } }`, { input: { key_id: key.id } }));
+      if (!data) return;
+      if (!data[op].success) throw new ApiError("That key was not found: it may have been revoked.");
+      flash(`The API key ${key.name} was ${disable ? "disabled" : "enabled"}.`);
       ctx.reload();
     },
   });
@@ -93,16 +119,23 @@ export function keysTable(ctx, keys, { showCreator = false } = {}) {
       h("td", { class: "name", title: k.name }, k.name),
       h("td", { class: "hide-narrow" }, when(k.created)),
       showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
-      h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced")),
+      h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced"),
+        k.disabled && h("span", { class: "badge warn" }, "disabled"),
+        k.role_ceiling && h("span", { class: "badge", title: "The most this key may do" }, `at most ${roleLabel(k.role_ceiling.name)}`)),
       h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
       h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
-      h("td", { class: "actions" },
-        !k.replaced_by && h("button", {
+      h("td", { class: "actions" }, can("delete:api_key") && [
+        h("button", {
+          type: "button", class: "icon toggle", title: `${k.disabled ? "Enable" : "Disable"} ${k.name}`,
+          "aria-label": `${k.disabled ? "Enable" : "Disable"} the API key ${k.name}`,
+          onclick: () => toggleKeyDialog(ctx, k),
+        }, k.disabled ? playIcon() : pauseIcon()),
+        !k.replaced_by && !k.disabled && h("button", {
           type: "button", class: "icon rotate", title: `Rotate ${k.name}`, "aria-label": `Rotate the API key ${k.name}`,
           onclick: () => rotateKeyDialog(ctx, k),
         }, rotateIcon()),
         h("button", {
           type: "button", class: "icon", title: `Revoke ${k.name}`, "aria-label": `Revoke the API key ${k.name}`,
           onclick: () => revokeKeyDialog(ctx, k),
-        }, trash()))))));
+        }, trash())])))));
 }

@@ -5,7 +5,7 @@ import { gql, can } from "./session.js";
 
 const ACTIONS = {
   KEY_CREATED: "API key created", KEY_ROTATED: "API key rotated", KEY_REVOKED: "API key revoked",
-  KEY_EXPIRED: "Expired API key removed", SERVICE_ACCOUNT_CREATED: "Service account created",
+  KEY_EXPIRED: "Expired API key removed", KEY_DISABLED: "API key disabled", KEY_ENABLED: "API key enabled", SERVICE_ACCOUNT_CREATED: "Service account created",
   SERVICE_ACCOUNT_REMOVED: "Service account removed", MEMBER_ADDED: "Member added", ROLE_CHANGED: "Role changed",
   MEMBER_REMOVED: "Member removed", TENANT_CREATED: "Tenant created",
 };

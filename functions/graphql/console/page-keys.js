@@ -1,7 +1,7 @@
 // "API Keys": the signed-in person's own keys in this tenant.
 
 import { h, newestFirst } from "./dom.js";
-import { gql, me } from "./session.js";
+import { gql, me, can } from "./session.js";
 import { KEY_FIELDS, keysTable, createKeyDialog } from "./keys-ui.js";
 
 export default async function keysPage(root, ctx) {
@@ -23,6 +23,6 @@ export default async function keysPage(root, ctx) {
     h("h1", {}, "API Keys"),
     h("p", { class: "hint" }, `Your keys in ${me.tenant.name}. A key's secret is shown once, when it is created.`),
     h("div", { class: "toolbar" }, search,
-      h("button", { type: "button", id: "create-key", onclick: () => createKeyDialog(ctx, me.user_id) }, "Create an API key")),
+      can("create:api_key") && h("button", { type: "button", id: "create-key", onclick: () => createKeyDialog(ctx, me.user_id) }, "Create an API key")),
     list);
 }

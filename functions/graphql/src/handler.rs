@@ -112,6 +112,7 @@ fn warm_up_principal() -> Principal {
         },
         key_last_used: None,
         key_replaced: false,
+        key_ceiling: None,
     }
 }
 

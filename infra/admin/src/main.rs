@@ -87,6 +87,10 @@ enum Command {
         /// Expiry, RFC 3339 (e.g. 2031-01-02T03:04:05Z); never by default.
         #[arg(long)]
         expires_at: Option<String>,
+        /// The most the key may do (it acts with the lower of this and the
+        /// member's role); the member's role by default.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
     },
     /// Replace a key with a new one (same name, owner and expiry); the old
     /// one keeps working for the grace period. Prints the new key once.
@@ -319,6 +323,7 @@ async fn run(cli: Cli) -> Result<()> {
             username,
             name,
             expires_at,
+            role,
         } => {
             let expires_at = expires_at
                 .map(|t| {
@@ -329,6 +334,7 @@ async fn run(cli: Cli) -> Result<()> {
             let request = KeyRequest {
                 name: &name,
                 expires_at,
+                role_ceiling: role.map(Role::from),
             };
             let (key, secret) = service.issue_key(&tenant, &username, request).await?;
             print_new_key(cli.json, &key, secret.expose_secret(), &tenant, &username);

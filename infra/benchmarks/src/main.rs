@@ -138,6 +138,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
         let request = KeyRequest {
             name: &format!("k{i}"),
             expires_at: None,
+            role_ceiling: None,
         };
         h.service().issue_key("acme", "alice", request).await?;
     }
@@ -299,6 +300,8 @@ fn bare_key(h: &Harness) -> StoredKey {
             created_by_key_id: None,
             rotated_from: None,
             replaced_by: None,
+            role_ceiling: None,
+            disabled: false,
             last_used: None,
         },
         hash: secret.hash(),

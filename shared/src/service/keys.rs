@@ -9,10 +9,12 @@ use crate::authz::{authorize, Action, Target};
 use crate::authz::{key_limit_reached, may_hold_another_key};
 use crate::config::MAX_ROTATION_GRACE_SECONDS;
 use crate::domain::{
-    validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Tenant,
+    validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Role, Tenant,
 };
 use crate::error::{Error, Result};
-use crate::store::{AuthCopy, KeyDelete, KeyInsert, Rotation, StoredKey, EXPIRED_PER_TRANSACTION};
+use crate::store::{
+    AuthCopy, KeyDelete, KeyInsert, KeyToggle, Rotation, StoredKey, EXPIRED_PER_TRANSACTION,
+};
 use crate::token::NewKey;
 
 use super::{kept_changing, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
@@ -21,6 +23,9 @@ use super::{kept_changing, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
 pub struct KeyRequest<'a> {
     pub name: &'a str,
     pub expires_at: Option<OffsetDateTime>,
+    /// The most the key may do (`None`: its owner's role); never more than
+    /// the key that creates it may.
+    pub role_ceiling: Option<Role>,
 }
 
 /// Who makes a key: recorded on it.
@@ -29,6 +34,8 @@ pub(super) struct Creator<'a> {
     pub name: &'a str,
     /// The key that acted (`None`: the operator).
     pub key_id: Option<Uuid>,
+    /// That key's role ceiling: no key it makes may do more.
+    pub ceiling: Option<Role>,
 }
 
 impl<'a> Creator<'a> {
@@ -37,6 +44,17 @@ impl<'a> Creator<'a> {
             user_id: p.user_id,
             name: &p.username,
             key_id: Some(p.api_key_id),
+            ceiling: p.key_ceiling,
+        }
+    }
+
+    /// The operator, acting for `user_id` (no ceiling of its own).
+    pub(super) fn operator(user_id: Uuid, name: &'a str) -> Self {
+        Self {
+            user_id,
+            name,
+            key_id: None,
+            ceiling: None,
         }
     }
 }
@@ -117,6 +135,9 @@ impl ApiKeys {
                 created_by_key_id: creator.key_id,
                 rotated_from: None,
                 replaced_by: None,
+                // Never more than the key that makes it may do.
+                role_ceiling: Role::lower_ceiling(request.role_ceiling, creator.ceiling),
+                disabled: false,
                 last_used: None,
             },
             hash: secret.hash(),
@@ -431,6 +452,63 @@ impl ApiKeys {
         }
     }
 
+    /// `disable_api_key` (`disabled`) and `enable_api_key`: a disabled key
+    /// fails like a revoked one from the next request, until enabled again.
+    /// Authorized like revoking it; `false` for an unknown key and for one
+    /// the caller may not touch alike. Asking for the state a key is
+    /// already in changes nothing and answers `true`.
+    pub async fn set_api_key_disabled(
+        &self,
+        p: &Principal,
+        key_id: Uuid,
+        disabled: bool,
+    ) -> Result<bool> {
+        may_change(p)?;
+        let Some((stored, others)) = self.revocable(p, key_id).await? else {
+            return Ok(false);
+        };
+        if stored.key.disabled == disabled {
+            return Ok(true);
+        }
+        let (action, detail) = if disabled {
+            (
+                AuditAction::KeyDisabled,
+                "it fails like a revoked key until enabled",
+            )
+        } else {
+            (AuditAction::KeyEnabled, "it works again")
+        };
+        let event = AuditEvent::new(
+            action,
+            AuditActor::of(p),
+            TargetType::ApiKey,
+            stored.key.id,
+            Some(&stored.key.name),
+        )
+        .with_detail(detail.to_string());
+        let audit = self.audit(p.tenant_id, event);
+        let caller_admin = others.then_some(p.user_id);
+        match self
+            .store
+            .set_disabled(
+                &stored.key_ref(),
+                disabled,
+                self.now(),
+                caller_admin,
+                &audit,
+            )
+            .await?
+        {
+            KeyToggle::Done => Ok(true),
+            // Revoked meanwhile (not found), or set so by another request.
+            KeyToggle::KeyUnchanged => Ok(self
+                .revocable(p, key_id)
+                .await?
+                .is_some_and(|(now, _)| now.key.disabled == disabled)),
+            KeyToggle::CallerNotAdmin => Ok(false),
+        }
+    }
+
     /// One rotation's new key, the old key's end and the audit record.
     #[allow(clippy::too_many_arguments)]
     fn rotation(
@@ -447,9 +525,11 @@ impl ApiKeys {
             let end = now.saturating_add(time::Duration::seconds(grace));
             old.key.expires_at.map_or(end, |at| at.min(end))
         });
+        // The new key keeps the old one's ceiling (and the rotating key's).
         let request = KeyRequest {
             name: &old.key.name,
             expires_at: old.key.expires_at,
+            role_ceiling: old.key.role_ceiling,
         };
         let (mut new, secret) = self.mint(owner, tenant, &request, creator);
         new.key.rotated_from = Some(old.key.id);
@@ -548,6 +628,11 @@ impl ApiKeys {
             if old.key.replaced_by.is_some() {
                 return Err(Error::BadInput(
                     "this key was already rotated: rotate the key that replaced it".into(),
+                ));
+            }
+            if old.key.disabled {
+                return Err(Error::BadInput(
+                    "this key is disabled: enable it before rotating it, or revoke it".into(),
                 ));
             }
             // The owner as authentication read it, or (someone else's key) as it is now.

@@ -73,6 +73,13 @@ fn kept_changing(what: &str) -> Error {
 /// but it may not create, rotate or revoke keys or manage accounts (a leaked
 /// key its owner rotated could otherwise kill the new one).
 fn may_change(p: &Principal) -> Result<()> {
+    if !p.key_replaced && !p.key_may_write() {
+        return Err(Error::Forbidden(
+            "this API key is read-only: it may read, and change nothing (not even its owner's \
+             keys); use a key without that limit"
+                .into(),
+        ));
+    }
     if p.key_replaced {
         return Err(Error::Forbidden(
             "this API key was replaced by a rotation and only works until its grace period \
@@ -265,6 +272,10 @@ impl ApiKeys {
         if record.expires_at.is_some_and(|at| at <= self.now()) {
             return Err(Error::Unauthenticated);
         }
+        // A disabled key fails like a revoked one, until enabled.
+        if record.disabled {
+            return Err(Error::Unauthenticated);
+        }
         if wanted_tenant.is_some_and(|t| t != record.tenant_id) {
             return Err(Error::Unauthenticated);
         }
@@ -284,6 +295,7 @@ impl ApiKeys {
             tenant: copy.tenant,
             key_last_used: record.last_used,
             key_replaced: record.replaced,
+            key_ceiling: record.ceiling,
         })
     }
 

@@ -87,6 +87,7 @@ impl ApiKeys {
         let request = KeyRequest {
             name: key_name,
             expires_at: None,
+            role_ceiling: None,
         };
         self.check_key_request(&request)?;
         let (user, new_user) = self.find_or_new_user(&admin).await?;
@@ -111,11 +112,7 @@ impl ApiKeys {
             key_ids: Default::default(),
             keys_indexed: false,
         };
-        let creator = Creator {
-            user_id: user.id,
-            name: &user.username,
-            key_id: None,
-        };
+        let creator = Creator::operator(user.id, &user.username);
         let (stored, secret) = self.mint(
             &Member::from(membership.clone()),
             &tenant,
@@ -261,11 +258,7 @@ impl ApiKeys {
             Err(Error::NotFound(_)) => return Err(Error::NotFound("membership")),
             other => other?,
         };
-        let creator = Creator {
-            user_id: user.id,
-            name: "operator",
-            key_id: None,
-        };
+        let creator = Creator::operator(user.id, "operator");
         let (stored, secret) = self.mint(&Member::from(member), &tenant, &request, &creator);
         let created = self.key_created(AuditActor::operator(), &stored.key, username);
         let audit = self.audit(tenant.id, created);
@@ -325,11 +318,7 @@ impl ApiKeys {
                         .ok_or(Error::NotFound("API key"))?,
                 ),
             };
-            let creator = Creator {
-                user_id: owner.user_id,
-                name: "operator",
-                key_id: None,
-            };
+            let creator = Creator::operator(owner.user_id, "operator");
             let tried = self
                 .try_rotation(
                     &old,

@@ -17,6 +17,10 @@ pub struct HashRecord {
     pub last_used: Option<OffsetDateTime>,
     /// Replaced by a rotation: it works only until its grace ends.
     pub replaced: bool,
+    /// The key's role ceiling (see [`crate::domain::ApiKey::role_ceiling`]).
+    pub ceiling: Option<Role>,
+    /// Disabled: it authenticates nothing until enabled.
+    pub disabled: bool,
     /// What authentication needs beyond the key, copied onto the hash item
     /// so that one read decides it; `None` on an item written before the
     /// copies existed (authentication then reads the membership too).
@@ -97,6 +101,8 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         expires_at: f.opt_time("expires_at")?,
         last_used: f.opt_time("last_used")?,
         replaced: f.opt_s("replaced_by")?.is_some(),
+        ceiling: f.opt_role("role_ceiling")?,
+        disabled: item.contains_key("disabled_at"),
         copy,
     })
 }

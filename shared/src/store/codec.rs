@@ -95,6 +95,12 @@ impl Fields<'_> {
         AccountType::from_name(self.s(attr)?).ok_or_else(|| StoreError::Corrupt(self.name(), attr))
     }
 
+    pub(super) fn opt_role(&self, attr: &'static str) -> Result<Option<Role>> {
+        self.opt_s(attr)?
+            .map(|v| Role::from_name(v).ok_or_else(|| StoreError::Corrupt(self.name(), attr)))
+            .transpose()
+    }
+
     pub(super) fn role(&self, attr: &'static str) -> Result<Role> {
         Role::from_name(self.s(attr)?).ok_or_else(|| StoreError::Corrupt(self.name(), attr))
     }

@@ -71,6 +71,8 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             rotated_from: f.opt_uuid("rotated_from")?,
             replaced_by: f.opt_uuid("replaced_by")?,
             last_used: f.opt_time("last_used")?,
+            role_ceiling: f.opt_role("role_ceiling")?,
+            disabled: item.contains_key("disabled_at"),
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
         copy: None,
@@ -114,6 +116,12 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
         }
     }
     lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
+    // Authentication reads the ceiling on the lookup; listings on the item.
+    if let Some(ceiling) = k.role_ceiling {
+        for item in [&mut listing, &mut lookup] {
+            item.insert("role_ceiling".into(), s(ceiling.name()));
+        }
+    }
     if let Some(copy) = &stored.copy {
         lookup.extend(copy_attributes(copy));
     }
@@ -176,6 +184,28 @@ impl KeyDelete {
             Err(r) if r.has(Part::Member) => Ok(Self::OwnerGone),
             Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
             Err(r) => Err(r.unexplained("delete_key")),
+        }
+    }
+}
+
+/// What [`Store::set_disabled`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum KeyToggle {
+    Done,
+    /// The key is gone, or already in the state asked for.
+    KeyUnchanged,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl KeyToggle {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Done),
+            Err(r) if r.has(Part::Key) => Ok(Self::KeyUnchanged),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("set_disabled")),
         }
     }
 }
@@ -404,6 +434,51 @@ impl Store {
             Err(r) if r.has(Part::Key) => Ok(false),
             Err(r) => Err(r.unexplained("record_use")),
         }
+    }
+
+    /// Disables a key (`disabled`: it fails like a revoked key from the next
+    /// request) or enables it again, on both its items together, with its
+    /// audit record; only while it is in the other state. With
+    /// `caller_admin`, only while that caller is still an admin.
+    pub async fn set_disabled(
+        &self,
+        key: &KeyRef,
+        disabled: bool,
+        at: OffsetDateTime,
+        caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<KeyToggle> {
+        let mut tx = Tx::new();
+        for item_key in [
+            key_of(hash_pk(&key.hash), "hash".into()),
+            key_of(
+                tenant_pk(key.tenant_id),
+                key_sk(key.owner_type, key.owner_id, key.key_id),
+            ),
+        ] {
+            let item = if disabled {
+                update(
+                    &self.table,
+                    item_key,
+                    "SET disabled_at = :at",
+                    "attribute_exists(pk) AND attribute_not_exists(disabled_at)",
+                    values([(":at", n(at.unix_timestamp()))]),
+                )?
+            } else {
+                update(
+                    &self.table,
+                    item_key,
+                    "REMOVE disabled_at",
+                    "attribute_exists(pk) AND attribute_exists(disabled_at)",
+                    values([]),
+                )?
+            };
+            tx.push(Part::Key, item);
+        }
+        let outcome = self
+            .commit(tx, key.tenant_id, caller_admin, &[audit])
+            .await?;
+        KeyToggle::of(outcome)
     }
 
     /// Removes a key and its hash lookup together, decrementing its owner's

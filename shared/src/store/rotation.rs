@@ -40,7 +40,7 @@ impl Store {
     /// transaction, with its audit record. With `grace_end`, the old key
     /// keeps working until then (its expiry moves there; the new key counts
     /// on its owner); without, the old key goes at once. Fails (nothing
-    /// written) if the old key is gone, expired or already replaced, if the
+    /// written) if the old key is gone, expired, disabled or already replaced, if the
     /// owner is gone, held by a lease, at the key limit or has another role than the
     /// new key's copy, or if `caller_admin` is no longer an admin.
     #[allow(clippy::too_many_arguments)]
@@ -105,8 +105,10 @@ impl Store {
             tenant_pk(old_ref.tenant_id),
             key_sk(old_ref.owner_type, old_ref.owner_id, old_ref.key_id),
         );
+        // Live and enabled: a key disabled meanwhile is not rotated.
         let live =
-            "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now)";
+            "attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :now) \
+                    AND attribute_not_exists(disabled_at)";
         let not_replaced = format!("{live} AND attribute_not_exists(replaced_by)");
         match grace_end {
             Some(end) => {

@@ -194,7 +194,7 @@ pub(super) fn update_named(
         .set_key(Some(key))
         .update_expression(expression)
         .condition_expression(condition)
-        .set_expression_attribute_values(Some(vals));
+        .set_expression_attribute_values((!vals.is_empty()).then_some(vals));
     for (placeholder, name) in names {
         update = update.expression_attribute_names(placeholder, name);
     }
@@ -216,7 +216,7 @@ pub(super) fn update_setting_ttl(
         .set_key(Some(key))
         .update_expression(expression)
         .condition_expression(condition)
-        .set_expression_attribute_values(Some(vals));
+        .set_expression_attribute_values((!vals.is_empty()).then_some(vals));
     if ttl {
         update = update.expression_attribute_names("#ttl", "ttl");
     }
@@ -394,7 +394,11 @@ impl Store {
         let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) else {
             return Ok(None);
         };
-        if audit.action == crate::audit::AuditAction::KeyRevoked {
+        // Taking power away is never counted (a revocation, disabling).
+        if matches!(
+            audit.action,
+            crate::audit::AuditAction::KeyRevoked | crate::audit::AuditAction::KeyDisabled
+        ) {
             return Ok(None);
         }
         let at = audit.at.unix_timestamp();

@@ -21,6 +21,22 @@ pub struct CreateApiKeyInput {
     pub name: String,
     pub expires_at: Option<DateTime>,
     pub default_tenant_id: Option<Uuid>,
+    /// The most the key may do, a role id (`role { id }`): it acts with the
+    /// lower of this and its owner's role, at every request. Null: its
+    /// owner's role. Never more than the key that creates it may do.
+    pub role_id: Option<Uuid>,
+}
+
+#[derive(GraphQLInputObject)]
+#[graphql(name = "disable_api_key_input", rename_all = "none")]
+pub struct DisableApiKeyInput {
+    pub key_id: Uuid,
+}
+
+#[derive(GraphQLInputObject)]
+#[graphql(name = "enable_api_key_input", rename_all = "none")]
+pub struct EnableApiKeyInput {
+    pub key_id: Uuid,
 }
 
 #[derive(GraphQLInputObject)]
@@ -80,6 +96,10 @@ pub struct AuthApiKey {
     pub replaced_by: Option<Uuid>,
     /// The key that was used to create this one (null: the operator).
     pub created_by_key_id: Option<Uuid>,
+    /// The most the key may do (null: its owner's role).
+    pub role_ceiling: Option<super::members::RoleDetail>,
+    /// Disabled: it fails like a revoked key until enabled.
+    pub disabled: bool,
 }
 
 impl From<domain::ApiKey> for AuthApiKey {
@@ -101,6 +121,8 @@ impl From<domain::ApiKey> for AuthApiKey {
             rotated_from: k.rotated_from,
             replaced_by: k.replaced_by,
             created_by_key_id: k.created_by_key_id,
+            role_ceiling: k.role_ceiling.map(Into::into),
+            disabled: k.disabled,
         }
     }
 }

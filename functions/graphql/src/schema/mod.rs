@@ -241,11 +241,11 @@ impl Query {
             user_id: Some(p.user_id),
             tenant_id: Some(p.tenant_id),
             api_key_id: Some(p.api_key_id),
-            role: Some(p.role.name().to_string()),
-            role_id: Some(p.role.id()),
+            role: Some(p.effective_role().name().to_string()),
+            role_id: Some(p.effective_role().id()),
             account_type: Some(p.account_type.name().to_string()),
             permissions: Some(
-                apikeys_shared::authz::permissions(p.actor(), p.key_replaced)
+                apikeys_shared::authz::permissions(p.actor(), p.key_may_write())
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
@@ -340,9 +340,17 @@ impl Mutation {
         ctx: &Context,
         input: CreateApiKeyInput,
     ) -> FieldResult<CreateApiKeyPayload> {
+        let role_ceiling = match input.role_id {
+            Some(id) => Some(
+                domain::Role::from_id(id)
+                    .ok_or_else(|| field_error(Error::BadInput("unknown role_id".into())))?,
+            ),
+            None => None,
+        };
         let request = KeyRequest {
             name: &input.name,
             expires_at: input.expires_at.map(|d| d.0),
+            role_ceiling,
         };
         let (key, secret) = ctx
             .service
@@ -395,6 +403,39 @@ impl Mutation {
         let success = ctx
             .service
             .revoke_api_key(&ctx.principal, input.key_id)
+            .await
+            .map_err(field_error)?;
+        Ok(SuccessPayload {
+            success,
+            error: (!success).then(|| "API key not found".to_string()),
+        })
+    }
+
+    /// Disables a key: it fails like a revoked one from its next request,
+    /// until enabled again. Allowed to whoever may revoke it.
+    async fn disable_api_key(
+        ctx: &Context,
+        input: DisableApiKeyInput,
+    ) -> FieldResult<SuccessPayload> {
+        let success = ctx
+            .service
+            .set_api_key_disabled(&ctx.principal, input.key_id, true)
+            .await
+            .map_err(field_error)?;
+        Ok(SuccessPayload {
+            success,
+            error: (!success).then(|| "API key not found".to_string()),
+        })
+    }
+
+    /// Enables a disabled key again.
+    async fn enable_api_key(
+        ctx: &Context,
+        input: EnableApiKeyInput,
+    ) -> FieldResult<SuccessPayload> {
+        let success = ctx
+            .service
+            .set_api_key_disabled(&ctx.principal, input.key_id, false)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {

@@ -1,0 +1,325 @@
+//! A key's role ceiling (it acts with the lower of its ceiling and its
+//! owner's role, at every request) and disabling a key (it fails like a
+//! revoked one until enabled), through the real handler.
+
+use apikeys_shared::domain::Role;
+use apikeys_tests::{error_code, unauthenticated, Harness};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const CREATE: &str =
+    "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }";
+const WHO: &str = "{ auth_info { role permissions } }";
+const LIST: &str = "{ auth_api_key { id name role_ceiling { id name } disabled } }";
+const DISABLE: &str =
+    "mutation($input: disable_api_key_input!) { disable_api_key(input: $input) { success } }";
+const ENABLE: &str =
+    "mutation($input: enable_api_key_input!) { enable_api_key(input: $input) { success } }";
+const ROTATE: &str =
+    "mutation($input: rotate_api_key_input!) { rotate_api_key(input: $input) { id key } }";
+
+/// A key of `owner` made with `key`, with the ceiling `role` (if any):
+/// (its id, its secret).
+async fn key_with(
+    h: &Harness,
+    key: &str,
+    owner: Uuid,
+    name: &str,
+    role: Option<Role>,
+) -> (String, String) {
+    let input = json!({"user_id": owner, "name": name, "role_id": role.map(|r| r.id())});
+    let data = h.data(key, CREATE, Some(json!({ "input": input }))).await;
+    let made = &data["create_api_key"];
+    (
+        made["id"].as_str().unwrap().to_string(),
+        made["key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn admin_key_id(h: &Harness) -> String {
+    let who = h
+        .data(&h.tenant.admin_key, "{ auth_info { api_key_id } }", None)
+        .await;
+    who["auth_info"]["api_key_id"].as_str().unwrap().to_string()
+}
+
+async fn ceiling_of(h: &Harness, key: &str, id: &str) -> Value {
+    let listed = h.data(key, LIST, None).await;
+    listed["auth_api_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == json!(id))
+        .map(|k| k["role_ceiling"]["name"].clone())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_read_only_key_of_an_admin_reads_and_changes_nothing() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (_, ro) = key_with(
+        &h,
+        &h.tenant.admin_key,
+        admin,
+        "dashboard",
+        Some(Role::ReadOnlyUser),
+    )
+    .await;
+    let who = h.data(&ro, WHO, None).await;
+    assert_eq!(who["auth_info"]["role"], json!("READ_ONLY_USER"));
+    assert_eq!(who["auth_info"]["permissions"], json!(["read:tenant"]));
+    // Reads work.
+    h.data(
+        &ro,
+        "{ tenant { id } user { id } auth_api_key { id } user_view_same_tenant { id } }",
+        None,
+    )
+    .await;
+    let before = h.items().await;
+    // Nothing changes: not even its owner's own keys.
+    let create = json!({"input": {"user_id": admin, "name": "more"}});
+    assert_eq!(
+        error_code(&h.gql(&ro, CREATE, Some(create)).await),
+        "FORBIDDEN"
+    );
+    let full_id = admin_key_id(&h).await;
+    let revoke = json!({"input": {"key_id": full_id}});
+    let reply = h
+        .gql(
+            &ro,
+            "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }",
+            Some(revoke),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    let sa = json!({"input": {"name": "bot"}});
+    let reply = h
+        .gql(&ro, "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }", Some(sa))
+        .await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    let reply = h.gql(&ro, "{ audit_log { id } }", None).await;
+    assert!(reply.get("errors").is_some(), "{reply}");
+    assert_eq!(h.items().await, before);
+}
+
+#[tokio::test]
+async fn a_user_ceiling_key_acts_as_a_user_and_makes_no_stronger_key() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (id, user_key) = key_with(&h, &h.tenant.admin_key, admin, "ci", Some(Role::User)).await;
+    assert_eq!(
+        ceiling_of(&h, &h.tenant.admin_key, &id).await,
+        json!("USER")
+    );
+    assert_eq!(
+        h.data(&user_key, WHO, None).await["auth_info"]["role"],
+        json!("USER")
+    );
+    // No admin action.
+    let sa = json!({"input": {"name": "bot"}});
+    let reply = h
+        .gql(&user_key, "mutation($input: create_service_account_input!) { create_service_account(input: $input) { id } }", Some(sa))
+        .await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    // Its keys: never more than it (asked for nothing, or for more).
+    for asked in [None, Some(Role::TenantAdmin)] {
+        let (made, secret) = key_with(&h, &user_key, admin, "child", asked).await;
+        assert_eq!(
+            ceiling_of(&h, &h.tenant.admin_key, &made).await,
+            json!("USER"),
+            "{asked:?}"
+        );
+        assert_eq!(
+            h.data(&secret, WHO, None).await["auth_info"]["role"],
+            json!("USER")
+        );
+    }
+    // Asked for less: less.
+    let (made, _) = key_with(&h, &user_key, admin, "reader", Some(Role::ReadOnlyUser)).await;
+    assert_eq!(
+        ceiling_of(&h, &h.tenant.admin_key, &made).await,
+        json!("READ_ONLY_USER")
+    );
+    // Rotating its owner's full key gives no full key back.
+    let full = admin_key_id(&h).await;
+    let rotated = h
+        .data(
+            &user_key,
+            ROTATE,
+            Some(json!({"input": {"key_id": full, "grace_period_seconds": 60}})),
+        )
+        .await;
+    let secret = rotated["rotate_api_key"]["key"].as_str().unwrap();
+    assert_eq!(
+        h.data(secret, WHO, None).await["auth_info"]["role"],
+        json!("USER")
+    );
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn the_lower_of_ceiling_and_owner_role_decides_at_every_request() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::TenantAdmin).await;
+    // A ceiling above the owner's role changes nothing...
+    let carol = h.add_member("acme", "carol", Role::User).await;
+    let (_, high) = key_with(
+        &h,
+        &carol.key,
+        carol.user_id,
+        "high",
+        Some(Role::TenantAdmin),
+    )
+    .await;
+    assert_eq!(
+        h.data(&high, WHO, None).await["auth_info"]["role"],
+        json!("USER")
+    );
+    // ...and an owner demoted below the ceiling acts with its new role.
+    let (_, capped) = key_with(&h, &bob.key, bob.user_id, "capped", Some(Role::User)).await;
+    assert_eq!(
+        h.data(&capped, WHO, None).await["auth_info"]["role"],
+        json!("USER")
+    );
+    let vars =
+        json!({"input": {"membership_id": bob.membership_id, "role_id": Role::ReadOnlyUser.id()}});
+    h.data(
+        &h.tenant.admin_key,
+        "mutation($input: set_membership_role_input!) { set_membership_role(input: $input) { id } }",
+        Some(vars),
+    )
+    .await;
+    assert_eq!(
+        h.data(&capped, WHO, None).await["auth_info"]["role"],
+        json!("READ_ONLY_USER")
+    );
+    // Rotation keeps the ceiling.
+    let id = h.data(&capped, "{ auth_info { api_key_id } }", None).await["auth_info"]["api_key_id"]
+        .clone();
+    let reply = h
+        .gql(&bob.key, ROTATE, Some(json!({"input": {"key_id": id}})))
+        .await;
+    // Bob, read-only now, may still rotate his own keys; the new one keeps USER.
+    let new_id = reply["data"]["rotate_api_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_secret = reply["data"]["rotate_api_key"]["key"].as_str().unwrap();
+    assert_eq!(ceiling_of(&h, new_secret, &new_id).await, json!("USER"));
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn an_unknown_role_id_is_refused() {
+    let h = Harness::new().await;
+    let input =
+        json!({"input": {"user_id": h.tenant.admin_id, "name": "x", "role_id": Uuid::new_v4()}});
+    let reply = h.gql(&h.tenant.admin_key, CREATE, Some(input)).await;
+    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+}
+
+#[tokio::test]
+async fn a_disabled_key_fails_like_a_revoked_one_until_enabled() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (id, ci) = key_with(&h, &h.tenant.admin_key, admin, "ci", None).await;
+    assert!(h.gql(&ci, "{ hello }", None).await.get("errors").is_none());
+    let vars = json!({"input": {"key_id": id}});
+    let done = h
+        .data(&h.tenant.admin_key, DISABLE, Some(vars.clone()))
+        .await;
+    assert_eq!(done["disable_api_key"]["success"], json!(true));
+    // At once, and with the same answer as a revoked key.
+    assert_eq!(h.gql(&ci, "{ hello }", None).await, unauthenticated());
+    let listed = h.data(&h.tenant.admin_key, LIST, None).await;
+    assert!(listed["auth_api_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == json!(id) && k["disabled"] == json!(true)));
+    // Again: nothing changes, still a success, one record only.
+    let again = h
+        .data(&h.tenant.admin_key, DISABLE, Some(vars.clone()))
+        .await;
+    assert_eq!(again["disable_api_key"]["success"], json!(true));
+    // A disabled key is not rotated.
+    let reply = h
+        .gql(
+            &h.tenant.admin_key,
+            ROTATE,
+            Some(json!({"input": {"key_id": id}})),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    let enabled = h.data(&h.tenant.admin_key, ENABLE, Some(vars)).await;
+    assert_eq!(enabled["enable_api_key"]["success"], json!(true));
+    assert!(h.gql(&ci, "{ hello }", None).await.get("errors").is_none());
+    let log = h
+        .data(
+            &h.tenant.admin_key,
+            "{ audit_log { action target_id } }",
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = log["audit_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target_id"] == json!(id))
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["KEY_ENABLED", "KEY_DISABLED", "KEY_CREATED"]);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn nobody_disables_a_key_they_could_not_revoke() {
+    let h = Harness::new().await;
+    let bob = h.add_member("acme", "bob", Role::User).await;
+    let full = admin_key_id(&h).await;
+    let vars = json!({"input": {"key_id": full}});
+    let reply = h.data(&bob.key, DISABLE, Some(vars)).await;
+    assert_eq!(reply["disable_api_key"]["success"], json!(false));
+    let unknown = json!({"input": {"key_id": Uuid::new_v4()}});
+    let reply = h.data(&h.tenant.admin_key, DISABLE, Some(unknown)).await;
+    assert_eq!(reply["disable_api_key"]["success"], json!(false));
+    assert!(h
+        .gql(&h.tenant.admin_key, "{ hello }", None)
+        .await
+        .get("errors")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_key_disabled_while_requests_race_it_fails_on_every_request_after() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (id, ci) = key_with(&h, &h.tenant.admin_key, admin, "ci", None).await;
+    let vars = json!({"input": {"key_id": id}});
+    let uses = (0..8).map(|_| h.gql(&ci, "{ hello }", None));
+    let (done, _) = tokio::join!(
+        h.data(&h.tenant.admin_key, DISABLE, Some(vars)),
+        futures::future::join_all(uses)
+    );
+    assert_eq!(done["disable_api_key"]["success"], json!(true));
+    for _ in 0..3 {
+        assert_eq!(h.gql(&ci, "{ hello }", None).await, unauthenticated());
+    }
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn the_operator_issues_a_read_only_key() {
+    let h = Harness::new().await;
+    h.add_member("acme", "bob", Role::TenantAdmin).await;
+    let request = apikeys_shared::service::KeyRequest {
+        name: "dashboard",
+        expires_at: None,
+        role_ceiling: Some(Role::ReadOnlyUser),
+    };
+    let (key, secret) = h.service().issue_key("acme", "bob", request).await.unwrap();
+    assert_eq!(key.role_ceiling, Some(Role::ReadOnlyUser));
+    let who = h.data(secret.expose_secret(), WHO, None).await;
+    assert_eq!(who["auth_info"]["role"], json!("READ_ONLY_USER"));
+}
