@@ -46,8 +46,23 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
         Some(json!({"input": {"key_id": id}})),
     )
     .await;
-    // Refused, malformed and failing requests log too.
+    // Refused, malformed and failing requests log too, each with why.
     h.gql(&new_key, "query { hello }", None).await;
+    h.gql("apk_not-a-key", "query { hello }", None).await;
+    let disabled = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, "to disable", None)
+        .await;
+    h.data(
+        &h.tenant.admin_key,
+        "mutation($input: disable_api_key_input!) { disable_api_key(input: $input) { success } }",
+        Some(json!({"input": {"key_id": disabled["data"]["create_api_key"]["id"]}})),
+    )
+    .await;
+    let disabled_key = disabled["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.gql(&disabled_key, "query { hello }", None).await;
     h.send(
         Route::RestGraphql,
         b"{not json",
@@ -82,6 +97,12 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
         logs.contains("\"request\""),
         "the scenario logged nothing: {logs}"
     );
+    for reason in ["unknown_or_revoked", "malformed", "disabled"] {
+        assert!(
+            logs.contains(&format!("\"reason\":\"{reason}\"")),
+            "no refusal logged as {reason}: {logs}"
+        );
+    }
     assert!(
         logs.contains("storage error"),
         "the storage error was not logged"
@@ -90,6 +111,7 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
         ("admin key", h.tenant.admin_key.clone()),
         ("member key", bob.key.clone()),
         ("created key", new_key.clone()),
+        ("disabled key", disabled_key.clone()),
         ("broken key", broken.expose_secret().to_string()),
         (
             "admin key hash",

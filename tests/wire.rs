@@ -413,7 +413,13 @@ async fn with_introspection_enabled_it_answers_and_no_page_from_another_origin_i
     // Prefect's fields, and the key's optional role ceiling.
     assert_eq!(
         fields,
-        ["default_tenant_id", "expires_at", "name", "role_id", "user_id"]
+        [
+            "default_tenant_id",
+            "expires_at",
+            "name",
+            "role_id",
+            "user_id"
+        ]
     );
 }
 

@@ -151,8 +151,8 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     // before any answer is built).
     let reason = match &gate {
         Gate::Allow(_) => "allowed",
-        Gate::Unauthenticated => "no valid key (missing, malformed, unknown, expired or revoked)",
-        Gate::WrongTenant => "the key belongs to another tenant",
+        Gate::Unauthenticated(refusal) => refusal.code(),
+        Gate::WrongTenant => "wrong_tenant",
     };
     let allowed = matches!(gate, Gate::Allow(_));
     tracing::info!(allowed, http_api, reason, "authorizer decision");
@@ -162,7 +162,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         // this function runs.
         match gate {
             Gate::Allow(p) => json!({"isAuthorized": true, "context": context(&p)}),
-            Gate::Unauthenticated | Gate::WrongTenant => {
+            Gate::Unauthenticated(_) | Gate::WrongTenant => {
                 json!({"isAuthorized": false, "context": Map::new()})
             }
         }
@@ -179,7 +179,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
                 context(&p),
             ),
             Gate::WrongTenant => policy("forbidden", "Deny", method_arn, json!({})),
-            Gate::Unauthenticated => return Err(UNAUTHORIZED.into()),
+            Gate::Unauthenticated(_) => return Err(UNAUTHORIZED.into()),
         }
     };
     Ok(answer)

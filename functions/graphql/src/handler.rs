@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
+use apikeys_shared::service::Refusal;
 use apikeys_shared::store::StoreError;
 use apikeys_shared::token::{
     bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE,
@@ -446,6 +447,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     // key's use both work from this hash.
     let bearer = bearer(request);
     let Some(hash) = app.service.presented_hash(bearer) else {
+        tracing::info!(reason = Refusal::Malformed.code(), "authentication refused");
         // Prefect's old tokens are told why (still UNAUTHENTICATED at HTTP
         // 200, which the Prefect client turns into its login message).
         if bearer.is_some_and(is_legacy_token) {

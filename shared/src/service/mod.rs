@@ -40,6 +40,13 @@ pub struct ApiKeys {
 /// oldest are forgotten (which costs at most a spare attempt).
 const USE_ATTEMPTS_KEPT: usize = 10_000;
 
+/// The caller's answer to a key that authenticates nothing, with the reason
+/// logged (never the key, never its hash).
+fn refused(refusal: Refusal) -> Error {
+    tracing::info!(reason = refusal.code(), "authentication refused");
+    Error::Unauthenticated
+}
+
 /// A use of a key to record (see [`ApiKeys::key_use`]).
 pub struct KeyUse {
     key: crate::store::KeyRef,
@@ -51,12 +58,44 @@ pub struct KeyUse {
 /// (started alongside the request's work, so usually not at all).
 pub const KEY_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// Why a presented key authenticated nothing: a stable code for logs and
+/// the operator. The caller is told only UNAUTHENTICATED, whatever the
+/// reason (what the Prefect client expects; and a thief learns nothing
+/// from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key, or one of the wrong shape, prefix or checksum (no read).
+    Malformed,
+    /// Well formed, and no such key: never made, or revoked (a revoked
+    /// key is deleted, so the two cannot be told apart).
+    UnknownOrRevoked,
+    Expired,
+    Disabled,
+    /// The key's owner is no longer a member (an item of an earlier version).
+    OwnerRemoved,
+    /// A tenant header naming another tenant than the key's.
+    WrongTenant,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::UnknownOrRevoked => "unknown_or_revoked",
+            Refusal::Expired => "expired",
+            Refusal::Disabled => "disabled",
+            Refusal::OwnerRemoved => "owner_removed",
+            Refusal::WrongTenant => "wrong_tenant",
+        }
+    }
+}
+
 /// What an authorizer decides about a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
     Allow(Box<Principal>),
-    /// Missing, malformed, unknown, expired or revoked key, or a removed owner.
-    Unauthenticated,
+    /// No key that authenticates, and why (see [`Refusal`]).
+    Unauthenticated(Refusal),
     /// A valid key, and a tenant header naming another tenant.
     WrongTenant,
 }
@@ -247,7 +286,9 @@ impl ApiKeys {
         bearer: Option<&str>,
         tenant_header: Option<&str>,
     ) -> Result<Principal> {
-        let hash = self.presented_hash(bearer).ok_or(Error::Unauthenticated)?;
+        let Some(hash) = self.presented_hash(bearer) else {
+            return Err(refused(Refusal::Malformed));
+        };
         self.authenticate_hash(&hash, tenant_header).await
     }
 
@@ -260,30 +301,41 @@ impl ApiKeys {
         hash: &TokenHash,
         tenant_header: Option<&str>,
     ) -> Result<Principal> {
-        let wanted_tenant = match tenant_header {
-            Some(value) => Some(Uuid::parse_str(value.trim()).map_err(|_| Error::Unauthenticated)?),
+        self.resolve(hash, tenant_header).await?.map_err(refused)
+    }
+
+    /// The caller a key resolves to, or why it resolves to no one.
+    async fn resolve(
+        &self,
+        hash: &TokenHash,
+        tenant_header: Option<&str>,
+    ) -> Result<std::result::Result<Principal, Refusal>> {
+        let wanted_tenant = match tenant_header.map(|value| Uuid::parse_str(value.trim())) {
+            Some(Ok(tenant)) => Some(tenant),
+            Some(Err(_)) => return Ok(Err(Refusal::WrongTenant)),
             None => None,
         };
-        let record = self
-            .store
-            .key_by_hash(hash)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
+        let Some(record) = self.store.key_by_hash(hash).await? else {
+            return Ok(Err(Refusal::UnknownOrRevoked));
+        };
         if record.expires_at.is_some_and(|at| at <= self.now()) {
-            return Err(Error::Unauthenticated);
+            return Ok(Err(Refusal::Expired));
         }
         // A disabled key fails like a revoked one, until enabled.
         if record.disabled {
-            return Err(Error::Unauthenticated);
+            return Ok(Err(Refusal::Disabled));
         }
         if wanted_tenant.is_some_and(|t| t != record.tenant_id) {
-            return Err(Error::Unauthenticated);
+            return Ok(Err(Refusal::WrongTenant));
         }
         let copy = match record.copy {
             Some(copy) => copy,
-            None => self.copy_from_membership(hash, &record).await?,
+            None => match self.copy_from_membership(hash, &record).await {
+                Err(Error::Unauthenticated) => return Ok(Err(Refusal::OwnerRemoved)),
+                other => other?,
+            },
         };
-        Ok(Principal {
+        Ok(Ok(Principal {
             user_id: record.owner_id,
             tenant_id: record.tenant_id,
             api_key_id: record.key_id,
@@ -296,7 +348,7 @@ impl ApiKeys {
             key_last_used: record.last_used,
             key_replaced: record.replaced,
             key_ceiling: record.ceiling,
-        })
+        }))
     }
 
     /// What a hash item written before the copies lacks, from the membership
@@ -402,12 +454,11 @@ impl ApiKeys {
         tenant_header: Option<&str>,
     ) -> Result<Gate> {
         let Some(hash) = hash else {
-            return Ok(Gate::Unauthenticated);
+            return Ok(Gate::Unauthenticated(Refusal::Malformed));
         };
-        let principal = match self.authenticate_hash(hash, None).await {
+        let principal = match self.resolve(hash, None).await? {
             Ok(principal) => principal,
-            Err(Error::Unauthenticated) => return Ok(Gate::Unauthenticated),
-            Err(e) => return Err(e),
+            Err(refusal) => return Ok(Gate::Unauthenticated(refusal)),
         };
         let wanted = tenant_header.map(|value| Uuid::parse_str(value.trim()));
         Ok(match wanted {
