@@ -323,3 +323,147 @@ async fn the_operator_issues_a_read_only_key() {
     let who = h.data(secret.expose_secret(), WHO, None).await;
     assert_eq!(who["auth_info"]["role"], json!("READ_ONLY_USER"));
 }
+
+#[tokio::test]
+async fn a_capped_key_does_not_enable_a_stronger_key() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (strong, _) = key_with(&h, &h.tenant.admin_key, admin, "strong", None).await;
+    let (_, capped) = key_with(&h, &h.tenant.admin_key, admin, "capped", Some(Role::User)).await;
+    let vars = json!({"input": {"key_id": strong}});
+    h.data(&h.tenant.admin_key, DISABLE, Some(vars.clone()))
+        .await;
+    // Disabling takes power away: a capped key may; enabling gives it back: not.
+    let reply = h.gql(&capped, ENABLE, Some(vars.clone())).await;
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    let listed = h.data(&h.tenant.admin_key, LIST, None).await;
+    assert!(listed["auth_api_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == json!(strong) && k["disabled"] == json!(true)));
+    // An equal or weaker key it may enable.
+    let (weak, _) = key_with(
+        &h,
+        &h.tenant.admin_key,
+        admin,
+        "weak",
+        Some(Role::ReadOnlyUser),
+    )
+    .await;
+    let weak_vars = json!({"input": {"key_id": weak}});
+    h.data(&capped, DISABLE, Some(weak_vars.clone())).await;
+    assert_eq!(
+        h.data(&capped, ENABLE, Some(weak_vars)).await["enable_api_key"]["success"],
+        json!(true)
+    );
+}
+
+/// A request that authenticated just before its key was disabled, revoked
+/// or rotated writes nothing once that was answered.
+#[tokio::test]
+async fn a_change_in_flight_when_its_key_stops_writes_nothing() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let request = |name| apikeys_shared::service::KeyRequest {
+        name,
+        expires_at: None,
+        role_ceiling: None,
+    };
+    for stop in ["disable", "revoke", "rotate"] {
+        let (id, key) = key_with(&h, &h.tenant.admin_key, admin, stop, None).await;
+        let in_flight = h.service().authenticate(Some(&key), None).await.unwrap();
+        let vars = json!({"input": {"key_id": id}});
+        match stop {
+            "disable" => {
+                h.data(&h.tenant.admin_key, DISABLE, Some(vars)).await;
+            }
+            "revoke" => {
+                h.data(
+                    &h.tenant.admin_key,
+                    "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }",
+                    Some(vars),
+                )
+                .await;
+            }
+            _ => {
+                let vars = json!({"input": {"key_id": id, "grace_period_seconds": 3600}});
+                h.data(&h.tenant.admin_key, ROTATE, Some(vars)).await;
+            }
+        }
+        let before = h.items().await;
+        let err = h
+            .service()
+            .create_api_key(&in_flight, admin, request("late"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                apikeys_shared::Error::Store(apikeys_shared::store::StoreError::KeyStopped)
+            ),
+            "{stop}: {err:?}"
+        );
+        assert_eq!(h.items().await, before, "{stop}: something was written");
+    }
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn concurrent_disables_and_enables_never_answer_not_found() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    let (id, _) = key_with(&h, &h.tenant.admin_key, admin, "flip", None).await;
+    let vars = json!({"input": {"key_id": id}});
+    let calls = (0..12).map(|i| {
+        let vars = vars.clone();
+        let h = &h;
+        async move {
+            let (query, field) = if i % 2 == 0 {
+                (DISABLE, "disable_api_key")
+            } else {
+                (ENABLE, "enable_api_key")
+            };
+            h.data(&h.tenant.admin_key, query, Some(vars)).await[field]["success"].clone()
+        }
+    });
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer, json!(true));
+    }
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn an_expired_key_is_not_disabled_or_enabled() {
+    let h = Harness::new().await;
+    let soon = (h.now() + time::Duration::seconds(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let input =
+        json!({"input": {"user_id": h.tenant.admin_id, "name": "brief", "expires_at": soon}});
+    let made = h.data(&h.tenant.admin_key, CREATE, Some(input)).await;
+    let id = made["create_api_key"]["id"].clone();
+    h.clock.set(h.now() + time::Duration::seconds(11));
+    let vars = json!({"input": {"key_id": id}});
+    let reply = h.data(&h.tenant.admin_key, DISABLE, Some(vars)).await;
+    assert_eq!(reply["disable_api_key"]["success"], json!(false));
+}
+
+#[tokio::test]
+async fn the_operator_does_not_rotate_a_disabled_key() {
+    let h = Harness::new().await;
+    let (id, _) = key_with(&h, &h.tenant.admin_key, h.tenant.admin_id, "off", None).await;
+    h.data(
+        &h.tenant.admin_key,
+        DISABLE,
+        Some(json!({"input": {"key_id": id}})),
+    )
+    .await;
+    let err = h
+        .service()
+        .rotate_key_as_operator("acme", id.parse().unwrap(), Some(60))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("disabled"), "{err}");
+}

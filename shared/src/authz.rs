@@ -162,8 +162,8 @@ pub fn permissions(actor: Actor, key_may_write: bool) -> Vec<&'static str> {
 
 /// The most keys one owner (person or service account) may hold in a
 /// tenant: 40, so that removing an owner with all its keys fits one
-/// transaction (1 + 2 x 40 items, with the tenant, caller, counter and
-/// audit items: 85 of DynamoDB's 100).
+/// transaction (1 + 2 x 40 items, with the tenant, caller, counter,
+/// audit items and the check of the acting key: 86 of DynamoDB's 100).
 pub const MAX_KEYS_PER_OWNER: u32 = 40;
 
 /// May an owner holding `held` keys get another one?

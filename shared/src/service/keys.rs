@@ -92,6 +92,16 @@ pub struct Rotated {
     pub old_key_expires_at: OffsetDateTime,
 }
 
+/// Is a key with the ceiling `acting` at least as strong as one with the
+/// ceiling `other` (of the same owner's role, or less)? `None`: no ceiling.
+fn at_least_as_strong(acting: Option<Role>, other: Option<Role>) -> bool {
+    match (acting, other) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(o)) => a.lower(o) == o,
+    }
+}
+
 /// A rotation's grace in seconds: 0 when not given, at most 7 days.
 pub(super) fn check_grace(grace_seconds: Option<i64>) -> Result<i64> {
     let grace = grace_seconds.unwrap_or(0);
@@ -464,12 +474,44 @@ impl ApiKeys {
         disabled: bool,
     ) -> Result<bool> {
         may_change(p)?;
-        let Some((stored, others)) = self.revocable(p, key_id).await? else {
-            return Ok(false);
-        };
-        if stored.key.disabled == disabled {
-            return Ok(true);
+        for _ in 0..CONFLICT_RETRIES {
+            let Some((stored, others)) = self.revocable(p, key_id).await? else {
+                return Ok(false);
+            };
+            // An expired key is gone to everyone (as for a rotation).
+            if stored.key.expires_at.is_some_and(|at| at <= self.now()) {
+                return Ok(false);
+            }
+            if stored.key.disabled == disabled {
+                return Ok(true);
+            }
+            // Enabling gives power back: never to a key that may do more
+            // than the one asking (a capped key does not undo a disable).
+            if !disabled && !at_least_as_strong(p.key_ceiling, stored.key.role_ceiling) {
+                return Err(Error::Forbidden(
+                    "this API key may do less than the key it would enable: enable it with a key \
+                     without that limit"
+                        .into(),
+                ));
+            }
+            match self.toggle(p, &stored, others, disabled).await? {
+                KeyToggle::Done => return Ok(true),
+                // Set so, or back, by another request meanwhile: look again.
+                KeyToggle::KeyUnchanged => continue,
+                KeyToggle::CallerNotAdmin => return Ok(false),
+            }
         }
+        Err(kept_changing("the key"))
+    }
+
+    /// One try at disabling or enabling `stored`, with its audit record.
+    async fn toggle(
+        &self,
+        p: &Principal,
+        stored: &StoredKey,
+        others: bool,
+        disabled: bool,
+    ) -> Result<KeyToggle> {
         let (action, detail) = if disabled {
             (
                 AuditAction::KeyDisabled,
@@ -488,7 +530,7 @@ impl ApiKeys {
         .with_detail(detail.to_string());
         let audit = self.audit(p.tenant_id, event);
         let caller_admin = others.then_some(p.user_id);
-        match self
+        Ok(self
             .store
             .set_disabled(
                 &stored.key_ref(),
@@ -497,16 +539,7 @@ impl ApiKeys {
                 caller_admin,
                 &audit,
             )
-            .await?
-        {
-            KeyToggle::Done => Ok(true),
-            // Revoked meanwhile (not found), or set so by another request.
-            KeyToggle::KeyUnchanged => Ok(self
-                .revocable(p, key_id)
-                .await?
-                .is_some_and(|(now, _)| now.key.disabled == disabled)),
-            KeyToggle::CallerNotAdmin => Ok(false),
-        }
+            .await?)
     }
 
     /// One rotation's new key, the old key's end and the audit record.

@@ -309,6 +309,11 @@ impl ApiKeys {
                     "this key was already rotated: rotate the key that replaced it".into(),
                 ));
             }
+            if old.key.disabled {
+                return Err(Error::BadInput(
+                    "this key is disabled: enable it before rotating it, or revoke it".into(),
+                ));
+            }
             let owner = match reread.take() {
                 Some(owner) => owner,
                 None => Member::from(

@@ -210,6 +210,29 @@ impl KeyToggle {
     }
 }
 
+/// The condition on the owner's membership when `new` is added to it at
+/// `now`, with its values: the owner is a member of the key's account
+/// type, no lease holds, the role copied onto the key is still its own (a
+/// role change that lands first makes the write fail, not go stale), and,
+/// with `counted`, it holds fewer than [`MAX_KEYS_PER_OWNER`] keys.
+pub(super) fn owner_takes(new: &StoredKey, now: OffsetDateTime, counted: bool) -> (String, Item) {
+    let mut condition =
+        format!("attribute_exists(pk) AND account_type = :type AND {NO_LEASE_HELD}");
+    let mut vals = values([
+        (":type", s(new.key.owner_type.name())),
+        (":now", n(now.unix_timestamp())),
+    ]);
+    if let Some(copy) = &new.copy {
+        condition.push_str(" AND member_role = :role");
+        vals.insert(":role".into(), s(copy.role.name()));
+    }
+    if counted {
+        condition.push_str(" AND key_count < :max");
+        vals.insert(":max".into(), n(i64::from(MAX_KEYS_PER_OWNER)));
+    }
+    (condition, vals)
+}
+
 /// Deletes of a key's hash lookup and listing item, labelled `part`; with
 /// `expired_by`, each only if the key had expired by then.
 pub(super) fn push_key_deletes(
@@ -360,20 +383,8 @@ impl Store {
     ) -> Result<KeyInsert> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
-        let mut condition =
-            format!("attribute_exists(pk) AND key_count < :max AND account_type = :type AND {NO_LEASE_HELD}");
-        let mut vals = values([
-            (":now", n(k.created.unix_timestamp())),
-            (":one", n(1)),
-            (":max", n(i64::from(MAX_KEYS_PER_OWNER))),
-            (":type", s(k.owner_type.name())),
-        ]);
-        // The role copied onto the hash item must still be the owner's: a
-        // role change that lands first makes this write fail, not go stale.
-        if let Some(copy) = &stored.copy {
-            condition.push_str(" AND member_role = :role");
-            vals.insert(":role".into(), s(copy.role.name()));
-        }
+        let (condition, mut vals) = owner_takes(stored, k.created, true);
+        vals.insert(":one".into(), n(1));
         let index = KeyIndex::of(k.owner_type, &[k.id], &[]);
         let mut tx = Tx::new();
         tx.push(Part::NewKey, put(&self.table, lookup)?);

@@ -93,6 +93,11 @@ pub enum StoreError {
     /// nothing was written; the next window opens in `retry_after` seconds.
     #[error("rate limited for {retry_after} s")]
     RateLimited { retry_after: u64, limit: u32 },
+    /// The key the change was made with was revoked, disabled or rotated
+    /// while the request worked: nothing was written, and the caller is
+    /// answered as a key that no longer authenticates.
+    #[error("the acting key stopped working during the request")]
+    KeyStopped,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;

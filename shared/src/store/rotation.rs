@@ -4,7 +4,6 @@
 use aws_sdk_dynamodb::types::Delete;
 
 use crate::audit::AuditRecord;
-use crate::config::MAX_KEYS_PER_OWNER;
 
 use super::*;
 
@@ -55,24 +54,9 @@ impl Store {
     ) -> Result<Rotation> {
         let k = &new.key;
         let (listing, lookup) = key_items(new);
-        let mut owner_condition =
-            format!("attribute_exists(pk) AND account_type = :type AND {NO_LEASE_HELD}");
-        let mut owner_values = values([
-            (":type", s(k.owner_type.name())),
-            (":now", n(now.unix_timestamp())),
-        ]);
-        if let Some(copy) = &new.copy {
-            owner_condition.push_str(" AND member_role = :role");
-            owner_values.insert(":role".into(), s(copy.role.name()));
-        }
         // With a grace the old key stays a while: the new one counts.
-        let count = if grace_end.is_some() {
-            owner_condition.push_str(" AND key_count < :max");
-            owner_values.insert(":max".into(), n(i64::from(MAX_KEYS_PER_OWNER)));
-            1
-        } else {
-            0
-        };
+        let (owner_condition, mut owner_values) = owner_takes(new, now, grace_end.is_some());
+        let count = i64::from(grace_end.is_some());
         owner_values.insert(":count".into(), n(count));
         // The index gains the new key; the old one leaves it when it goes now.
         let gone_now = if grace_end.is_some() {

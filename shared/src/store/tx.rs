@@ -43,6 +43,8 @@ pub enum Part {
     Caller,
     /// The acting member's count of changes this minute.
     Counter,
+    /// The key the change is made with: still there, enabled, not replaced.
+    ActingKey,
     /// A new audit record.
     Audit,
     /// A check that an item is absent.
@@ -56,6 +58,23 @@ pub(super) struct Tx {
     parts: Vec<Part>,
 }
 
+/// The `(pk, sk)` an item of a transaction writes or checks.
+fn item_key(item: &TransactWriteItem) -> Option<(&str, &str)> {
+    let key = if let Some(put) = item.put() {
+        put.item()
+    } else if let Some(update) = item.update() {
+        update.key()
+    } else if let Some(delete) = item.delete() {
+        delete.key()
+    } else {
+        item.condition_check()?.key()
+    };
+    match (key.get("pk"), key.get("sk")) {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some((pk, sk)),
+        _ => None,
+    }
+}
+
 impl Tx {
     pub(super) fn new() -> Self {
         Self::default()
@@ -64,6 +83,14 @@ impl Tx {
     pub(super) fn push(&mut self, part: Part, item: TransactWriteItem) {
         self.items.push(item);
         self.parts.push(part);
+    }
+
+    /// Does an item of the transaction already write or check `(pk, sk)`?
+    /// (DynamoDB refuses two operations on one item in one transaction.)
+    fn touches(&self, pk: &str, sk: &str) -> bool {
+        self.items
+            .iter()
+            .any(|item| item_key(item) == Some((pk, sk)))
     }
 }
 
@@ -104,6 +131,12 @@ impl Refused {
 
     pub fn parts(&self) -> &[Part] {
         &self.0
+    }
+
+    /// The same refusal without `part`.
+    pub(super) fn without(mut self, part: Part) -> Self {
+        self.0.retain(|p| *p != part);
+        self
     }
 
     /// A refusal the operation has no reading for (a bug, or an item edited
@@ -211,16 +244,12 @@ pub(super) fn update_setting_ttl(
     vals: Item,
     ttl: bool,
 ) -> Result<TransactWriteItem> {
-    let mut update = Update::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .update_expression(expression)
-        .condition_expression(condition)
-        .set_expression_attribute_values((!vals.is_empty()).then_some(vals));
-    if ttl {
-        update = update.expression_attribute_names("#ttl", "ttl");
-    }
-    Ok(TransactWriteItem::builder().update(update.build()?).build())
+    let names = if ttl {
+        vec![("#ttl".to_string(), "ttl".to_string())]
+    } else {
+        Vec::new()
+    };
+    update_named(table, key, expression, condition, vals, names)
 }
 
 /// A single conditional write's answer: `Ok(true)` applied, `Ok(false)`
@@ -346,7 +375,11 @@ impl Store {
 
     /// The one tail every audited change ends through: adds, in this order,
     /// the caller's admin re-check when someone acts on another's behalf
-    /// ([`Part::Caller`]), the acting member's count of changes this minute
+    /// ([`Part::Caller`]), a check that the key the change is made with is
+    /// still there, enabled and not replaced ([`Part::ActingKey`]: a
+    /// request that authenticated just before its key was revoked, disabled
+    /// or rotated writes nothing after that was answered), the acting
+    /// member's count of changes this minute
     /// when changes are limited ([`Part::Counter`], counted for the first
     /// record's actor), then the change's audit records ([`Part::Audit`]),
     /// and runs the transaction. A change over the member's limit writes
@@ -361,6 +394,9 @@ impl Store {
         if let Some(caller) = caller_admin {
             tx.push(Part::Caller, check_admin(&self.table, tenant, caller)?);
         }
+        if let Some(first) = audits.first() {
+            self.check_acting_key(&mut tx, tenant, first)?;
+        }
         let limit = match audits.first() {
             Some(first) => self.change_counter(&mut tx, tenant, first)?,
             None => None,
@@ -368,15 +404,59 @@ impl Store {
         for audit in audits {
             tx.push(Part::Audit, audit_put(&self.table, audit)?);
         }
-        match self.transact(tx).await? {
-            Err(refused) if refused.has(Part::Counter) => {
-                Err(limit.unwrap_or(StoreError::RateLimited {
-                    retry_after: 60,
-                    limit: 0,
-                }))
+        let Err(mut refused) = self.transact(tx).await? else {
+            return Ok(Ok(()));
+        };
+        // The acting key stopped working: said so when nothing else of the
+        // change refused; otherwise the change's own reading says more
+        // (an owner removed with its keys is "not found").
+        if refused.has(Part::ActingKey) {
+            if refused
+                .parts()
+                .iter()
+                .all(|p| matches!(p, Part::ActingKey | Part::Counter))
+            {
+                return Err(StoreError::KeyStopped);
             }
-            outcome => Ok(outcome),
+            refused = refused.without(Part::ActingKey);
         }
+        if refused.has(Part::Counter) {
+            return Err(limit.unwrap_or(StoreError::RateLimited {
+                retry_after: 60,
+                limit: 0,
+            }));
+        }
+        Ok(Err(refused))
+    }
+
+    /// Adds the check of the key `audit`'s actor acted with (none for the
+    /// operator and the sweeper), on its listing item, unless the change
+    /// itself writes that item (revoking, rotating or disabling the key
+    /// itself: its own condition decides then).
+    fn check_acting_key(&self, tx: &mut Tx, tenant: Uuid, audit: &AuditRecord) -> Result<()> {
+        let actor = &audit.actor;
+        let (Some(user), Some(key), Some(account_type)) =
+            (actor.user_id, actor.key_id, actor.account_type)
+        else {
+            return Ok(());
+        };
+        let (pk, sk) = (tenant_pk(tenant), key_sk(account_type, user, key));
+        if tx.touches(&pk, &sk) {
+            return Ok(());
+        }
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(pk, sk)))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(disabled_at) \
+                 AND attribute_not_exists(replaced_by)",
+            )
+            .build()?;
+        tx.push(
+            Part::ActingKey,
+            TransactWriteItem::builder().condition_check(check).build(),
+        );
+        Ok(())
     }
 
     /// Adds the acting member's count of changes this minute to a change's

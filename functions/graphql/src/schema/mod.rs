@@ -113,7 +113,9 @@ pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 /// answers say what they mean; storage failures say only what happened.
 pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
     match err {
-        Error::Unauthenticated => ("UNAUTHENTICATED", err.to_string()),
+        Error::Unauthenticated | Error::Store(StoreError::KeyStopped) => {
+            ("UNAUTHENTICATED", Error::Unauthenticated.to_string())
+        }
         Error::Forbidden(_) => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
