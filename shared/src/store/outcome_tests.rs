@@ -221,3 +221,24 @@ fn insert_tenant() {
     );
     assert!(unexplained(TenantInsert::of(refused(&[Part::NewTenant]))));
 }
+
+#[test]
+fn set_disabled() {
+    assert_eq!(KeyToggle::of(Ok(())).unwrap(), KeyToggle::Done);
+    assert_eq!(
+        KeyToggle::of(refused(&[Part::Key])).unwrap(),
+        KeyToggle::KeyUnchanged
+    );
+    assert_eq!(
+        KeyToggle::of(refused(&[Part::Caller])).unwrap(),
+        KeyToggle::CallerNotAdmin
+    );
+    assert!(unexplained(KeyToggle::of(refused(&[Part::Audit]))));
+}
+
+#[test]
+fn a_refusal_without_a_part_keeps_the_others() {
+    let r = Refused::from_reasons(&[Part::Member, Part::ActingKey], &[Failed, Failed])
+        .without(Part::ActingKey);
+    assert_eq!(r.parts(), &[Part::Member]);
+}
