@@ -194,6 +194,7 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
             name: "racer",
             expires_at: None,
             role_ceiling: None,
+            allowed_networks: Vec::new(),
         };
         h.service()
             .create_api_key(&p, h.tenant.admin_id, request, None)

@@ -549,6 +549,7 @@ async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
                 name: "k",
                 expires_at: None,
                 role_ceiling: None,
+                allowed_networks: Vec::new(),
             },
             None,
         )

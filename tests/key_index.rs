@@ -32,6 +32,7 @@ async fn key(h: &Harness, p: &Principal, sa: Uuid, name: &str) -> Uuid {
         name,
         expires_at: None,
         role_ceiling: None,
+        allowed_networks: Vec::new(),
     };
     h.service()
         .create_api_key(p, sa, request, None)

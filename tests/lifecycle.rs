@@ -630,6 +630,7 @@ async fn a_refused_or_failed_change_writes_no_record() {
                 name: "ghost",
                 expires_at: None,
                 role_ceiling: None,
+                allowed_networks: Vec::new(),
             },
             None,
         )

@@ -220,6 +220,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
             name: &format!("short {i}"),
             expires_at: Some(t0 + time::Duration::seconds(10)),
             role_ceiling: None,
+            allowed_networks: Vec::new(),
         };
         h.service().issue_key("acme", "bob", request).await.unwrap();
     }
@@ -227,6 +228,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         name: "one too many",
         expires_at: None,
         role_ceiling: None,
+        allowed_networks: Vec::new(),
     };
     let refused = h
         .service()
@@ -240,6 +242,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         name: "in their place",
         expires_at: None,
         role_ceiling: None,
+        allowed_networks: Vec::new(),
     };
     h.service().issue_key("acme", "bob", request).await.unwrap();
     // Alice's, Bob's first and the new one, and the 9 expired keys past the

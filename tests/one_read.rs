@@ -167,6 +167,7 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
             replaced_by: None,
             role_ceiling: None,
             disabled: false,
+            allowed_networks: Vec::new(),
             last_used: None,
         },
         hash: secret.hash(),

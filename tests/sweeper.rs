@@ -23,6 +23,7 @@ async fn key(
         name: "k",
         expires_at,
         role_ceiling: None,
+        allowed_networks: Vec::new(),
     };
     let (_, secret) = h
         .service()

@@ -410,10 +410,11 @@ async fn with_introspection_enabled_it_answers_and_no_page_from_another_origin_i
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     fields.sort();
-    // Prefect's fields, and the key's optional role ceiling.
+    // Prefect's fields, and the key's optional role ceiling and networks.
     assert_eq!(
         fields,
         [
+            "allowed_networks",
             "default_tenant_id",
             "expires_at",
             "name",

@@ -266,6 +266,8 @@ pub struct Principal {
     /// The presenting key's role ceiling: it acts with the lower of this
     /// and the owner's `role` (`None`: the owner's role).
     pub key_ceiling: Option<Role>,
+    /// The networks the presenting key may be used from (empty: any).
+    pub key_networks: Vec<ipnet::IpNet>,
 }
 
 impl Principal {
@@ -330,6 +332,100 @@ pub struct ApiKey {
     pub role_ceiling: Option<Role>,
     /// Disabled: it fails like a revoked key until enabled again.
     pub disabled: bool,
+    /// The networks the key may be used from (empty: any).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+/// The most networks one key may be limited to.
+pub const MAX_KEY_NETWORKS: usize = 16;
+
+/// Reads a key's network allowlist: IPv4 and IPv6 addresses or CIDRs (an
+/// address alone is its own /32 or /128), at most [`MAX_KEY_NETWORKS`].
+/// Host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`), an IPv4-mapped
+/// IPv6 network is its IPv4 network, and repeats are dropped.
+pub fn parse_networks(given: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    if given.len() > MAX_KEY_NETWORKS {
+        return Err(format!(
+            "a key may be limited to at most {MAX_KEY_NETWORKS} networks"
+        ));
+    }
+    let mut networks: Vec<ipnet::IpNet> = Vec::with_capacity(given.len());
+    for text in given {
+        let text = text.trim();
+        let net = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<std::net::IpAddr>() {
+                Ok(addr) => ipnet::IpNet::from(addr),
+                Err(_) => {
+                    // Never echo more than a short prefix of odd input.
+                    let shown: String = text.chars().take(48).collect();
+                    return Err(format!(
+                        "'{shown}' is not an IPv4 or IPv6 address or network (CIDR, e.g. \
+                         203.0.113.0/24 or 2001:db8::/32)"
+                    ));
+                }
+            },
+        };
+        let net = unmapped(net).trunc();
+        if !networks.contains(&net) {
+            networks.push(net);
+        }
+    }
+    Ok(networks)
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:a.b.c.d/n`, n >= 96) as the IPv4
+/// network it is; any other network as it is.
+fn unmapped(net: ipnet::IpNet) -> ipnet::IpNet {
+    if let ipnet::IpNet::V6(v6) = net {
+        if let Some(v4) = v6.addr().to_ipv4_mapped() {
+            if let Some(prefix) = v6.prefix_len().checked_sub(96) {
+                if let Ok(net) = ipnet::Ipv4Net::new(v4, prefix) {
+                    return ipnet::IpNet::V4(net);
+                }
+            }
+        }
+    }
+    net
+}
+
+/// May a key limited to `networks` be used from `source`? Any source when
+/// the list is empty; none when the source is not known.
+pub fn network_allows(networks: &[ipnet::IpNet], source: Option<std::net::IpAddr>) -> bool {
+    if networks.is_empty() {
+        return true;
+    }
+    let Some(source) = source else {
+        return false;
+    };
+    let source = match source {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    networks.iter().any(|net| net.contains(&source))
+}
+
+/// The networks a new key may be limited to, made by a key limited to
+/// `creator` (empty: none): what was asked when it is within the
+/// creator's, the creator's when nothing was asked (a limited key never
+/// makes an unlimited one), refused otherwise.
+pub fn narrow_networks(
+    asked: &[ipnet::IpNet],
+    creator: &[ipnet::IpNet],
+) -> Result<Vec<ipnet::IpNet>, String> {
+    if creator.is_empty() {
+        return Ok(asked.to_vec());
+    }
+    if asked.is_empty() {
+        return Ok(creator.to_vec());
+    }
+    if asked
+        .iter()
+        .all(|net| creator.iter().any(|c| c.contains(net)))
+    {
+        return Ok(asked.to_vec());
+    }
+    Err("a key limited to networks may only make keys limited to networks within its own".into())
 }
 
 /// Checks a display name: 1 to 255 characters, no control characters.
@@ -483,5 +579,79 @@ mod tests {
         assert!(validate_name("name", "מפתח CI").is_ok());
         assert!(validate_name("name", "مفتاح").is_ok());
         assert!(validate_name("name", "deploy 🚀").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn nets(given: &[&str]) -> Result<Vec<String>, String> {
+        let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        parse_networks(&given).map(|n| n.iter().map(ToString::to_string).collect())
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn networks_are_read_normalised() {
+        assert_eq!(
+            nets(&["203.0.113.7", "10.1.2.3/8", "2001:db8::1/32", "::1"]).unwrap(),
+            ["203.0.113.7/32", "10.0.0.0/8", "2001:db8::/32", "::1/128"]
+        );
+        // An IPv4-mapped network is the IPv4 network; repeats go.
+        assert_eq!(
+            nets(&["::ffff:192.0.2.0/120", "192.0.2.0/24"]).unwrap(),
+            ["192.0.2.0/24"]
+        );
+        assert_eq!(nets(&["0.0.0.0/0"]).unwrap(), ["0.0.0.0/0"]);
+        assert!(nets(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn odd_networks_are_refused() {
+        for odd in [
+            "10.0.0.0/33",
+            "::/129",
+            "garbage",
+            "10.0.0",
+            "",
+            "10.0.0.0/-1",
+            "1.2.3.4/8/8",
+            "fe80::1%eth0",
+        ] {
+            assert!(nets(&[odd]).is_err(), "{odd}");
+        }
+        let long = "x".repeat(10_000);
+        let err = nets(&[&long]).unwrap_err();
+        assert!(err.len() < 200, "the message repeats the input");
+        let many: Vec<String> = (0..17).map(|i| format!("10.0.{i}.0/24")).collect();
+        assert!(parse_networks(&many).is_err());
+    }
+
+    #[test]
+    fn a_source_is_allowed_only_from_its_networks() {
+        let limited = parse_networks(&["203.0.113.0/24".into(), "2001:db8::/32".into()]).unwrap();
+        assert!(network_allows(&limited, ip("203.0.113.9")));
+        assert!(network_allows(&limited, ip("::ffff:203.0.113.9")));
+        assert!(network_allows(&limited, ip("2001:db8::5")));
+        assert!(!network_allows(&limited, ip("203.0.114.1")));
+        assert!(!network_allows(&limited, ip("127.0.0.1")));
+        assert!(!network_allows(&limited, None), "an unknown source");
+        assert!(network_allows(&[], None), "no limit");
+    }
+
+    #[test]
+    fn a_limited_key_makes_only_keys_within_its_networks() {
+        let creator = parse_networks(&["10.0.0.0/8".into()]).unwrap();
+        let inside = parse_networks(&["10.1.0.0/16".into()]).unwrap();
+        let outside = parse_networks(&["192.0.2.0/24".into()]).unwrap();
+        assert_eq!(narrow_networks(&inside, &creator).unwrap(), inside);
+        assert_eq!(narrow_networks(&[], &creator).unwrap(), creator);
+        assert!(narrow_networks(&outside, &creator).is_err());
+        assert_eq!(narrow_networks(&outside, &[]).unwrap(), outside);
     }
 }

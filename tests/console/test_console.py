@@ -4,6 +4,7 @@ bad key; the security headers; both widths. What the page claims is checked
 against the API (a created key authenticates, a revoked one does not)."""
 
 import datetime
+import json
 import itertools
 import re
 import urllib.error
@@ -469,16 +470,34 @@ def test_a_read_only_key_is_made_shown_and_signs_in_to_read_only(open_console, s
     dialog = page.locator("dialog[open]")
     dialog.get_by_label("Name").fill("dashboard")
     dialog.get_by_label("What the key may do").select_option(label="At most: Read only")
+    dialog.get_by_label("Allowed networks (optional)").fill("203.0.113.0/24, 2001:db8::/32")
     dialog.get_by_role("button", name="Create").click()
     expect(page.locator("#dialog-title")).to_have_text("Your new API key")
     reader = page.locator("#new-key").input_value()
     page.get_by_role("button", name="Close").click()
     expect(page.locator("tr", has_text="dashboard")).to_contain_text("at most Read only")
-    info = service.graphql(reader, "{ auth_info { role permissions } }")["data"]["auth_info"]
-    assert info == {"role": "READ_ONLY_USER", "permissions": ["read:tenant"]}
+    expect(page.locator("tr", has_text="dashboard")).to_contain_text("2 networks")
+    listed = service.graphql(key, "{ auth_api_key { name allowed_networks } }")["data"]["auth_api_key"]
+    assert {"name": "dashboard", "allowed_networks": ["203.0.113.0/24", "2001:db8::/32"]} in listed
+    # Limited to other networks than this browser's (127.0.0.1): refused,
+    # FORBIDDEN, with a message that names the place and no key.
+    refused = service.graphql(reader, "{ auth_info { role } }")
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+    assert reader not in json.dumps(refused)
+    assert "127.0.0.1" in refused["errors"][0]["message"]
     shot(page, "read-only-key")
+    # A read-only key without networks signs in and sees no action.
+    page.get_by_role("button", name=re.compile("^Create (an )?API key$")).first.click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Name").fill("viewer")
+    dialog.get_by_label("What the key may do").select_option(label="At most: Read only")
+    dialog.get_by_role("button", name="Create").click()
+    viewer = page.locator("#new-key").input_value()
+    page.get_by_role("button", name="Close").click()
+    info = service.graphql(viewer, "{ auth_info { role permissions } }")["data"]["auth_info"]
+    assert info == {"role": "READ_ONLY_USER", "permissions": ["read:tenant"]}
     page.get_by_role("button", name="Sign out").click()
-    sign_in(page, reader)
+    sign_in(page, viewer)
     expect(page.locator("#whoami")).to_contain_text("Read only")
     expect(page.locator("tr", has_text="dashboard")).to_be_visible()
     expect(page.get_by_role("button", name="Create an API key")).to_have_count(0)

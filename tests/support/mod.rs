@@ -66,6 +66,18 @@ pub fn event(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> lambda_http::Request {
+    event_from(route, method, body, headers, None)
+}
+
+/// [`event`], from the address `source` as API Gateway saw it (the
+/// fixture's when `None`: 127.0.0.1 on REST, 192.168.0.1/32 on HTTP APIs).
+pub fn event_from(
+    route: Route,
+    method: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    source: Option<&str>,
+) -> lambda_http::Request {
     let fixture = match route {
         Route::RestGraphql => REST_GRAPHQL_EVENT,
         Route::RestRoot => REST_ROOT_EVENT,
@@ -100,6 +112,14 @@ pub fn event(
             event["requestContext"]["http"]["method"] = json!(method);
             event["headers"] = Value::Object(single);
             event["cookies"] = json!([]);
+        }
+    }
+    if let Some(source) = source {
+        match route {
+            Route::RestGraphql | Route::RestRoot => {
+                event["requestContext"]["identity"]["sourceIp"] = json!(source);
+            }
+            Route::HttpApi => event["requestContext"]["http"]["sourceIp"] = json!(source),
         }
     }
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
@@ -294,6 +314,7 @@ impl Harness {
             name: "issued",
             expires_at: None,
             role_ceiling: None,
+            allowed_networks: Vec::new(),
         };
         let (_, secret) = self
             .service()
@@ -310,6 +331,28 @@ impl Harness {
     /// Sends one request through the real handler as a REST API event.
     pub async fn send(&self, route: Route, body: &[u8], headers: &[(&str, &str)]) -> Reply {
         self.send_method(route, "POST", body, headers).await
+    }
+
+    /// A POST from the address `source`, as API Gateway saw it.
+    pub async fn send_from(
+        &self,
+        route: Route,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        source: &str,
+    ) -> Reply {
+        let request = event_from(route, "POST", body, headers, Some(source));
+        let response = apikeys_graphql::handle(&self.app, request).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            json,
+        }
     }
 
     pub async fn send_method(
@@ -405,6 +448,7 @@ impl Harness {
                 name: "expiring",
                 expires_at: Some(t0 + Duration::seconds(i as i64 + 1)),
                 role_ceiling: None,
+                allowed_networks: Vec::new(),
             };
             let (_, secret) = self
                 .service()
@@ -443,6 +487,7 @@ impl Harness {
                 replaced_by: None,
                 role_ceiling: None,
                 disabled: false,
+                allowed_networks: Vec::new(),
                 last_used: None,
             },
             hash: secret.hash(),

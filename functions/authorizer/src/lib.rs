@@ -54,7 +54,7 @@ impl App {
         }
         let key = NewKey::generate(&self.service.config().user_key_prefix);
         let hash = key.hash();
-        let decision = self.service.gate(Some(&hash), None);
+        let decision = self.service.gate(Some(&hash), None, None);
         if tokio::time::timeout(Duration::from_secs(2), decision)
             .await
             .is_err()
@@ -123,6 +123,20 @@ fn policy(principal_id: &str, effect: &str, resource: &str, context: Value) -> V
     })
 }
 
+/// The caller's address as API Gateway saw it (REST:
+/// `requestContext.identity.sourceIp`; HTTP APIs:
+/// `requestContext.http.sourceIp`), never a header the client sets. A
+/// `/32`-style suffix (as `sam local generate-event` writes) is dropped.
+pub fn source_ip(event: &Value) -> Option<std::net::IpAddr> {
+    let context = event.get("requestContext")?;
+    let text = context
+        .pointer("/identity/sourceIp")
+        .or_else(|| context.pointer("/http/sourceIp"))?
+        .as_str()?;
+    let address = text.split('/').next().unwrap_or(text);
+    address.trim().parse().ok()
+}
+
 /// Decides one authorizer event. `Err` is the gateway's 401 (REST, with
 /// [`UNAUTHORIZED`]) or 500 (a storage failure: the client may retry; never
 /// reported as a denial).
@@ -131,7 +145,11 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     let tenant = header(&event, "x-prefect-tenant-id");
     // The key is checked and hashed once, for the decision and the use.
     let hash = app.service.presented_hash(bearer);
-    let gate = match app.service.gate(hash.as_ref(), tenant).await {
+    let gate = match app
+        .service
+        .gate(hash.as_ref(), tenant, source_ip(&event))
+        .await
+    {
         Ok(gate) => gate,
         Err(e) => {
             tracing::error!(error = %e, "authorizer could not decide");
@@ -153,6 +171,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         Gate::Allow(_) => "allowed",
         Gate::Unauthenticated(refusal) => refusal.code(),
         Gate::WrongTenant => "wrong_tenant",
+        Gate::NetworkNotAllowed => "network_not_allowed",
     };
     let allowed = matches!(gate, Gate::Allow(_));
     tracing::info!(allowed, http_api, reason, "authorizer decision");
@@ -162,7 +181,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         // this function runs.
         match gate {
             Gate::Allow(p) => json!({"isAuthorized": true, "context": context(&p)}),
-            Gate::Unauthenticated(_) | Gate::WrongTenant => {
+            Gate::Unauthenticated(_) | Gate::WrongTenant | Gate::NetworkNotAllowed => {
                 json!({"isAuthorized": false, "context": Map::new()})
             }
         }
@@ -178,7 +197,9 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
                 &stage_resource(method_arn),
                 context(&p),
             ),
-            Gate::WrongTenant => policy("forbidden", "Deny", method_arn, json!({})),
+            Gate::WrongTenant | Gate::NetworkNotAllowed => {
+                policy("forbidden", "Deny", method_arn, json!({}))
+            }
             Gate::Unauthenticated(_) => return Err(UNAUTHORIZED.into()),
         }
     };

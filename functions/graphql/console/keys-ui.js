@@ -7,7 +7,7 @@ import { ApiError } from "./api.js";
 import { gql, me, can, roleLabel } from "./session.js";
 import { dialog, showSecret, expiryField } from "./dialog.js";
 
-export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled";
+export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled allowed_networks";
 
 const GRACES = [
   { seconds: 0, label: "None: the old key stops now" },
@@ -23,19 +23,23 @@ export function createKeyDialog(ctx, owner) {
   const ceiling = h("select", { id: "key-role" },
     h("option", { value: "" }, "Everything its owner may do"),
     me.roles.map((r) => h("option", { value: r.id }, `At most: ${r.label}`)));
+  const networks = h("input", { id: "key-networks", autocomplete: "off", spellcheck: "false", placeholder: "e.g. 203.0.113.0/24, 2001:db8::/32" });
   dialog({
     title: "Create an API key",
     ok: "Create",
     body: [h("label", { for: "key-name" }, "Name"), name, h("label", { for: "key-expires" }, "Expiration (optional)"), expires.input, expires.hint,
       h("label", { for: "key-role" }, "What the key may do"), ceiling,
-      h("p", { class: "hint" }, "A key acts with the lower of this and its owner's role, at every request. A read-only key reads and changes nothing.")],
+      h("p", { class: "hint" }, "A key acts with the lower of this and its owner's role, at every request. A read-only key reads and changes nothing."),
+      h("label", { for: "key-networks" }, "Allowed networks (optional)"), networks,
+      h("p", { class: "hint" }, "Addresses or CIDRs, separated by commas or spaces. Leave blank to allow the key from anywhere.")],
     submit: async () => {
       const label = name.value.trim();
       if (!label) throw new ApiError("Give the key a name.");
       const expiresAt = expires.read();
       const data = await ctx.act(() => gql(
         "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }",
-        { input: { user_id: owner, name: label, expires_at: expiresAt, role_id: ceiling.value || null } }));
+        { input: { user_id: owner, name: label, expires_at: expiresAt, role_id: ceiling.value || null,
+          allowed_networks: networks.value.split(/[\s,]+/).filter((n) => n) } }));
       if (!data) return false;
       ctx.reload();
       showSecret(data.create_api_key.key);
@@ -121,7 +125,9 @@ export function keysTable(ctx, keys, { showCreator = false } = {}) {
       showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
       h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced"),
         k.disabled && h("span", { class: "badge warn" }, "disabled"),
-        k.role_ceiling && h("span", { class: "badge", title: "The most this key may do" }, `at most ${roleLabel(k.role_ceiling.name)}`)),
+        k.role_ceiling && h("span", { class: "badge", title: "The most this key may do" }, `at most ${roleLabel(k.role_ceiling.name)}`),
+        k.allowed_networks && k.allowed_networks.length > 0 &&
+          h("span", { class: "badge", title: `Usable from ${k.allowed_networks.join(", ")} only` }, `${k.allowed_networks.length} network${k.allowed_networks.length === 1 ? "" : "s"}`)),
       h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
       h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
       h("td", { class: "actions" }, can("delete:api_key") && [

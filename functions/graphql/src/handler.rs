@@ -114,6 +114,7 @@ fn warm_up_principal() -> Principal {
         key_last_used: None,
         key_replaced: false,
         key_ceiling: None,
+        key_networks: Vec::new(),
     }
 }
 
@@ -467,7 +468,15 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     let writes = measured
         .as_ref()
         .is_none_or(|m| m.kind == OperationType::Mutation);
-    let run = run(app, &hash, tenant_header, &parsed, measured.as_ref());
+    let source = source_ip(request);
+    let run = run(
+        app,
+        &hash,
+        tenant_header,
+        source,
+        &parsed,
+        measured.as_ref(),
+    );
     match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(response) => response,
         // Out of time: the work in flight is dropped. A query changed nothing;
@@ -515,15 +524,40 @@ fn deadline_of(app: &App, request: &Request) -> Instant {
         .unwrap_or(now)
 }
 
+/// The caller's address as API Gateway saw it (the REST API's
+/// `identity.sourceIp`, the HTTP API's `http.sourceIp`), never a header the
+/// client sets (`X-Forwarded-For` is not read). A `/32`-style suffix (as
+/// `sam local generate-event` writes) is dropped. `None` elsewhere (the
+/// dev server).
+fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
+    use lambda_http::request::RequestContext;
+    let text = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.clone(),
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }?;
+    let address = text.split('/').next().unwrap_or(&text);
+    address.trim().parse().ok()
+}
+
 /// Authenticates and executes: everything that reads or writes DynamoDB.
 async fn run(
     app: &App,
     hash: &TokenHash,
     tenant_header: Option<&str>,
+    source: Option<std::net::IpAddr>,
     parsed: &GraphQlRequest,
     measured: Option<&Measured>,
 ) -> Response<Body> {
-    let principal = match app.service.authenticate_hash(hash, tenant_header).await {
+    let authenticated = match app.service.authenticate_hash(hash, tenant_header).await {
+        Ok(principal) => app
+            .service
+            .check_network(&principal, source)
+            .map(|()| principal),
+        Err(e) => Err(e),
+    };
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(Error::Unauthenticated) => return unauthenticated(),
         Err(other) => {

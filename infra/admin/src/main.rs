@@ -91,6 +91,10 @@ enum Command {
         /// member's role); the member's role by default.
         #[arg(long, value_enum)]
         role: Option<RoleArg>,
+        /// A network the key may be used from (an address or CIDR; repeat
+        /// for several; any by default).
+        #[arg(long = "network")]
+        networks: Vec<String>,
     },
     /// Replace a key with a new one (same name, owner and expiry); the old
     /// one keeps working for the grace period. Prints the new key once.
@@ -324,7 +328,10 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             expires_at,
             role,
+            networks,
         } => {
+            let allowed_networks = apikeys_shared::domain::parse_networks(&networks)
+                .map_err(|e| anyhow::anyhow!(e))?;
             let expires_at = expires_at
                 .map(|t| {
                     OffsetDateTime::parse(&t, &Rfc3339)
@@ -335,6 +342,7 @@ async fn run(cli: Cli) -> Result<()> {
                 name: &name,
                 expires_at,
                 role_ceiling: role.map(Role::from),
+                allowed_networks,
             };
             let (key, secret) = service.issue_key(&tenant, &username, request).await?;
             print_new_key(cli.json, &key, secret.expose_secret(), &tenant, &username);

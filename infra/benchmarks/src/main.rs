@@ -139,6 +139,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
             name: &format!("k{i}"),
             expires_at: None,
             role_ceiling: None,
+            allowed_networks: Vec::new(),
         };
         h.service().issue_key("acme", "alice", request).await?;
     }
@@ -302,6 +303,7 @@ fn bare_key(h: &Harness) -> StoredKey {
             replaced_by: None,
             role_ceiling: None,
             disabled: false,
+            allowed_networks: Vec::new(),
             last_used: None,
         },
         hash: secret.hash(),

@@ -17,7 +17,11 @@ use tokio::net::TcpListener;
 /// API Gateway's own payload limit: larger bodies never reach the Lambda.
 const GATEWAY_LIMIT: usize = 10 * 1024 * 1024;
 
-async fn serve(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn serve(
+    app: Arc<App>,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let bytes = match Limited::new(body, GATEWAY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -34,7 +38,17 @@ async fn serve(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Respo
     } else {
         Body::Binary(bytes.to_vec())
     };
-    let response = handle(&app, lambda_http::Request::from_parts(parts, body)).await;
+    // The caller's address, where API Gateway would put it (an HTTP API's
+    // `requestContext.http.sourceIp`): what network-limited keys are
+    // checked against.
+    let mut context =
+        lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+    context.http.source_ip = Some(peer.ip().to_string());
+    let request = lambda_http::RequestExt::with_request_context(
+        lambda_http::Request::from_parts(parts, body),
+        lambda_http::request::RequestContext::ApiGatewayV2(context),
+    );
+    let response = handle(&app, request).await;
     let (parts, body) = response.into_parts();
     hyper::Response::from_parts(parts, Full::new(Bytes::from(body.to_vec())))
 }
@@ -55,7 +69,7 @@ async fn main() -> Result<()> {
         listener.local_addr()?
     );
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
@@ -63,7 +77,7 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(serve(app, request).await) }
+                async move { Ok::<_, Infallible>(serve(app, peer, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

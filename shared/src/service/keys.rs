@@ -9,7 +9,8 @@ use crate::authz::{authorize, Action, Target};
 use crate::authz::{key_limit_reached, may_hold_another_key};
 use crate::config::MAX_ROTATION_GRACE_SECONDS;
 use crate::domain::{
-    validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal, Role, Tenant,
+    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal,
+    Role, Tenant,
 };
 use crate::error::{Error, Result};
 use crate::store::{
@@ -26,6 +27,9 @@ pub struct KeyRequest<'a> {
     /// The most the key may do (`None`: its owner's role); never more than
     /// the key that creates it may.
     pub role_ceiling: Option<Role>,
+    /// The networks it may be used from (empty: any); within those of the
+    /// key that creates it.
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// Who makes a key: recorded on it.
@@ -36,6 +40,8 @@ pub(super) struct Creator<'a> {
     pub key_id: Option<Uuid>,
     /// That key's role ceiling: no key it makes may do more.
     pub ceiling: Option<Role>,
+    /// That key's networks: no key it makes may be used from elsewhere.
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 impl<'a> Creator<'a> {
@@ -45,6 +51,7 @@ impl<'a> Creator<'a> {
             name: &p.username,
             key_id: Some(p.api_key_id),
             ceiling: p.key_ceiling,
+            networks: p.key_networks.clone(),
         }
     }
 
@@ -55,6 +62,7 @@ impl<'a> Creator<'a> {
             name,
             key_id: None,
             ceiling: None,
+            networks: Vec::new(),
         }
     }
 }
@@ -79,7 +87,7 @@ impl Attempt {
 
 /// What one try at a rotation came to (see [`ApiKeys::try_rotation`]).
 pub(super) enum Tried {
-    Done(Rotated),
+    Done(Box<Rotated>),
     Again(Option<Member>),
     CallerNotAdmin,
 }
@@ -148,6 +156,7 @@ impl ApiKeys {
                 // Never more than the key that makes it may do.
                 role_ceiling: Role::lower_ceiling(request.role_ceiling, creator.ceiling),
                 disabled: false,
+                allowed_networks: request.allowed_networks.clone(),
                 last_used: None,
             },
             hash: secret.hash(),
@@ -306,11 +315,14 @@ impl ApiKeys {
         &self,
         p: &Principal,
         user_id: Uuid,
-        request: KeyRequest<'_>,
+        mut request: KeyRequest<'_>,
         default_tenant_id: Option<Uuid>,
     ) -> Result<(ApiKey, NewKey)> {
         may_change(p)?;
         self.check_key_request(&request)?;
+        // Never usable from more places than the key that makes it.
+        request.allowed_networks =
+            narrow_networks(&request.allowed_networks, &p.key_networks).map_err(Error::BadInput)?;
         if default_tenant_id.is_some_and(|t| t != p.tenant_id) {
             return Err(Error::BadInput(
                 "default_tenant_id must be the tenant the request acts in".into(),
@@ -563,6 +575,9 @@ impl ApiKeys {
             name: &old.key.name,
             expires_at: old.key.expires_at,
             role_ceiling: old.key.role_ceiling,
+            // Within the rotating key's networks (checked before).
+            allowed_networks: narrow_networks(&old.key.allowed_networks, &creator.networks)
+                .unwrap_or_else(|_| creator.networks.clone()),
         };
         let (mut new, secret) = self.mint(owner, tenant, &request, creator);
         new.key.rotated_from = Some(old.key.id);
@@ -618,7 +633,7 @@ impl ApiKeys {
             )
             .await?;
         match result {
-            Rotation::Rotated => Ok(Tried::Done(attempt.done(now))),
+            Rotation::Rotated => Ok(Tried::Done(Box::new(attempt.done(now)))),
             // The owner changed, or is at the limit (a grace keeps the old
             // key a while): read it, making room from its expired keys,
             // then try again (or say why not).
@@ -668,6 +683,13 @@ impl ApiKeys {
                     "this key is disabled: enable it before rotating it, or revoke it".into(),
                 ));
             }
+            narrow_networks(&old.key.allowed_networks, &p.key_networks).map_err(|_| {
+                Error::BadInput(
+                    "this key may be used from networks this API key may not: rotate it with \
+                     a key without that limit"
+                        .into(),
+                )
+            })?;
             // The owner as authentication read it, or (someone else's key) as it is now.
             let owner = if let Some(owner) = reread.take() {
                 owner
@@ -698,7 +720,7 @@ impl ApiKeys {
                 )
                 .await;
             match tried {
-                Ok(Tried::Done(rotated)) => return Ok(rotated),
+                Ok(Tried::Done(rotated)) => return Ok(*rotated),
                 Ok(Tried::Again(owner)) => reread = owner,
                 // The caller lost the admin role, or the owner is gone: no
                 // longer a key of theirs to rotate.

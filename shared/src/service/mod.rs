@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{LeaseKind, Member, Membership, Principal, Tenant};
+use crate::domain::{network_allows, LeaseKind, Member, Membership, Principal, Tenant};
 use crate::error::{Error, Result};
 use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
@@ -75,6 +75,9 @@ pub enum Refusal {
     OwnerRemoved,
     /// A tenant header naming another tenant than the key's.
     WrongTenant,
+    /// A valid key used from a network it is not allowed from (the caller
+    /// is told FORBIDDEN: the key is right, the place is not).
+    NetworkNotAllowed,
 }
 
 impl Refusal {
@@ -86,6 +89,7 @@ impl Refusal {
             Refusal::Disabled => "disabled",
             Refusal::OwnerRemoved => "owner_removed",
             Refusal::WrongTenant => "wrong_tenant",
+            Refusal::NetworkNotAllowed => "network_not_allowed",
         }
     }
 }
@@ -98,6 +102,8 @@ pub enum Gate {
     Unauthenticated(Refusal),
     /// A valid key, and a tenant header naming another tenant.
     WrongTenant,
+    /// A valid key, used from a network it is not allowed from.
+    NetworkNotAllowed,
 }
 
 /// A read-modify-write that lost every race: retryable, nothing applied.
@@ -348,6 +354,7 @@ impl ApiKeys {
             key_last_used: record.last_used,
             key_replaced: record.replaced,
             key_ceiling: record.ceiling,
+            key_networks: record.networks,
         }))
     }
 
@@ -452,6 +459,7 @@ impl ApiKeys {
         &self,
         hash: Option<&TokenHash>,
         tenant_header: Option<&str>,
+        source: Option<std::net::IpAddr>,
     ) -> Result<Gate> {
         let Some(hash) = hash else {
             return Ok(Gate::Unauthenticated(Refusal::Malformed));
@@ -464,8 +472,26 @@ impl ApiKeys {
         Ok(match wanted {
             Some(Ok(tenant)) if tenant != principal.tenant_id => Gate::WrongTenant,
             Some(Err(_)) => Gate::WrongTenant,
+            _ if !network_allows(&principal.key_networks, source) => Gate::NetworkNotAllowed,
             _ => Gate::Allow(Box::new(principal)),
         })
+    }
+
+    /// May the caller's key be used from `source` (the address API Gateway
+    /// saw, never a header the client sets)? A key limited to networks is
+    /// refused from any other place, and where the place is not known.
+    pub fn check_network(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
+        if network_allows(&p.key_networks, source) {
+            return Ok(());
+        }
+        tracing::info!(
+            reason = Refusal::NetworkNotAllowed.code(),
+            "authentication refused"
+        );
+        let from = source.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+        Err(Error::Forbidden(format!(
+            "this API key may not be used from {from}: it is limited to other networks"
+        )))
     }
 
     /// The hash of a presented key when its shape and checksum are right:

@@ -88,6 +88,7 @@ impl ApiKeys {
             name: key_name,
             expires_at: None,
             role_ceiling: None,
+            allowed_networks: Vec::new(),
         };
         self.check_key_request(&request)?;
         let (user, new_user) = self.find_or_new_user(&admin).await?;
@@ -337,7 +338,7 @@ impl ApiKeys {
                 )
                 .await?;
             match tried {
-                Tried::Done(rotated) => return Ok(rotated),
+                Tried::Done(rotated) => return Ok(*rotated),
                 Tried::Again(owner) => reread = owner,
                 // The operator is no caller to re-check: not an answer it gets.
                 Tried::CallerNotAdmin => return Err(Error::NotFound("API key")),

@@ -21,6 +21,8 @@ pub struct HashRecord {
     pub ceiling: Option<Role>,
     /// Disabled: it authenticates nothing until enabled.
     pub disabled: bool,
+    /// The networks the key may be used from (empty: any).
+    pub networks: Vec<ipnet::IpNet>,
     /// What authentication needs beyond the key, copied onto the hash item
     /// so that one read decides it; `None` on an item written before the
     /// copies existed (authentication then reads the membership too).
@@ -103,6 +105,7 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         replaced: f.opt_s("replaced_by")?.is_some(),
         ceiling: f.opt_role("role_ceiling")?,
         disabled: item.contains_key("disabled_at"),
+        networks: f.networks("networks")?,
         copy,
     })
 }

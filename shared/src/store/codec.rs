@@ -95,6 +95,21 @@ impl Fields<'_> {
         AccountType::from_name(self.s(attr)?).ok_or_else(|| StoreError::Corrupt(self.name(), attr))
     }
 
+    /// A string set of networks (absent: none), each as written by us.
+    pub(super) fn networks(&self, attr: &'static str) -> Result<Vec<ipnet::IpNet>> {
+        match self.0.get(attr) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::Ss(nets)) => nets
+                .iter()
+                .map(|n| {
+                    n.parse()
+                        .map_err(|_| StoreError::Corrupt(self.name(), attr))
+                })
+                .collect(),
+            Some(_) => Err(StoreError::Corrupt(self.name(), attr)),
+        }
+    }
+
     pub(super) fn opt_role(&self, attr: &'static str) -> Result<Option<Role>> {
         self.opt_s(attr)?
             .map(|v| Role::from_name(v).ok_or_else(|| StoreError::Corrupt(self.name(), attr)))

@@ -73,6 +73,7 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             last_used: f.opt_time("last_used")?,
             role_ceiling: f.opt_role("role_ceiling")?,
             disabled: item.contains_key("disabled_at"),
+            allowed_networks: f.networks("networks")?,
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
         copy: None,
@@ -116,10 +117,17 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
         }
     }
     lookup.insert("tenant_id".into(), s(k.tenant_id.to_string()));
-    // Authentication reads the ceiling on the lookup; listings on the item.
+    // Authentication reads the ceiling and networks on the lookup;
+    // listings on the item.
     if let Some(ceiling) = k.role_ceiling {
         for item in [&mut listing, &mut lookup] {
             item.insert("role_ceiling".into(), s(ceiling.name()));
+        }
+    }
+    if !k.allowed_networks.is_empty() {
+        let nets: Vec<String> = k.allowed_networks.iter().map(ToString::to_string).collect();
+        for item in [&mut listing, &mut lookup] {
+            item.insert("networks".into(), AttributeValue::Ss(nets.clone()));
         }
     }
     if let Some(copy) = &stored.copy {

@@ -25,6 +25,10 @@ pub struct CreateApiKeyInput {
     /// lower of this and its owner's role, at every request. Null: its
     /// owner's role. Never more than the key that creates it may do.
     pub role_id: Option<Uuid>,
+    /// The networks the key may be used from: IPv4/IPv6 addresses or CIDRs,
+    /// at most 16 (null or empty: any). Within those of the key that
+    /// creates it.
+    pub allowed_networks: Option<Vec<String>>,
 }
 
 #[derive(GraphQLInputObject)]
@@ -100,6 +104,8 @@ pub struct AuthApiKey {
     pub role_ceiling: Option<super::members::RoleDetail>,
     /// Disabled: it fails like a revoked key until enabled.
     pub disabled: bool,
+    /// The networks the key may be used from (empty: any).
+    pub allowed_networks: Vec<String>,
 }
 
 impl From<domain::ApiKey> for AuthApiKey {
@@ -123,6 +129,7 @@ impl From<domain::ApiKey> for AuthApiKey {
             created_by_key_id: k.created_by_key_id,
             role_ceiling: k.role_ceiling.map(Into::into),
             disabled: k.disabled,
+            allowed_networks: k.allowed_networks.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -349,10 +349,14 @@ impl Mutation {
             ),
             None => None,
         };
+        let allowed_networks =
+            domain::parse_networks(input.allowed_networks.as_deref().unwrap_or_default())
+                .map_err(|e| field_error(Error::BadInput(e)))?;
         let request = KeyRequest {
             name: &input.name,
             expires_at: input.expires_at.map(|d| d.0),
             role_ceiling,
+            allowed_networks,
         };
         let (key, secret) = ctx
             .service
