@@ -648,3 +648,27 @@ async fn a_network_limited_key_is_denied_elsewhere_with_a_403() {
         assert_eq!(decision, "allow", "{form}");
     }
 }
+
+#[tokio::test]
+async fn a_network_limited_key_does_not_rotate_an_unlimited_one() {
+    let h = Harness::new().await;
+    let input = json!({"input": {"user_id": h.tenant.admin_id, "name": "office",
+                                 "allowed_networks": ["127.0.0.0/8"]}});
+    let made = h.data(&h.tenant.admin_key, CREATE, Some(input)).await;
+    let office = made["create_api_key"]["key"].as_str().unwrap().to_string();
+    let full = admin_key_id(&h).await;
+    let reply = h
+        .gql(
+            &office,
+            ROTATE,
+            Some(json!({"input": {"key_id": full, "grace_period_seconds": 0}})),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    // The unlimited key still works.
+    assert!(h
+        .gql(&h.tenant.admin_key, "{ hello }", None)
+        .await
+        .get("errors")
+        .is_none());
+}

@@ -31,7 +31,7 @@ export function createKeyDialog(ctx, owner) {
       h("label", { for: "key-role" }, "What the key may do"), ceiling,
       h("p", { class: "hint" }, "A key acts with the lower of this and its owner's role, at every request. A read-only key reads and changes nothing."),
       h("label", { for: "key-networks" }, "Allowed networks (optional)"), networks,
-      h("p", { class: "hint" }, "Addresses or CIDRs, separated by commas or spaces. Leave blank to allow the key from anywhere.")],
+      h("p", { class: "hint" }, "Addresses or CIDRs, separated by commas or spaces. Blank: from anywhere (signed in with a network-limited key: from that key's networks).")],
     submit: async () => {
       const label = name.value.trim();
       if (!label) throw new ApiError("Give the key a name.");

@@ -683,13 +683,16 @@ impl ApiKeys {
                     "this key is disabled: enable it before rotating it, or revoke it".into(),
                 ));
             }
-            narrow_networks(&old.key.allowed_networks, &p.key_networks).map_err(|_| {
-                Error::BadInput(
+            // A limited key rotates only keys within its networks (an
+            // unlimited one is wider than any).
+            let wider = !p.key_networks.is_empty() && old.key.allowed_networks.is_empty();
+            if wider || narrow_networks(&old.key.allowed_networks, &p.key_networks).is_err() {
+                return Err(Error::BadInput(
                     "this key may be used from networks this API key may not: rotate it with \
                      a key without that limit"
                         .into(),
-                )
-            })?;
+                ));
+            }
             // The owner as authentication read it, or (someone else's key) as it is now.
             let owner = if let Some(owner) = reread.take() {
                 owner

@@ -486,6 +486,8 @@ impl ApiKeys {
         }
         tracing::info!(
             reason = Refusal::NetworkNotAllowed.code(),
+            key_id = %p.api_key_id,
+            source = ?source,
             "authentication refused"
         );
         let from = source.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
