@@ -389,6 +389,14 @@ fn unmapped(net: ipnet::IpNet) -> ipnet::IpNet {
     net
 }
 
+/// The caller's address as API Gateway writes it in a request context
+/// (`sourceIp`); a `/32`-style suffix (as `sam local generate-event`
+/// writes) is dropped. `None` for anything that is not one address.
+pub fn parse_source_ip(text: &str) -> Option<std::net::IpAddr> {
+    let address = text.split('/').next().unwrap_or(text);
+    address.trim().parse().ok()
+}
+
 /// May a key limited to `networks` be used from `source`? Any source when
 /// the list is empty; none when the source is not known.
 pub fn network_allows(networks: &[ipnet::IpNet], source: Option<std::net::IpAddr>) -> bool {

@@ -341,18 +341,8 @@ impl Harness {
         headers: &[(&str, &str)],
         source: &str,
     ) -> Reply {
-        let request = event_from(route, "POST", body, headers, Some(source));
-        let response = apikeys_graphql::handle(&self.app, request).await;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
-        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            json,
-        }
+        self.handle(event_from(route, "POST", body, headers, Some(source)))
+            .await
     }
 
     pub async fn send_method(
@@ -362,8 +352,12 @@ impl Harness {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Reply {
-        let response =
-            apikeys_graphql::handle(&self.app, event(route, method, body, headers)).await;
+        self.handle(event(route, method, body, headers)).await
+    }
+
+    /// The handler's answer to `request`.
+    async fn handle(&self, request: lambda_http::Request) -> Reply {
+        let response = apikeys_graphql::handle(&self.app, request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");

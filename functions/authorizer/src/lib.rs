@@ -133,8 +133,7 @@ pub fn source_ip(event: &Value) -> Option<std::net::IpAddr> {
         .pointer("/identity/sourceIp")
         .or_else(|| context.pointer("/http/sourceIp"))?
         .as_str()?;
-    let address = text.split('/').next().unwrap_or(text);
-    address.trim().parse().ok()
+    apikeys_shared::domain::parse_source_ip(text)
 }
 
 /// Decides one authorizer event. `Err` is the gateway's 401 (REST, with

@@ -537,8 +537,7 @@ fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
         #[allow(unreachable_patterns)]
         _ => None,
     }?;
-    let address = text.split('/').next().unwrap_or(&text);
-    address.trim().parse().ok()
+    apikeys_shared::domain::parse_source_ip(&text)
 }
 
 /// Authenticates and executes: everything that reads or writes DynamoDB.
