@@ -195,6 +195,7 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
             expires_at: None,
             role_ceiling: None,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
         };
         h.service()
             .create_api_key(&p, h.tenant.admin_id, request, None)

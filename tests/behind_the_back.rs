@@ -347,6 +347,7 @@ async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
         expires_at: None,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     let err = h
         .service()

@@ -550,6 +550,7 @@ async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
                 expires_at: None,
                 role_ceiling: None,
                 allowed_networks: Vec::new(),
+                scopes: Vec::new(),
             },
             None,
         )

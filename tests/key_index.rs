@@ -33,6 +33,7 @@ async fn key(h: &Harness, p: &Principal, sa: Uuid, name: &str) -> Uuid {
         expires_at: None,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     h.service()
         .create_api_key(p, sa, request, None)

@@ -318,6 +318,7 @@ async fn the_operator_issues_a_read_only_key() {
         expires_at: None,
         role_ceiling: Some(Role::ReadOnlyUser),
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     let (key, secret) = h.service().issue_key("acme", "bob", request).await.unwrap();
     assert_eq!(key.role_ceiling, Some(Role::ReadOnlyUser));
@@ -371,6 +372,7 @@ async fn a_change_in_flight_when_its_key_stops_writes_nothing() {
         expires_at: None,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     for stop in ["disable", "revoke", "rotate"] {
         let (id, key) = key_with(&h, &h.tenant.admin_key, admin, stop, None).await;
@@ -426,7 +428,17 @@ async fn concurrent_disables_and_enables_never_answer_not_found() {
             } else {
                 (ENABLE, "enable_api_key")
             };
-            let reply = h.gql(&h.tenant.admin_key, query, Some(vars)).await;
+            // A request that lost every race is the retryable HTTP 503.
+            let auth = format!("Bearer {}", h.tenant.admin_key);
+            let reply = h
+                .send(
+                    Route::RestGraphql,
+                    &apikeys_tests::prefect_body(query, Some(vars)),
+                    &[("Authorization", &auth)],
+                )
+                .await;
+            assert!([200, 503].contains(&reply.status), "{}", reply.body);
+            let reply = reply.json;
             (
                 reply["data"][field]["success"].clone(),
                 error_code(&reply).to_string(),
@@ -607,7 +619,7 @@ fn authorizer_event(form: &str, key: &str) -> Value {
 #[tokio::test]
 async fn a_network_limited_key_is_denied_elsewhere_with_a_403() {
     let h = Harness::new().await;
-    let app = apikeys_authorizer::App::new(h.service_copy());
+    let app = apikeys_authorizer::App::new(h.service_copy(), Default::default());
     let input = json!({"input": {"user_id": h.tenant.admin_id, "name": "office",
                                  "allowed_networks": ["198.51.100.0/24"]}});
     let made = h

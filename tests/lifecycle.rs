@@ -472,7 +472,7 @@ async fn a_concurrent_burst_records_one_use_and_a_revoked_key_none() {
 async fn the_authorizer_records_use_too() {
     let h = Harness::new().await;
     let bob = h.add_member("acme", "bob", Role::User).await;
-    let authorizer = apikeys_authorizer::App::new(h.service_copy());
+    let authorizer = apikeys_authorizer::App::new(h.service_copy(), Default::default());
     let event = json!({
         "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:api/prod/GET/whoami",
         "headers": {"Authorization": format!("Bearer {}", bob.key)},
@@ -631,6 +631,7 @@ async fn a_refused_or_failed_change_writes_no_record() {
                 expires_at: None,
                 role_ceiling: None,
                 allowed_networks: Vec::new(),
+                scopes: Vec::new(),
             },
             None,
         )

@@ -221,6 +221,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
             expires_at: Some(t0 + time::Duration::seconds(10)),
             role_ceiling: None,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
         };
         h.service().issue_key("acme", "bob", request).await.unwrap();
     }
@@ -229,6 +230,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         expires_at: None,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     let refused = h
         .service()
@@ -243,6 +245,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         expires_at: None,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     h.service().issue_key("acme", "bob", request).await.unwrap();
     // Alice's, Bob's first and the new one, and the 9 expired keys past the

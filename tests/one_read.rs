@@ -168,6 +168,7 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
             role_ceiling: None,
             disabled: false,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
             last_used: None,
         },
         hash: secret.hash(),

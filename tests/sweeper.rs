@@ -24,6 +24,7 @@ async fn key(
         expires_at,
         role_ceiling: None,
         allowed_networks: Vec::new(),
+        scopes: Vec::new(),
     };
     let (_, secret) = h
         .service()

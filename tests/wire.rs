@@ -419,6 +419,7 @@ async fn with_introspection_enabled_it_answers_and_no_page_from_another_origin_i
             "expires_at",
             "name",
             "role_id",
+            "scopes",
             "user_id"
         ]
     );

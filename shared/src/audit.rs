@@ -32,10 +32,11 @@ pub enum AuditAction {
     RoleChanged,
     MemberRemoved,
     TenantCreated,
+    KeyPolicyChanged,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 12] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
@@ -48,6 +49,7 @@ impl AuditAction {
         AuditAction::RoleChanged,
         AuditAction::MemberRemoved,
         AuditAction::TenantCreated,
+        AuditAction::KeyPolicyChanged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +66,7 @@ impl AuditAction {
             AuditAction::RoleChanged => "ROLE_CHANGED",
             AuditAction::MemberRemoved => "MEMBER_REMOVED",
             AuditAction::TenantCreated => "TENANT_CREATED",
+            AuditAction::KeyPolicyChanged => "KEY_POLICY_CHANGED",
         }
     }
 

@@ -31,10 +31,13 @@ pub enum Action {
     ReadEmail,
     /// Read the tenant's audit log (the target does not matter).
     ReadAuditLog,
+    /// Set the tenant's key policy (the target does not matter; every
+    /// member reads it, to make keys that meet it).
+    SetKeyPolicy,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::CreateKey,
         Action::ListKeys,
         Action::RevokeKey,
@@ -44,6 +47,7 @@ impl Action {
         Action::RemoveMember,
         Action::ReadEmail,
         Action::ReadAuditLog,
+        Action::SetKeyPolicy,
     ];
 }
 
@@ -86,6 +90,9 @@ pub fn authorize(actor: Actor, action: Action, target: Target) -> bool {
     match (action, target) {
         // Who did what in the tenant: its admins, people and service accounts.
         (ReadAuditLog, _) => admin,
+        // The rules every key of the tenant must meet: its human admins
+        // (a leaked service-account key cannot loosen them).
+        (SetKeyPolicy, _) => human_admin,
         (CreateKey | ListKeys | RevokeKey, Target::Myself) => true,
         (CreateKey | ListKeys | RevokeKey, Target::ServiceAccount) => admin,
         (CreateKey | ListKeys | RevokeKey, Target::OtherUser) => false,
@@ -139,6 +146,12 @@ const PERMISSIONS: &[(&str, Action, Target, bool)] = &[
         Action::ReadAuditLog,
         Target::Myself,
         false,
+    ),
+    (
+        "update:key_policy",
+        Action::SetKeyPolicy,
+        Target::Myself,
+        true,
     ),
 ];
 
@@ -242,6 +255,9 @@ mod tests {
         (ReadAuditLog, Myself,                 [true, false, false], [true, false, false]),
         (ReadAuditLog, ServiceAccount,         [true, false, false], [true, false, false]),
         (ReadAuditLog, OtherUser,              [true, false, false], [true, false, false]),
+        (SetKeyPolicy, Myself,                 [true, false, false], [false, false, false]),
+        (SetKeyPolicy, ServiceAccount,         [true, false, false], [false, false, false]),
+        (SetKeyPolicy, OtherUser,              [true, false, false], [false, false, false]),
     ];
 
     #[test]
@@ -270,7 +286,7 @@ mod tests {
             }
         }
         assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
-        assert_eq!(checked, 162);
+        assert_eq!(checked, 180);
     }
 
     #[test]
@@ -284,6 +300,7 @@ mod tests {
             "update:membership",
             "delete:membership",
             "read:audit_log",
+            "update:key_policy",
         ];
         let member = ["read:tenant", "create:api_key", "delete:api_key"];
         assert_eq!(

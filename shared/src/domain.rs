@@ -268,6 +268,15 @@ pub struct Principal {
     pub key_ceiling: Option<Role>,
     /// The networks the presenting key may be used from (empty: any).
     pub key_networks: Vec<ipnet::IpNet>,
+    /// The presenting key's scopes (empty: not limited by scopes).
+    pub key_scopes: Vec<String>,
+    /// When the presenting key was made (`None`: an item written before
+    /// this was copied, in a tenant that never set a key policy).
+    pub key_created: Option<OffsetDateTime>,
+    /// When the presenting key expires.
+    pub key_expires_at: Option<OffsetDateTime>,
+    /// The tenant's key policy as copied onto the presenting key's item.
+    pub policy: crate::policy::KeyPolicy,
 }
 
 impl Principal {
@@ -287,7 +296,17 @@ impl Principal {
     /// and not with a read-only ceiling (a read-only key reads, and nothing
     /// else: not even its owner's keys).
     pub fn key_may_write(&self) -> bool {
-        !self.key_replaced && self.key_ceiling != Some(Role::ReadOnlyUser)
+        !self.key_replaced
+            && self.key_ceiling != Some(Role::ReadOnlyUser)
+            && crate::policy::scopes_grant(&self.key_scopes, crate::policy::SCOPE_APIKEYS_WRITE)
+    }
+
+    /// May the presenting key use this service's own API at all? A scoped
+    /// key needs `apikeys:read` or `apikeys:write` (or `apikeys:*`).
+    pub fn key_may_read(&self) -> bool {
+        use crate::policy::{scopes_grant, SCOPE_APIKEYS_READ, SCOPE_APIKEYS_WRITE};
+        scopes_grant(&self.key_scopes, SCOPE_APIKEYS_READ)
+            || scopes_grant(&self.key_scopes, SCOPE_APIKEYS_WRITE)
     }
 
     /// The caller as a member of its tenant.
@@ -334,6 +353,9 @@ pub struct ApiKey {
     pub disabled: bool,
     /// The networks the key may be used from (empty: any).
     pub allowed_networks: Vec<ipnet::IpNet>,
+    /// What the key may do on the platform's APIs, as `resource:action`
+    /// (empty: not limited by scopes).
+    pub scopes: Vec<String>,
 }
 
 /// The most networks one key may be limited to.

@@ -2,9 +2,20 @@
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
-    /// Missing, malformed, unknown, expired or revoked key, or a foreign tenant.
+    /// Missing, malformed, unknown, expired, disabled or revoked key, or a
+    /// foreign tenant: the reason goes to the logs and `extensions.reason`.
     #[error("Unauthenticated")]
-    Unauthenticated,
+    Unauthenticated(Refusal),
+    /// A key that authenticates, refused where it is used or for what it
+    /// asks (its networks, its scopes, its tenant's key policy): FORBIDDEN
+    /// with the reason and a message naming the rule, never the key.
+    #[error("{message}")]
+    Denied {
+        reason: Refusal,
+        message: String,
+        /// The scope the request needed (for [`Refusal::ScopeMissing`]).
+        needed_scope: Option<String>,
+    },
     /// Absent, in another tenant, or not the caller's to touch: all look alike.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -42,6 +53,73 @@ fn busy_message(kind: crate::domain::LeaseKind, until: time::OffsetDateTime) -> 
         "this member is {what} by another request (or was, by one that failed): nothing was \
          changed; try again in a moment (the hold ends by {until} at the latest)"
     )
+}
+
+/// Why a key was refused: a stable, machine-readable code for the logs,
+/// the audit and the error's `extensions.reason`. Never a help to someone
+/// guessing keys: a key of the right shape that was never made and a
+/// revoked one are the same answer (a revoked key is deleted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key, or one of the wrong shape, prefix or checksum (no read).
+    Malformed,
+    /// Well formed, and no such key: never made, or revoked.
+    UnknownOrRevoked,
+    Expired,
+    Disabled,
+    /// The key's owner is no longer a member (an item of an earlier version).
+    OwnerRemoved,
+    /// A tenant header naming another tenant than the key's.
+    WrongTenant,
+    /// The key that made a change was revoked, disabled or replaced while
+    /// the change was being made.
+    KeyStopped,
+    /// A valid key used from a network it, or its tenant, does not allow.
+    NetworkNotAllowed,
+    /// A scoped key asking for something none of its scopes grants.
+    ScopeMissing,
+    /// The key lives longer than its tenant's policy allows (or never
+    /// expires under a limit).
+    PolicyMaxLifetime,
+    /// The tenant requires scopes, and the key has none.
+    PolicyScopesRequired,
+    /// The caller's address is outside the tenant's network allowlist.
+    PolicyNetwork,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::UnknownOrRevoked => "unknown_or_revoked",
+            Refusal::Expired => "expired",
+            Refusal::Disabled => "disabled",
+            Refusal::OwnerRemoved => "owner_removed",
+            Refusal::WrongTenant => "wrong_tenant",
+            Refusal::KeyStopped => "key_stopped",
+            Refusal::NetworkNotAllowed => "network_not_allowed",
+            Refusal::ScopeMissing => "scope_missing",
+            Refusal::PolicyMaxLifetime => "policy_max_lifetime",
+            Refusal::PolicyScopesRequired => "policy_scopes_required",
+            Refusal::PolicyNetwork => "policy_network",
+        }
+    }
+
+    /// Every reason, for tests and the documentation.
+    pub const ALL: [Refusal; 12] = [
+        Refusal::Malformed,
+        Refusal::UnknownOrRevoked,
+        Refusal::Expired,
+        Refusal::Disabled,
+        Refusal::OwnerRemoved,
+        Refusal::WrongTenant,
+        Refusal::KeyStopped,
+        Refusal::NetworkNotAllowed,
+        Refusal::ScopeMissing,
+        Refusal::PolicyMaxLifetime,
+        Refusal::PolicyScopesRequired,
+        Refusal::PolicyNetwork,
+    ];
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,10 +12,11 @@ pub mod domain;
 pub mod error;
 pub mod https;
 pub mod logging;
+pub mod policy;
 pub mod service;
 pub mod store;
 pub mod sweep;
 pub mod token;
 
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Result};
 pub use service::ApiKeys;

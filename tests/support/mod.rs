@@ -315,6 +315,7 @@ impl Harness {
             expires_at: None,
             role_ceiling: None,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
         };
         let (_, secret) = self
             .service()
@@ -449,6 +450,7 @@ impl Harness {
                 expires_at: Some(t0 + Duration::seconds(i as i64 + 1)),
                 role_ceiling: None,
                 allowed_networks: Vec::new(),
+                scopes: Vec::new(),
             };
             let (_, secret) = self
                 .service()
@@ -488,6 +490,7 @@ impl Harness {
                 role_ceiling: None,
                 disabled: false,
                 allowed_networks: Vec::new(),
+                scopes: Vec::new(),
                 last_used: None,
             },
             hash: secret.hash(),
@@ -798,9 +801,46 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 /// The UNAUTHENTICATED envelope the Prefect client expects (README, "The
-/// GraphQL API"), exactly.
-pub fn unauthenticated() -> Value {
-    json!({"errors":[{"message":"Unauthenticated","extensions":{"code":"UNAUTHENTICATED"}}],"data":null})
+/// GraphQL API"), exactly, with any of the reasons a refusal may name.
+pub fn unauthenticated() -> Unauthenticated {
+    Unauthenticated(None)
+}
+
+/// The same envelope, with exactly this `extensions.reason`.
+pub fn unauthenticated_because(reason: &'static str) -> Unauthenticated {
+    Unauthenticated(Some(reason))
+}
+
+/// What [`unauthenticated`] compares equal to: the envelope, and a known
+/// reason (the given one, when given).
+#[derive(Clone, Debug)]
+pub struct Unauthenticated(Option<&'static str>);
+
+impl Unauthenticated {
+    fn matches(&self, reply: &Value) -> bool {
+        let reason = reply["errors"][0]["extensions"]["reason"]
+            .as_str()
+            .unwrap_or("");
+        let known = apikeys_shared::Refusal::ALL
+            .iter()
+            .any(|r| r.code() == reason);
+        let wanted = self.0.is_none_or(|w| w == reason);
+        let envelope = json!({"errors":[{"message":"Unauthenticated","extensions":{
+            "code":"UNAUTHENTICATED","reason": reason}}],"data":null});
+        known && wanted && *reply == envelope
+    }
+}
+
+impl PartialEq<Unauthenticated> for Value {
+    fn eq(&self, other: &Unauthenticated) -> bool {
+        other.matches(self)
+    }
+}
+
+impl PartialEq<Value> for Unauthenticated {
+    fn eq(&self, other: &Value) -> bool {
+        self.matches(other)
+    }
 }
 
 /// The `extensions.code` of the first error.

@@ -15,10 +15,13 @@ use std::time::Duration;
 use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::Principal;
-use apikeys_shared::service::Gate;
+use apikeys_shared::service::{Gate, Refusal};
 use apikeys_shared::token::{bearer_token, NewKey};
 use apikeys_shared::ApiKeys;
 use serde_json::{json, Map, Value};
+
+pub mod routes;
+use routes::{request_of, RouteMap};
 
 /// What a REST API authorizer returns to have API Gateway answer 401: an
 /// error with exactly this message. Any other error is the gateway's 500.
@@ -26,19 +29,32 @@ pub const UNAUTHORIZED: &str = "Unauthorized";
 
 pub struct App {
     service: ApiKeys,
+    routes: RouteMap,
 }
 
 impl App {
-    pub fn new(service: ApiKeys) -> Self {
-        Self { service }
+    pub fn new(service: ApiKeys, routes: RouteMap) -> Self {
+        Self { service, routes }
     }
 
+    /// The function as deployed: its configuration and route map
+    /// (`ROUTE_SCOPES`) from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::with_clock(Config::from_env()?, Arc::new(SystemClock))
+        let routes = std::env::var("ROUTE_SCOPES").ok();
+        Self::with_clock(
+            Config::from_env()?,
+            Arc::new(SystemClock),
+            routes.as_deref(),
+        )
     }
 
-    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        Ok(Self::new(ApiKeys::from_config(config, clock)?))
+    pub fn with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        routes: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let routes = RouteMap::parse(routes).map_err(ConfigError::new)?;
+        Ok(Self::new(ApiKeys::from_config(config, clock)?, routes))
     }
 
     pub fn service(&self) -> &ApiKeys {
@@ -97,22 +113,24 @@ fn context(p: &Principal) -> Value {
         "read_only_key": if p.key_may_write() { "false" } else { "true" },
         "account_type": p.account_type.name(),
         "api_key_id": p.api_key_id.to_string(),
+        // Space-separated (context values are strings); empty: not
+        // limited by scopes.
+        "scopes": p.key_scopes.join(" "),
     })
 }
 
-/// The policy's resource: every method and path of the API stage the
-/// request came to (`arn:...:api-id/stage/*`), so that an answer cached by
-/// the gateway (when the cache TTL is raised) serves the caller's other
-/// routes too, not only the one first asked for.
-fn stage_resource(method_arn: &str) -> String {
-    let mut parts = method_arn.splitn(3, '/');
-    match (parts.next(), parts.next()) {
-        (Some(api), Some(stage)) => format!("{api}/{stage}/*"),
-        _ => method_arn.to_string(),
+/// The context of a refusal, for the operator's logs and a gateway
+/// response template (`$context.authorizer.reason`, `.needed_scope`,
+/// `.message`): never anything about the key.
+fn refusal_context(reason: &str, message: &str, needed_scope: Option<&str>) -> Value {
+    let mut context = json!({"reason": reason, "message": message});
+    if let (Some(scope), Some(object)) = (needed_scope, context.as_object_mut()) {
+        object.insert("needed_scope".into(), Value::String(scope.to_string()));
     }
+    context
 }
 
-fn policy(principal_id: &str, effect: &str, resource: &str, context: Value) -> Value {
+fn policy(principal_id: &str, effect: &str, resource: Value, context: Value) -> Value {
     json!({
         "principalId": principal_id,
         "policyDocument": {
@@ -164,59 +182,122 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         }
     }
     let http_api = event.get("version").and_then(Value::as_str) == Some("2.0");
+    // The request as its ARN names it: REST `methodArn`, HTTP API `routeArn`.
+    let arn = event
+        .get(if http_api { "routeArn" } else { "methodArn" })
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let request = request_of(arn);
+    // A scoped key: the route map decides (a request whose ARN cannot be
+    // read is refused to it).
+    let scope = match (&gate, &request) {
+        (Gate::Allow(p), Some(r)) => app.routes.decide(&p.key_scopes, r.method, r.path),
+        (Gate::Allow(p), None) if !p.key_scopes.is_empty() => Err(None),
+        _ => Ok(()),
+    };
     // Why, for the operator, whatever the answer's form (a REST 401 leaves
     // before any answer is built).
-    let reason = match &gate {
-        Gate::Allow(_) => "allowed",
-        Gate::Unauthenticated(refusal) => refusal.code(),
-        Gate::WrongTenant => "wrong_tenant",
-        Gate::NetworkNotAllowed => "network_not_allowed",
+    let reason = match (&gate, &scope) {
+        (Gate::Allow(_), Ok(())) => "allowed",
+        (Gate::Allow(_), Err(_)) => Refusal::ScopeMissing.code(),
+        (Gate::Unauthenticated(refusal), _) => refusal.code(),
+        (Gate::Forbidden(refusal, _), _) => refusal.code(),
     };
-    let allowed = matches!(gate, Gate::Allow(_));
-    tracing::info!(allowed, http_api, reason, "authorizer decision");
+    let allowed = matches!((&gate, &scope), (Gate::Allow(_), Ok(())));
+    match &scope {
+        Err(needed) if matches!(gate, Gate::Allow(_)) => tracing::info!(
+            allowed,
+            http_api,
+            reason,
+            needed_scope = needed.as_deref().unwrap_or("none"),
+            "authorizer decision"
+        ),
+        _ => tracing::info!(allowed, http_api, reason, "authorizer decision"),
+    }
+    let refusal = |needed: &Option<String>| {
+        let message = match needed {
+            Some(scope) => format!("this API key lacks the scope this route needs: {scope}"),
+            None => "no scope of this API key grants this route".to_string(),
+        };
+        refusal_context(Refusal::ScopeMissing.code(), &message, needed.as_deref())
+    };
     let answer = if http_api {
         // HTTP APIs: `isAuthorized: false` is the gateway's 403; its 401 is
         // for a request without the identity source header, decided before
         // this function runs.
-        match gate {
-            Gate::Allow(p) => json!({"isAuthorized": true, "context": context(&p)}),
-            Gate::Unauthenticated(_) | Gate::WrongTenant | Gate::NetworkNotAllowed => {
-                json!({"isAuthorized": false, "context": Map::new()})
+        match (gate, scope) {
+            (Gate::Allow(p), Ok(())) => json!({"isAuthorized": true, "context": context(&p)}),
+            (Gate::Allow(_), Err(needed)) => {
+                json!({"isAuthorized": false, "context": refusal(&needed)})
             }
+            (Gate::Forbidden(refusal, message), _) => json!({"isAuthorized": false,
+                "context": refusal_context(refusal.code(), &message, None)}),
+            (Gate::Unauthenticated(_), _) => json!({"isAuthorized": false, "context": Map::new()}),
         }
     } else {
-        let method_arn = event
-            .get("methodArn")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match gate {
-            Gate::Allow(p) => policy(
+        let stage = request.as_ref().map(|r| r.stage);
+        match (gate, scope) {
+            // Every route the key may take, so that an answer the gateway
+            // caches (with a cache TTL) is right for the key's other routes.
+            (Gate::Allow(p), Ok(())) => policy(
                 &p.user_id.to_string(),
                 "Allow",
-                &stage_resource(method_arn),
+                match stage {
+                    Some(stage) => allowed_resources(&app.routes, &p.key_scopes, stage),
+                    // An ARN of no known form: that request alone.
+                    None => json!(arn),
+                },
                 context(&p),
             ),
-            Gate::WrongTenant | Gate::NetworkNotAllowed => {
-                policy("forbidden", "Deny", method_arn, json!({}))
+            (Gate::Allow(p), Err(needed)) => {
+                let resources = stage
+                    .map(|stage| app.routes.resources(&p.key_scopes, stage))
+                    .unwrap_or_default();
+                if resources.is_empty() {
+                    policy(&p.user_id.to_string(), "Deny", json!(arn), refusal(&needed))
+                } else {
+                    // The routes it may take, and an explicit refusal of this one.
+                    let mut answer = policy(
+                        &p.user_id.to_string(),
+                        "Allow",
+                        json!(resources),
+                        refusal(&needed),
+                    );
+                    if let Some(statements) = answer
+                        .pointer_mut("/policyDocument/Statement")
+                        .and_then(Value::as_array_mut)
+                    {
+                        statements.push(json!({"Action": "execute-api:Invoke", "Effect": "Deny",
+                            "Resource": arn}));
+                    }
+                    answer
+                }
             }
-            Gate::Unauthenticated(_) => return Err(UNAUTHORIZED.into()),
+            (Gate::Forbidden(refusal, message), _) => policy(
+                "forbidden",
+                "Deny",
+                json!(arn),
+                refusal_context(refusal.code(), &message, None),
+            ),
+            (Gate::Unauthenticated(_), _) => return Err(UNAUTHORIZED.into()),
         }
     };
     Ok(answer)
 }
 
+/// The resources of an Allow policy for a key with `scopes` on `stage`: the
+/// whole stage without scopes, else the routes the map grants them.
+fn allowed_resources(routes: &RouteMap, scopes: &[String], stage: &str) -> Value {
+    let resources = routes.resources(scopes, stage);
+    match resources.as_slice() {
+        [one] => json!(one),
+        _ => json!(resources),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_policy_covers_the_whole_stage() {
-        assert_eq!(
-            stage_resource("arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/GET/request"),
-            "arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/*"
-        );
-        assert_eq!(stage_resource("odd"), "odd");
-    }
 
     #[test]
     fn headers_are_found_in_any_case_and_in_multi_value_form() {

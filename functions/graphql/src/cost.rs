@@ -48,6 +48,7 @@ pub const STORAGE_FIELDS: &[&str] = &[
     "user",
     "user_view_same_tenant",
     "audit_log",
+    "key_policy",
 ];
 
 /// The limits of a document that asks only for introspection (`__schema`,
@@ -68,7 +69,8 @@ pub const INTROSPECTION_LIMITS: Limits = Limits {
 /// must be its request's only field, since an error in another field of
 /// the request would null the whole answer (their payloads are non-null)
 /// and the secret, already stored, would never be seen.
-pub const SECRET_FIELDS: &[&str] = &["create_api_key", "rotate_api_key"];
+/// `set_key_policy` too: it writes every key of the tenant, once a request.
+pub const SECRET_FIELDS: &[&str] = &["create_api_key", "rotate_api_key", "set_key_policy"];
 
 /// Fields that read a page of their own (arguments choose which page), so
 /// not memoized per request: each may run once per request.
@@ -180,8 +182,9 @@ pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooC
     }
     if kind == OperationType::Mutation && cost.secret_fields > 0 && cost.root_fields > 1 {
         return Err(TooComplex(
-            "create_api_key and rotate_api_key must each be the only field of their request: \
-             an error in another field would hide the new key"
+            "create_api_key, rotate_api_key and set_key_policy must each be the only field of \
+             their request: an error in another field would hide a new key, and a policy \
+             change writes every key of the tenant"
                 .to_string(),
         ));
     }

@@ -78,7 +78,7 @@ impl App {
                 tracing::warn!("the warm-up request took over two seconds");
             }
         }
-        let context = Context::new(Arc::clone(&self.service), warm_up_principal());
+        let context = Context::new(Arc::clone(&self.service), warm_up_principal(), None);
         let _ = juniper::execute(
             "{ hello auth_info { role permissions } }",
             None,
@@ -115,6 +115,10 @@ fn warm_up_principal() -> Principal {
         key_replaced: false,
         key_ceiling: None,
         key_networks: Vec::new(),
+        key_scopes: Vec::new(),
+        key_created: None,
+        key_expires_at: None,
+        policy: apikeys_shared::policy::KeyPolicy::default(),
     }
 }
 
@@ -241,11 +245,26 @@ fn negotiated(mut response: Response<Body>, graphql_response: bool) -> Response<
     response
 }
 
-fn unauthenticated() -> Response<Body> {
+/// UNAUTHENTICATED at HTTP 200 (what the Prefect client turns into its
+/// login message), with the reason in `extensions.reason`.
+fn unauthenticated(reason: Refusal) -> Response<Body> {
     json_response(
         StatusCode::OK,
-        &error_body("Unauthenticated", "UNAUTHENTICATED"),
+        &json!({"errors": [{"message": "Unauthenticated", "extensions": {
+            "code": "UNAUTHENTICATED", "reason": reason.code()}}], "data": null}),
     )
+}
+
+/// A service error as one GraphQL error object, extensions and all (the
+/// same mapping as a resolver's).
+fn field_error_json(err: &Error) -> Value {
+    let error = crate::schema::field_error(err.clone());
+    json!({"message": error.message(), "extensions": juniper_value(error.extensions())})
+}
+
+/// A juniper value (an error's extensions) as JSON.
+fn juniper_value(value: &juniper::Value) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// The parts of a GraphQL-over-HTTP request body.
@@ -457,7 +476,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
                 &error_body(LEGACY_TOKEN_MESSAGE, "UNAUTHENTICATED"),
             );
         }
-        return unauthenticated();
+        return unauthenticated(Refusal::Malformed);
     };
     let measured = match measure(app, &parsed) {
         Ok(measured) => measured,
@@ -552,13 +571,17 @@ async fn run(
     let authenticated = match app.service.authenticate_hash(hash, tenant_header).await {
         Ok(principal) => app
             .service
-            .check_network(&principal, source)
+            .admit_here(&principal, source)
             .map(|()| principal),
         Err(e) => Err(e),
     };
     let principal = match authenticated {
         Ok(principal) => principal,
-        Err(Error::Unauthenticated) => return unauthenticated(),
+        Err(Error::Unauthenticated(reason)) => return unauthenticated(reason),
+        Err(denied @ Error::Denied { .. }) => {
+            let error = field_error_json(&denied);
+            return json_response(StatusCode::OK, &json!({"errors": [error], "data": null}));
+        }
         Err(other) => {
             let (code, message) = error_code_and_message(&other);
             let status = if code == SERVICE_UNAVAILABLE {
@@ -572,7 +595,7 @@ async fn run(
     // The key's use is recorded (once per interval) alongside the work, and
     // finished before the answer leaves: a frozen instance loses nothing.
     let key_use = app.service.key_use(hash, &principal);
-    let context = Context::new(Arc::clone(&app.service), principal);
+    let context = Context::new(Arc::clone(&app.service), principal, source);
     let execute = juniper::execute(
         &parsed.query,
         parsed.operation_name.as_deref(),

@@ -95,6 +95,36 @@ enum Command {
         /// for several; any by default).
         #[arg(long = "network")]
         networks: Vec<String>,
+        /// A scope the key carries, `resource:action` (repeat for several;
+        /// not limited by scopes by default).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Set a tenant's key policy (every rule given; a rule left out is no
+    /// rule): acknowledged once every key of the tenant carries it.
+    SetPolicy {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The longest a person's key may live, in days (1 to 366).
+        #[arg(long)]
+        max_user_key_days: Option<i64>,
+        /// The longest a service account's key may live, in days (1 to 366).
+        #[arg(long)]
+        max_service_key_days: Option<i64>,
+        /// Every key must carry scopes.
+        #[arg(long)]
+        scopes_required: bool,
+        /// A network every key of the tenant may be used from (repeat for
+        /// several; anywhere by default).
+        #[arg(long = "network")]
+        networks: Vec<String>,
+    },
+    /// Print a tenant's key policy.
+    ShowPolicy {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
     },
     /// Replace a key with a new one (same name, owner and expiry); the old
     /// one keeps working for the grace period. Prints the new key once.
@@ -216,6 +246,50 @@ fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
     })
 }
 
+fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::PolicyView) {
+    let p = &view.policy;
+    let networks: Vec<String> = p.networks.iter().map(ToString::to_string).collect();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "tenant": tenant,
+                "max_user_key_days": p.max_user_key_days,
+                "max_service_key_days": p.max_service_key_days,
+                "scopes_required": p.scopes_required,
+                "allowed_networks": networks,
+                "applied": view.applied,
+            })
+        );
+        return;
+    }
+    let days = |d: Option<u32>| d.map_or_else(|| "no limit".to_string(), |d| format!("{d} days"));
+    println!("key policy of {tenant}:");
+    println!(
+        "  people's keys live at most:           {}",
+        days(p.max_user_key_days)
+    );
+    println!(
+        "  service accounts' keys live at most:  {}",
+        days(p.max_service_key_days)
+    );
+    println!(
+        "  scopes required:                      {}",
+        if p.scopes_required { "yes" } else { "no" }
+    );
+    println!(
+        "  networks:                             {}",
+        if networks.is_empty() {
+            "any".to_string()
+        } else {
+            networks.join(", ")
+        }
+    );
+    if !view.applied {
+        println!("  not yet on every key: set it again to finish");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -329,9 +403,15 @@ async fn run(cli: Cli) -> Result<()> {
             expires_at,
             role,
             networks,
+            scopes,
         } => {
             let allowed_networks = apikeys_shared::domain::parse_networks(&networks)
                 .map_err(|e| anyhow::anyhow!(e))?;
+            let scopes = if scopes.is_empty() {
+                Vec::new()
+            } else {
+                apikeys_shared::policy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!(e))?
+            };
             let expires_at = expires_at
                 .map(|t| {
                     OffsetDateTime::parse(&t, &Rfc3339)
@@ -343,9 +423,30 @@ async fn run(cli: Cli) -> Result<()> {
                 expires_at,
                 role_ceiling: role.map(Role::from),
                 allowed_networks,
+                scopes,
             };
             let (key, secret) = service.issue_key(&tenant, &username, request).await?;
             print_new_key(cli.json, &key, secret.expose_secret(), &tenant, &username);
+        }
+        Command::SetPolicy {
+            tenant,
+            max_user_key_days,
+            max_service_key_days,
+            scopes_required,
+            networks,
+        } => {
+            let change = apikeys_shared::service::PolicyChange {
+                max_user_key_days,
+                max_service_key_days,
+                scopes_required,
+                allowed_networks: networks,
+            };
+            let view = service.set_key_policy_as_operator(&tenant, &change).await?;
+            print_policy(cli.json, &tenant, &view);
+        }
+        Command::ShowPolicy { tenant } => {
+            let view = service.key_policy_as_operator(&tenant).await?;
+            print_policy(cli.json, &tenant, &view);
         }
         Command::RotateKey {
             tenant,

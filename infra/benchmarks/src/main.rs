@@ -140,6 +140,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
             expires_at: None,
             role_ceiling: None,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
         };
         h.service().issue_key("acme", "alice", request).await?;
     }
@@ -304,6 +305,7 @@ fn bare_key(h: &Harness) -> StoredKey {
             role_ceiling: None,
             disabled: false,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
             last_used: None,
         },
         hash: secret.hash(),

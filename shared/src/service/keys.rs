@@ -13,6 +13,7 @@ use crate::domain::{
     Role, Tenant,
 };
 use crate::error::{Error, Result};
+use crate::policy::{narrow_scopes, KeyPolicy, Violation};
 use crate::store::{
     AuthCopy, KeyDelete, KeyInsert, KeyToggle, Rotation, StoredKey, EXPIRED_PER_TRANSACTION,
 };
@@ -30,6 +31,9 @@ pub struct KeyRequest<'a> {
     /// The networks it may be used from (empty: any); within those of the
     /// key that creates it.
     pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Its scopes, checked by `policy::parse_scopes` (empty: not limited
+    /// by scopes); within those of the key that creates it.
+    pub scopes: Vec<String>,
 }
 
 /// Who makes a key: recorded on it.
@@ -42,6 +46,8 @@ pub(super) struct Creator<'a> {
     pub ceiling: Option<Role>,
     /// That key's networks: no key it makes may be used from elsewhere.
     pub networks: Vec<ipnet::IpNet>,
+    /// That key's scopes: no key it makes may do more.
+    pub scopes: Vec<String>,
 }
 
 impl<'a> Creator<'a> {
@@ -52,6 +58,7 @@ impl<'a> Creator<'a> {
             key_id: Some(p.api_key_id),
             ceiling: p.key_ceiling,
             networks: p.key_networks.clone(),
+            scopes: p.key_scopes.clone(),
         }
     }
 
@@ -63,6 +70,7 @@ impl<'a> Creator<'a> {
             key_id: None,
             ceiling: None,
             networks: Vec::new(),
+            scopes: Vec::new(),
         }
     }
 }
@@ -128,6 +136,7 @@ impl ApiKeys {
         &self,
         owner: &Member,
         tenant: &Tenant,
+        policy: &KeyPolicy,
         request: &KeyRequest<'_>,
         creator: &Creator<'_>,
     ) -> (StoredKey, NewKey) {
@@ -157,10 +166,11 @@ impl ApiKeys {
                 role_ceiling: Role::lower_ceiling(request.role_ceiling, creator.ceiling),
                 disabled: false,
                 allowed_networks: request.allowed_networks.clone(),
+                scopes: request.scopes.clone(),
                 last_used: None,
             },
             hash: secret.hash(),
-            copy: Some(AuthCopy::of(owner, tenant.clone())),
+            copy: Some(AuthCopy::of(owner, tenant.clone(), policy.clone())),
         };
         (stored, secret)
     }
@@ -171,6 +181,35 @@ impl ApiKeys {
             return Err(Error::BadInput("expires_at must be in the future".into()));
         }
         Ok(())
+    }
+
+    /// Refuses a key of `owner_type`, made now, that `policy` (its tenant's)
+    /// would refuse at its first use, naming the rule.
+    pub(super) fn check_policy(
+        &self,
+        policy: &KeyPolicy,
+        owner_type: AccountType,
+        request: &KeyRequest<'_>,
+    ) -> Result<()> {
+        let now = self.now();
+        match policy.violation(owner_type, now, request.expires_at, &request.scopes) {
+            None => Ok(()),
+            Some(Violation::NoExpiry { max_days } | Violation::TooLong { max_days }) => {
+                Err(Error::BadInput(format!(
+                    "this tenant's key policy limits {} keys to {max_days} days: give an \
+                     expires_at at most {max_days} days from now",
+                    match owner_type {
+                        AccountType::User => "people's",
+                        AccountType::Service => "service accounts'",
+                    }
+                )))
+            }
+            Some(Violation::ScopesRequired) => Err(Error::BadInput(
+                "this tenant's key policy requires every key to carry scopes: give scopes \
+                 (e.g. [\"orders:read\"])"
+                    .into(),
+            )),
+        }
     }
 
     /// Every key an owner holds in its tenant, as of `owner` (read under a
@@ -323,6 +362,8 @@ impl ApiKeys {
         // Never usable from more places than the key that makes it.
         request.allowed_networks =
             narrow_networks(&request.allowed_networks, &p.key_networks).map_err(Error::BadInput)?;
+        // Never allowed more than the key that makes it.
+        request.scopes = narrow_scopes(&request.scopes, &p.key_scopes).map_err(Error::BadInput)?;
         if default_tenant_id.is_some_and(|t| t != p.tenant_id) {
             return Err(Error::BadInput(
                 "default_tenant_id must be the tenant the request acts in".into(),
@@ -348,8 +389,12 @@ impl ApiKeys {
             Member::from(self.owner_with_room(Some(read), &AuditActor::of(p)).await?)
         };
         let creator_admin = (!for_myself).then_some(p.user_id);
+        // The tenant's policy as the caller's key carries it; the
+        // transaction checks it is still the tenant's.
+        let mut policy = p.policy.clone();
         for _ in 0..CONFLICT_RETRIES {
-            let (stored, secret) = self.mint(&owner, &p.tenant, &request, &Creator::of(p));
+            self.check_policy(&policy, owner.account_type, &request)?;
+            let (stored, secret) = self.mint(&owner, &p.tenant, &policy, &request, &Creator::of(p));
             let created = self.key_created(AuditActor::of(p), &stored.key, &owner.username);
             let audit = self.audit(p.tenant_id, created);
             match self
@@ -363,6 +408,7 @@ impl ApiKeys {
                     let read = self.store.membership(p.tenant_id, user_id).await?;
                     owner = Member::from(self.owner_with_room(read, &AuditActor::of(p)).await?);
                 }
+                KeyInsert::PolicyChanged => policy = self.current_policy(p.tenant_id).await?,
                 // The creator is no longer an admin: not theirs to create.
                 KeyInsert::CallerNotAdmin => return Err(Error::NotFound("user")),
             }
@@ -561,6 +607,7 @@ impl ApiKeys {
         old: &StoredKey,
         owner: &Member,
         tenant: &Tenant,
+        policy: &KeyPolicy,
         grace: i64,
         now: OffsetDateTime,
         creator: &Creator<'_>,
@@ -578,8 +625,11 @@ impl ApiKeys {
             // Within the rotating key's networks (checked before).
             allowed_networks: narrow_networks(&old.key.allowed_networks, &creator.networks)
                 .unwrap_or_else(|_| creator.networks.clone()),
+            // Within the rotating key's scopes (checked before).
+            scopes: narrow_scopes(&old.key.scopes, &creator.scopes)
+                .unwrap_or_else(|_| creator.scopes.clone()),
         };
-        let (mut new, secret) = self.mint(owner, tenant, &request, creator);
+        let (mut new, secret) = self.mint(owner, tenant, policy, &request, creator);
         new.key.rotated_from = Some(old.key.id);
         let detail = match grace_end {
             Some(end) => format!(
@@ -614,13 +664,34 @@ impl ApiKeys {
         old: &StoredKey,
         owner: &Member,
         tenant: &Tenant,
+        policy: &mut KeyPolicy,
         grace: i64,
         now: OffsetDateTime,
         creator: &Creator<'_>,
         actor: AuditActor,
         caller_admin: Option<Uuid>,
     ) -> Result<Tried> {
-        let attempt = self.rotation(old, owner, tenant, grace, now, creator, actor.clone());
+        // The new key must meet the tenant's policy (an old key that does
+        // not is not carried on by a rotation).
+        let request = KeyRequest {
+            name: &old.key.name,
+            expires_at: old.key.expires_at,
+            role_ceiling: None,
+            allowed_networks: Vec::new(),
+            scopes: narrow_scopes(&old.key.scopes, &creator.scopes)
+                .unwrap_or_else(|_| creator.scopes.clone()),
+        };
+        self.check_policy(policy, old.key.owner_type, &request)?;
+        let attempt = self.rotation(
+            old,
+            owner,
+            tenant,
+            policy,
+            grace,
+            now,
+            creator,
+            actor.clone(),
+        );
         let result = self
             .store
             .rotate_key(
@@ -645,6 +716,11 @@ impl ApiKeys {
             // The old key was revoked, expired or rotated meanwhile: the next
             // look tells which.
             Rotation::OldKeyChanged => Ok(Tried::Again(None)),
+            // Made again under the tenant's policy as it is now.
+            Rotation::PolicyChanged => {
+                *policy = self.current_policy(tenant.id).await?;
+                Ok(Tried::Again(Some(owner.clone())))
+            }
             Rotation::CallerNotAdmin => Ok(Tried::CallerNotAdmin),
         }
     }
@@ -665,6 +741,7 @@ impl ApiKeys {
         let grace = check_grace(grace_seconds)?;
         // The owner as last read after a failed attempt.
         let mut reread: Option<Member> = None;
+        let mut policy = p.policy.clone();
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let Some((old, others)) = self.revocable(p, key_id).await? else {
@@ -693,6 +770,15 @@ impl ApiKeys {
                         .into(),
                 ));
             }
+            // Likewise a scoped key rotates only keys within its scopes.
+            let broader = !p.key_scopes.is_empty() && old.key.scopes.is_empty();
+            if broader || narrow_scopes(&old.key.scopes, &p.key_scopes).is_err() {
+                return Err(Error::BadInput(
+                    "this key has scopes this API key has not: rotate it with a key without \
+                     that limit"
+                        .into(),
+                ));
+            }
             // The owner as authentication read it, or (someone else's key) as it is now.
             let owner = if let Some(owner) = reread.take() {
                 owner
@@ -715,6 +801,7 @@ impl ApiKeys {
                     &old,
                     &owner,
                     &p.tenant,
+                    &mut policy,
                     grace,
                     now,
                     &Creator::of(p),

@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{network_allows, LeaseKind, Member, Membership, Principal, Tenant};
+pub use crate::error::Refusal;
 use crate::error::{Error, Result};
+use crate::policy::SCOPE_APIKEYS_READ;
 use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
 
@@ -18,10 +20,12 @@ mod audit;
 mod keys;
 mod members;
 pub mod operator;
+mod policy;
 mod repair;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
 pub use keys::{KeyRequest, Rotated};
+pub use policy::{PolicyChange, PolicyView};
 pub use repair::Finding;
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
@@ -44,7 +48,7 @@ const USE_ATTEMPTS_KEPT: usize = 10_000;
 /// logged (never the key, never its hash).
 fn refused(refusal: Refusal) -> Error {
     tracing::info!(reason = refusal.code(), "authentication refused");
-    Error::Unauthenticated
+    Error::Unauthenticated(refusal)
 }
 
 /// A use of a key to record (see [`ApiKeys::key_use`]).
@@ -58,52 +62,16 @@ pub struct KeyUse {
 /// (started alongside the request's work, so usually not at all).
 pub const KEY_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
-/// Why a presented key authenticated nothing: a stable code for logs and
-/// the operator. The caller is told only UNAUTHENTICATED, whatever the
-/// reason (what the Prefect client expects; and a thief learns nothing
-/// from it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No key, or one of the wrong shape, prefix or checksum (no read).
-    Malformed,
-    /// Well formed, and no such key: never made, or revoked (a revoked
-    /// key is deleted, so the two cannot be told apart).
-    UnknownOrRevoked,
-    Expired,
-    Disabled,
-    /// The key's owner is no longer a member (an item of an earlier version).
-    OwnerRemoved,
-    /// A tenant header naming another tenant than the key's.
-    WrongTenant,
-    /// A valid key used from a network it is not allowed from (the caller
-    /// is told FORBIDDEN: the key is right, the place is not).
-    NetworkNotAllowed,
-}
-
-impl Refusal {
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::Malformed => "malformed",
-            Refusal::UnknownOrRevoked => "unknown_or_revoked",
-            Refusal::Expired => "expired",
-            Refusal::Disabled => "disabled",
-            Refusal::OwnerRemoved => "owner_removed",
-            Refusal::WrongTenant => "wrong_tenant",
-            Refusal::NetworkNotAllowed => "network_not_allowed",
-        }
-    }
-}
-
 /// What an authorizer decides about a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
     Allow(Box<Principal>),
     /// No key that authenticates, and why (see [`Refusal`]).
     Unauthenticated(Refusal),
-    /// A valid key, and a tenant header naming another tenant.
-    WrongTenant,
-    /// A valid key, used from a network it is not allowed from.
-    NetworkNotAllowed,
+    /// A valid key refused here: a tenant header naming another tenant, a
+    /// network the key or its tenant does not allow, or a rule of its
+    /// tenant's key policy it breaks (the gateway's 403), with why.
+    Forbidden(Refusal, String),
 }
 
 /// A read-modify-write that lost every race: retryable, nothing applied.
@@ -337,7 +305,7 @@ impl ApiKeys {
         let copy = match record.copy {
             Some(copy) => copy,
             None => match self.copy_from_membership(hash, &record).await {
-                Err(Error::Unauthenticated) => return Ok(Err(Refusal::OwnerRemoved)),
+                Err(Error::Unauthenticated(_)) => return Ok(Err(Refusal::OwnerRemoved)),
                 other => other?,
             },
         };
@@ -355,6 +323,10 @@ impl ApiKeys {
             key_replaced: record.replaced,
             key_ceiling: record.ceiling,
             key_networks: record.networks,
+            key_scopes: record.scopes,
+            key_created: record.created,
+            key_expires_at: record.expires_at,
+            policy: record.policy,
         }))
     }
 
@@ -370,14 +342,16 @@ impl ApiKeys {
             .membership(record.tenant_id, record.owner_id)
             .await?
             .filter(|m| m.account_type == record.owner_type)
-            .ok_or(Error::Unauthenticated)?;
+            .ok_or(Error::Unauthenticated(Refusal::OwnerRemoved))?;
         let tenant = self
             .store
             .tenant(record.tenant_id)
             .await?
-            .ok_or(Error::Unauthenticated)?
+            .ok_or(Error::Unauthenticated(Refusal::OwnerRemoved))?
             .tenant;
-        let copy = AuthCopy::of(&Member::from(member), tenant);
+        // The policy is never backfilled (see `AuthCopy::policy`): the
+        // item's own stays what decides.
+        let copy = AuthCopy::of(&Member::from(member), tenant, record.policy.clone());
         if let Err(e) = self.store.backfill_copy(hash, record.owner_id, &copy).await {
             // The answer does not depend on it: the next request tries again.
             tracing::warn!(error = %e, "could not write a key's authentication copy");
@@ -469,31 +443,120 @@ impl ApiKeys {
             Err(refusal) => return Ok(Gate::Unauthenticated(refusal)),
         };
         let wanted = tenant_header.map(|value| Uuid::parse_str(value.trim()));
-        Ok(match wanted {
-            Some(Ok(tenant)) if tenant != principal.tenant_id => Gate::WrongTenant,
-            Some(Err(_)) => Gate::WrongTenant,
-            _ if !network_allows(&principal.key_networks, source) => Gate::NetworkNotAllowed,
-            _ => Gate::Allow(Box::new(principal)),
+        if match wanted {
+            Some(Ok(tenant)) => tenant != principal.tenant_id,
+            Some(Err(_)) => true,
+            None => false,
+        } {
+            return Ok(Gate::Forbidden(
+                Refusal::WrongTenant,
+                "this API key belongs to another tenant than the one asked for".into(),
+            ));
+        }
+        Ok(match self.admit(&principal, source) {
+            Ok(()) => Gate::Allow(Box::new(principal)),
+            Err(Error::Denied {
+                reason, message, ..
+            }) => Gate::Forbidden(reason, message),
+            Err(other) => return Err(other),
         })
     }
 
-    /// May the caller's key be used from `source` (the address API Gateway
-    /// saw, never a header the client sets)? A key limited to networks is
-    /// refused from any other place, and where the place is not known.
-    pub fn check_network(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
-        if network_allows(&p.key_networks, source) {
-            return Ok(());
+    /// May the caller's key be used here and now, by the rules beyond
+    /// authentication, all read from what authentication read (no read):
+    /// the tenant's key policy (a key made before a rule was tightened is
+    /// refused, not deleted), the tenant's networks and the key's own
+    /// (`source`: the address API Gateway saw, never a header the client
+    /// sets; a limited key is refused where the place is not known).
+    pub fn admit(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
+        // A key item written before `created` was copied, under a lifetime
+        // limit, cannot be judged: the limit wins.
+        let created = p.key_created.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        if let Some(violation) =
+            p.policy
+                .violation(p.account_type, created, p.key_expires_at, &p.key_scopes)
+        {
+            let reason = match violation {
+                crate::policy::Violation::ScopesRequired => Refusal::PolicyScopesRequired,
+                _ => Refusal::PolicyMaxLifetime,
+            };
+            return Err(self.denied(
+                p,
+                reason,
+                format!(
+                    "{}: make a key that meets the policy, or ask an admin to loosen it",
+                    violation.message(p.account_type)
+                ),
+                source,
+            ));
         }
+        let from = || source.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+        if !p.policy.allows_source(source) {
+            return Err(self.denied(
+                p,
+                Refusal::PolicyNetwork,
+                format!(
+                    "this tenant's key policy allows its keys only from its own networks, and                      this request came from {}",
+                    from()
+                ),
+                source,
+            ));
+        }
+        if !network_allows(&p.key_networks, source) {
+            return Err(self.denied(
+                p,
+                Refusal::NetworkNotAllowed,
+                format!(
+                    "this API key may not be used from {}: it is limited to other networks",
+                    from()
+                ),
+                source,
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`ApiKeys::admit`] for this service's own API: also, a scoped key
+    /// needs one of its scopes (`apikeys:read`, `apikeys:write`).
+    pub fn admit_here(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
+        self.admit(p, source)?;
+        if !p.key_may_read() {
+            let mut denied = self.denied(
+                p,
+                Refusal::ScopeMissing,
+                format!(
+                    "this API key's scopes do not include this API: it needs the scope                      {SCOPE_APIKEYS_READ} (or apikeys:write to change things)"
+                ),
+                source,
+            );
+            if let Error::Denied { needed_scope, .. } = &mut denied {
+                *needed_scope = Some(SCOPE_APIKEYS_READ.to_string());
+            }
+            return Err(denied);
+        }
+        Ok(())
+    }
+
+    /// A refusal of a valid key, logged with its reason, the key's id and
+    /// the address (never the key).
+    fn denied(
+        &self,
+        p: &Principal,
+        reason: Refusal,
+        message: String,
+        source: Option<std::net::IpAddr>,
+    ) -> Error {
         tracing::info!(
-            reason = Refusal::NetworkNotAllowed.code(),
+            reason = reason.code(),
             key_id = %p.api_key_id,
             source = ?source,
             "authentication refused"
         );
-        let from = source.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
-        Err(Error::Forbidden(format!(
-            "this API key may not be used from {from}: it is limited to other networks"
-        )))
+        Error::Denied {
+            reason,
+            message,
+            needed_scope: None,
+        }
     }
 
     /// The hash of a presented key when its shape and checksum are right:

@@ -9,6 +9,7 @@ use crate::domain::{
     Tenant,
 };
 use crate::error::{Error, Result};
+use crate::policy::KeyPolicy;
 use crate::store::{KeyInsert, MemberInsert, TenantInsert, UserRecord};
 use crate::token::NewKey;
 
@@ -89,6 +90,7 @@ impl ApiKeys {
             expires_at: None,
             role_ceiling: None,
             allowed_networks: Vec::new(),
+            scopes: Vec::new(),
         };
         self.check_key_request(&request)?;
         let (user, new_user) = self.find_or_new_user(&admin).await?;
@@ -114,9 +116,11 @@ impl ApiKeys {
             keys_indexed: false,
         };
         let creator = Creator::operator(user.id, &user.username);
+        // A new tenant has no key policy yet.
         let (stored, secret) = self.mint(
             &Member::from(membership.clone()),
             &tenant,
+            &KeyPolicy::default(),
             &request,
             &creator,
         );
@@ -260,11 +264,18 @@ impl ApiKeys {
             other => other?,
         };
         let creator = Creator::operator(user.id, "operator");
-        let (stored, secret) = self.mint(&Member::from(member), &tenant, &request, &creator);
+        // The tenant's policy binds the operator's keys too.
+        let policy = self.current_policy(tenant.id).await?;
+        self.check_policy(&policy, member.account_type, &request)?;
+        let (stored, secret) =
+            self.mint(&Member::from(member), &tenant, &policy, &request, &creator);
         let created = self.key_created(AuditActor::operator(), &stored.key, username);
         let audit = self.audit(tenant.id, created);
         match self.store.insert_key(&stored, None, &audit).await? {
             KeyInsert::Written => Ok((stored.key, secret)),
+            KeyInsert::PolicyChanged => Err(Error::Contended(
+                "the tenant's key policy changed while the key was being made".into(),
+            )),
             // The member changed since it was read: say what is true now.
             KeyInsert::OwnerRefused => {
                 let now = self.store.membership(tenant.id, user.id).await?;
@@ -295,6 +306,7 @@ impl ApiKeys {
         let grace = check_grace(grace_seconds)?;
         let tenant = self.tenant_by_slug(tenant_slug).await?;
         let mut reread: Option<Member> = None;
+        let mut policy = self.current_policy(tenant.id).await?;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let old = self
@@ -330,6 +342,7 @@ impl ApiKeys {
                     &old,
                     &owner,
                     &tenant,
+                    &mut policy,
                     grace,
                     now,
                     &creator,

@@ -2,6 +2,7 @@
 //! owner's role, membership and tenant), so that one read authenticates.
 
 use crate::domain::Tenant;
+use crate::policy::KeyPolicy;
 
 use super::*;
 
@@ -23,6 +24,14 @@ pub struct HashRecord {
     pub disabled: bool,
     /// The networks the key may be used from (empty: any).
     pub networks: Vec<ipnet::IpNet>,
+    /// The key's scopes (empty: not limited by scopes).
+    pub scopes: Vec<String>,
+    /// When the key was made (`None` on an item written before this was
+    /// copied; every application of a key policy writes it).
+    pub created: Option<OffsetDateTime>,
+    /// The tenant's key policy as last applied to this key (generation 0:
+    /// none ever was).
+    pub policy: KeyPolicy,
     /// What authentication needs beyond the key, copied onto the hash item
     /// so that one read decides it; `None` on an item written before the
     /// copies existed (authentication then reads the membership too).
@@ -41,11 +50,17 @@ pub struct AuthCopy {
     pub username: String,
     pub email: Option<String>,
     pub tenant: Tenant,
+    /// The tenant's key policy the key was made under: written with a new
+    /// key (whose transaction checks it is still the tenant's), and by
+    /// every application of a new policy; never by a backfill (see
+    /// [`policy_attributes`]).
+    pub policy: KeyPolicy,
 }
 
 impl AuthCopy {
-    pub fn of(owner: &crate::domain::Member, tenant: Tenant) -> Self {
+    pub fn of(owner: &crate::domain::Member, tenant: Tenant, policy: KeyPolicy) -> Self {
         Self {
+            policy,
             role: owner.role,
             membership_id: owner.membership_id,
             username: owner.username.clone(),
@@ -90,6 +105,7 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
                 slug: f.s("tenant_slug")?.to_string(),
                 created: f.time("tenant_created")?,
             },
+            policy: KeyPolicy::default(),
         }),
         // Written before the copies, or by a version that copies more: the
         // membership decides.
@@ -106,6 +122,9 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         ceiling: f.opt_role("role_ceiling")?,
         disabled: item.contains_key("disabled_at"),
         networks: f.networks("networks")?,
+        scopes: f.strings("scopes")?,
+        created: f.opt_time("created")?,
+        policy: policy_from(&f)?,
         copy,
     })
 }

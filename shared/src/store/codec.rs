@@ -110,6 +110,19 @@ impl Fields<'_> {
         }
     }
 
+    /// A string set (absent: empty), sorted.
+    pub(super) fn strings(&self, attr: &'static str) -> Result<Vec<String>> {
+        match self.0.get(attr) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::Ss(values)) => {
+                let mut values = values.clone();
+                values.sort();
+                Ok(values)
+            }
+            Some(_) => Err(StoreError::Corrupt(self.name(), attr)),
+        }
+    }
+
     pub(super) fn opt_role(&self, attr: &'static str) -> Result<Option<Role>> {
         self.opt_s(attr)?
             .map(|v| Role::from_name(v).ok_or_else(|| StoreError::Corrupt(self.name(), attr)))

@@ -74,6 +74,7 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             role_ceiling: f.opt_role("role_ceiling")?,
             disabled: item.contains_key("disabled_at"),
             allowed_networks: f.networks("networks")?,
+            scopes: f.strings("scopes")?,
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
         copy: None,
@@ -130,8 +131,17 @@ pub fn key_items(stored: &StoredKey) -> (Item, Item) {
             item.insert("networks".into(), AttributeValue::Ss(nets.clone()));
         }
     }
+    if !k.scopes.is_empty() {
+        for item in [&mut listing, &mut lookup] {
+            item.insert("scopes".into(), AttributeValue::Ss(k.scopes.clone()));
+        }
+    }
+    // What the tenant's key policy judges a key by, on the item that
+    // authentication reads.
+    lookup.insert("created".into(), n(k.created.unix_timestamp()));
     if let Some(copy) = &stored.copy {
         lookup.extend(copy_attributes(copy));
+        lookup.extend(policy_attributes(&copy.policy));
     }
     if let Some(expires) = k.expires_at {
         let secs = expires.unix_timestamp();
@@ -154,6 +164,9 @@ pub enum KeyInsert {
     /// or no longer has the role copied onto the key. Read it again to
     /// know which.
     OwnerRefused,
+    /// The tenant's key policy changed since the key was made: make it
+    /// again under the new one.
+    PolicyChanged,
     /// The creator is no longer an admin of the tenant.
     CallerNotAdmin,
 }
@@ -163,6 +176,7 @@ impl KeyInsert {
         match outcome {
             Ok(()) => Ok(Self::Written),
             Err(r) if r.has(Part::Member) => Ok(Self::OwnerRefused),
+            Err(r) if r.has(Part::Policy) => Ok(Self::PolicyChanged),
             Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
             Err(r) => Err(r.unexplained("insert_key")),
         }
@@ -408,6 +422,12 @@ impl Store {
                 index.names(),
             )?,
         );
+        if let Some(copy) = &stored.copy {
+            tx.push(
+                Part::Policy,
+                policy_check(&self.table, k.tenant_id, copy.policy.generation)?,
+            );
+        }
         let outcome = self
             .commit(tx, k.tenant_id, creator_admin, &[audit])
             .await?;

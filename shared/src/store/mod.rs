@@ -42,6 +42,7 @@ mod codec;
 mod expiry;
 mod keys;
 mod members;
+mod policy;
 mod repair;
 mod rotation;
 mod tenants;
@@ -58,6 +59,7 @@ pub use client::{dynamodb_client, dynamodb_client_over, with_limits, MAX_ATTEMPT
 pub use expiry::*;
 pub use keys::*;
 pub use members::*;
+pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
 pub use tenants::*;
@@ -66,6 +68,7 @@ pub use users::*;
 
 use client::read_error;
 use codec::*;
+use policy::{policy_attributes, policy_check, policy_from};
 use tx::*;
 
 #[derive(Clone, Debug, thiserror::Error)]

@@ -18,6 +18,9 @@ pub enum Rotation {
     OwnerRefused,
     /// The old key was revoked, expired or rotated meanwhile.
     OldKeyChanged,
+    /// The tenant's key policy changed since the new key was made: make it
+    /// again under the new one.
+    PolicyChanged,
     /// The caller is no longer an admin of the tenant.
     CallerNotAdmin,
 }
@@ -28,6 +31,7 @@ impl Rotation {
             Ok(()) => Ok(Self::Rotated),
             Err(r) if r.has(Part::Member) => Ok(Self::OwnerRefused),
             Err(r) if r.has(Part::Key) => Ok(Self::OldKeyChanged),
+            Err(r) if r.has(Part::Policy) => Ok(Self::PolicyChanged),
             Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
             Err(r) => Err(r.unexplained("rotate_key")),
         }
@@ -83,6 +87,12 @@ impl Store {
                 index.names(),
             )?,
         );
+        if let Some(copy) = &new.copy {
+            tx.push(
+                Part::Policy,
+                policy_check(&self.table, k.tenant_id, copy.policy.generation)?,
+            );
+        }
         let old_ref = old.key_ref();
         let old_lookup = key_of(hash_pk(&old_ref.hash), "hash".into());
         let old_listing = key_of(

@@ -49,6 +49,9 @@ pub enum Part {
     Audit,
     /// A check that an item is absent.
     Absent,
+    /// The tenant's key policy: changed meanwhile (a new key made under the
+    /// generation it was checked against, or a change of the policy).
+    Policy,
 }
 
 /// A transaction being built: its items, each with its [`Part`].

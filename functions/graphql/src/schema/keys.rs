@@ -29,6 +29,12 @@ pub struct CreateApiKeyInput {
     /// at most 16 (null or empty: any). Within those of the key that
     /// creates it.
     pub allowed_networks: Option<Vec<String>>,
+    /// What the key may do on the platform's APIs, as `resource:action`
+    /// (`orders:read`; `orders:*` for every action), at most 32 (null: not
+    /// limited by scopes; an empty list is refused). This API itself needs
+    /// `apikeys:read` or `apikeys:write`. Within those of the key that
+    /// creates it.
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(GraphQLInputObject)]
@@ -106,6 +112,12 @@ pub struct AuthApiKey {
     pub disabled: bool,
     /// The networks the key may be used from (empty: any).
     pub allowed_networks: Vec<String>,
+    /// The key's scopes (empty: not limited by scopes).
+    pub scopes: Vec<String>,
+    /// The rule of the tenant's key policy the key breaks, as its reason
+    /// code (`policy_max_lifetime`, `policy_scopes_required`); null: it
+    /// complies. A key that breaks one is refused until it is loosened.
+    pub policy_violation: Option<String>,
 }
 
 impl From<domain::ApiKey> for AuthApiKey {
@@ -130,6 +142,8 @@ impl From<domain::ApiKey> for AuthApiKey {
             role_ceiling: k.role_ceiling.map(Into::into),
             disabled: k.disabled,
             allowed_networks: k.allowed_networks.iter().map(ToString::to_string).collect(),
+            scopes: k.scopes,
+            policy_violation: None,
         }
     }
 }

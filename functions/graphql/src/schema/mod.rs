@@ -8,7 +8,7 @@ use apikeys_shared::authz::{authorize, Action, Target};
 use apikeys_shared::domain::{self, Member, Principal};
 use apikeys_shared::service::KeyRequest;
 use apikeys_shared::store::StoreError;
-use apikeys_shared::{ApiKeys, Error};
+use apikeys_shared::{ApiKeys, Error, Refusal};
 use juniper::{
     graphql_object, graphql_value, EmptySubscription, FieldError, FieldResult, GraphQLObject,
 };
@@ -18,12 +18,14 @@ use uuid::Uuid;
 mod audit;
 mod keys;
 mod members;
+mod policy;
 mod scalars;
 mod tenants;
 
 pub use audit::*;
 pub use keys::*;
 pub use members::*;
+pub use policy::*;
 pub use scalars::*;
 pub use tenants::*;
 
@@ -35,20 +37,38 @@ pub use tenants::*;
 pub struct Context {
     pub service: Arc<ApiKeys>,
     pub principal: Principal,
+    /// The caller's address as API Gateway saw it (`None`: not known).
+    pub source: Option<std::net::IpAddr>,
     members: OnceCell<Result<Vec<Member>, Error>>,
+    policy: OnceCell<Result<apikeys_shared::service::PolicyView, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
 }
 
 impl juniper::Context for Context {}
 
 impl Context {
-    pub fn new(service: Arc<ApiKeys>, principal: Principal) -> Self {
+    pub fn new(
+        service: Arc<ApiKeys>,
+        principal: Principal,
+        source: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             service,
             principal,
+            source,
             members: OnceCell::new(),
+            policy: OnceCell::new(),
             keys: OnceCell::new(),
         }
+    }
+
+    async fn policy(&self) -> FieldResult<apikeys_shared::service::PolicyView> {
+        let read = async { self.service.key_policy(&self.principal).await };
+        self.policy
+            .get_or_init(|| read)
+            .await
+            .clone()
+            .map_err(field_error)
     }
 
     fn tenant(&self) -> domain::Tenant {
@@ -113,10 +133,10 @@ pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 /// answers say what they mean; storage failures say only what happened.
 pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
     match err {
-        Error::Unauthenticated | Error::Store(StoreError::KeyStopped) => {
-            ("UNAUTHENTICATED", Error::Unauthenticated.to_string())
+        Error::Unauthenticated(_) | Error::Store(StoreError::KeyStopped) => {
+            ("UNAUTHENTICATED", "Unauthenticated".to_string())
         }
-        Error::Forbidden(_) => ("FORBIDDEN", err.to_string()),
+        Error::Forbidden(_) | Error::Denied { .. } => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
         // Retryable like a transient failure, and said as what it is.
@@ -169,7 +189,29 @@ pub fn field_error(err: Error) -> FieldError {
             graphql_value!({ "code": code, "retry_after": seconds }),
         );
     }
-    FieldError::new(message, graphql_value!({ "code": code }))
+    match err {
+        Error::Unauthenticated(reason) => FieldError::new(
+            message,
+            graphql_value!({ "code": code, "reason": (reason.code()) }),
+        ),
+        Error::Store(StoreError::KeyStopped) => FieldError::new(
+            message,
+            graphql_value!({ "code": code, "reason": (Refusal::KeyStopped.code()) }),
+        ),
+        Error::Denied {
+            reason,
+            needed_scope: Some(scope),
+            ..
+        } => FieldError::new(
+            message,
+            graphql_value!({ "code": code, "reason": (reason.code()), "needed_scope": scope }),
+        ),
+        Error::Denied { reason, .. } => FieldError::new(
+            message,
+            graphql_value!({ "code": code, "reason": (reason.code()) }),
+        ),
+        _ => FieldError::new(message, graphql_value!({ "code": code })),
+    }
 }
 
 #[derive(GraphQLObject)]
@@ -182,6 +224,8 @@ pub struct AuthInfo {
     pub role_id: Option<Uuid>,
     pub account_type: Option<String>,
     pub permissions: Option<Vec<String>>,
+    /// The key's scopes (empty: not limited by scopes).
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(GraphQLObject)]
@@ -252,7 +296,14 @@ impl Query {
                     .map(str::to_string)
                     .collect(),
             ),
+            scopes: Some(p.key_scopes.clone()),
         }
+    }
+
+    /// The tenant's key policy: the rules every key must meet (every member
+    /// reads it, to make keys that do).
+    async fn key_policy(ctx: &Context) -> FieldResult<KeyPolicyObject> {
+        Ok(ctx.policy().await?.into())
     }
 
     /// The roles a member may have, with the stable ids a role is set by
@@ -303,7 +354,17 @@ impl Query {
                 keys.sort_by(|a, b| directed(dir, a.created, b.created));
             }
         }
-        Ok(keys.into_iter().map(AuthApiKey::from).collect())
+        // Judged by the policy as the caller's key carries it (no read).
+        let policy = &ctx.principal.policy;
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let violation = policy.violation(k.owner_type, k.created, k.expires_at, &k.scopes);
+                let mut key = AuthApiKey::from(k);
+                key.policy_violation = violation.map(|v| v.code().to_string());
+                key
+            })
+            .collect())
     }
 
     /// The tenant's audit log, newest first (tenant admins only): up to
@@ -352,11 +413,17 @@ impl Mutation {
         let allowed_networks =
             domain::parse_networks(input.allowed_networks.as_deref().unwrap_or_default())
                 .map_err(|e| field_error(Error::BadInput(e)))?;
+        let scopes = match &input.scopes {
+            Some(scopes) => apikeys_shared::policy::parse_scopes(scopes)
+                .map_err(|e| field_error(Error::BadInput(e)))?,
+            None => Vec::new(),
+        };
         let request = KeyRequest {
             name: &input.name,
             expires_at: input.expires_at.map(|d| d.0),
             role_ceiling,
             allowed_networks,
+            scopes,
         };
         let (key, secret) = ctx
             .service
@@ -448,6 +515,20 @@ impl Mutation {
             success,
             error: (!success).then(|| "API key not found".to_string()),
         })
+    }
+
+    /// Replaces the tenant's key policy (human tenant admins): answers once
+    /// every key of the tenant carries it. Alone in its request.
+    async fn set_key_policy(
+        ctx: &Context,
+        input: SetKeyPolicyInput,
+    ) -> FieldResult<KeyPolicyObject> {
+        let view = ctx
+            .service
+            .set_key_policy(&ctx.principal, &input.into(), ctx.source)
+            .await
+            .map_err(field_error)?;
+        Ok(view.into())
     }
 
     async fn create_service_account(

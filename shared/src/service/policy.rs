@@ -1,0 +1,290 @@
+//! A tenant's key policy: reading it, and changing it (by a human admin or
+//! the operator), which is acknowledged only once every key of the tenant
+//! carries it (see `store::policy`).
+
+use futures_util::stream::{self, StreamExt};
+use uuid::Uuid;
+
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::authz::{authorize, Action, Target};
+use crate::domain::{network_allows, parse_networks, Principal};
+use crate::error::{Error, Result};
+use crate::policy::{check_policy_days, KeyPolicy, MAX_TENANT_NETWORKS};
+use crate::store::{PolicySet, TenantPolicy};
+
+use super::{kept_changing, may_change, ApiKeys, CONFLICT_RETRIES};
+
+/// How many keys' copies a policy change writes at once.
+const APPLY_CONCURRENCY: usize = 16;
+
+/// A policy as asked for (every rule given: a rule left out is no rule).
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChange {
+    pub max_user_key_days: Option<i64>,
+    pub max_service_key_days: Option<i64>,
+    pub scopes_required: bool,
+    pub allowed_networks: Vec<String>,
+}
+
+impl PolicyChange {
+    /// The rules, checked (generation 0: set on writing).
+    fn rules(&self) -> Result<KeyPolicy> {
+        if self.allowed_networks.len() > MAX_TENANT_NETWORKS {
+            return Err(Error::BadInput(format!(
+                "a tenant's allowlist may hold at most {MAX_TENANT_NETWORKS} networks"
+            )));
+        }
+        // The same reading as a key's networks, with the tenant's bound.
+        let mut networks = Vec::with_capacity(self.allowed_networks.len());
+        for chunk in self
+            .allowed_networks
+            .chunks(crate::domain::MAX_KEY_NETWORKS)
+        {
+            networks.extend(parse_networks(chunk).map_err(Error::BadInput)?);
+        }
+        networks.sort();
+        networks.dedup();
+        Ok(KeyPolicy {
+            generation: 0,
+            max_user_key_days: check_policy_days("max_user_key_days", self.max_user_key_days)
+                .map_err(Error::BadInput)?,
+            max_service_key_days: check_policy_days(
+                "max_service_key_days",
+                self.max_service_key_days,
+            )
+            .map_err(Error::BadInput)?,
+            scopes_required: self.scopes_required,
+            networks,
+        })
+    }
+}
+
+/// A tenant's policy, and whether every key carries it yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyView {
+    pub policy: KeyPolicy,
+    /// Every key of the tenant carries this policy: it is in force.
+    pub applied: bool,
+}
+
+impl From<TenantPolicy> for PolicyView {
+    fn from(t: TenantPolicy) -> Self {
+        Self {
+            applied: t.is_applied(),
+            policy: t.policy,
+        }
+    }
+}
+
+/// The same rules, whatever the generation?
+fn same_rules(a: &KeyPolicy, b: &KeyPolicy) -> bool {
+    KeyPolicy {
+        generation: 0,
+        ..a.clone()
+    } == KeyPolicy {
+        generation: 0,
+        ..b.clone()
+    }
+}
+
+/// The audit record's detail: the rules after the change.
+fn describe(policy: &KeyPolicy) -> String {
+    let days = |d: Option<u32>| d.map_or_else(|| "no limit".to_string(), |d| format!("{d} days"));
+    let networks = if policy.networks.is_empty() {
+        "any".to_string()
+    } else {
+        policy
+            .networks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "people's keys: {}; service accounts' keys: {}; scopes required: {}; networks: {networks}",
+        days(policy.max_user_key_days),
+        days(policy.max_service_key_days),
+        if policy.scopes_required { "yes" } else { "no" },
+    )
+}
+
+impl ApiKeys {
+    /// The tenant's key policy as its tenant item holds it now.
+    pub(super) async fn current_policy(&self, tenant: Uuid) -> Result<KeyPolicy> {
+        Ok(self
+            .store
+            .tenant_policy(tenant)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?
+            .policy)
+    }
+
+    /// `key_policy`: every member may read the rules its keys must meet.
+    pub async fn key_policy(&self, p: &Principal) -> Result<PolicyView> {
+        Ok(self
+            .store
+            .tenant_policy(p.tenant_id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?
+            .into())
+    }
+
+    /// `set_key_policy`: a human admin replaces the tenant's policy. Refused
+    /// when it would refuse the very key and address making the change (an
+    /// admin does not lock themself out). Answers once every key carries
+    /// it; a failure part way is an error, and sending the same policy
+    /// again finishes the work.
+    pub async fn set_key_policy(
+        &self,
+        p: &Principal,
+        change: &PolicyChange,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PolicyView> {
+        may_change(p)?;
+        if !authorize(p.actor(), Action::SetKeyPolicy, Target::Myself) {
+            return Err(Error::Forbidden(
+                "only a person who is an admin of the tenant may set its key policy".into(),
+            ));
+        }
+        let rules = change.rules()?;
+        if !network_allows(&rules.networks, source) {
+            let from = source.map_or_else(|| "an unknown address".into(), |ip| ip.to_string());
+            return Err(Error::BadInput(format!(
+                "this allowlist would refuse the address this request came from ({from}): \
+                 include it, or set the policy from within the networks"
+            )));
+        }
+        let created = p.key_created.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        if let Some(v) = rules.violation(p.account_type, created, p.key_expires_at, &p.key_scopes) {
+            return Err(Error::BadInput(format!(
+                "this policy would refuse the API key making this change ({}): make this change \
+                 with a key that meets it",
+                v.message(p.account_type)
+            )));
+        }
+        self.change_policy(p.tenant_id, rules, AuditActor::of(p), Some(p.user_id))
+            .await
+    }
+
+    /// The operator's `set-policy`: no key of its own to lock out.
+    pub async fn set_key_policy_as_operator(
+        &self,
+        tenant_slug: &str,
+        change: &PolicyChange,
+    ) -> Result<PolicyView> {
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        let rules = change.rules()?;
+        self.change_policy(tenant.id, rules, AuditActor::operator(), None)
+            .await
+    }
+
+    /// The operator's view of a tenant's policy.
+    pub async fn key_policy_as_operator(&self, tenant_slug: &str) -> Result<PolicyView> {
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        Ok(self
+            .store
+            .tenant_policy(tenant.id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?
+            .into())
+    }
+
+    /// Writes the new rules as the next generation (unless they are the
+    /// rules already set), then onto every key.
+    async fn change_policy(
+        &self,
+        tenant: Uuid,
+        rules: KeyPolicy,
+        actor: AuditActor,
+        caller_admin: Option<Uuid>,
+    ) -> Result<PolicyView> {
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self
+                .store
+                .tenant_policy(tenant)
+                .await?
+                .ok_or(Error::NotFound("tenant"))?;
+            if same_rules(&current.policy, &rules) {
+                // Nothing to record: finish what a failed change left.
+                if !current.is_applied() {
+                    self.apply_policy(tenant, &current.policy).await?;
+                }
+                return Ok(PolicyView {
+                    policy: current.policy,
+                    applied: true,
+                });
+            }
+            let next = KeyPolicy {
+                generation: current.policy.generation.saturating_add(1),
+                ..rules.clone()
+            };
+            let event = AuditEvent::new(
+                AuditAction::KeyPolicyChanged,
+                actor.clone(),
+                TargetType::Tenant,
+                tenant,
+                None,
+            )
+            .with_detail(describe(&next));
+            let audit = self.audit(tenant, event);
+            match self
+                .store
+                .set_policy(
+                    tenant,
+                    current.policy.generation,
+                    &next,
+                    caller_admin,
+                    &audit,
+                )
+                .await?
+            {
+                PolicySet::Set => {
+                    self.apply_policy(tenant, &next).await?;
+                    return Ok(PolicyView {
+                        policy: next,
+                        applied: true,
+                    });
+                }
+                PolicySet::Changed => continue,
+                PolicySet::CallerNotAdmin => {
+                    return Err(Error::Forbidden(
+                        "only a person who is an admin of the tenant may set its key policy".into(),
+                    ))
+                }
+            }
+        }
+        Err(kept_changing("the tenant's key policy"))
+    }
+
+    /// Writes `policy` onto every key of the tenant (a key made after the
+    /// policy was set already carries it; one carrying a newer generation
+    /// is left alone), then marks it applied. Cost: one Query page per 1 MB
+    /// of the tenant's key items, one conditional UpdateItem per key, one
+    /// UpdateItem of the tenant item.
+    pub(super) async fn apply_policy(&self, tenant: Uuid, policy: &KeyPolicy) -> Result<usize> {
+        let keys = self.store.keys_of_tenant(tenant).await?;
+        // The writes made first, then run a few at a time (a closure in the
+        // stream would make the future not `Send` for every lifetime).
+        let writes: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                self.store
+                    .apply_policy_to_key(&k.hash, k.key.created, policy)
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(writes)
+            .buffer_unordered(APPLY_CONCURRENCY)
+            .collect()
+            .await;
+        let mut written: usize = 0;
+        for result in results {
+            if result? {
+                written = written.saturating_add(1);
+            }
+        }
+        self.store
+            .mark_policy_applied(tenant, policy.generation)
+            .await?;
+        Ok(written)
+    }
+}

@@ -1,0 +1,240 @@
+//! A tenant's key policy: held on the tenant item (the source of truth,
+//! with the generation of each change and the last generation applied to
+//! every key), and copied onto each key's hash item, which is what
+//! authentication reads. A change is one transaction on the tenant item
+//! (with its audit record), then one conditional write per key of the
+//! tenant (never moving a key's copy back to an older generation), then
+//! the tenant item is marked applied: the change is acknowledged only then.
+//! A key made meanwhile is written under the generation its transaction
+//! checks on the tenant item, so none is missed.
+
+use crate::audit::AuditRecord;
+use crate::policy::KeyPolicy;
+
+use super::*;
+
+/// The attributes of a policy on the tenant item and on a hash item.
+const POLICY_ATTRIBUTES: [&str; 5] = [
+    "pol_user_days",
+    "pol_sa_days",
+    "pol_scopes",
+    "pol_nets",
+    "pol_gen",
+];
+
+/// The attributes of `policy`: absent rules are absent attributes.
+pub(super) fn policy_attributes(policy: &KeyPolicy) -> Item {
+    let mut item = Item::new();
+    if policy.generation == 0 {
+        return item;
+    }
+    item.insert("pol_gen".into(), n(policy.generation));
+    if let Some(days) = policy.max_user_key_days {
+        item.insert("pol_user_days".into(), n(i64::from(days)));
+    }
+    if let Some(days) = policy.max_service_key_days {
+        item.insert("pol_sa_days".into(), n(i64::from(days)));
+    }
+    if policy.scopes_required {
+        item.insert("pol_scopes".into(), n(1));
+    }
+    if !policy.networks.is_empty() {
+        let nets = policy.networks.iter().map(ToString::to_string).collect();
+        item.insert("pol_nets".into(), AttributeValue::Ss(nets));
+    }
+    item
+}
+
+/// The policy an item carries (none: the default, generation 0).
+pub(super) fn policy_from(f: &Fields<'_>) -> Result<KeyPolicy> {
+    let days = |attr: &'static str| -> Result<Option<u32>> {
+        f.opt_n(attr)?
+            .map(|d| u32::try_from(d).map_err(|_| StoreError::Corrupt(f.name(), attr)))
+            .transpose()
+    };
+    Ok(KeyPolicy {
+        generation: f.opt_n("pol_gen")?.unwrap_or(0),
+        max_user_key_days: days("pol_user_days")?,
+        max_service_key_days: days("pol_sa_days")?,
+        scopes_required: f.opt_n("pol_scopes")?.is_some_and(|v| v != 0),
+        networks: f.networks("pol_nets")?,
+    })
+}
+
+/// The update expression that makes an item carry `policy` (setting what
+/// it has, removing what it has not), with its values; `also` is set too.
+fn policy_update(policy: &KeyPolicy, also: &[&str]) -> (String, Item) {
+    let attributes = policy_attributes(policy);
+    let mut set: Vec<String> = also.iter().map(|a| a.to_string()).collect();
+    let mut remove = Vec::new();
+    let mut vals = Item::new();
+    for name in POLICY_ATTRIBUTES {
+        match attributes.get(name) {
+            Some(value) => {
+                set.push(format!("{name} = :{name}"));
+                vals.insert(format!(":{name}"), value.clone());
+            }
+            None => remove.push(name.to_string()),
+        }
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    (expression, vals)
+}
+
+/// The check, in a new key's transaction, that the tenant's policy is
+/// still the generation the key was made under.
+pub(super) fn policy_check(
+    table: &str,
+    tenant: Uuid,
+    generation: i64,
+) -> Result<TransactWriteItem> {
+    let condition = if generation == 0 {
+        "attribute_exists(pk) AND attribute_not_exists(pol_gen)"
+    } else {
+        "pol_gen = :gen"
+    };
+    let mut check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+        .condition_expression(condition);
+    if generation != 0 {
+        check = check.expression_attribute_values(":gen", n(generation));
+    }
+    Ok(TransactWriteItem::builder()
+        .condition_check(check.build()?)
+        .build())
+}
+
+/// A tenant's policy as its tenant item holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantPolicy {
+    pub policy: KeyPolicy,
+    /// The last generation written onto every key of the tenant: the
+    /// policy is in force for every key when this equals its generation.
+    pub applied: i64,
+}
+
+impl TenantPolicy {
+    pub fn is_applied(&self) -> bool {
+        self.applied >= self.policy.generation
+    }
+}
+
+/// What [`Store::set_policy`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum PolicySet {
+    Set,
+    /// Another change of the policy landed first (or the tenant is gone).
+    Changed,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
+impl PolicySet {
+    pub(super) fn of(outcome: Outcome) -> Result<Self> {
+        match outcome {
+            Ok(()) => Ok(Self::Set),
+            Err(r) if r.has(Part::Policy) => Ok(Self::Changed),
+            Err(r) if r.has(Part::Caller) => Ok(Self::CallerNotAdmin),
+            Err(r) => Err(r.unexplained("set_policy")),
+        }
+    }
+}
+
+impl Store {
+    /// The tenant's key policy (strongly consistent); `None`: no tenant.
+    pub async fn tenant_policy(&self, tenant: Uuid) -> Result<Option<TenantPolicy>> {
+        let Some(item) = self.get(tenant_pk(tenant), "tenant".into()).await? else {
+            return Ok(None);
+        };
+        let f = Fields(&item);
+        Ok(Some(TenantPolicy {
+            policy: policy_from(&f)?,
+            applied: f.opt_n("pol_applied")?.unwrap_or(0),
+        }))
+    }
+
+    /// Sets the tenant's policy to `policy` (whose generation is the one
+    /// after `from`), only while the tenant's is still generation `from`,
+    /// with its audit record; with `caller_admin`, only while that caller
+    /// is still an admin. Not yet in force for the keys made before: see
+    /// [`Store::apply_policy`].
+    pub async fn set_policy(
+        &self,
+        tenant: Uuid,
+        from: i64,
+        policy: &KeyPolicy,
+        caller_admin: Option<Uuid>,
+        audit: &AuditRecord,
+    ) -> Result<PolicySet> {
+        let (expression, mut vals) = policy_update(policy, &[]);
+        let condition = if from == 0 {
+            "attribute_exists(pk) AND attribute_not_exists(pol_gen)"
+        } else {
+            vals.insert(":from".into(), n(from));
+            "attribute_exists(pk) AND pol_gen = :from"
+        };
+        let mut tx = Tx::new();
+        tx.push(
+            Part::Policy,
+            update(
+                &self.table,
+                key_of(tenant_pk(tenant), "tenant".into()),
+                &expression,
+                condition,
+                vals,
+            )?,
+        );
+        let outcome = self.commit(tx, tenant, caller_admin, &[audit]).await?;
+        PolicySet::of(outcome)
+    }
+
+    /// Writes `policy` onto one key's hash item (and the key's `created`,
+    /// which items written before it was copied lack), unless the item is
+    /// gone or already carries this generation or a newer one.
+    /// `Ok(false)`: not written, for one of those reasons.
+    pub async fn apply_policy_to_key(
+        &self,
+        hash: &TokenHash,
+        created: OffsetDateTime,
+        policy: &KeyPolicy,
+    ) -> Result<bool> {
+        let (expression, mut vals) = policy_update(policy, &["created = :created"]);
+        vals.insert(":created".into(), n(created.unix_timestamp()));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(hash_pk(hash), "hash".into())))
+            .update_expression(expression)
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(pol_gen) OR pol_gen < :pol_gen)",
+            )
+            .set_expression_attribute_values(Some(vals))
+            .send()
+            .await;
+        applied(result)
+    }
+
+    /// Records that generation `generation` of the tenant's policy is on
+    /// every key (never moving the mark back).
+    pub async fn mark_policy_applied(&self, tenant: Uuid, generation: i64) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .update_expression("SET pol_applied = :gen")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(pol_applied) OR pol_applied < :gen)",
+            )
+            .expression_attribute_values(":gen", n(generation))
+            .send()
+            .await;
+        applied(result)
+    }
+}
