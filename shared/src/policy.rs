@@ -354,9 +354,9 @@ mod tests {
             None
         );
         assert!(KeyPolicy::default().is_empty());
-        assert_eq!(check_policy_days("x", Some(0)).is_err(), true);
-        assert_eq!(check_policy_days("x", Some(367)).is_err(), true);
-        assert_eq!(check_policy_days("x", Some(-1)).is_err(), true);
+        assert!(check_policy_days("x", Some(0)).is_err());
+        assert!(check_policy_days("x", Some(367)).is_err());
+        assert!(check_policy_days("x", Some(-1)).is_err());
         assert_eq!(check_policy_days("x", Some(366)), Ok(Some(366)));
     }
 }

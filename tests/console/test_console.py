@@ -62,7 +62,7 @@ def test_sign_in_shows_who_you_are_and_every_page_at_both_widths(open_console, s
             expect(whoami).to_contain_text(text)
         expect(whoami).not_to_contain_text("service account")
         for section, heading in (("keys", "API Keys"), ("service-accounts", "Service Accounts"),
-                                 ("members", "Members"), ("audit", "Audit log")):
+                                 ("members", "Members"), ("audit", "Audit log"), ("settings", "Settings")):
             page.get_by_role("link", name=heading).click()
             expect(page.locator("#page h1")).to_have_text(heading)
             # Nothing wider than the window at 375 px.
@@ -526,3 +526,84 @@ def test_a_key_is_disabled_and_enabled_again(open_console, service):
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("tr[data-action=KEY_DISABLED]")).to_contain_text("ci")
     expect(page.locator("tr[data-action=KEY_ENABLED]")).to_contain_text("ci")
+
+
+def test_a_scoped_key_is_made_in_the_dialog_and_shown_with_its_scopes(open_console, service):
+    slug, name, key = tenant(service)
+    page = open_console()
+    sign_in(page, key)
+    page.get_by_role("button", name=re.compile("^Create (an )?API key$")).first.click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Name").fill("orders reader")
+    dialog.get_by_label("Scopes (optional)").fill("orders:read, apikeys:read")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.locator("#dialog-title")).to_have_text("Your new API key")
+    scoped = page.locator("#new-key").input_value()
+    page.get_by_role("button", name="Close").click()
+    expect(page.locator("tr", has_text="orders reader")).to_contain_text("2 scopes")
+    listed = service.graphql(key, "{ auth_api_key { name scopes } }")["data"]["auth_api_key"]
+    assert {"name": "orders reader", "scopes": ["apikeys:read", "orders:read"]} in listed
+    # A bad scope is refused in words, and nothing is made.
+    page.get_by_role("button", name=re.compile("^Create (an )?API key$")).first.click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Name").fill("bad")
+    dialog.get_by_label("Scopes (optional)").fill("Orders:READ")
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog).to_contain_text("is not of the form resource:action")
+    page.get_by_role("button", name="Cancel").click()
+    names = [k["name"] for k in service.graphql(key, "{ auth_api_key { name } }")["data"]["auth_api_key"]]
+    assert "bad" not in names
+    # The scoped key signs in (apikeys:read) and may read only.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, scoped)
+    expect(page.locator("tr", has_text="orders reader")).to_be_visible()
+    expect(page.get_by_role("button", name="Create an API key")).to_have_count(0)
+    shot(page, "scoped-key")
+
+
+def test_the_settings_page_sets_the_key_policy_and_old_keys_show_as_non_compliant(open_console, service):
+    slug, name, key = tenant(service)
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    month = service.admin("issue-key", "--tenant", slug, "--username", "alice", "--name", "month",
+                          "--expires-at", soon)["key"]
+    service.admin("add-user", "--tenant", slug, "--username", "rita", "--role", "read-only-user")
+    reader = service.admin("issue-key", "--tenant", slug, "--username", "rita", "--expires-at", soon)["key"]
+    page = open_console()
+    sign_in(page, month)
+    page.get_by_role("link", name="Settings").click()
+    expect(page.locator("#page h1")).to_have_text("Settings")
+    # Said before sending: a limit out of range.
+    page.get_by_label("People's keys live at most (days)").fill("400")
+    page.get_by_role("button", name="Save the key policy").click()
+    expect(page.locator("#policy-error")).to_contain_text("from 1 to 366")
+    # Said by the server: an allowlist without this browser's address.
+    page.get_by_label("People's keys live at most (days)").fill("90")
+    page.get_by_label("Allowed networks for every key (optional)").fill("10.0.0.0/8")
+    page.get_by_role("button", name="Save the key policy").click()
+    expect(page.locator("#policy-error")).to_contain_text("127.0.0.1")
+    assert service.graphql(month, "{ key_policy { max_user_key_days } }")["data"]["key_policy"]["max_user_key_days"] is None
+    page.get_by_label("Allowed networks for every key (optional)").fill("")
+    page.get_by_role("button", name="Save the key policy").click()
+    expect(page.locator("#flash")).to_contain_text("The key policy was saved.")
+    expect(page.get_by_label("People's keys live at most (days)")).to_have_value("90")
+    shot(page, "settings")
+    # The first key never expires: refused from now on, listed as such.
+    refused = service.graphql(key, "{ auth_info { role } }")
+    assert refused["errors"][0]["extensions"] == {"code": "FORBIDDEN", "reason": "policy_max_lifetime"}, refused
+    page.get_by_role("link", name="API Keys").click()
+    expect(page.locator("tr", has_text="first key")).to_contain_text("non-compliant")
+    expect(page.locator("tr", has_text="month")).not_to_contain_text("non-compliant")
+    shot(page, "non-compliant")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("tr[data-action=KEY_POLICY_CHANGED]")).to_contain_text("90 days")
+    # A read-only member reads the rules and cannot change them.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, reader)
+    page.get_by_role("link", name="Settings").click()
+    expect(page.locator("#policy-view")).to_contain_text("90 days")
+    expect(page.locator("#policy-form")).to_have_count(0)
+    # The non-compliant key is told why at sign-in.
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_contain_text("limits people's keys to 90 days")

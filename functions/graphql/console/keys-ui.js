@@ -7,7 +7,19 @@ import { ApiError } from "./api.js";
 import { gql, me, can, roleLabel } from "./session.js";
 import { dialog, showSecret, expiryField } from "./dialog.js";
 
-export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled allowed_networks";
+export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled allowed_networks scopes policy_violation";
+
+// What a key breaking the tenant's key policy is told (the reason codes).
+const VIOLATIONS = {
+  policy_max_lifetime: "It lives longer than the tenant's key policy allows (or never expires): it is refused until the policy is loosened. Replace it with a key that meets the policy.",
+  policy_scopes_required: "It has no scopes, and the tenant's key policy requires them: it is refused until the policy is loosened. Replace it with a scoped key.",
+};
+
+// Scopes as typed: separated by commas or spaces (none: null, not limited).
+const scopesOf = (text) => {
+  const scopes = text.split(/[\s,]+/).filter((s) => s);
+  return scopes.length ? scopes : null;
+};
 
 const GRACES = [
   { seconds: 0, label: "None: the old key stops now" },
@@ -24,6 +36,7 @@ export function createKeyDialog(ctx, owner) {
     h("option", { value: "" }, "Everything its owner may do"),
     me.roles.map((r) => h("option", { value: r.id }, `At most: ${r.label}`)));
   const networks = h("input", { id: "key-networks", autocomplete: "off", spellcheck: "false", placeholder: "e.g. 203.0.113.0/24, 2001:db8::/32" });
+  const scopes = h("input", { id: "key-scopes", autocomplete: "off", spellcheck: "false", placeholder: "e.g. orders:read, apikeys:read" });
   dialog({
     title: "Create an API key",
     ok: "Create",
@@ -31,7 +44,9 @@ export function createKeyDialog(ctx, owner) {
       h("label", { for: "key-role" }, "What the key may do"), ceiling,
       h("p", { class: "hint" }, "A key acts with the lower of this and its owner's role, at every request. A read-only key reads and changes nothing."),
       h("label", { for: "key-networks" }, "Allowed networks (optional)"), networks,
-      h("p", { class: "hint" }, "Addresses or CIDRs, separated by commas or spaces. Blank: from anywhere (signed in with a network-limited key: from that key's networks).")],
+      h("p", { class: "hint" }, "Addresses or CIDRs, separated by commas or spaces. Blank: from anywhere (signed in with a network-limited key: from that key's networks)."),
+      h("label", { for: "key-scopes" }, "Scopes (optional)"), scopes,
+      h("p", { class: "hint" }, "resource:action, separated by commas or spaces (orders:* for every action on orders). A scoped key reaches only the routes its scopes name; it uses this console's API only with apikeys:read or apikeys:write. Blank: not limited by scopes.")],
     submit: async () => {
       const label = name.value.trim();
       if (!label) throw new ApiError("Give the key a name.");
@@ -39,7 +54,7 @@ export function createKeyDialog(ctx, owner) {
       const data = await ctx.act(() => gql(
         "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }",
         { input: { user_id: owner, name: label, expires_at: expiresAt, role_id: ceiling.value || null,
-          allowed_networks: networks.value.split(/[\s,]+/).filter((n) => n) } }));
+          allowed_networks: networks.value.split(/[\s,]+/).filter((n) => n), scopes: scopesOf(scopes.value) } }));
       if (!data) return false;
       ctx.reload();
       showSecret(data.create_api_key.key);
@@ -127,7 +142,10 @@ export function keysTable(ctx, keys, { showCreator = false } = {}) {
         k.disabled && h("span", { class: "badge warn" }, "disabled"),
         k.role_ceiling && h("span", { class: "badge", title: "The most this key may do" }, `at most ${roleLabel(k.role_ceiling.name)}`),
         k.allowed_networks && k.allowed_networks.length > 0 &&
-          h("span", { class: "badge", title: `Usable from ${k.allowed_networks.join(", ")} only` }, `${k.allowed_networks.length} network${k.allowed_networks.length === 1 ? "" : "s"}`)),
+          h("span", { class: "badge", title: `Usable from ${k.allowed_networks.join(", ")} only` }, `${k.allowed_networks.length} network${k.allowed_networks.length === 1 ? "" : "s"}`),
+        k.scopes && k.scopes.length > 0 &&
+          h("span", { class: "badge scopes", title: `Scopes: ${k.scopes.join(", ")}` }, k.scopes.length === 1 ? k.scopes[0] : `${k.scopes.length} scopes`),
+        k.policy_violation && h("span", { class: "badge warn noncompliant", title: VIOLATIONS[k.policy_violation] || k.policy_violation }, "non-compliant")),
       h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
       h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
       h("td", { class: "actions" }, can("delete:api_key") && [

@@ -11,9 +11,10 @@ import keysPage from "./page-keys.js";
 import serviceAccountsPage from "./page-service-accounts.js";
 import membersPage from "./page-members.js";
 import auditPage from "./page-audit.js";
+import settingsPage from "./page-settings.js";
 
 const router = createRouter(
-  { keys: keysPage, "service-accounts": serviceAccountsPage, members: membersPage, audit: auditPage },
+  { keys: keysPage, "service-accounts": serviceAccountsPage, members: membersPage, audit: auditPage, settings: settingsPage },
   "keys");
 
 const STOPPED = "Your API key stopped working: it may have been revoked, have expired, or its owner been removed from the tenant. Sign in with another key.";

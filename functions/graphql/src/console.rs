@@ -10,7 +10,7 @@ use lambda_http::{Body, Response};
 #[cfg(not(feature = "no-console"))]
 const PAGE: &str = include_str!("../console/index.html");
 #[cfg(not(feature = "no-console"))]
-const ASSETS: [(&str, &str, &str); 13] = [
+const ASSETS: [(&str, &str, &str); 14] = [
     ("app.css", CSS, include_str!("../console/app.css")),
     ("main.js", JS, include_str!("../console/main.js")),
     ("api.js", JS, include_str!("../console/api.js")),
@@ -35,6 +35,11 @@ const ASSETS: [(&str, &str, &str); 13] = [
         "page-audit.js",
         JS,
         include_str!("../console/page-audit.js"),
+    ),
+    (
+        "page-settings.js",
+        JS,
+        include_str!("../console/page-settings.js"),
     ),
 ];
 // The benchmark's build without the assets (what they add is measured).
