@@ -213,12 +213,15 @@ async fn every_read_of_a_query_is_made_once_however_often_it_is_asked_for() {
     let query = "{ a: tenant { id } b: tenant { slug } me: user { id } u2: user { username }
         all: user_view_same_tenant { memberships { tenant { name } } }
         again: user_view_same_tenant { id }
-        k1: auth_api_key { id } k2: auth_api_key(order_by: {name: desc}) { name } }";
+        k1: auth_api_key { id } k2: auth_api_key(order_by: {name: desc}) { name }
+        p1: key_policy { applied } p2: key_policy { scopes_required } ...P ...P }
+        fragment P on Query { p3: key_policy { max_user_key_days } }";
     let (reply, requests) = measured(&h, &h.tenant.admin_key, query, None).await;
     assert!(reply.get("errors").is_none(), "{reply}");
     // 1 GetItem authenticates (and brings the caller and the tenant);
-    // members 1 Query; keys: own + service (admin) 2 Queries.
-    assert_eq!(requests, 4, "{:?}", h.counter.snapshot());
+    // members 1 Query; keys: own + service (admin) 2 Queries; the key
+    // policy 1 GetItem, however often it is asked.
+    assert_eq!(requests, 5, "{:?}", h.counter.snapshot());
 }
 
 #[tokio::test]
@@ -688,6 +691,32 @@ async fn a_role_change_wins_against_a_member_churning_its_own_keys() {
     h.assert_consistent().await;
     let info = h.data(&churner.key, "{ auth_info { role } }", None).await;
     assert_eq!(info["auth_info"]["role"], "TENANT_ADMIN");
+}
+
+#[tokio::test]
+async fn set_key_policy_with_another_field_or_twice_is_refused_before_any_read() {
+    let h = Harness::new().await;
+    let set = "set_key_policy(input: {max_service_key_days: 30}) { applied }";
+    for doc in [
+        format!("mutation {{ a: {set} b: {set} }}"),
+        format!(
+            "mutation {{ {set} hello: create_service_account(input: {{name: \"x\"}}) {{ id }} }}"
+        ),
+        format!("mutation {{ ...F ...F }} fragment F on Mutation {{ {set} }}"),
+    ] {
+        let before = h.items().await.len();
+        let (reply, requests) = measured(&h, &h.tenant.admin_key, &doc, None).await;
+        assert_eq!(error_code(&reply), "QUERY_TOO_COMPLEX", "{doc}: {reply}");
+        assert!(
+            reply["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("set_key_policy"),
+            "{reply}"
+        );
+        assert_eq!(requests, 0, "{doc}");
+        assert_eq!(h.items().await.len(), before, "{doc}");
+    }
 }
 
 #[tokio::test]

@@ -684,3 +684,41 @@ async fn a_network_limited_key_does_not_rotate_an_unlimited_one() {
         .get("errors")
         .is_none());
 }
+
+/// Disable racing revocation of the same key: whichever lands first, the
+/// key ends revoked (both its items gone), nothing is left half-written,
+/// and neither answer is "not found" for a key that was there.
+#[tokio::test]
+async fn disable_racing_revocation_leaves_the_key_revoked_and_whole() {
+    let h = Harness::new().await;
+    let admin = h.tenant.admin_id;
+    for round in 0..4 {
+        let (id, secret) = key_with(
+            &h,
+            &h.tenant.admin_key,
+            admin,
+            &format!("race-{round}"),
+            None,
+        )
+        .await;
+        let vars = json!({"input": {"key_id": id}});
+        let revoke =
+            "mutation($input: delete_api_key_input!) { delete_api_key(input: $input) { success } }";
+        let (disabled, revoked) = tokio::join!(
+            h.gql(&h.tenant.admin_key, DISABLE, Some(vars.clone())),
+            h.gql(&h.tenant.admin_key, revoke, Some(vars.clone()))
+        );
+        assert_eq!(
+            revoked["data"]["delete_api_key"]["success"],
+            json!(true),
+            "{revoked}"
+        );
+        // Disabled first, or found gone (false): never an error.
+        assert!(
+            disabled["data"]["disable_api_key"]["success"].is_boolean(),
+            "{disabled}"
+        );
+        assert_eq!(h.gql(&secret, "{ hello }", None).await, unauthenticated());
+        h.assert_consistent().await;
+    }
+}

@@ -296,9 +296,15 @@ impl Principal {
     /// and not with a read-only ceiling (a read-only key reads, and nothing
     /// else: not even its owner's keys).
     pub fn key_may_write(&self) -> bool {
-        !self.key_replaced
-            && self.key_ceiling != Some(Role::ReadOnlyUser)
+        !self.key_read_only()
             && crate::policy::scopes_grant(&self.key_scopes, crate::policy::SCOPE_APIKEYS_WRITE)
+    }
+
+    /// Is the presenting key read-only by its ceiling or its rotation
+    /// grace, whatever its scopes (what the authorizer tells other APIs:
+    /// there, scopes say what the key may do)?
+    pub fn key_read_only(&self) -> bool {
+        self.key_replaced || self.key_ceiling == Some(Role::ReadOnlyUser)
     }
 
     /// May the presenting key use this service's own API at all? A scoped

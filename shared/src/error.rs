@@ -35,6 +35,11 @@ pub enum Error {
     /// again. A state of the data, not a failure of the storage.
     #[error("{0}: nothing was changed; try again")]
     Contended(String),
+    /// A change that was recorded but is not yet in force everywhere (a
+    /// tenant's key policy written, not yet copied onto every key): sending
+    /// the same change again finishes it.
+    #[error("{0}")]
+    Incomplete(String),
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),

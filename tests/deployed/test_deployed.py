@@ -150,3 +150,34 @@ def test_the_console_is_served_through_api_gateway(deployed):
             assert '<script type="module" src="console/main.js">' in body
     # What the page's script posts to: the GraphQL function, relative to the page.
     assert request(page + "graphql", body={"query": "{ hello }"})[0] == 200
+
+
+def test_the_authorizer_enforces_scopes_and_networks_through_the_gateway(deployed):
+    """The route map (the template's default RouteScopes) as API Gateway
+    applies the authorizer's policy: a read-scoped key reads the orders and
+    may not place one; a key limited to other networks is refused by the
+    authorizer and by the GraphQL endpoint alike."""
+    made = deployed.admin("create-tenant", "--name", "Scoped", "--slug", "scoped", "--admin", "sue")
+    orders = deployed.url("ExampleProtectedApiUrl").replace("/whoami", "/orders")
+    reader = deployed.admin("issue-key", "--tenant", "scoped", "--username", "sue", "--name", "reader",
+                            "--scope", "orders:read")["key"]
+    status, body = request(orders, reader)
+    assert status == 200, body
+    assert body["scopes"] == "orders:read" and body["tenant_id"] == made["tenant"]["id"], body
+    status, body = request(orders, reader, body={"item": "widget"})
+    assert status == 403, body
+    # The admin's unscoped key takes both routes.
+    admin = made["key"]["key"]
+    assert request(orders, admin)[0] == 200
+    assert request(orders, admin, body={"item": "widget"})[0] == 200
+    # A scoped key without apikeys:* is refused by the GraphQL endpoint, naming the scope.
+    status, body = request(deployed.url("GraphqlUrl"), reader, {"query": "{ auth_info { role } }"})
+    assert status == 200 and body["errors"][0]["extensions"] == {
+        "code": "FORBIDDEN", "reason": "scope_missing", "needed_scope": "apikeys:read"}, body
+    # Limited to a network this machine is not in: refused at both doors.
+    away = deployed.admin("issue-key", "--tenant", "scoped", "--username", "sue", "--name", "away",
+                          "--network", "203.0.113.0/24")["key"]
+    assert request(orders, away)[0] == 403
+    status, body = request(deployed.url("GraphqlUrl"), away, {"query": "{ hello }"})
+    assert status == 200 and body["errors"][0]["extensions"]["reason"] == "network_not_allowed", body
+    assert away not in json.dumps(body)

@@ -110,7 +110,9 @@ fn context(p: &Principal) -> Value {
         // What the key may do: its owner's role, at most the key's ceiling.
         "role": p.effective_role().name(),
         "member_role": p.role.name(),
-        "read_only_key": if p.key_may_write() { "false" } else { "true" },
+        // Read-only by its ceiling or its rotation grace; what a scoped
+        // key may do on other APIs is its scopes.
+        "read_only_key": if p.key_read_only() { "true" } else { "false" },
         "account_type": p.account_type.name(),
         "api_key_id": p.api_key_id.to_string(),
         // Space-separated (context values are strings); empty: not

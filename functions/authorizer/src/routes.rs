@@ -183,7 +183,16 @@ impl RouteMap {
             .routes
             .iter()
             .filter(|r| scopes_grant(scopes, &r.scope))
-            .map(|r| format!("{stage}/{}/{}", r.method.as_deref().unwrap_or("*"), r.path))
+            // A route of every method is one resource per method: a `*`
+            // there would also match across the method into the path
+            // (`*/orders/*` matches `DELETE/admin/orders/1`).
+            .flat_map(|r| match r.method.as_deref() {
+                Some(method) => vec![format!("{stage}/{method}/{}", r.path)],
+                None => METHODS
+                    .iter()
+                    .map(|method| format!("{stage}/{method}/{}", r.path))
+                    .collect(),
+            })
             .collect();
         resources.sort();
         resources.dedup();

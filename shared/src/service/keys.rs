@@ -545,6 +545,19 @@ impl ApiKeys {
             }
             // Enabling gives power back: never to a key that may do more
             // than the one asking (a capped key does not undo a disable).
+            // Nor to a key usable from more places, or allowed more scopes.
+            let wider = !disabled
+                && ((!p.key_networks.is_empty() && stored.key.allowed_networks.is_empty())
+                    || narrow_networks(&stored.key.allowed_networks, &p.key_networks).is_err()
+                    || (!p.key_scopes.is_empty() && stored.key.scopes.is_empty())
+                    || narrow_scopes(&stored.key.scopes, &p.key_scopes).is_err());
+            if wider {
+                return Err(Error::Forbidden(
+                    "this API key is limited to fewer networks or scopes than the key it would \
+                     enable: enable it with a key without those limits"
+                        .into(),
+                ));
+            }
             if !disabled && !at_least_as_strong(p.key_ceiling, stored.key.role_ceiling) {
                 return Err(Error::Forbidden(
                     "this API key may do less than the key it would enable: enable it with a key \
@@ -681,7 +694,13 @@ impl ApiKeys {
             scopes: narrow_scopes(&old.key.scopes, &creator.scopes)
                 .unwrap_or_else(|_| creator.scopes.clone()),
         };
-        self.check_policy(policy, old.key.owner_type, &request)?;
+        if let Err(Error::BadInput(why)) = self.check_policy(policy, old.key.owner_type, &request) {
+            return Err(Error::BadInput(format!(
+                "the key that replaced this one would break the tenant's key policy, as this one \
+                 does (a rotation keeps its expiry and scopes): make a new key instead, then \
+                 revoke this one ({why})"
+            )));
+        }
         let attempt = self.rotation(
             old,
             owner,
@@ -774,8 +793,8 @@ impl ApiKeys {
             let broader = !p.key_scopes.is_empty() && old.key.scopes.is_empty();
             if broader || narrow_scopes(&old.key.scopes, &p.key_scopes).is_err() {
                 return Err(Error::BadInput(
-                    "this key has scopes this API key has not: rotate it with a key without \
-                     that limit"
+                    "this key may do what this API key's scopes do not allow: rotate it with \
+                     a key without that limit"
                         .into(),
                 ));
             }

@@ -86,6 +86,23 @@ fn kept_changing(what: &str) -> Error {
 /// but it may not create, rotate or revoke keys or manage accounts (a leaked
 /// key its owner rotated could otherwise kill the new one).
 fn may_change(p: &Principal) -> Result<()> {
+    // A scoped key changes things here only with apikeys:write.
+    if !p.key_read_only() && !p.key_may_write() {
+        tracing::info!(
+            reason = Refusal::ScopeMissing.code(),
+            key_id = %p.api_key_id,
+            "change refused"
+        );
+        return Err(Error::Denied {
+            reason: Refusal::ScopeMissing,
+            message: format!(
+                "this API key's scopes do not let it change anything here: that needs the \
+                 scope {}",
+                crate::policy::SCOPE_APIKEYS_WRITE
+            ),
+            needed_scope: Some(crate::policy::SCOPE_APIKEYS_WRITE.to_string()),
+        });
+    }
     if !p.key_replaced && !p.key_may_write() {
         return Err(Error::Forbidden(
             "this API key is read-only: it may read, and change nothing (not even its owner's \
@@ -496,7 +513,8 @@ impl ApiKeys {
                 p,
                 Refusal::PolicyNetwork,
                 format!(
-                    "this tenant's key policy allows its keys only from its own networks, and                      this request came from {}",
+                    "this tenant's key policy allows its keys only from its own networks, and \
+                     this request came from {}",
                     from()
                 ),
                 source,
@@ -525,7 +543,8 @@ impl ApiKeys {
                 p,
                 Refusal::ScopeMissing,
                 format!(
-                    "this API key's scopes do not include this API: it needs the scope                      {SCOPE_APIKEYS_READ} (or apikeys:write to change things)"
+                    "this API key's scopes do not include this API: it needs the scope \
+                     {SCOPE_APIKEYS_READ} (or apikeys:write to change things)"
                 ),
                 source,
             );

@@ -207,12 +207,9 @@ impl ApiKeys {
             if same_rules(&current.policy, &rules) {
                 // Nothing to record: finish what a failed change left.
                 if !current.is_applied() {
-                    self.apply_policy(tenant, &current.policy).await?;
+                    self.finish(tenant, &current.policy).await?;
                 }
-                return Ok(PolicyView {
-                    policy: current.policy,
-                    applied: true,
-                });
+                return self.policy_now(tenant).await;
             }
             let next = KeyPolicy {
                 generation: current.policy.generation.saturating_add(1),
@@ -239,11 +236,8 @@ impl ApiKeys {
                 .await?
             {
                 PolicySet::Set => {
-                    self.apply_policy(tenant, &next).await?;
-                    return Ok(PolicyView {
-                        policy: next,
-                        applied: true,
-                    });
+                    self.finish(tenant, &next).await?;
+                    return self.policy_now(tenant).await;
                 }
                 PolicySet::Changed => continue,
                 PolicySet::CallerNotAdmin => {
@@ -254,6 +248,36 @@ impl ApiKeys {
             }
         }
         Err(kept_changing("the tenant's key policy"))
+    }
+
+    /// [`ApiKeys::apply_policy`] of a policy already recorded: a failure is
+    /// said as what it is (recorded, not yet on every key), never as
+    /// "nothing changed".
+    async fn finish(&self, tenant: Uuid, policy: &KeyPolicy) -> Result<()> {
+        match self.apply_policy(tenant, policy).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, generation = policy.generation, "a key policy stopped part way");
+                Err(Error::Incomplete(
+                    "the key policy was recorded, but not every key carries it yet (the \
+                     database failed part way): until it does, some keys are still judged by \
+                     the previous policy; send the same policy again to finish"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// The policy in force now, as the tenant item says: after a change
+    /// another one may have replaced (then that one is answered, and
+    /// whether it is on every key).
+    async fn policy_now(&self, tenant: Uuid) -> Result<PolicyView> {
+        Ok(self
+            .store
+            .tenant_policy(tenant)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?
+            .into())
     }
 
     /// Writes `policy` onto every key of the tenant (a key made after the

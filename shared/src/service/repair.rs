@@ -32,6 +32,7 @@ impl ApiKeys {
         let counters = self.store.tenant_counters(tenant.id).await?;
         let members = self.store.members(tenant.id).await?;
         let keys = self.store.keys_of_tenant(tenant.id).await?;
+        let policy = self.store.tenant_policy(tenant.id).await?;
         let member_ids: HashSet<_> = members.iter().map(|m| m.user_id).collect();
         let mut findings = Vec::new();
         let mut whole: Vec<_> = Vec::with_capacity(keys.len());
@@ -55,6 +56,26 @@ impl ApiKeys {
             } else {
                 None
             };
+            // A key policy that did not reach this key (a change that
+            // failed part way, or a restore): the key is judged by an
+            // older policy until it is written.
+            if let (Some(record), Some(current)) = (&lookup, &policy) {
+                if record.policy.generation < current.policy.generation {
+                    let repaired = apply
+                        && self
+                            .store
+                            .apply_policy_to_key(&stored.hash, k.created, &current.policy)
+                            .await?;
+                    findings.push(Finding {
+                        what: format!(
+                            "key {} ('{}'): carries key policy generation {}, the tenant's is {}; \
+                             written",
+                            k.id, k.name, record.policy.generation, current.policy.generation
+                        ),
+                        repaired,
+                    });
+                }
+            }
             // Rotated by an earlier version, which marked only the listing:
             // until its lookup is marked too, the key could change things
             // during its grace.
@@ -199,6 +220,20 @@ impl ApiKeys {
                     repaired,
                 });
             }
+        }
+        if let Some(current) = policy.filter(|p| !p.is_applied()) {
+            let repaired = apply && {
+                self.apply_policy(tenant.id, &current.policy).await?;
+                true
+            };
+            findings.push(Finding {
+                what: format!(
+                    "the key policy (generation {}) is not marked as on every key: a change \
+                     stopped part way; written onto every key and marked",
+                    current.policy.generation
+                ),
+                repaired,
+            });
         }
         Ok(findings)
     }

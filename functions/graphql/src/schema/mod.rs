@@ -126,6 +126,9 @@ pub const MEMBER_BUSY: &str = "MEMBER_BUSY";
 /// allowed changes this minute: nothing changed (HTTP 429 with
 /// `Retry-After` when it was the request's only write).
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
+/// `extensions.code` of a change recorded but not yet in force everywhere:
+/// sending it again finishes it.
+pub const CHANGE_INCOMPLETE: &str = "CHANGE_INCOMPLETE";
 /// `extensions.code` of a write whose outcome is not known.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 
@@ -139,6 +142,7 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
         Error::Forbidden(_) | Error::Denied { .. } => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
+        Error::Incomplete(_) => (CHANGE_INCOMPLETE, err.to_string()),
         // Retryable like a transient failure, and said as what it is.
         Error::Contended(_) => {
             tracing::info!(error = %err, "request lost to concurrent changes");
