@@ -759,6 +759,30 @@ async fn futures_join<A: std::future::Future, B: std::future::Future>(
     tokio::join!(a, b)
 }
 
+/// Another instance of the function on the same table, whose every
+/// UpdateItem (what writes a policy onto a key) fails with `fault` until the
+/// proxy's plan is changed.
+async fn failing_updates(
+    h: &Harness,
+    seed: u64,
+    fault: Fault,
+) -> (FaultProxy, apikeys_graphql::App) {
+    let proxy = FaultProxy::start(&endpoint(), Plan::Off, seed)
+        .await
+        .expect("proxy");
+    let limits = [
+        ("DYNAMODB_ATTEMPT_TIMEOUT_MS", "300"),
+        ("DYNAMODB_OPERATION_TIMEOUT_MS", "1000"),
+    ];
+    let (app, _) = h.app_via(&proxy.endpoint(), &limits);
+    proxy.set_plan(Plan::FailNext {
+        count: 1000,
+        fault,
+        operation: Some("UpdateItem"),
+    });
+    (proxy, app)
+}
+
 /// The database failing while a policy is written onto the keys: the change
 /// is reported as failed (never acknowledged), listed as not applied, and
 /// setting it again finishes it.
@@ -779,21 +803,7 @@ async fn a_policy_change_the_database_breaks_half_way_is_finished_by_sending_it_
     for i in 0..5 {
         forever.push(secret(&h, &key, admin, &format!("forever-{i}"), json!({})).await);
     }
-    let proxy = FaultProxy::start(&endpoint(), Plan::Off, 7)
-        .await
-        .expect("proxy");
-    let (app, _) = h.app_via(
-        &proxy.endpoint(),
-        &[
-            ("DYNAMODB_ATTEMPT_TIMEOUT_MS", "300"),
-            ("DYNAMODB_OPERATION_TIMEOUT_MS", "1000"),
-        ],
-    );
-    proxy.set_plan(Plan::FailNext {
-        count: 1000,
-        fault: Fault::InternalError,
-        operation: Some("UpdateItem"),
-    });
+    let (proxy, app) = failing_updates(&h, 7, Fault::InternalError).await;
     let auth = format!("Bearer {month}");
     let send = |query: &'static str, vars: Option<Value>| {
         let app = &app;
@@ -880,21 +890,7 @@ async fn repair_finds_and_finishes_a_policy_change_that_stopped_part_way() {
     let admin = h.tenant.admin_id;
     let key = h.tenant.admin_key.clone();
     let forever = secret(&h, &key, admin, "forever", json!({})).await;
-    let proxy = FaultProxy::start(&endpoint(), Plan::Off, 11)
-        .await
-        .expect("proxy");
-    let (app, _) = h.app_via(
-        &proxy.endpoint(),
-        &[
-            ("DYNAMODB_ATTEMPT_TIMEOUT_MS", "300"),
-            ("DYNAMODB_OPERATION_TIMEOUT_MS", "1000"),
-        ],
-    );
-    proxy.set_plan(Plan::FailNext {
-        count: 1000,
-        fault: Fault::Unavailable,
-        operation: Some("UpdateItem"),
-    });
+    let (proxy, app) = failing_updates(&h, 11, Fault::Unavailable).await;
     let change = PolicyChange {
         max_user_key_days: Some(30),
         ..PolicyChange::default()

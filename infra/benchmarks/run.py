@@ -422,6 +422,11 @@ def main():
                          f"{slow['items_read']} items read, {slow['requests']} requests, "
                          f"{slow['latency_us'] / 1000:.1f} ms (not indexed: all service-account keys)",
                          ratio(fast["items_read"], slow["items_read"]), "its own 40 keys, flat"))
+        for keys, row in scaling["key_policy_change_among_keys"].items():
+            ops = ", ".join(f"{n} {op}" for op, n in sorted(row["by_operation"].items()))
+            rows.append((f"scaling: a tenant key policy change with {int(keys):,} keys",
+                         f"{row['requests']} requests ({ops}), {row['latency_us'] / 1000:.0f} ms",
+                         "-", "-", "1 conditional UpdateItem per key, 16 at a time"))
     finally:
         for proc in reversed(procs):
             stop(proc)

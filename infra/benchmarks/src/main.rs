@@ -416,6 +416,21 @@ async fn load(url: String, key: String, concurrency: usize, requests: usize) -> 
     Ok(out)
 }
 
+/// A fresh tenant whose service account "bot" holds `keys` keys.
+async fn tenant_with_bot_keys(keys: usize) -> Result<Harness> {
+    let h = Harness::new().await;
+    let admin = h
+        .service()
+        .authenticate(Some(&h.tenant.admin_key), None)
+        .await?;
+    let bot = h
+        .service()
+        .create_service_account(&admin, "bot", None, None)
+        .await?;
+    h.seed_keys(bot, AccountType::Service, keys).await;
+    Ok(h)
+}
+
 async fn scaling() -> Result<Value> {
     let mut sweeps = BTreeMap::new();
     for live in [1_000usize, 10_000, 50_000] {
@@ -431,16 +446,7 @@ async fn scaling() -> Result<Value> {
     }
     let mut listings = BTreeMap::new();
     for keys in [10usize, 100, 1_000] {
-        let h = Harness::new().await;
-        let admin = h
-            .service()
-            .authenticate(Some(&h.tenant.admin_key), None)
-            .await?;
-        let bot = h
-            .service()
-            .create_service_account(&admin, "bot", None, None)
-            .await?;
-        h.seed_keys(bot, AccountType::Service, keys).await;
+        let h = tenant_with_bot_keys(keys).await?;
         let auth = format!("Bearer {}", h.tenant.admin_key);
         // At steady state: the key's use already recorded this interval.
         handler_call(&h, &prefect_body("{ hello }", None), &auth).await?;
@@ -490,8 +496,32 @@ async fn scaling() -> Result<Value> {
         }
         removals.insert(accounts.to_string(), Value::Object(row));
     }
+    // A tenant key policy change, written onto every key of the tenant:
+    // requests and time as the tenant's keys grow.
+    let mut policies = BTreeMap::new();
+    for keys in [100usize, 1_000, 4_000] {
+        let h = tenant_with_bot_keys(keys).await?;
+        let change = apikeys_shared::service::PolicyChange {
+            max_service_key_days: Some(90),
+            ..Default::default()
+        };
+        h.counter.reset();
+        let started = Instant::now();
+        let view = h
+            .service()
+            .set_key_policy_as_operator("acme", &change)
+            .await?;
+        let elapsed = started.elapsed();
+        if !view.applied {
+            bail!("policy not applied");
+        }
+        policies.insert(
+            keys.to_string(),
+            json!({"requests": h.counter.total(), "by_operation": h.counter.snapshot(), "latency_us": elapsed.as_micros() as u64}),
+        );
+    }
     Ok(
-        json!({"sweep_50_expired_among_live": sweeps, "admin_listing_of_service_account_keys": listings, "removal_of_one_service_account_with_40_keys_among_accounts": removals}),
+        json!({"sweep_50_expired_among_live": sweeps, "admin_listing_of_service_account_keys": listings, "removal_of_one_service_account_with_40_keys_among_accounts": removals, "key_policy_change_among_keys": policies}),
     )
 }
 

@@ -121,12 +121,7 @@ impl ApiKeys {
 
     /// `key_policy`: every member may read the rules its keys must meet.
     pub async fn key_policy(&self, p: &Principal) -> Result<PolicyView> {
-        Ok(self
-            .store
-            .tenant_policy(p.tenant_id)
-            .await?
-            .ok_or(Error::NotFound("tenant"))?
-            .into())
+        self.policy_now(p.tenant_id).await
     }
 
     /// `set_key_policy`: a human admin replaces the tenant's policy. Refused
@@ -181,12 +176,7 @@ impl ApiKeys {
     /// The operator's view of a tenant's policy.
     pub async fn key_policy_as_operator(&self, tenant_slug: &str) -> Result<PolicyView> {
         let tenant = self.tenant_by_slug(tenant_slug).await?;
-        Ok(self
-            .store
-            .tenant_policy(tenant.id)
-            .await?
-            .ok_or(Error::NotFound("tenant"))?
-            .into())
+        self.policy_now(tenant.id).await
     }
 
     /// Writes the new rules as the next generation (unless they are the
