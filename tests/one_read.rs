@@ -169,6 +169,7 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
             disabled: false,
             allowed_networks: Vec::new(),
             scopes: Vec::new(),
+            leaked: false,
             last_used: None,
         },
         hash: secret.hash(),

@@ -33,10 +33,11 @@ pub enum AuditAction {
     MemberRemoved,
     TenantCreated,
     KeyPolicyChanged,
+    KeyLeaked,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 14] = [
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
@@ -50,6 +51,7 @@ impl AuditAction {
         AuditAction::MemberRemoved,
         AuditAction::TenantCreated,
         AuditAction::KeyPolicyChanged,
+        AuditAction::KeyLeaked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +69,7 @@ impl AuditAction {
             AuditAction::MemberRemoved => "MEMBER_REMOVED",
             AuditAction::TenantCreated => "TENANT_CREATED",
             AuditAction::KeyPolicyChanged => "KEY_POLICY_CHANGED",
+            AuditAction::KeyLeaked => "KEY_LEAKED",
         }
     }
 
@@ -142,6 +145,17 @@ impl AuditActor {
             user_id: None,
             key_id: None,
             name: "sweeper".into(),
+            account_type: None,
+        }
+    }
+
+    /// A secret scanning service reporting a leak (e.g. "GitHub secret
+    /// scanning").
+    pub fn reporter(name: &str) -> Self {
+        Self {
+            user_id: None,
+            key_id: None,
+            name: name.into(),
             account_type: None,
         }
     }

@@ -72,6 +72,10 @@ pub struct Config {
     /// make per minute in a tenant (`CHANGES_PER_MINUTE`, 0 to 100000,
     /// default 60; 0: no limit). Refused changes are written nowhere.
     pub changes_per_minute: u32,
+    /// Where GitHub's secret scanning public keys are fetched from
+    /// (`GITHUB_SCANNING_KEYS_URL`, default GitHub's own; tests serve
+    /// theirs).
+    pub github_keys_url: String,
 }
 
 /// The longest grace a rotation may give the replaced key.
@@ -200,6 +204,9 @@ impl Config {
             audit_retention,
             last_used_interval,
             changes_per_minute,
+            github_keys_url: get("GITHUB_SCANNING_KEYS_URL")
+                .unwrap_or(crate::scanning::GITHUB_KEYS_URL)
+                .to_string(),
         })
     }
 }

@@ -362,6 +362,9 @@ pub struct ApiKey {
     /// What the key may do on the platform's APIs, as `resource:action`
     /// (empty: not limited by scopes).
     pub scopes: Vec<String>,
+    /// Reported as leaked (by secret scanning) and kept working, as its
+    /// tenant's leak policy says (a revoked key is gone).
+    pub leaked: bool,
 }
 
 /// The most networks one key may be limited to.

@@ -175,3 +175,106 @@ impl HttpConnector for RustlsConnector {
         })
     }
 }
+
+/// A plain HTTPS GET client for small public documents (a key set): the
+/// same trust anchors as the SDK's client (`http://` only for a local
+/// stand-in), a time limit and a size limit on every answer.
+#[derive(Clone, Debug)]
+pub struct Fetcher {
+    client: Client<
+        hyper_rustls::HttpsConnector<TcpConnector>,
+        http_body_util::Empty<hyper::body::Bytes>,
+    >,
+}
+
+/// Why a fetch gave no document.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("{0}")]
+    Failed(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl Fetcher {
+    pub fn new() -> Result<Self, ConfigError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
+            let certificates = CertificateDer::pem_file_iter(&bundle)
+                .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?;
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut tcp = TcpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(Duration::from_secs(2)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .build(https);
+        Ok(Self { client })
+    }
+
+    /// GETs `url`: its body, at most `max_bytes`, within `limit`.
+    pub async fn get(
+        &self,
+        url: &str,
+        limit: Duration,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        use http_body_util::BodyExt;
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| FetchError::Failed(format!("bad URL: {e}")))?;
+        let request = hyper::Request::get(uri)
+            .header(hyper::header::USER_AGENT, "apikeys")
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::new())
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
+        let work = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Failed(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(FetchError::Status(response.status().as_u16()));
+            }
+            let limited = http_body_util::Limited::new(response.into_body(), max_bytes);
+            let body = limited.collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge(max_bytes)
+                } else {
+                    FetchError::Failed(e.to_string())
+                }
+            })?;
+            Ok(body.to_bytes().to_vec())
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| FetchError::TimedOut(limit))?
+    }
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod https;
 pub mod logging;
 pub mod policy;
+pub mod scanning;
 pub mod service;
 pub mod store;
 pub mod sweep;

@@ -123,6 +123,24 @@ pub const MAX_POLICY_DAYS: u32 = 366;
 /// The most networks a tenant's allowlist may hold.
 pub const MAX_TENANT_NETWORKS: usize = 64;
 
+/// What happens to a key of the tenant reported as leaked (by secret
+/// scanning): revoked at once (the default), or recorded and reported only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeakAction {
+    #[default]
+    Revoke,
+    Notify,
+}
+
+impl LeakAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            LeakAction::Revoke => "REVOKE",
+            LeakAction::Notify => "NOTIFY",
+        }
+    }
+}
+
 /// The rules every key of a tenant must meet, set by its human admins.
 /// Checked when a key is made (a key that would break them is refused) and
 /// at every use (a key made before a rule was tightened is refused, not
@@ -141,6 +159,8 @@ pub struct KeyPolicy {
     /// Every key of the tenant may be used only from these networks (empty:
     /// anywhere), besides its own limits.
     pub networks: Vec<ipnet::IpNet>,
+    /// What a leak report does to a key of the tenant.
+    pub leak_action: LeakAction,
 }
 
 /// Which rule of the tenant's policy a key breaks: a stable code, and a
@@ -202,6 +222,7 @@ impl KeyPolicy {
             && self.max_service_key_days.is_none()
             && !self.scopes_required
             && self.networks.is_empty()
+            && self.leak_action == LeakAction::Revoke
     }
 
     /// The first rule a key of `owner_type`, made at `created`, expiring at

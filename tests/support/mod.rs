@@ -491,6 +491,7 @@ impl Harness {
                 disabled: false,
                 allowed_networks: Vec::new(),
                 scopes: Vec::new(),
+                leaked: false,
                 last_used: None,
             },
             hash: secret.hash(),

@@ -7,7 +7,7 @@ import { ApiError } from "./api.js";
 import { gql, me, can, roleLabel } from "./session.js";
 import { dialog, showSecret, expiryField } from "./dialog.js";
 
-export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled allowed_networks scopes policy_violation";
+export const KEY_FIELDS = "id name user_id created expires_at key_hint last_used replaced_by rotated_from created_by { username } role_ceiling { name } disabled allowed_networks scopes policy_violation leaked";
 
 // What a key breaking the tenant's key policy is told (the reason codes).
 const VIOLATIONS = {
@@ -145,7 +145,8 @@ export function keysTable(ctx, keys, { showCreator = false } = {}) {
           h("span", { class: "badge", title: `Usable from ${k.allowed_networks.join(", ")} only` }, `${k.allowed_networks.length} network${k.allowed_networks.length === 1 ? "" : "s"}`),
         k.scopes && k.scopes.length > 0 &&
           h("span", { class: "badge scopes", title: `Scopes: ${k.scopes.join(", ")}` }, k.scopes.length === 1 ? k.scopes[0] : `${k.scopes.length} scopes`),
-        k.policy_violation && h("span", { class: "badge warn noncompliant", title: VIOLATIONS[k.policy_violation] || k.policy_violation }, "non-compliant")),
+        k.policy_violation && h("span", { class: "badge warn noncompliant", title: VIOLATIONS[k.policy_violation] || k.policy_violation }, "non-compliant"),
+        k.leaked && h("span", { class: "badge warn leaked", title: "Reported leaked by secret scanning. It still works (the tenant's leak policy is to notify only): rotate or revoke it." }, "leaked")),
       h("td", { class: "hide-narrow" }, k.last_used ? when(k.last_used) : "Not yet"),
       h("td", { class: "hide-narrow mono" }, k.key_hint || ""),
       h("td", { class: "actions" }, can("delete:api_key") && [

@@ -32,14 +32,21 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct App {
     service: Arc<ApiKeys>,
     schema: Schema,
+    /// GitHub's secret scanning keys, fetched when a report first needs them.
+    github_keys: Option<apikeys_shared::scanning::GithubKeys>,
 }
 
 impl App {
     pub fn new(service: ApiKeys) -> Self {
         let introspection = service.config().introspection;
+        let github_keys =
+            apikeys_shared::scanning::GithubKeys::new(service.config().github_keys_url.clone())
+                .map_err(|e| tracing::error!(error = %e, "secret scanning reports will be refused"))
+                .ok();
         Self {
             service: Arc::new(service),
             schema: schema(introspection),
+            github_keys,
         }
     }
 
@@ -355,6 +362,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let path = route_path(&request).trim_end_matches('/').to_string();
     let response = match (request.method(), path.as_str()) {
         (&Method::POST, "" | "/graphql") => graphql(app, &request).await,
+        (&Method::POST, "/secret-scanning/github") => github_report(app, &request).await,
         (&Method::GET | &Method::HEAD, "") => console::page(),
         (&Method::GET | &Method::HEAD, asset) if asset.starts_with("/console/") => {
             console::asset(asset.trim_start_matches("/console/")).unwrap_or_else(|| {
@@ -386,6 +394,76 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
         "request"
     );
     response
+}
+
+/// `POST /secret-scanning/github`: a report of GitHub's secret scanning
+/// partner program. The signature is checked before anything else (an
+/// unsigned, badly signed or oversized report costs no database request);
+/// the answer is GitHub's feedback array (token hashes, never tokens).
+async fn github_report(app: &App, request: &Request) -> Response<Body> {
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES {
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"message": "a report is at most 1 MiB"}),
+        );
+    }
+    let Some(keys) = &app.github_keys else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "secret scanning is not available"}),
+        );
+    };
+    let verified = keys
+        .verify(
+            header_str(request, "github-public-key-identifier"),
+            header_str(request, "github-public-key-signature"),
+            body,
+        )
+        .await;
+    match verified {
+        Ok(Ok(())) => {}
+        Ok(Err(bad)) => {
+            tracing::warn!(why = bad.message(), "secret scanning report refused");
+            return json_response(StatusCode::UNAUTHORIZED, &json!({"message": bad.message()}));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GitHub's secret scanning keys could not be fetched");
+            return with_retry_after(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"message": "the signing keys could not be fetched: send the report again later"}),
+            ));
+        }
+    }
+    let matches = match apikeys_shared::scanning::parse_report(body) {
+        Ok(matches) => matches,
+        Err(message) => {
+            return json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
+        }
+    };
+    let deadline = deadline_of(app, request);
+    let work = app.service.report_leaks("GitHub secret scanning", &matches);
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(Ok(outcome)) => {
+            let feedback: Vec<Value> = outcome
+                .feedback
+                .iter()
+                .map(|f| json!({"token_hash": f.token_hash, "token_type": f.token_type, "label": f.label}))
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(feedback))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a secret scanning report stopped part way");
+            with_retry_after(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"message": "the report was not fully handled: send it again (what was done is not done twice)"}),
+            ))
+        }
+        Err(_) => with_retry_after(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "the report was not fully handled in time: send it again (what was done is not done twice)"}),
+        )),
+    }
 }
 
 /// Errors shown in one response at most; the rest are counted in one more.

@@ -119,6 +119,10 @@ enum Command {
         /// several; anywhere by default).
         #[arg(long = "network")]
         networks: Vec<String>,
+        /// What a leak report (secret scanning) does to a key: revoke it
+        /// (the default) or notify only.
+        #[arg(long, value_enum, default_value = "revoke")]
+        leak_action: LeakArg,
     },
     /// Print a tenant's key policy.
     ShowPolicy {
@@ -246,6 +250,12 @@ fn key_json(key: &ApiKey, secret: &str) -> serde_json::Value {
     })
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LeakArg {
+    Revoke,
+    Notify,
+}
+
 fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::PolicyView) {
     let p = &view.policy;
     let networks: Vec<String> = p.networks.iter().map(ToString::to_string).collect();
@@ -258,6 +268,7 @@ fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::Policy
                 "max_service_key_days": p.max_service_key_days,
                 "scopes_required": p.scopes_required,
                 "allowed_networks": networks,
+                "leak_action": p.leak_action.name(),
                 "applied": view.applied,
             })
         );
@@ -283,6 +294,13 @@ fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::Policy
             "any".to_string()
         } else {
             networks.join(", ")
+        }
+    );
+    println!(
+        "  a leaked key is:                      {}",
+        match p.leak_action {
+            apikeys_shared::policy::LeakAction::Revoke => "revoked",
+            apikeys_shared::policy::LeakAction::Notify => "reported only",
         }
     );
     if !view.applied {
@@ -434,12 +452,17 @@ async fn run(cli: Cli) -> Result<()> {
             max_service_key_days,
             scopes_required,
             networks,
+            leak_action,
         } => {
             let change = apikeys_shared::service::PolicyChange {
                 max_user_key_days,
                 max_service_key_days,
                 scopes_required,
                 allowed_networks: networks,
+                leak_action: match leak_action {
+                    LeakArg::Revoke => apikeys_shared::policy::LeakAction::Revoke,
+                    LeakArg::Notify => apikeys_shared::policy::LeakAction::Notify,
+                },
             };
             let view = service.set_key_policy_as_operator(&tenant, &change).await?;
             print_policy(cli.json, &tenant, &view);

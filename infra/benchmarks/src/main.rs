@@ -306,6 +306,7 @@ fn bare_key(h: &Harness) -> StoredKey {
             disabled: false,
             allowed_networks: Vec::new(),
             scopes: Vec::new(),
+            leaked: false,
             last_used: None,
         },
         hash: secret.hash(),

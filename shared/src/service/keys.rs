@@ -167,6 +167,7 @@ impl ApiKeys {
                 disabled: false,
                 allowed_networks: request.allowed_networks.clone(),
                 scopes: request.scopes.clone(),
+                leaked: false,
                 last_used: None,
             },
             hash: secret.hash(),

@@ -18,6 +18,7 @@ use crate::token::{verify_presented, TokenHash};
 
 mod audit;
 mod keys;
+mod leaks;
 mod members;
 pub mod operator;
 mod policy;
@@ -25,6 +26,7 @@ mod repair;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
 pub use keys::{KeyRequest, Rotated};
+pub use leaks::{Feedback, LeakOutcome};
 pub use policy::{PolicyChange, PolicyView};
 pub use repair::Finding;
 

@@ -9,7 +9,7 @@ use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::authz::{authorize, Action, Target};
 use crate::domain::{network_allows, parse_networks, Principal};
 use crate::error::{Error, Result};
-use crate::policy::{check_policy_days, KeyPolicy, MAX_TENANT_NETWORKS};
+use crate::policy::{check_policy_days, KeyPolicy, LeakAction, MAX_TENANT_NETWORKS};
 use crate::store::{PolicySet, TenantPolicy};
 
 use super::{kept_changing, may_change, ApiKeys, CONFLICT_RETRIES};
@@ -24,6 +24,7 @@ pub struct PolicyChange {
     pub max_service_key_days: Option<i64>,
     pub scopes_required: bool,
     pub allowed_networks: Vec<String>,
+    pub leak_action: LeakAction,
 }
 
 impl PolicyChange {
@@ -55,6 +56,7 @@ impl PolicyChange {
             .map_err(Error::BadInput)?,
             scopes_required: self.scopes_required,
             networks,
+            leak_action: self.leak_action,
         })
     }
 }
@@ -101,10 +103,15 @@ fn describe(policy: &KeyPolicy) -> String {
             .join(", ")
     };
     format!(
-        "people's keys: {}; service accounts' keys: {}; scopes required: {}; networks: {networks}",
+        "people's keys: {}; service accounts' keys: {}; scopes required: {}; networks: \
+         {networks}; leaked keys: {}",
         days(policy.max_user_key_days),
         days(policy.max_service_key_days),
         if policy.scopes_required { "yes" } else { "no" },
+        match policy.leak_action {
+            LeakAction::Revoke => "revoked",
+            LeakAction::Notify => "reported only",
+        },
     )
 }
 

@@ -22,6 +22,8 @@ pub struct HashRecord {
     pub ceiling: Option<Role>,
     /// Disabled: it authenticates nothing until enabled.
     pub disabled: bool,
+    /// Reported leaked, and kept working by its tenant's leak policy.
+    pub leaked: bool,
     /// The networks the key may be used from (empty: any).
     pub networks: Vec<ipnet::IpNet>,
     /// The key's scopes (empty: not limited by scopes).
@@ -121,6 +123,7 @@ fn hash_record_from(item: &Item) -> Result<HashRecord> {
         replaced: f.opt_s("replaced_by")?.is_some(),
         ceiling: f.opt_role("role_ceiling")?,
         disabled: item.contains_key("disabled_at"),
+        leaked: item.contains_key("leaked_at"),
         networks: f.networks("networks")?,
         scopes: f.strings("scopes")?,
         created: f.opt_time("created")?,
@@ -137,6 +140,25 @@ impl Store {
             .as_ref()
             .map(hash_record_from)
             .transpose()
+    }
+
+    /// The hash items of `hashes` (strongly consistent, a hundred a
+    /// request), by hash; hashes with no item are left out.
+    pub async fn keys_by_hash(&self, hashes: &[TokenHash]) -> Result<HashMap<String, HashRecord>> {
+        let keys: Vec<Item> = hashes
+            .iter()
+            .map(|h| key_of(hash_pk(h), "hash".into()))
+            .collect();
+        let mut found = HashMap::with_capacity(keys.len());
+        for item in self.batch_get(keys).await? {
+            let hash = Fields(&item)
+                .s("pk")?
+                .strip_prefix("hash#")
+                .unwrap_or_default()
+                .to_string();
+            found.insert(hash, hash_record_from(&item)?);
+        }
+        Ok(found)
     }
 
     /// Writes the [`AuthCopy`] onto the hash item of a key written before the

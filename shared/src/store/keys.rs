@@ -75,6 +75,7 @@ fn stored_key_from(item: &Item) -> Result<StoredKey> {
             disabled: item.contains_key("disabled_at"),
             allowed_networks: f.networks("networks")?,
             scopes: f.strings("scopes")?,
+            leaked: item.contains_key("leaked_at"),
         },
         hash: TokenHash::from_stored(f.s("hash")?.to_string()),
         copy: None,
@@ -315,17 +316,27 @@ impl Store {
         tenant: Uuid,
         ids: &std::collections::BTreeSet<Uuid>,
     ) -> Result<Vec<StoredKey>> {
+        let keys: Vec<Item> = ids
+            .iter()
+            .map(|id| key_of(tenant_pk(tenant), format!("skey#{id}")))
+            .collect();
+        self.batch_get(keys)
+            .await?
+            .iter()
+            .map(stored_key_from)
+            .collect()
+    }
+
+    /// Strongly consistent reads of the items `keys`, a hundred a request,
+    /// the ones left unprocessed (throttling) asked again; items that are
+    /// not there are left out.
+    pub(super) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
-        let mut found = Vec::with_capacity(ids.len());
-        let all: Vec<Uuid> = ids.iter().copied().collect();
-        for chunk in all.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| key_of(tenant_pk(tenant), format!("skey#{id}")))
-                .collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
             let mut request = Some(
                 KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
+                    .set_keys(Some(chunk.to_vec()))
                     .consistent_read(true)
                     .build()?,
             );
@@ -334,7 +345,7 @@ impl Store {
                 if attempt > 0 {
                     if attempt >= MAX_ATTEMPTS.saturating_mul(2) {
                         return Err(StoreError::Transient {
-                            message: "some keys stayed unread (throttled)".into(),
+                            message: "some items stayed unread (throttled)".into(),
                             unknown_outcome: false,
                         });
                     }
@@ -349,9 +360,7 @@ impl Store {
                     .await
                     .map_err(read_error)?;
                 if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
-                    for item in &items {
-                        found.push(stored_key_from(item)?);
-                    }
+                    found.extend(items);
                 }
                 // Asked again as strongly consistent reads, whatever the
                 // answer echoed.
@@ -367,6 +376,42 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// Marks a key as reported leaked (it keeps working: its tenant's leak
+    /// policy says to notify only), on both its items, with the report's
+    /// audit record; only the first report of it. `Ok(false)`: already
+    /// marked, or gone.
+    pub async fn mark_leaked(
+        &self,
+        key: &KeyRef,
+        at: OffsetDateTime,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
+        let mut tx = Tx::new();
+        for item_key in [
+            key_of(hash_pk(&key.hash), "hash".into()),
+            key_of(
+                tenant_pk(key.tenant_id),
+                key_sk(key.owner_type, key.owner_id, key.key_id),
+            ),
+        ] {
+            tx.push(
+                Part::Key,
+                update(
+                    &self.table,
+                    item_key,
+                    "SET leaked_at = :at",
+                    "attribute_exists(pk) AND attribute_not_exists(leaked_at)",
+                    values([(":at", n(at.unix_timestamp()))]),
+                )?,
+            );
+        }
+        match self.commit(tx, key.tenant_id, None, &[audit]).await? {
+            Ok(()) => Ok(true),
+            Err(r) if r.has(Part::Key) => Ok(false),
+            Err(r) => Err(r.unexplained("mark_leaked")),
+        }
     }
 
     /// Every key of a tenant, users' and service accounts' (the operator's

@@ -9,16 +9,17 @@
 //! checks on the tenant item, so none is missed.
 
 use crate::audit::AuditRecord;
-use crate::policy::KeyPolicy;
+use crate::policy::{KeyPolicy, LeakAction};
 
 use super::*;
 
 /// The attributes of a policy on the tenant item and on a hash item.
-const POLICY_ATTRIBUTES: [&str; 5] = [
+const POLICY_ATTRIBUTES: [&str; 6] = [
     "pol_user_days",
     "pol_sa_days",
     "pol_scopes",
     "pol_nets",
+    "pol_leak",
     "pol_gen",
 ];
 
@@ -42,6 +43,9 @@ pub(super) fn policy_attributes(policy: &KeyPolicy) -> Item {
         let nets = policy.networks.iter().map(ToString::to_string).collect();
         item.insert("pol_nets".into(), AttributeValue::Ss(nets));
     }
+    if policy.leak_action == LeakAction::Notify {
+        item.insert("pol_leak".into(), s("notify"));
+    }
     item
 }
 
@@ -58,6 +62,11 @@ pub(super) fn policy_from(f: &Fields<'_>) -> Result<KeyPolicy> {
         max_service_key_days: days("pol_sa_days")?,
         scopes_required: f.opt_n("pol_scopes")?.is_some_and(|v| v != 0),
         networks: f.networks("pol_nets")?,
+        leak_action: match f.opt_s("pol_leak")? {
+            None => LeakAction::Revoke,
+            Some("notify") => LeakAction::Notify,
+            Some(_) => return Err(StoreError::Corrupt(f.name(), "pol_leak")),
+        },
     })
 }
 

@@ -118,6 +118,9 @@ pub struct AuthApiKey {
     /// code (`policy_max_lifetime`, `policy_scopes_required`); null: it
     /// complies. A key that breaks one is refused until it is loosened.
     pub policy_violation: Option<String>,
+    /// Reported leaked by secret scanning and kept working, as the
+    /// tenant's leak policy says (a revoked key is gone).
+    pub leaked: bool,
 }
 
 impl From<domain::ApiKey> for AuthApiKey {
@@ -144,6 +147,7 @@ impl From<domain::ApiKey> for AuthApiKey {
             allowed_networks: k.allowed_networks.iter().map(ToString::to_string).collect(),
             scopes: k.scopes,
             policy_violation: None,
+            leaked: k.leaked,
         }
     }
 }

@@ -1,7 +1,38 @@
 //! The tenant's key policy: `key_policy` and `set_key_policy`.
 
+use apikeys_shared::policy::LeakAction;
 use apikeys_shared::service::{PolicyChange, PolicyView};
-use juniper::{GraphQLInputObject, GraphQLObject};
+use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject};
+
+/// What a leak report (secret scanning) does to a key of the tenant.
+#[derive(Clone, Copy, Debug, GraphQLEnum, PartialEq, Eq)]
+#[graphql(name = "leak_action")]
+pub enum LeakActionValue {
+    /// Revoked at once (the default).
+    #[graphql(name = "REVOKE")]
+    Revoke,
+    /// Kept working, marked leaked and recorded.
+    #[graphql(name = "NOTIFY")]
+    Notify,
+}
+
+impl From<LeakActionValue> for LeakAction {
+    fn from(v: LeakActionValue) -> Self {
+        match v {
+            LeakActionValue::Revoke => LeakAction::Revoke,
+            LeakActionValue::Notify => LeakAction::Notify,
+        }
+    }
+}
+
+impl From<LeakAction> for LeakActionValue {
+    fn from(v: LeakAction) -> Self {
+        match v {
+            LeakAction::Revoke => LeakActionValue::Revoke,
+            LeakAction::Notify => LeakActionValue::Notify,
+        }
+    }
+}
 
 #[derive(GraphQLInputObject)]
 #[graphql(name = "set_key_policy_input", rename_all = "none")]
@@ -16,6 +47,8 @@ pub struct SetKeyPolicyInput {
     /// Every key of the tenant may be used only from these networks
     /// (IPv4/IPv6 addresses or CIDRs, at most 64; null or empty: anywhere).
     pub allowed_networks: Option<Vec<String>>,
+    /// What a leak report does to a key (null: REVOKE).
+    pub leak_action: Option<LeakActionValue>,
 }
 
 impl From<SetKeyPolicyInput> for PolicyChange {
@@ -25,6 +58,7 @@ impl From<SetKeyPolicyInput> for PolicyChange {
             max_service_key_days: input.max_service_key_days.map(i64::from),
             scopes_required: input.scopes_required.unwrap_or(false),
             allowed_networks: input.allowed_networks.unwrap_or_default(),
+            leak_action: input.leak_action.map_or(LeakAction::Revoke, Into::into),
         }
     }
 }
@@ -37,6 +71,7 @@ pub struct KeyPolicyObject {
     pub max_service_key_days: Option<i32>,
     pub scopes_required: bool,
     pub allowed_networks: Vec<String>,
+    pub leak_action: LeakActionValue,
     /// Every key of the tenant carries this policy (false only while a
     /// change is being applied, or after one failed part way: setting the
     /// same policy again finishes it).
@@ -56,6 +91,7 @@ impl From<PolicyView> for KeyPolicyObject {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            leak_action: view.policy.leak_action.into(),
             applied: view.applied,
         }
     }

@@ -1,0 +1,242 @@
+//! Secret scanning: the signatures GitHub's secret scanning partner program
+//! puts on the matches it reports (ECDSA P-256 with SHA-256 over the raw
+//! body, DER-encoded and base64'd in `Github-Public-Key-Signature`, by the
+//! key `Github-Public-Key-Identifier` names), checked against the public
+//! keys GitHub publishes (fetched from a configurable URL, kept by the
+//! instance, fetched again for an unknown identifier at most once a
+//! minute), and the report's matches as read from its body.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::https::{FetchError, Fetcher};
+
+/// Where GitHub publishes its secret scanning keys.
+pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
+/// The most matches one report may hold (GitHub sends fewer).
+pub const MAX_MATCHES: usize = 1000;
+/// The largest report body read, in bytes.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// How soon an unknown identifier may fetch the key set again.
+const REFETCH_AFTER: Duration = Duration::from_secs(60);
+/// How long a fetch of the key set may take.
+const FETCH_LIMIT: Duration = Duration::from_secs(3);
+/// The largest key set read.
+const MAX_KEY_SET_BYTES: usize = 256 * 1024;
+
+/// The DER prefix of a P-256 public key in SubjectPublicKeyInfo form
+/// (id-ecPublicKey, prime256v1, then a 66-byte BIT STRING); the 65 bytes
+/// after it are the uncompressed point ring verifies with.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The point of a PEM-encoded P-256 public key (`None`: not one).
+pub fn p256_point(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    (point.len() == 65 && point.first() == Some(&0x04)).then(|| point.to_vec())
+}
+
+/// A PEM P-256 public key of `point` (what a test's key set publishes).
+pub fn p256_pem(point: &[u8]) -> String {
+    let mut der = P256_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(point);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
+}
+
+#[derive(Deserialize)]
+struct KeySet {
+    public_keys: Vec<PublishedKey>,
+}
+
+#[derive(Deserialize)]
+struct PublishedKey {
+    key_identifier: String,
+    key: String,
+}
+
+#[derive(Default)]
+struct Cache {
+    keys: HashMap<String, Vec<u8>>,
+    fetched: Option<Instant>,
+}
+
+/// Why a report's signature was not accepted (said to the sender; no
+/// database request was made).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadSignature {
+    Missing,
+    Malformed,
+    UnknownKey,
+    Wrong,
+}
+
+impl BadSignature {
+    pub fn message(self) -> &'static str {
+        match self {
+            BadSignature::Missing => {
+                "a report needs the Github-Public-Key-Identifier and Github-Public-Key-Signature headers"
+            }
+            BadSignature::Malformed => "the signature or key identifier is not of the expected form",
+            BadSignature::UnknownKey => "the key identifier names no published key",
+            BadSignature::Wrong => "the signature does not match the body",
+        }
+    }
+}
+
+/// GitHub's published keys, as this instance last fetched them.
+pub struct GithubKeys {
+    url: String,
+    fetcher: Fetcher,
+    cache: Mutex<Cache>,
+    /// One fetch at a time (concurrent reports wait for it).
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl GithubKeys {
+    pub fn new(url: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            url: url.into(),
+            fetcher: Fetcher::new()?,
+            cache: Mutex::default(),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn known(&self, identifier: &str) -> (Option<Vec<u8>>, bool) {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER);
+        (cache.keys.get(identifier).cloned(), stale)
+    }
+
+    /// The point of the key `identifier`, fetching the key set when the
+    /// identifier is unknown and the last fetch is older than a minute.
+    /// `Err`: the key set could not be fetched (a retryable failure).
+    async fn key(&self, identifier: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        let (found, stale) = self.known(identifier);
+        if found.is_some() || !stale {
+            return Ok(found);
+        }
+        let _one = self.fetching.lock().await;
+        // Fetched by another report meanwhile?
+        let (found, stale) = self.known(identifier);
+        if found.is_some() || !stale {
+            return Ok(found);
+        }
+        let body = self
+            .fetcher
+            .get(&self.url, FETCH_LIMIT, MAX_KEY_SET_BYTES)
+            .await;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // A failure waits out the interval too: a flood of unknown
+        // identifiers never becomes a flood of fetches.
+        cache.fetched = Some(Instant::now());
+        let body = body?;
+        let set: KeySet = serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Failed(format!("the key set is not the expected JSON: {e}"))
+        })?;
+        cache.keys = set
+            .public_keys
+            .iter()
+            .filter_map(|k| Some((k.key_identifier.clone(), p256_point(&k.key)?)))
+            .collect();
+        Ok(cache.keys.get(identifier).cloned())
+    }
+
+    /// Checks a report's signature. `Ok(Err(_))`: refused, and why;
+    /// `Err(_)`: the key set could not be fetched.
+    pub async fn verify(
+        &self,
+        identifier: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Result<(), BadSignature>, FetchError> {
+        let (Some(identifier), Some(signature)) = (identifier, signature) else {
+            return Ok(Err(BadSignature::Missing));
+        };
+        let identifier = identifier.trim();
+        if identifier.is_empty()
+            || identifier.len() > 128
+            || !identifier.chars().all(|c| c.is_ascii_alphanumeric())
+            || signature.len() > 256
+        {
+            return Ok(Err(BadSignature::Malformed));
+        }
+        let Ok(der) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
+            return Ok(Err(BadSignature::Malformed));
+        };
+        let Some(point) = self.key(identifier).await? else {
+            return Ok(Err(BadSignature::UnknownKey));
+        };
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            point,
+        );
+        Ok(key.verify(body, &der).map_err(|_| BadSignature::Wrong))
+    }
+}
+
+/// One match of a report.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Match {
+    pub token: String,
+    #[serde(rename = "type", default)]
+    pub token_type: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Reads a report's matches: a JSON array of at most [`MAX_MATCHES`].
+pub fn parse_report(body: &[u8]) -> Result<Vec<Match>, String> {
+    let matches: Vec<Match> = serde_json::from_slice(body)
+        .map_err(|e| format!("a report is a JSON array of {{token, type, url, source}}: {e}"))?;
+    if matches.len() > MAX_MATCHES {
+        return Err(format!("a report may hold at most {MAX_MATCHES} matches"));
+    }
+    Ok(matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_p256_key_round_trips_through_pem_and_nothing_else_is_one() {
+        let point: Vec<u8> = std::iter::once(4u8)
+            .chain(0u8..64)
+            .collect();
+        assert_eq!(p256_point(&p256_pem(&point)), Some(point));
+        assert_eq!(
+            p256_point("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+            None
+        );
+        assert_eq!(p256_point("not pem"), None);
+        assert_eq!(p256_point(""), None);
+    }
+
+    #[test]
+    fn a_report_is_an_array_of_at_most_a_thousand_matches() {
+        let one = br#"[{"token":"t","type":"x","url":"u","source":"content"}]"#;
+        assert_eq!(parse_report(one).unwrap().len(), 1);
+        assert!(parse_report(b"{}").is_err());
+        assert!(parse_report(b"[{\"type\":\"x\"}]").is_err());
+        let many = format!("[{}]", vec![r#"{"token":"t"}"#; MAX_MATCHES + 1].join(","));
+        assert!(parse_report(many.as_bytes()).is_err());
+    }
+}

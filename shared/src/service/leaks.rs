@@ -1,0 +1,162 @@
+//! Leaked keys: a secret scanning report's matches looked up by hash (one
+//! batch read, a hundred a request; a token of a foreign prefix or a wrong
+//! checksum costs nothing), and each live key treated as its tenant's leak
+//! policy says: revoked (the ordinary revocation, one transaction with its
+//! `KEY_LEAKED` record) or marked and recorded only. Idempotent: a key
+//! already revoked is gone, one already marked is not recorded again.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::error::Result;
+use crate::policy::LeakAction;
+use crate::scanning::Match;
+use crate::store::{HashRecord, KeyDelete, KeyRef};
+use crate::token::TokenHash;
+
+use super::ApiKeys;
+
+/// What a report's sender is told of one match (GitHub's feedback form:
+/// never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feedback {
+    /// The SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub token_type: String,
+    /// `true_positive`: one of our keys (live, expired or already
+    /// handled); `false_positive`: not of our form (prefix or checksum).
+    pub label: &'static str,
+}
+
+/// What a report did, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeakOutcome {
+    pub feedback: Vec<Feedback>,
+    /// Keys revoked now.
+    pub revoked: usize,
+    /// Keys kept working (notify-only tenants) and recorded now.
+    pub recorded: usize,
+    /// Matches of our form naming no key (never made, or revoked already).
+    pub unknown: usize,
+}
+
+/// Text from the report for the audit record: no control characters, at
+/// most `max` characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !crate::domain::is_invisible_or_reordering(*c))
+        .take(max)
+        .collect()
+}
+
+impl ApiKeys {
+    /// Handles a (verified) report of `reporter` ("GitHub secret
+    /// scanning"). A storage failure part way is an error (the sender sends
+    /// the report again; what was done is not done twice).
+    pub async fn report_leaks(&self, reporter: &str, matches: &[Match]) -> Result<LeakOutcome> {
+        let now = self.now();
+        let ours: Vec<Option<TokenHash>> = matches
+            .iter()
+            .map(|m| self.presented_hash(Some(&m.token)))
+            .collect();
+        let mut unique: Vec<TokenHash> = ours.iter().flatten().cloned().collect();
+        unique.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        unique.dedup();
+        let found: HashMap<String, HashRecord> = if unique.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.keys_by_hash(&unique).await?
+        };
+        let mut outcome = LeakOutcome::default();
+        let mut handled: HashSet<String> = HashSet::new();
+        for (m, hash) in matches.iter().zip(&ours) {
+            let label = match hash {
+                None => "false_positive",
+                Some(hash) => match found.get(hash.as_str()) {
+                    None => {
+                        outcome.unknown = outcome.unknown.saturating_add(1);
+                        // Never made, or revoked: no label can be told.
+                        continue;
+                    }
+                    Some(record) => {
+                        if handled.insert(hash.as_str().to_string()) {
+                            self.handle_leak(reporter, m, hash, record, now, &mut outcome)
+                                .await?;
+                        }
+                        "true_positive"
+                    }
+                },
+            };
+            outcome.feedback.push(Feedback {
+                token_hash: TokenHash::of(&m.token).as_str().to_string(),
+                token_type: clean(&m.token_type, 100),
+                label,
+            });
+        }
+        tracing::info!(
+            reporter,
+            matches = matches.len(),
+            revoked = outcome.revoked,
+            recorded = outcome.recorded,
+            unknown = outcome.unknown,
+            "leak report"
+        );
+        Ok(outcome)
+    }
+
+    /// One live key of a report, by its tenant's leak policy (an expired
+    /// key is left to the sweeper).
+    async fn handle_leak(
+        &self,
+        reporter: &str,
+        m: &Match,
+        hash: &TokenHash,
+        record: &HashRecord,
+        now: time::OffsetDateTime,
+        outcome: &mut LeakOutcome,
+    ) -> Result<()> {
+        if record.expires_at.is_some_and(|at| at <= now) {
+            return Ok(());
+        }
+        let key = KeyRef {
+            tenant_id: record.tenant_id,
+            key_id: record.key_id,
+            owner_id: record.owner_id,
+            owner_type: record.owner_type,
+            hash: hash.clone(),
+        };
+        let action = record.policy.leak_action;
+        let detail = format!(
+            "reported by {reporter}: {} at {} ({}); {}",
+            clean(&m.token_type, 100),
+            clean(&m.url, 500),
+            clean(&m.source, 50),
+            match action {
+                LeakAction::Revoke => "revoked",
+                LeakAction::Notify => "kept working: the tenant's leak policy is to notify only",
+            }
+        );
+        let event = AuditEvent::new(
+            AuditAction::KeyLeaked,
+            AuditActor::reporter(reporter),
+            TargetType::ApiKey,
+            record.key_id,
+            None,
+        )
+        .with_detail(detail);
+        let audit = self.audit(record.tenant_id, event);
+        match action {
+            LeakAction::Revoke => match self.store.delete_key(&key, None, None, &audit).await? {
+                KeyDelete::Deleted => outcome.revoked = outcome.revoked.saturating_add(1),
+                // Revoked or removed meanwhile: it is gone, as it should be.
+                KeyDelete::KeyGone | KeyDelete::OwnerGone | KeyDelete::CallerNotAdmin => {}
+            },
+            LeakAction::Notify => {
+                if !record.leaked && self.store.mark_leaked(&key, now, &audit).await? {
+                    outcome.recorded = outcome.recorded.saturating_add(1);
+                }
+            }
+        }
+        Ok(())
+    }
+}

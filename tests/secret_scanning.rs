@@ -1,0 +1,451 @@
+//! GitHub's secret scanning partner program against the real handler: the
+//! report's signature checked with keys this test generates and serves
+//! (as GitHub publishes its own), every refusal costing zero DynamoDB
+//! requests; a batch of 1,000 matches of every kind; a leaked key revoked
+//! on the spot, or (notify-only tenants) kept and recorded; replays change
+//! nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use apikeys_shared::policy::LeakAction;
+use apikeys_shared::scanning::p256_pem;
+use apikeys_shared::service::PolicyChange;
+use apikeys_shared::token::TokenHash;
+use apikeys_tests::{mistyped, Harness};
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A signing key of the test's own "GitHub".
+struct Signer {
+    id: String,
+    pair: EcdsaKeyPair,
+}
+
+impl Signer {
+    fn new(id: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        Self {
+            id: id.into(),
+            pair,
+        }
+    }
+
+    fn sign(&self, body: &[u8]) -> String {
+        let signature = self.pair.sign(&SystemRandom::new(), body).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(signature.as_ref())
+    }
+
+    fn published(&self) -> Value {
+        json!({"key_identifier": self.id, "key": p256_pem(self.pair.public_key().as_ref()), "is_current": true})
+    }
+}
+
+/// A key server on 127.0.0.1 answering every GET with `set` (or 503 when
+/// `down`), counting the fetches; stopped with the test's runtime.
+struct KeyServer {
+    url: String,
+    fetches: Arc<AtomicUsize>,
+}
+
+async fn key_server(set: Value, down: bool) -> KeyServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/meta/public_keys/secret_scanning",
+        listener.local_addr().unwrap()
+    );
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let body = set.to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = if down {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+                } else {
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    KeyServer { url, fetches }
+}
+
+struct World {
+    h: Harness,
+    github: Signer,
+    server: KeyServer,
+}
+
+async fn world() -> World {
+    let github = Signer::new("90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a");
+    let other = Signer::new("f9525bf080f75b3506ca1ead061add62b8633a346606dc5fe544e29231c6ee0d");
+    let server = key_server(
+        json!({"public_keys": [github.published(), other.published()]}),
+        false,
+    )
+    .await;
+    let h = Harness::with_env(&[("GITHUB_SCANNING_KEYS_URL", &server.url)]).await;
+    World { h, github, server }
+}
+
+/// Posts a report as GitHub does: (status, JSON answer).
+async fn report(
+    h: &Harness,
+    body: &[u8],
+    id: Option<&str>,
+    signature: Option<&str>,
+) -> (u16, Value) {
+    let mut request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/secret-scanning/github")
+        .header("content-type", "application/json");
+    if let Some(id) = id {
+        request = request.header("Github-Public-Key-Identifier", id);
+    }
+    if let Some(signature) = signature {
+        request = request.header("Github-Public-Key-Signature", signature);
+    }
+    let request = request
+        .body(lambda_http::Body::from(body.to_vec()))
+        .unwrap();
+    let response = apikeys_graphql::handle(&h.app, request).await;
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(response.body()).unwrap_or(Value::Null),
+    )
+}
+
+fn matches(tokens: &[&str]) -> Vec<u8> {
+    let list: Vec<Value> = tokens
+        .iter()
+        .map(|t| json!({"token": t, "type": "apikeys_user_key", "url": "https://github.com/octo/repo/blob/abc/.env", "source": "content"}))
+        .collect();
+    serde_json::to_vec(&list).unwrap()
+}
+
+async fn new_key(h: &Harness, name: &str) -> String {
+    let made = h
+        .create_key(&h.tenant.admin_key, h.tenant.admin_id, name, None)
+        .await;
+    made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn works(h: &Harness, key: &str) -> bool {
+    h.gql(key, "{ hello }", None).await.get("errors").is_none()
+}
+
+/// A refused report: why, its body, identifier and signature.
+type Case = (&'static str, Vec<u8>, Option<String>, Option<String>);
+
+#[tokio::test]
+async fn every_bad_signature_is_refused_before_any_database_request() {
+    let w = world().await;
+    let h = &w.h;
+    let key = new_key(h, "ci").await;
+    let body = matches(&[&key]);
+    let stranger = Signer::new("90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a");
+    let mut changed = body.clone();
+    changed[10] ^= 1;
+    let cases: Vec<Case> = vec![
+        ("no headers", body.clone(), None, None),
+        (
+            "no signature",
+            body.clone(),
+            Some(w.github.id.clone()),
+            None,
+        ),
+        (
+            "signed by another key under GitHub's identifier",
+            body.clone(),
+            Some(w.github.id.clone()),
+            Some(stranger.sign(&body)),
+        ),
+        (
+            "an identifier nobody published",
+            body.clone(),
+            Some("0".repeat(64)),
+            Some(w.github.sign(&body)),
+        ),
+        (
+            "the body changed by one byte",
+            changed.clone(),
+            Some(w.github.id.clone()),
+            Some(w.github.sign(&body)),
+        ),
+        (
+            "the signature of another body",
+            body.clone(),
+            Some(w.github.id.clone()),
+            Some(w.github.sign(b"[]")),
+        ),
+        (
+            "DER garbage",
+            body.clone(),
+            Some(w.github.id.clone()),
+            Some(base64::engine::general_purpose::STANDARD.encode(b"\x30\x02\x01\x01garbage")),
+        ),
+        (
+            "not base64",
+            body.clone(),
+            Some(w.github.id.clone()),
+            Some("!!!".into()),
+        ),
+        (
+            "empty",
+            body.clone(),
+            Some(w.github.id.clone()),
+            Some(String::new()),
+        ),
+        (
+            "an identifier with odd characters",
+            body.clone(),
+            Some("../../etc".into()),
+            Some(w.github.sign(&body)),
+        ),
+    ];
+    for (why, body, id, signature) in cases {
+        h.counter.reset();
+        let (status, answer) = report(h, &body, id.as_deref(), signature.as_deref()).await;
+        assert_eq!(status, 401, "{why}: {answer}");
+        assert!(answer["message"].is_string(), "{why}");
+        assert_eq!(h.counter.total(), 0, "{why}: {:?}", h.counter.snapshot());
+    }
+    // Oversized: refused before the signature is even checked.
+    let huge = vec![b' '; 1024 * 1024 + 1];
+    h.counter.reset();
+    let (status, _) = report(h, &huge, Some(&w.github.id), Some(&w.github.sign(&huge))).await;
+    assert_eq!((status, h.counter.total()), (413, 0));
+    assert!(works(h, &key).await, "a refused report revoked nothing");
+    // One fetch of the key set for all of these: an unknown identifier does
+    // not fetch again within the minute.
+    assert_eq!(w.server.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_leaked_key_is_revoked_on_the_spot_and_a_replay_changes_nothing() {
+    let w = world().await;
+    let h = &w.h;
+    let leaked = new_key(h, "leaked").await;
+    let kept = new_key(h, "kept").await;
+    let body = matches(&[&leaked]);
+    let (status, answer) = report(h, &body, Some(&w.github.id), Some(&w.github.sign(&body))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!([{"token_hash": TokenHash::of(&leaked).as_str(), "token_type": "apikeys_user_key", "label": "true_positive"}])
+    );
+    assert!(!answer.to_string().contains(&leaked));
+    assert!(!works(h, &leaked).await, "the leaked key still works");
+    assert!(works(h, &kept).await);
+    let log = h
+        .data(
+            &h.tenant.admin_key,
+            "{ audit_log { action actor_name target_id detail } }",
+            None,
+        )
+        .await;
+    let leaks: Vec<&Value> = log["audit_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "KEY_LEAKED")
+        .collect();
+    assert_eq!(leaks.len(), 1, "{log}");
+    assert_eq!(leaks[0]["actor_name"], "GitHub secret scanning");
+    let detail = leaks[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("https://github.com/octo/repo/blob/abc/.env") && detail.contains("revoked"),
+        "{detail}"
+    );
+    assert!(
+        !log.to_string().contains(&leaked)
+            && !log.to_string().contains(TokenHash::of(&leaked).as_str())
+    );
+    // The same report again: nothing changes (the key is gone: no label).
+    let items = h.items().await.len();
+    let (status, answer) = report(h, &body, Some(&w.github.id), Some(&w.github.sign(&body))).await;
+    assert_eq!((status, answer), (200, json!([])));
+    assert_eq!(h.items().await.len(), items);
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_notify_only_tenant_keeps_the_key_and_records_the_leak_once() {
+    let w = world().await;
+    let h = &w.h;
+    let key = new_key(h, "ci").await;
+    let change = PolicyChange {
+        leak_action: LeakAction::Notify,
+        ..PolicyChange::default()
+    };
+    h.service()
+        .set_key_policy_as_operator("acme", &change)
+        .await
+        .unwrap();
+    let body = matches(&[&key, &key]);
+    for _ in 0..2 {
+        let (status, answer) =
+            report(h, &body, Some(&w.github.id), Some(&w.github.sign(&body))).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer.as_array().unwrap().len(), 2, "{answer}");
+        assert!(answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["label"] == "true_positive"));
+    }
+    assert!(
+        works(h, &key).await,
+        "a notify-only tenant's key was revoked"
+    );
+    let listed = h
+        .data(
+            &h.tenant.admin_key,
+            "{ auth_api_key { name leaked } }",
+            None,
+        )
+        .await;
+    assert!(
+        listed["auth_api_key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "ci" && k["leaked"] == json!(true)),
+        "{listed}"
+    );
+    let log = h
+        .data(&h.tenant.admin_key, "{ audit_log { action detail } }", None)
+        .await;
+    let leaks: Vec<&Value> = log["audit_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "KEY_LEAKED")
+        .collect();
+    assert_eq!(
+        leaks.len(),
+        1,
+        "recorded once however often reported: {log}"
+    );
+    assert!(leaks[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("kept working"));
+    h.assert_consistent().await;
+}
+
+/// 1,000 matches of every kind in one report: our live keys (revoked), a
+/// revoked one, an expired one, foreign prefixes and wrong checksums
+/// (free), repeats. Requests: the batch reads and one transaction per live
+/// key, nothing per foreign token.
+#[tokio::test]
+async fn a_thousand_matches_cost_batch_reads_and_one_transaction_per_live_key() {
+    let w = world().await;
+    let h = &w.h;
+    let mut live = Vec::new();
+    for i in 0..5 {
+        live.push(new_key(h, &format!("live-{i}")).await);
+    }
+    let revoked = new_key(h, "revoked").await;
+    h.data(
+        &h.tenant.admin_key,
+        "mutation($id: UUID!) { delete_api_key(input: {key_id: $id}) { success } }",
+        Some(json!({"id": h.data(&revoked, "{ auth_info { api_key_id } }", None).await["auth_info"]["api_key_id"]})),
+    )
+    .await;
+    let soon = (h.now() + time::Duration::seconds(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let made = h
+        .create_key(
+            &h.tenant.admin_key,
+            h.tenant.admin_id,
+            "expired",
+            Some(&soon),
+        )
+        .await;
+    let expired = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.clock.set(h.now() + time::Duration::seconds(10));
+    let mut tokens: Vec<String> = Vec::new();
+    for i in 0..1000 {
+        tokens.push(match i % 10 {
+            0 => live[i / 10 % live.len()].clone(),
+            1 => revoked.clone(),
+            2 => expired.clone(),
+            3 => mistyped(&live[0], 1),
+            4 => format!("ghp_{:036}", i),
+            5 => format!("apk_{}", "A".repeat(36)),
+            6 => String::new(),
+            _ => apikeys_shared::token::NewKey::generate("apk")
+                .expose_secret()
+                .to_string(),
+        });
+    }
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let body = matches(&refs);
+    h.counter.reset();
+    let (status, answer) = report(h, &body, Some(&w.github.id), Some(&w.github.sign(&body))).await;
+    assert_eq!(status, 200, "{answer}");
+    let ops = h.counter.snapshot();
+    // Our form (live, revoked, expired, 300 fresh unknowns): 7 + 300
+    // unique hashes, 4 BatchGetItems; a transaction per live key.
+    assert_eq!(ops.get("BatchGetItem"), Some(&4), "{ops:?}");
+    assert_eq!(ops.get("TransactWriteItems"), Some(&5), "{ops:?}");
+    assert_eq!(h.counter.total(), 9, "{ops:?}");
+    let labels = answer.as_array().unwrap();
+    let count = |label: &str| labels.iter().filter(|f| f["label"] == label).count();
+    // Live (100) and expired (100) are ours; foreign and wrong (400) are not;
+    // revoked and unknown (400) get no label.
+    assert_eq!(
+        (
+            count("true_positive"),
+            count("false_positive"),
+            labels.len()
+        ),
+        (200, 400, 600)
+    );
+    for key in &live {
+        assert!(!works(h, key).await);
+    }
+    h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_key_set_is_a_retryable_answer_never_an_acceptance() {
+    let github = Signer::new("abc123");
+    let server = key_server(json!({}), true).await;
+    let h = Harness::with_env(&[("GITHUB_SCANNING_KEYS_URL", &server.url)]).await;
+    let key = new_key(&h, "ci").await;
+    let body = matches(&[&key]);
+    h.counter.reset();
+    let (status, answer) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(h.counter.total(), 0);
+    assert!(works(&h, &key).await);
+    // Nobody listening at all: the same.
+    let h = Harness::with_env(&[("GITHUB_SCANNING_KEYS_URL", "http://127.0.0.1:9/keys")]).await;
+    let (status, _) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
+    assert_eq!(status, 503);
+}
