@@ -351,7 +351,7 @@ def test_a_bad_key_at_sign_in_gets_a_clear_message(open_console, service):
 
 
 MODULES = ["main.js", "api.js", "session.js", "router.js", "dom.js", "dialog.js", "roles.js", "keys-ui.js",
-           "page-keys.js", "page-service-accounts.js", "page-members.js", "page-audit.js"]
+           "page-keys.js", "page-service-accounts.js", "page-members.js", "page-audit.js", "page-settings.js"]
 
 
 @pytest.mark.parametrize("path", ["/", "/console/main.js", "/console/page-keys.js", "/console/app.css"])
