@@ -204,12 +204,16 @@ async fn sweep_requests_grow_with_expired_keys_not_with_live_ones() {
     assert_eq!(counts.get("Scan"), None);
     assert_eq!(counts.get("TransactWriteItems"), Some(&50));
     // Per expired key: its transaction, and one read of its name for the
-    // record (issue 19.11); per hour walked, a Query (and a page more).
-    assert_eq!(counts.get("GetItem"), Some(&51));
+    // record (issue 19.11); per hour walked, a Query (and a page more). The
+    // warnings before expiry add their checkpoint's read and write and a
+    // Query per hour each window's edge moved into (here 1 minute: at most
+    // 2 hours per window), and nothing per live key.
+    assert_eq!(counts.get("GetItem"), Some(&52));
     assert!(
-        total <= 2 * 50 + 2 * report.buckets + 2,
+        total <= 2 * 50 + 2 * report.buckets + 2 + (1 + 4 + 1),
         "{total} requests for 50 expired keys: {counts:?}"
     );
+    assert_eq!((report.warned_7d, report.warned_1d), (0, 0), "{report:?}");
 }
 
 #[tokio::test]
@@ -239,4 +243,52 @@ async fn a_malformed_index_entry_is_counted_as_failed_and_the_rest_are_swept() {
         .unwrap();
     assert_eq!((report.swept, report.failed), (5, 1), "{report:?}");
     assert!(report.complete);
+}
+
+/// A key about to expire is warned once within 7 days and once within 1
+/// day, however many sweeps read it; a key that never expires, or expires
+/// later, is not; the records carry no secret.
+#[tokio::test]
+async fn an_expiring_key_is_warned_once_per_window_across_many_sweeps() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    let soon = key(&h, "acme", "alice", Some(t0 + Duration::days(3))).await;
+    let later = key(&h, "acme", "alice", Some(t0 + Duration::days(30))).await;
+    let never = key(&h, "acme", "alice", None).await;
+    let _ = (&later, &never);
+    let sweeper = Sweeper::new(h.service().store().clone());
+    let mut warned = (0, 0);
+    // Every hour for 3 days and a bit.
+    let mut now = t0;
+    while now < t0 + Duration::days(3) + Duration::minutes(30) {
+        let report = sweeper.sweep(now, None).await.unwrap();
+        assert_eq!(report.failed, 0, "{report:?}");
+        warned.0 += report.warned_7d;
+        warned.1 += report.warned_1d;
+        now += Duration::hours(1);
+    }
+    assert_eq!(
+        warned,
+        (1, 1),
+        "the 3-day key: one 7-day and one 1-day warning"
+    );
+    let records = h
+        .service()
+        .store()
+        .audit_page(h.tenant.id, 100, None)
+        .await
+        .unwrap();
+    let warnings: Vec<_> = records
+        .iter()
+        .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyExpiringSoon)
+        .collect();
+    assert_eq!(warnings.len(), 2);
+    for (r, _) in &warnings {
+        let detail = r.detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains("within 7 days") || detail.contains("within 1 day"),
+            "{detail}"
+        );
+        assert!(!detail.contains(&soon), "{detail}");
+    }
 }

@@ -34,10 +34,13 @@ pub enum AuditAction {
     TenantCreated,
     KeyPolicyChanged,
     KeyLeaked,
+    /// A key will expire within 7 days, or within 1 day (the sweeper's
+    /// warning, once per window).
+    KeyExpiringSoon,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
@@ -52,6 +55,7 @@ impl AuditAction {
         AuditAction::TenantCreated,
         AuditAction::KeyPolicyChanged,
         AuditAction::KeyLeaked,
+        AuditAction::KeyExpiringSoon,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl AuditAction {
             AuditAction::TenantCreated => "TENANT_CREATED",
             AuditAction::KeyPolicyChanged => "KEY_POLICY_CHANGED",
             AuditAction::KeyLeaked => "KEY_LEAKED",
+            AuditAction::KeyExpiringSoon => "KEY_EXPIRING_SOON",
         }
     }
 

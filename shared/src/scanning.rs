@@ -21,8 +21,16 @@ pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secre
 pub const MAX_MATCHES: usize = 1000;
 /// The largest report body read, in bytes.
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
-/// How soon an unknown identifier may fetch the key set again.
-const REFETCH_AFTER: Duration = Duration::from_secs(60);
+/// How soon an unknown identifier may fetch the key set again after a
+/// successful fetch (forged reports with made-up identifiers cost at most
+/// 12 fetches an hour per instance; GitHub's anonymous API allows 60).
+const REFETCH_AFTER: Duration = Duration::from_secs(300);
+/// How soon a failed fetch may be tried again (until then reports are
+/// answered as retryable, never refused).
+const RETRY_FETCH_AFTER: Duration = Duration::from_secs(5);
+/// How long a fetched key set is trusted: a key GitHub withdraws stops
+/// being accepted within this long.
+const MAX_AGE: Duration = Duration::from_secs(3600);
 /// How long a fetch of the key set may take.
 const FETCH_LIMIT: Duration = Duration::from_secs(3);
 /// The largest key set read.
@@ -58,21 +66,45 @@ pub fn p256_pem(point: &[u8]) -> String {
     format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
 }
 
-#[derive(Deserialize)]
-struct KeySet {
-    public_keys: Vec<PublishedKey>,
-}
-
-#[derive(Deserialize)]
-struct PublishedKey {
-    key_identifier: String,
-    key: String,
+/// The P-256 keys of a key set document, by identifier: entries of
+/// another form (another curve, a compressed point, a missing field) are
+/// left out, never the whole set.
+fn keys_of(document: &[u8]) -> Result<HashMap<String, Vec<u8>>, FetchError> {
+    let set: serde_json::Value = serde_json::from_slice(document)
+        .map_err(|e| FetchError::Failed(format!("the key set is not JSON: {e}")))?;
+    let entries = set
+        .get("public_keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| FetchError::Failed("the key set has no public_keys array".into()))?;
+    Ok(entries
+        .iter()
+        .filter_map(|k| {
+            let id = k.get("key_identifier")?.as_str()?;
+            let point = p256_point(k.get("key")?.as_str()?)?;
+            Some((id.to_string(), point))
+        })
+        .collect())
 }
 
 #[derive(Default)]
 struct Cache {
     keys: HashMap<String, Vec<u8>>,
+    /// When the keys were fetched.
     fetched: Option<Instant>,
+    /// When the last fetch was tried, and whether it failed.
+    tried: Option<(Instant, bool)>,
+}
+
+/// What the cache can say about an identifier without fetching.
+enum Known {
+    /// A key fetched less than [`MAX_AGE`] ago.
+    Key(Vec<u8>),
+    /// Unknown to a set fetched less than [`REFETCH_AFTER`] ago.
+    Unknown,
+    /// The last fetch failed less than [`RETRY_FETCH_AFTER`] ago.
+    Failing,
+    /// Fetch.
+    Fetch,
 }
 
 /// Why a report's signature was not accepted (said to the sender; no
@@ -117,44 +149,67 @@ impl GithubKeys {
         })
     }
 
-    fn known(&self, identifier: &str) -> (Option<Vec<u8>>, bool) {
+    fn known(&self, identifier: &str) -> Known {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER);
-        (cache.keys.get(identifier).cloned(), stale)
+        let fresh = cache.fetched.is_some_and(|at| at.elapsed() < MAX_AGE);
+        if let (true, Some(point)) = (fresh, cache.keys.get(identifier)) {
+            return Known::Key(point.clone());
+        }
+        match cache.tried {
+            Some((at, true)) if at.elapsed() < RETRY_FETCH_AFTER => Known::Failing,
+            Some((at, false)) if fresh && at.elapsed() < REFETCH_AFTER => Known::Unknown,
+            _ => Known::Fetch,
+        }
     }
 
-    /// The point of the key `identifier`, fetching the key set when the
-    /// identifier is unknown and the last fetch is older than a minute.
-    /// `Err`: the key set could not be fetched (a retryable failure).
+    /// The point of the key `identifier`: from a set fetched less than an
+    /// hour ago, else fetched now (for an unknown identifier, at most once
+    /// every five minutes). `Ok(None)`: no such key in a fresh set. `Err`:
+    /// the set could not be fetched (a retryable failure, never a refusal).
     async fn key(&self, identifier: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        let (found, stale) = self.known(identifier);
-        if found.is_some() || !stale {
-            return Ok(found);
+        let mut fetched_once = false;
+        loop {
+            match self.known(identifier) {
+                Known::Key(point) => return Ok(Some(point)),
+                Known::Unknown => return Ok(None),
+                Known::Failing => {
+                    return Err(FetchError::Failed(
+                        "the key set could not be fetched a moment ago".into(),
+                    ))
+                }
+                Known::Fetch if fetched_once => return Ok(None),
+                Known::Fetch => {}
+            }
+            fetched_once = true;
+            let _one = self.fetching.lock().await;
+            // Fetched by another report meanwhile?
+            if !matches!(self.known(identifier), Known::Fetch) {
+                continue;
+            }
+            let fetched = match self
+                .fetcher
+                .get(&self.url, FETCH_LIMIT, MAX_KEY_SET_BYTES)
+                .await
+            {
+                Ok(body) => keys_of(&body),
+                Err(e) => Err(e),
+            };
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            match fetched {
+                Ok(keys) => {
+                    cache.keys = keys;
+                    cache.fetched = Some(now);
+                    cache.tried = Some((now, false));
+                }
+                Err(e) => {
+                    // The keys fetched before stay (until their age runs
+                    // out); this answer is retryable.
+                    cache.tried = Some((now, true));
+                    return Err(e);
+                }
+            }
         }
-        let _one = self.fetching.lock().await;
-        // Fetched by another report meanwhile?
-        let (found, stale) = self.known(identifier);
-        if found.is_some() || !stale {
-            return Ok(found);
-        }
-        let body = self
-            .fetcher
-            .get(&self.url, FETCH_LIMIT, MAX_KEY_SET_BYTES)
-            .await;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        // A failure waits out the interval too: a flood of unknown
-        // identifiers never becomes a flood of fetches.
-        cache.fetched = Some(Instant::now());
-        let body = body?;
-        let set: KeySet = serde_json::from_slice(&body).map_err(|e| {
-            FetchError::Failed(format!("the key set is not the expected JSON: {e}"))
-        })?;
-        cache.keys = set
-            .public_keys
-            .iter()
-            .filter_map(|k| Some((k.key_identifier.clone(), p256_point(&k.key)?)))
-            .collect();
-        Ok(cache.keys.get(identifier).cloned())
     }
 
     /// Checks a report's signature. `Ok(Err(_))`: refused, and why;
@@ -218,9 +273,7 @@ mod tests {
 
     #[test]
     fn a_p256_key_round_trips_through_pem_and_nothing_else_is_one() {
-        let point: Vec<u8> = std::iter::once(4u8)
-            .chain(0u8..64)
-            .collect();
+        let point: Vec<u8> = std::iter::once(4u8).chain(0u8..64).collect();
         assert_eq!(p256_point(&p256_pem(&point)), Some(point));
         assert_eq!(
             p256_point("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),

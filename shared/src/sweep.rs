@@ -66,12 +66,18 @@ pub struct SweepReport {
     /// Hours the next sweep will read again (keys this or an earlier sweep
     /// could not remove).
     pub left_over: u64,
+    /// Keys warned that they expire within 7 days, and within 1 day.
+    pub warned_7d: u64,
+    pub warned_1d: u64,
     /// Whether it reached the current hour (false: stopped at its deadline).
     pub complete: bool,
     /// The hour the next sweep starts from.
     pub checkpoint: String,
     pub duration_ms: u64,
 }
+
+/// The warnings before expiry: within 7 days, and within 1 day.
+pub const WARNING_WINDOWS: [Duration; 2] = [Duration::days(7), Duration::days(1)];
 
 /// Hours kept for retrying at most; past it, the checkpoint stops before
 /// the newer ones (so that they are walked again) instead.
@@ -221,11 +227,145 @@ impl Sweeper {
         } else {
             self.store.save_sweep_checkpoint(&saved, next).await?
         };
+        if !stopped {
+            self.warn_expiring(now, deadline, &mut report).await?;
+        }
         report.complete = !stopped;
         report.checkpoint = written.next_bucket.unwrap_or_default();
         report.left_over = u64::try_from(written.retry.len()).unwrap_or(u64::MAX);
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
+    }
+
+    /// Warns, once each, of keys about to expire: for each window (7 days,
+    /// 1 day), the keys expiring between the window's edge as the last
+    /// sweep left it and its edge now (`now` + the window), read from the
+    /// expiry index hour by hour, so each key is read about once per window
+    /// and the cost follows what is about to expire, never the number of
+    /// keys. Each warning marks the key's hash item (`warned_7d`,
+    /// `warned_1d`) in the transaction of its `KEY_EXPIRING_SOON` record:
+    /// a key is warned at most once per window, however often it is read
+    /// again (a sweep that failed part way leaves its edge where it was).
+    /// The first sweep starts from `now`: every key already inside a window
+    /// is warned once.
+    async fn warn_expiring(
+        &self,
+        now: OffsetDateTime,
+        deadline: Option<Instant>,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let saved = self.store.warning_checkpoint().await?;
+        let mut until = [now.unix_timestamp(); 2];
+        for (window, length) in WARNING_WINDOWS.iter().enumerate() {
+            let from = saved
+                .until
+                .get(window)
+                .copied()
+                .flatten()
+                .unwrap_or(now.unix_timestamp())
+                .max(now.unix_timestamp());
+            let Some(edge) = now.checked_add(*length) else {
+                continue;
+            };
+            let edge_s = edge.unix_timestamp();
+            if let Some(slot) = until.get_mut(window) {
+                *slot = from;
+            }
+            if edge_s <= from {
+                continue;
+            }
+            let Ok(first) = OffsetDateTime::from_unix_timestamp(from.saturating_add(1)) else {
+                continue;
+            };
+            let mut bucket = expiry_bucket(first);
+            let last = expiry_bucket(edge);
+            let mut complete = true;
+            'hours: loop {
+                let mut start = None;
+                loop {
+                    if self.out_of_time(deadline) {
+                        complete = false;
+                        break 'hours;
+                    }
+                    let (entries, next) = self
+                        .store
+                        .expiring_page(&bucket, from, edge_s, start)
+                        .await?;
+                    report.pages = report.pages.saturating_add(1);
+                    for entry in entries {
+                        match self.warn_one(entry, window, length, now).await {
+                            Ok(true) if window == 0 => {
+                                report.warned_7d = report.warned_7d.saturating_add(1)
+                            }
+                            Ok(true) => report.warned_1d = report.warned_1d.saturating_add(1),
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not warn of an expiring key");
+                                report.failed = report.failed.saturating_add(1);
+                                complete = false;
+                            }
+                        }
+                    }
+                    start = next;
+                    if start.is_none() {
+                        break;
+                    }
+                }
+                if bucket >= last {
+                    break;
+                }
+                let Some(next) = bucket_start(&bucket)
+                    .and_then(|t| t.checked_add(Duration::hours(1)))
+                    .map(expiry_bucket)
+                else {
+                    break;
+                };
+                bucket = next;
+            }
+            if complete {
+                if let Some(slot) = until.get_mut(window) {
+                    *slot = edge_s;
+                }
+            }
+        }
+        if !self.store.save_warning_checkpoint(&saved, until).await? {
+            tracing::info!("another sweep saved the warnings' edges first");
+        }
+        Ok(())
+    }
+
+    /// One key about to expire: its name read for the record, then marked
+    /// and recorded (`Ok(false)`: warned already, gone, or its expiry moved).
+    async fn warn_one(
+        &self,
+        entry: Result<ExpiredEntry, StoreError>,
+        window: usize,
+        length: &Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let entry = entry?;
+        let k = &entry.key;
+        let name = self
+            .store
+            .key(k.tenant_id, k.owner_type, k.owner_id, k.key_id)
+            .await?
+            .map(|stored| stored.key.name);
+        let audit = AuditEvent::new(
+            AuditAction::KeyExpiringSoon,
+            AuditActor::sweeper(),
+            TargetType::ApiKey,
+            k.key_id,
+            name.as_deref(),
+        )
+        .with_detail(format!(
+            "expires {} (within {} day{}); owner {}",
+            describe_expiry(Some(entry.expires_at)),
+            length.whole_days(),
+            if length.whole_days() == 1 { "" } else { "s" },
+            k.owner_id
+        ))
+        .record(k.tenant_id, now, self.audit_retention);
+        self.store.warn_expiring(&entry, window, now, &audit).await
     }
 
     /// Reads one hour of the index to its last page, removing what expired.

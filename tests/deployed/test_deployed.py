@@ -181,3 +181,47 @@ def test_the_authorizer_enforces_scopes_and_networks_through_the_gateway(deploye
     status, body = request(deployed.url("GraphqlUrl"), away, {"query": "{ hello }"})
     assert status == 200 and body["errors"][0]["extensions"]["reason"] == "network_not_allowed", body
     assert away not in json.dumps(body)
+
+
+def test_every_change_reaches_eventbridge_once_and_without_secrets(deployed):
+    """The table's change stream, the events function and the default bus,
+    as deployed: a rule sends source apikeys to a queue the test reads;
+    each change of a new tenant arrives as its event (the detail's event_id
+    lets duplicates of at-least-once delivery be dropped), and no event
+    holds a key or a key's hash."""
+    queue = deployed.aws_json("sqs", "create-queue", "--queue-name", "apikeys-events-probe")["QueueUrl"]
+    arn = deployed.aws_json("sqs", "get-queue-attributes", "--queue-url", queue, "--attribute-names",
+                            "QueueArn")["Attributes"]["QueueArn"]
+    deployed.aws_json("events", "put-rule", "--name", "apikeys-events-probe", "--event-pattern",
+                      json.dumps({"source": ["apikeys"]}))
+    deployed.aws_json("events", "put-targets", "--rule", "apikeys-events-probe", "--targets",
+                      json.dumps([{"Id": "probe", "Arn": arn}]))
+    made = deployed.admin("create-tenant", "--name", "Evented", "--slug", "evented", "--admin", "eva")
+    tenant, admin = made["tenant"]["id"], made["key"]["key"]
+    url = deployed.url("GraphqlUrl")
+    status, body = request(url, admin, {"query": 'mutation { create_api_key(input: {name: "ci", user_id: "%s"}) '
+                                                 '{ id key } }' % made["user"]["id"]})
+    assert status == 200 and "errors" not in body, body
+    ci = body["data"]["create_api_key"]
+    status, body = request(url, admin, {"query": 'mutation { delete_api_key(input: {key_id: "%s"}) { success } }'
+                                                 % ci["id"]})
+    assert body["data"]["delete_api_key"]["success"], body
+    expected = {"Tenant Created": 1, "API Key Created": 2, "API Key Revoked": 1}
+    seen, bodies = {}, []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        got = deployed.aws_json("sqs", "receive-message", "--queue-url", queue, "--max-number-of-messages", "10",
+                                "--wait-time-seconds", "2").get("Messages", [])
+        for message in got:
+            event = json.loads(message["Body"])
+            bodies.append(message["Body"])
+            if event["detail"]["tenant_id"] != tenant:
+                continue
+            seen.setdefault(event["detail-type"], set()).add(event["detail"]["event_id"])
+            assert event["source"] == "apikeys"
+        if {k: len(v) for k, v in seen.items()} == expected:
+            break
+    assert {k: len(v) for k, v in seen.items()} == expected, seen
+    for secret in (admin, ci["key"]):
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        assert not any(secret in b or digest in b for b in bodies), "a secret or a hash in an event"

@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::StreamExt;
+
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::error::Result;
 use crate::policy::LeakAction;
@@ -68,24 +70,39 @@ impl ApiKeys {
             self.store.keys_by_hash(&unique).await?
         };
         let mut outcome = LeakOutcome::default();
-        let mut handled: HashSet<String> = HashSet::new();
+        // Each key of ours once, 8 at a time.
+        let mut handled: HashSet<&str> = HashSet::new();
+        let work: Vec<_> = ours
+            .iter()
+            .zip(matches)
+            .filter_map(|(hash, m)| {
+                let hash = hash.as_ref()?;
+                let record = found.get(hash.as_str())?;
+                handled
+                    .insert(hash.as_str())
+                    .then(|| self.handle_leak(reporter, m, hash, record, now))
+            })
+            .collect();
+        let done: Vec<Result<Handled>> = futures_util::stream::iter(work)
+            .buffer_unordered(LEAK_CONCURRENCY)
+            .collect()
+            .await;
+        for result in done {
+            match result? {
+                Handled::Revoked => outcome.revoked = outcome.revoked.saturating_add(1),
+                Handled::Recorded => outcome.recorded = outcome.recorded.saturating_add(1),
+                Handled::Nothing => {}
+            }
+        }
         for (m, hash) in matches.iter().zip(&ours) {
             let label = match hash {
                 None => "false_positive",
-                Some(hash) => match found.get(hash.as_str()) {
-                    None => {
-                        outcome.unknown = outcome.unknown.saturating_add(1);
-                        // Never made, or revoked: no label can be told.
-                        continue;
-                    }
-                    Some(record) => {
-                        if handled.insert(hash.as_str().to_string()) {
-                            self.handle_leak(reporter, m, hash, record, now, &mut outcome)
-                                .await?;
-                        }
-                        "true_positive"
-                    }
-                },
+                Some(hash) if found.contains_key(hash.as_str()) => "true_positive",
+                // Never made, or revoked: no label can be told.
+                Some(_) => {
+                    outcome.unknown = outcome.unknown.saturating_add(1);
+                    continue;
+                }
             };
             outcome.feedback.push(Feedback {
                 token_hash: TokenHash::of(&m.token).as_str().to_string(),
@@ -104,8 +121,9 @@ impl ApiKeys {
         Ok(outcome)
     }
 
-    /// One live key of a report, by its tenant's leak policy (an expired
-    /// key is left to the sweeper).
+    /// One key of a report, by the leak policy its hash item carries (the
+    /// tenant's, as last applied to it): revoked, or marked and recorded
+    /// once. An expired key is only recorded (once): the sweeper removes it.
     async fn handle_leak(
         &self,
         reporter: &str,
@@ -113,11 +131,7 @@ impl ApiKeys {
         hash: &TokenHash,
         record: &HashRecord,
         now: time::OffsetDateTime,
-        outcome: &mut LeakOutcome,
-    ) -> Result<()> {
-        if record.expires_at.is_some_and(|at| at <= now) {
-            return Ok(());
-        }
+    ) -> Result<Handled> {
         let key = KeyRef {
             tenant_id: record.tenant_id,
             key_id: record.key_id,
@@ -125,38 +139,74 @@ impl ApiKeys {
             owner_type: record.owner_type,
             hash: hash.clone(),
         };
-        let action = record.policy.leak_action;
+        let expired = record.expires_at.is_some_and(|at| at <= now);
+        let action = if expired {
+            LeakAction::Notify
+        } else {
+            record.policy.leak_action
+        };
+        if action == LeakAction::Notify && record.leaked {
+            return Ok(Handled::Nothing);
+        }
+        // The key's name and owner for the record (its listing item: one
+        // read), which outlives a revoked key.
+        let name = self
+            .store
+            .key(key.tenant_id, key.owner_type, key.owner_id, key.key_id)
+            .await?
+            .map(|stored| stored.key.name);
+        let what = match (expired, action) {
+            (true, _) => "already expired: the sweeper removes it",
+            (false, LeakAction::Revoke) => "revoked",
+            (false, LeakAction::Notify) => {
+                "kept working: the tenant's leak policy is to notify only"
+            }
+        };
         let detail = format!(
-            "reported by {reporter}: {} at {} ({}); {}",
+            "reported by {reporter}: {} at {} ({}); owner {} ({}); {what}",
             clean(&m.token_type, 100),
             clean(&m.url, 500),
             clean(&m.source, 50),
-            match action {
-                LeakAction::Revoke => "revoked",
-                LeakAction::Notify => "kept working: the tenant's leak policy is to notify only",
-            }
+            record
+                .copy
+                .as_ref()
+                .map_or_else(|| record.owner_id.to_string(), |c| c.username.clone()),
+            record.owner_type.name(),
         );
         let event = AuditEvent::new(
             AuditAction::KeyLeaked,
             AuditActor::reporter(reporter),
             TargetType::ApiKey,
             record.key_id,
-            None,
+            name.as_deref(),
         )
         .with_detail(detail);
         let audit = self.audit(record.tenant_id, event);
-        match action {
+        Ok(match action {
             LeakAction::Revoke => match self.store.delete_key(&key, None, None, &audit).await? {
-                KeyDelete::Deleted => outcome.revoked = outcome.revoked.saturating_add(1),
+                KeyDelete::Deleted => Handled::Revoked,
                 // Revoked or removed meanwhile: it is gone, as it should be.
-                KeyDelete::KeyGone | KeyDelete::OwnerGone | KeyDelete::CallerNotAdmin => {}
+                KeyDelete::KeyGone | KeyDelete::OwnerGone | KeyDelete::CallerNotAdmin => {
+                    Handled::Nothing
+                }
             },
             LeakAction::Notify => {
-                if !record.leaked && self.store.mark_leaked(&key, now, &audit).await? {
-                    outcome.recorded = outcome.recorded.saturating_add(1);
+                if self.store.mark_leaked(&key, now, &audit).await? {
+                    Handled::Recorded
+                } else {
+                    Handled::Nothing
                 }
             }
-        }
-        Ok(())
+        })
     }
 }
+
+/// What one key of a report came to.
+enum Handled {
+    Revoked,
+    Recorded,
+    Nothing,
+}
+
+/// Keys of one report handled at once.
+const LEAK_CONCURRENCY: usize = 8;

@@ -46,6 +46,15 @@ pub fn audit_put(table: &str, record: &AuditRecord) -> Result<TransactWriteItem>
     put(table, item)
 }
 
+/// An audit record as an item holds it (as a table's change stream gives
+/// it too); `None` for an item that is not an audit record.
+pub fn audit_record_of(item: &Item) -> Result<Option<AuditRecord>> {
+    match item.get("pk") {
+        Some(AttributeValue::S(pk)) if pk.starts_with("audit#") => Ok(Some(audit_from(item)?.0)),
+        _ => Ok(None),
+    }
+}
+
 fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
     let f = Fields(item);
     let tenant = f

@@ -147,3 +147,125 @@ impl Store {
         }
     }
 }
+
+/// The sweeper's warnings before expiry: how far each window's leading edge
+/// has been walked (unix seconds: keys expiring up to then were warned).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WarningCheckpoint {
+    /// Per window (7 days, 1 day): the edge walked so far.
+    pub until: [Option<i64>; 2],
+    pub version: i64,
+}
+
+/// The attribute marking a key warned for window `i` (0: 7 days, 1: 1 day).
+fn warned_attribute(window: usize) -> &'static str {
+    if window == 0 {
+        "warned_7d"
+    } else {
+        "warned_1d"
+    }
+}
+
+impl Store {
+    /// One page of the expiry index: entries of `bucket` expiring in
+    /// (`after`, `until`] (unix seconds).
+    #[allow(clippy::type_complexity)]
+    pub async fn expiring_page(
+        &self,
+        bucket: &str,
+        after: i64,
+        until: i64,
+        start: Option<Item>,
+    ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(EXPIRY_INDEX)
+            .key_condition_expression(
+                "exp_bucket = :bucket AND expires_at BETWEEN :after AND :until",
+            )
+            .expression_attribute_values(":bucket", s(bucket))
+            .expression_attribute_values(":after", n(after.saturating_add(1)))
+            .expression_attribute_values(":until", n(until))
+            .set_exclusive_start_key(start)
+            .limit(EXPIRY_PAGE)
+            .send()
+            .await?;
+        let entries = out.items().iter().map(expired_entry_from).collect();
+        Ok((entries, out.last_evaluated_key))
+    }
+
+    /// Marks a key warned for window `window` (0: 7 days, 1: 1 day) with its
+    /// audit record, once: only while it still expires at `expires_at` and
+    /// was not warned for that window. `Ok(false)`: already warned, gone,
+    /// or its expiry changed.
+    pub async fn warn_expiring(
+        &self,
+        entry: &ExpiredEntry,
+        window: usize,
+        at: OffsetDateTime,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
+        let attribute = warned_attribute(window);
+        let mut tx = Tx::new();
+        tx.push(
+            Part::Key,
+            update(
+                &self.table,
+                key_of(hash_pk(&entry.key.hash), "hash".into()),
+                &format!("SET {attribute} = :at"),
+                &format!(
+                    "attribute_exists(pk) AND expires_at = :exp AND attribute_not_exists({attribute})"
+                ),
+                values([
+                    (":at", n(at.unix_timestamp())),
+                    (":exp", n(entry.expires_at.unix_timestamp())),
+                ]),
+            )?,
+        );
+        match self.commit(tx, entry.key.tenant_id, None, &[audit]).await? {
+            Ok(()) => Ok(true),
+            Err(r) if r.has(Part::Key) => Ok(false),
+            Err(r) => Err(r.unexplained("warn_expiring")),
+        }
+    }
+
+    pub async fn warning_checkpoint(&self) -> Result<WarningCheckpoint> {
+        let Some(item) = self.get("sweeper".into(), "warnings".into()).await? else {
+            return Ok(WarningCheckpoint::default());
+        };
+        let f = Fields(&item);
+        Ok(WarningCheckpoint {
+            until: [f.opt_n("until_7d")?, f.opt_n("until_1d")?],
+            version: f.opt_n("cp_version")?.unwrap_or(0),
+        })
+    }
+
+    /// Saves the edges walked, only over the version read (a concurrent
+    /// sweep's save wins; this one's work is then done again, and its marks
+    /// make that a no-op). `Ok(false)`: not saved.
+    pub async fn save_warning_checkpoint(
+        &self,
+        read: &WarningCheckpoint,
+        until: [i64; 2],
+    ) -> Result<bool> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of("sweeper".into(), "warnings".into())))
+            .update_expression("SET until_7d = :a, until_1d = :b, cp_version = :v")
+            .expression_attribute_values(":a", n(until[0]))
+            .expression_attribute_values(":b", n(until[1]))
+            .expression_attribute_values(":v", n(read.version.saturating_add(1)));
+        update = if read.version == 0 {
+            update.condition_expression("attribute_not_exists(cp_version)")
+        } else {
+            update
+                .condition_expression("cp_version = :read")
+                .expression_attribute_values(":read", n(read.version))
+        };
+        applied(update.send().await)
+    }
+}
