@@ -609,3 +609,16 @@ def test_the_settings_page_sets_the_key_policy_and_old_keys_show_as_non_complian
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#sign-in-error")).to_contain_text("limits people's keys to 90 days")
+
+
+def test_a_key_about_to_expire_is_shown_in_a_warning_colour(open_console, service):
+    slug, name, key = tenant(service)
+    soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    service.admin("issue-key", "--tenant", slug, "--username", "alice", "--name", "soon", "--expires-at", soon)
+    service.admin("issue-key", "--tenant", slug, "--username", "alice", "--name", "later", "--expires-at", later)
+    page = open_console()
+    sign_in(page, key)
+    expect(page.locator("tr", has_text="soon").locator(".expiring")).to_have_text(re.compile("in 3 days"))
+    expect(page.locator("tr", has_text="later").locator(".expiring")).to_have_count(0)
+    shot(page, "expiring-key")

@@ -126,6 +126,14 @@ function rotateKeyDialog(ctx, key) {
   });
 }
 
+// Expires within 7 days (and not yet): shown in a warning colour, as the
+// service's own warnings start then.
+const expiresSoon = (iso) => {
+  if (!iso) return false;
+  const left = new Date(iso).getTime() - Date.now();
+  return left > 0 && left < 7 * 86400 * 1000;
+};
+
 // The table of `keys` with their actions (null when there are none).
 export function keysTable(ctx, keys, { showCreator = false } = {}) {
   if (!keys.length) return null;
@@ -138,7 +146,8 @@ export function keysTable(ctx, keys, { showCreator = false } = {}) {
       h("td", { class: "name", title: k.name }, k.name),
       h("td", { class: "hide-narrow" }, when(k.created)),
       showCreator && h("td", { class: "hide-narrow" }, (k.created_by && k.created_by.username) || ""),
-      h("td", {}, when(k.expires_at), k.replaced_by && h("span", { class: "badge" }, "replaced"),
+      h("td", {}, expiresSoon(k.expires_at) ? h("span", { class: "expiring", title: "Expires within 7 days: rotate it or make a new key" }, when(k.expires_at)) : when(k.expires_at),
+        k.replaced_by && h("span", { class: "badge" }, "replaced"),
         k.disabled && h("span", { class: "badge warn" }, "disabled"),
         k.role_ceiling && h("span", { class: "badge", title: "The most this key may do" }, `at most ${roleLabel(k.role_ceiling.name)}`),
         k.allowed_networks && k.allowed_networks.length > 0 &&
