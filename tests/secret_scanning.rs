@@ -470,3 +470,109 @@ async fn an_unreachable_key_set_is_a_retryable_answer_never_an_acceptance() {
     let (status, _) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
     assert_eq!(status, 503);
 }
+
+/// GitLab's token revocation API: the same handling behind a pre-shared
+/// token whose SHA-256 alone is configured.
+async fn gitlab(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut request = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(format!("/secret-scanning/gitlab/v1/{path}"))
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", token);
+    }
+    let request = request
+        .body(lambda_http::Body::from(body.to_vec()))
+        .unwrap();
+    let response = apikeys_graphql::handle(&h.app, request).await;
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(response.body()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_gitlab_entrance_revokes_behind_its_pre_shared_token() {
+    let secret = "gitlab-pre-shared-token-for-tests";
+    let hash = TokenHash::of(secret).as_str().to_string();
+    let h = Harness::with_env(&[("GITLAB_TOKEN_SHA256", &hash)]).await;
+    let key = new_key(&h, "ci").await;
+    let body = serde_json::to_vec(&json!([{
+        "type": "gitleaks_rule_id_apikeys_user_key", "token": key,
+        "location": "https://gitlab.example/acme/app/-/blob/abc/.env"}]))
+    .unwrap();
+    // Wrong, missing or near tokens: 401, no database request, nothing revoked.
+    for token in [
+        None,
+        Some("wrong"),
+        Some(""),
+        Some("Bearer wrong"),
+        Some(&hash[..]),
+    ] {
+        h.counter.reset();
+        let (status, _) = gitlab(&h, "POST", "revoke_tokens", token, &body).await;
+        assert_eq!((status, h.counter.total()), (401, 0), "{token:?}");
+        let (status, _) = gitlab(&h, "GET", "revocable_token_types", token, b"").await;
+        assert_eq!(status, 401, "{token:?}");
+    }
+    assert!(works(&h, &key).await);
+    let (status, types) = gitlab(&h, "GET", "revocable_token_types", Some(secret), b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        types["types"],
+        json!([
+            "gitleaks_rule_id_apikeys_user_key",
+            "gitleaks_rule_id_apikeys_service_account_key"
+        ])
+    );
+    // A type it does not know: 400 before any read, nothing revoked.
+    let other =
+        serde_json::to_vec(&json!([{"type": "gitleaks_rule_id_aws", "token": key}])).unwrap();
+    h.counter.reset();
+    let (status, _) = gitlab(&h, "POST", "revoke_tokens", Some(secret), &other).await;
+    assert_eq!((status, h.counter.total()), (400, 0));
+    // The right token (raw, as GitLab sends it, or as a bearer): revoked.
+    let (status, _) = gitlab(
+        &h,
+        "POST",
+        "revoke_tokens",
+        Some(&format!("Bearer {secret}")),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(!works(&h, &key).await);
+    let (status, _) = gitlab(&h, "POST", "revoke_tokens", Some(secret), &body).await;
+    assert_eq!(status, 204, "a replay is accepted and changes nothing");
+    let log = h
+        .data(
+            &h.tenant.admin_key,
+            "{ audit_log { action actor_name detail } }",
+            None,
+        )
+        .await;
+    let leaks: Vec<&Value> = log["audit_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "KEY_LEAKED")
+        .collect();
+    assert_eq!(leaks.len(), 1, "{log}");
+    assert_eq!(leaks[0]["actor_name"], "GitLab secret detection");
+    assert!(leaks[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("gitlab.example"));
+    // Not configured: closed.
+    let closed = Harness::new().await;
+    let (status, _) = gitlab(&closed, "GET", "revocable_token_types", Some(secret), b"").await;
+    assert_eq!(status, 401);
+    h.assert_consistent().await;
+}

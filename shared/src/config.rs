@@ -76,6 +76,11 @@ pub struct Config {
     /// (`GITHUB_SCANNING_KEYS_URL`, default GitHub's own; tests serve
     /// theirs).
     pub github_keys_url: String,
+    /// The SHA-256 (hex) of the pre-shared token GitLab's secret detection
+    /// sends to the token revocation API (`GITLAB_TOKEN_SHA256`, resolved
+    /// from SSM at deployment; unset: that entrance is closed). Only the
+    /// hash is configured, so the environment never holds the token.
+    pub gitlab_token_sha256: Option<String>,
 }
 
 /// The longest grace a rotation may give the replaced key.
@@ -207,6 +212,18 @@ impl Config {
             github_keys_url: get("GITHUB_SCANNING_KEYS_URL")
                 .unwrap_or(crate::scanning::GITHUB_KEYS_URL)
                 .to_string(),
+            gitlab_token_sha256: match get("GITLAB_TOKEN_SHA256") {
+                None => None,
+                Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    Some(hex.to_ascii_lowercase())
+                }
+                Some(_) => {
+                    return Err(ConfigError(
+                        "GITLAB_TOKEN_SHA256 must be the SHA-256 of the token, 64 hex digits"
+                            .into(),
+                    ))
+                }
+            },
         })
     }
 }

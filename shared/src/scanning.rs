@@ -257,6 +257,72 @@ pub struct Match {
     pub source: String,
 }
 
+/// The token types the GitLab entrance accepts (`GET
+/// /v1/revocable_token_types`): a custom gitleaks rule's id, prefixed as
+/// GitLab prefixes them.
+pub const GITLAB_TOKEN_TYPES: [&str; 2] = [
+    "gitleaks_rule_id_apikeys_user_key",
+    "gitleaks_rule_id_apikeys_service_account_key",
+];
+
+/// Is `presented` (an `Authorization` header, raw or `Bearer …`) GitLab's
+/// pre-shared token, whose SHA-256 is `sha256_hex`?
+pub fn gitlab_token_matches(presented: Option<&str>, sha256_hex: &str) -> bool {
+    let Some(presented) = presented else {
+        return false;
+    };
+    let token = presented
+        .strip_prefix("Bearer ")
+        .unwrap_or(presented)
+        .trim();
+    if token.is_empty() || token.len() > 512 {
+        return false;
+    }
+    // Hashes compared in constant time (a hash, so even a timing leak
+    // would say nothing of the token).
+    let digest = crate::token::TokenHash::of(token);
+    let (a, b) = (digest.as_str().as_bytes(), sha256_hex.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+struct GitlabMatch {
+    #[serde(rename = "type")]
+    token_type: String,
+    token: String,
+    #[serde(default)]
+    location: String,
+}
+
+/// Reads a GitLab revocation request: a JSON array of `{type, token,
+/// location}` of our token types, at most [`MAX_MATCHES`].
+pub fn parse_gitlab_request(body: &[u8]) -> Result<Vec<Match>, String> {
+    let matches: Vec<GitlabMatch> = serde_json::from_slice(body)
+        .map_err(|e| format!("a request is a JSON array of {{type, token, location}}: {e}"))?;
+    if matches.len() > MAX_MATCHES {
+        return Err(format!("a request may hold at most {MAX_MATCHES} tokens"));
+    }
+    if let Some(other) = matches
+        .iter()
+        .find(|m| !GITLAB_TOKEN_TYPES.contains(&m.token_type.as_str()))
+    {
+        let shown: String = other.token_type.chars().take(100).collect();
+        return Err(format!(
+            "unsupported token type \"{}\"",
+            shown.escape_debug()
+        ));
+    }
+    Ok(matches
+        .into_iter()
+        .map(|m| Match {
+            token: m.token,
+            token_type: m.token_type,
+            url: m.location,
+            source: "gitlab".into(),
+        })
+        .collect())
+}
+
 /// Reads a report's matches: a JSON array of at most [`MAX_MATCHES`].
 pub fn parse_report(body: &[u8]) -> Result<Vec<Match>, String> {
     let matches: Vec<Match> = serde_json::from_slice(body)

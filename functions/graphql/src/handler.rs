@@ -363,6 +363,12 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let response = match (request.method(), path.as_str()) {
         (&Method::POST, "" | "/graphql") => graphql(app, &request).await,
         (&Method::POST, "/secret-scanning/github") => github_report(app, &request).await,
+        (&Method::GET, "/secret-scanning/gitlab/v1/revocable_token_types") => {
+            gitlab_types(app, &request)
+        }
+        (&Method::POST, "/secret-scanning/gitlab/v1/revoke_tokens") => {
+            gitlab_revoke(app, &request).await
+        }
         (&Method::GET | &Method::HEAD, "") => console::page(),
         (&Method::GET | &Method::HEAD, asset) if asset.starts_with("/console/") => {
             console::asset(asset.trim_start_matches("/console/")).unwrap_or_else(|| {
@@ -464,6 +470,87 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"message": "the report was not fully handled in time: send it again (what was done is not done twice)"}),
         )),
+    }
+}
+
+/// Is the request GitLab's, by its pre-shared token? (`None`: the GitLab
+/// entrance is not configured, answered like a bad token.)
+fn gitlab_allowed(app: &App, request: &Request) -> bool {
+    app.service
+        .config()
+        .gitlab_token_sha256
+        .as_deref()
+        .is_some_and(|hash| {
+            apikeys_shared::scanning::gitlab_token_matches(
+                header_str(request, "authorization"),
+                hash,
+            )
+        })
+}
+
+fn gitlab_unauthorized() -> Response<Body> {
+    json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"message": "the Authorization header must hold the token revocation API's pre-shared token"}),
+    )
+}
+
+/// `GET /secret-scanning/gitlab/v1/revocable_token_types`: GitLab's token
+/// revocation API, the types it may send.
+fn gitlab_types(app: &App, request: &Request) -> Response<Body> {
+    if !gitlab_allowed(app, request) {
+        return gitlab_unauthorized();
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"types": apikeys_shared::scanning::GITLAB_TOKEN_TYPES}),
+    )
+}
+
+/// `POST /secret-scanning/gitlab/v1/revoke_tokens`: GitLab's token
+/// revocation API, the same handling as a GitHub report (204 once every
+/// token is handled; a failure part way is 429, which GitLab retries).
+async fn gitlab_revoke(app: &App, request: &Request) -> Response<Body> {
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES {
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"message": "a request is at most 1 MiB"}),
+        );
+    }
+    if !gitlab_allowed(app, request) {
+        tracing::info!("token revocation request refused: wrong or missing token");
+        return gitlab_unauthorized();
+    }
+    let matches = match apikeys_shared::scanning::parse_gitlab_request(body) {
+        Ok(matches) => matches,
+        Err(message) => {
+            return json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
+        }
+    };
+    let deadline = deadline_of(app, request);
+    let work = app
+        .service
+        .report_leaks("GitLab secret detection", &matches);
+    let retry_later = |message: &str| {
+        let mut response =
+            json_response(StatusCode::TOO_MANY_REQUESTS, &json!({"message": message}));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        response
+    };
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(Ok(_)) => {
+            let mut response = Response::new(Body::Empty);
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a token revocation request stopped part way");
+            retry_later("the request was not fully handled: send it again (what was done is not done twice)")
+        }
+        Err(_) => retry_later("the request was not fully handled in time: send it again"),
     }
 }
 
