@@ -45,7 +45,9 @@ def test_graphql_function_answers_unauthenticated_at_http_200(graphql_function):
     event = rest_event(generate_event, "graphql", {"query": "{ hello }"}, {"Authorization": "Bearer apk_nope"})
     response = graphql_function.invoke(event)
     assert response["statusCode"] == 200
-    assert body_of(response) == {"errors": [{"message": "Unauthenticated", "extensions": {"code": "UNAUTHENTICATED"}}], "data": None}
+    # A key of the wrong shape: refused before any read, and said why.
+    assert body_of(response) == {"errors": [{"message": "Unauthenticated", "extensions": {
+        "code": "UNAUTHENTICATED", "reason": "malformed"}}], "data": None}
 
 
 def test_graphql_function_creates_and_revokes_a_key(graphql_function, local_dynamodb):
