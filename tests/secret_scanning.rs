@@ -532,18 +532,23 @@ async fn the_gitlab_entrance_revokes_behind_its_pre_shared_token() {
             "gitleaks_rule_id_apikeys_service_account_key"
         ])
     );
-    // A type it does not know: 400 before any read, nothing revoked.
-    let other =
-        serde_json::to_vec(&json!([{"type": "gitleaks_rule_id_aws", "token": key}])).unwrap();
+    // Entries of a type it does not know, or without a token, are left out
+    // (not ours): no read, nothing revoked; not an array: 400.
+    let other = serde_json::to_vec(&json!([{"type": "gitleaks_rule_id_aws", "token": key},
+        {"type": "gitleaks_rule_id_apikeys_user_key", "token": null}]))
+    .unwrap();
     h.counter.reset();
     let (status, _) = gitlab(&h, "POST", "revoke_tokens", Some(secret), &other).await;
-    assert_eq!((status, h.counter.total()), (400, 0));
+    assert_eq!((status, h.counter.total()), (204, 0));
+    assert!(works(&h, &key).await);
+    let (status, _) = gitlab(&h, "POST", "revoke_tokens", Some(secret), b"{}").await;
+    assert_eq!(status, 400);
     // The right token (raw, as GitLab sends it, or as a bearer): revoked.
     let (status, _) = gitlab(
         &h,
         "POST",
         "revoke_tokens",
-        Some(&format!("Bearer {secret}")),
+        Some(&format!("bearer {secret}")),
         &body,
     )
     .await;

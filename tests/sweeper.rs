@@ -246,32 +246,31 @@ async fn a_malformed_index_entry_is_counted_as_failed_and_the_rest_are_swept() {
 }
 
 /// A key about to expire is warned once within 7 days and once within 1
-/// day, however many sweeps read it; a key that never expires, or expires
-/// later, is not; the records carry no secret.
+/// day, however many sweeps read it; a key made with less than a window to
+/// live is not warned for that window (made knowing); a key that never
+/// expires, or expires later, is not; the records carry no secret.
 #[tokio::test]
 async fn an_expiring_key_is_warned_once_per_window_across_many_sweeps() {
     let h = Harness::new().await;
     let t0 = h.now();
-    let soon = key(&h, "acme", "alice", Some(t0 + Duration::days(3))).await;
+    let ten = key(&h, "acme", "alice", Some(t0 + Duration::days(10))).await;
+    let three = key(&h, "acme", "alice", Some(t0 + Duration::days(3))).await;
     let later = key(&h, "acme", "alice", Some(t0 + Duration::days(30))).await;
     let never = key(&h, "acme", "alice", None).await;
     let _ = (&later, &never);
     let sweeper = Sweeper::new(h.service().store().clone());
     let mut warned = (0, 0);
-    // Every hour for 3 days and a bit.
+    // Every 6 hours for 10 days and a bit.
     let mut now = t0;
-    while now < t0 + Duration::days(3) + Duration::minutes(30) {
+    while now < t0 + Duration::days(10) + Duration::hours(7) {
         let report = sweeper.sweep(now, None).await.unwrap();
         assert_eq!(report.failed, 0, "{report:?}");
         warned.0 += report.warned_7d;
         warned.1 += report.warned_1d;
-        now += Duration::hours(1);
+        now += Duration::hours(6);
     }
-    assert_eq!(
-        warned,
-        (1, 1),
-        "the 3-day key: one 7-day and one 1-day warning"
-    );
+    // The 10-day key: both; the 3-day key: the 1-day warning only.
+    assert_eq!(warned, (1, 2));
     let records = h
         .service()
         .store()
@@ -282,13 +281,66 @@ async fn an_expiring_key_is_warned_once_per_window_across_many_sweeps() {
         .iter()
         .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyExpiringSoon)
         .collect();
-    assert_eq!(warnings.len(), 2);
+    assert_eq!(warnings.len(), 3);
     for (r, _) in &warnings {
         let detail = r.detail.clone().unwrap_or_default();
         assert!(
             detail.contains("within 7 days") || detail.contains("within 1 day"),
             "{detail}"
         );
-        assert!(!detail.contains(&soon), "{detail}");
+        for secret in [&ten, &three] {
+            assert!(!detail.contains(secret.as_str()), "{detail}");
+        }
     }
+}
+
+/// A sweep that reaches its deadline part way keeps what it walked: the
+/// next one goes on from there, and no key is warned twice or never.
+#[tokio::test]
+async fn a_warning_backlog_is_worked_off_across_sweeps_that_run_out_of_time() {
+    let h = Harness::new().await;
+    let t0 = h.now();
+    h.add_member("acme", "bob", apikeys_shared::domain::Role::User)
+        .await;
+    // Made long before their expiry (so not "made knowing"), then the
+    // clock moves to 5 days before it: a backlog of 70 keys at the first
+    // sweep (a deployment on an existing fleet).
+    for i in 0..35 {
+        for who in ["alice", "bob"] {
+            key(
+                &h,
+                "acme",
+                who,
+                Some(t0 + Duration::days(30) + Duration::minutes(i * 7)),
+            )
+            .await;
+        }
+    }
+    let mut sweeper = Sweeper::new(h.service().store().clone());
+    sweeper.lookback = Duration::hours(1);
+    let start = t0 + Duration::days(25);
+    let (mut warned, mut sweeps) = (0, 0);
+    for i in 0..200 {
+        let now = start + Duration::minutes(i);
+        // A deadline that lets a sweep do only part of the work.
+        // (the sweeper keeps 500 ms of it back to report).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(750);
+        let report = sweeper.sweep(now, Some(deadline)).await.unwrap();
+        assert_eq!(report.failed, 0, "{report:?}");
+        warned += report.warned_7d;
+        sweeps += 1;
+        if warned >= 70 {
+            break;
+        }
+    }
+    assert_eq!(warned, 70, "every key warned once, across {sweeps} sweeps");
+    assert!(
+        sweeps > 1,
+        "the deadline cut no sweep short: the test tests nothing"
+    );
+    let report = sweeper
+        .sweep(start + Duration::hours(4), None)
+        .await
+        .unwrap();
+    assert_eq!(report.warned_7d, 0, "{report:?}");
 }

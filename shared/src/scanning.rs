@@ -271,10 +271,11 @@ pub fn gitlab_token_matches(presented: Option<&str>, sha256_hex: &str) -> bool {
     let Some(presented) = presented else {
         return false;
     };
-    let token = presented
-        .strip_prefix("Bearer ")
-        .unwrap_or(presented)
-        .trim();
+    let presented = presented.trim();
+    let token = match presented.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => presented,
+    };
     if token.is_empty() || token.len() > 512 {
         return false;
     }
@@ -287,40 +288,43 @@ pub fn gitlab_token_matches(presented: Option<&str>, sha256_hex: &str) -> bool {
 
 #[derive(Deserialize)]
 struct GitlabMatch {
-    #[serde(rename = "type")]
-    token_type: String,
-    token: String,
+    #[serde(rename = "type", default)]
+    token_type: Option<String>,
     #[serde(default)]
-    location: String,
+    token: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
 }
 
 /// Reads a GitLab revocation request: a JSON array of `{type, token,
-/// location}` of our token types, at most [`MAX_MATCHES`].
-pub fn parse_gitlab_request(body: &[u8]) -> Result<Vec<Match>, String> {
-    let matches: Vec<GitlabMatch> = serde_json::from_slice(body)
+/// location}`, at most [`MAX_MATCHES`]. Entries of another type, or without
+/// a token, are left out (they are not ours; GitLab does not retry a 400,
+/// so refusing the whole request would leave its other tokens working):
+/// the answer is the matches to handle and how many were left out.
+pub fn parse_gitlab_request(body: &[u8]) -> Result<(Vec<Match>, usize), String> {
+    let entries: Vec<GitlabMatch> = serde_json::from_slice(body)
         .map_err(|e| format!("a request is a JSON array of {{type, token, location}}: {e}"))?;
-    if matches.len() > MAX_MATCHES {
+    if entries.len() > MAX_MATCHES {
         return Err(format!("a request may hold at most {MAX_MATCHES} tokens"));
     }
-    if let Some(other) = matches
-        .iter()
-        .find(|m| !GITLAB_TOKEN_TYPES.contains(&m.token_type.as_str()))
-    {
-        let shown: String = other.token_type.chars().take(100).collect();
-        return Err(format!(
-            "unsupported token type \"{}\"",
-            shown.escape_debug()
-        ));
-    }
-    Ok(matches
+    let total = entries.len();
+    let matches: Vec<Match> = entries
         .into_iter()
-        .map(|m| Match {
-            token: m.token,
-            token_type: m.token_type,
-            url: m.location,
-            source: "gitlab".into(),
+        .filter_map(|m| {
+            let token_type = m.token_type?;
+            if !GITLAB_TOKEN_TYPES.contains(&token_type.as_str()) {
+                return None;
+            }
+            Some(Match {
+                token: m.token?,
+                token_type,
+                url: m.location.unwrap_or_default(),
+                source: "gitlab".into(),
+            })
         })
-        .collect())
+        .collect();
+    let left_out = total.saturating_sub(matches.len());
+    Ok((matches, left_out))
 }
 
 /// Reads a report's matches: a JSON array of at most [`MAX_MATCHES`].

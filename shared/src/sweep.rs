@@ -256,7 +256,12 @@ impl Sweeper {
     ) -> Result<(), StoreError> {
         let saved = self.store.warning_checkpoint().await?;
         let mut until = [now.unix_timestamp(); 2];
-        for (window, length) in WARNING_WINDOWS.iter().enumerate() {
+        // The 1-day window first: the more urgent, never starved by a long
+        // 7-day backlog.
+        for window in [1, 0] {
+            let Some(length) = WARNING_WINDOWS.get(window) else {
+                continue;
+            };
             let from = saved
                 .until
                 .get(window)
@@ -264,68 +269,11 @@ impl Sweeper {
                 .flatten()
                 .unwrap_or(now.unix_timestamp())
                 .max(now.unix_timestamp());
-            let Some(edge) = now.checked_add(*length) else {
-                continue;
-            };
-            let edge_s = edge.unix_timestamp();
+            let reached = self
+                .warn_window(window, length, from, now, deadline, report)
+                .await;
             if let Some(slot) = until.get_mut(window) {
-                *slot = from;
-            }
-            if edge_s <= from {
-                continue;
-            }
-            let Ok(first) = OffsetDateTime::from_unix_timestamp(from.saturating_add(1)) else {
-                continue;
-            };
-            let mut bucket = expiry_bucket(first);
-            let last = expiry_bucket(edge);
-            let mut complete = true;
-            'hours: loop {
-                let mut start = None;
-                loop {
-                    if self.out_of_time(deadline) {
-                        complete = false;
-                        break 'hours;
-                    }
-                    let (entries, next) = self
-                        .store
-                        .expiring_page(&bucket, from, edge_s, start)
-                        .await?;
-                    report.pages = report.pages.saturating_add(1);
-                    for entry in entries {
-                        match self.warn_one(entry, window, length, now).await {
-                            Ok(true) if window == 0 => {
-                                report.warned_7d = report.warned_7d.saturating_add(1)
-                            }
-                            Ok(true) => report.warned_1d = report.warned_1d.saturating_add(1),
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not warn of an expiring key");
-                                report.failed = report.failed.saturating_add(1);
-                                complete = false;
-                            }
-                        }
-                    }
-                    start = next;
-                    if start.is_none() {
-                        break;
-                    }
-                }
-                if bucket >= last {
-                    break;
-                }
-                let Some(next) = bucket_start(&bucket)
-                    .and_then(|t| t.checked_add(Duration::hours(1)))
-                    .map(expiry_bucket)
-                else {
-                    break;
-                };
-                bucket = next;
-            }
-            if complete {
-                if let Some(slot) = until.get_mut(window) {
-                    *slot = edge_s;
-                }
+                *slot = reached;
             }
         }
         if !self.store.save_warning_checkpoint(&saved, until).await? {
@@ -334,22 +282,119 @@ impl Sweeper {
         Ok(())
     }
 
-    /// One key about to expire: its name read for the record, then marked
-    /// and recorded (`Ok(false)`: warned already, gone, or its expiry moved).
+    /// Walks one window from its edge `from` (unix seconds) to where it is
+    /// now, hour by hour; answers how far it got: the end of the last hour
+    /// walked to its last page with nothing left that could be warned
+    /// (progress is kept hour by hour, so a deadline or a failure costs a
+    /// repeat of one hour, never of the window). A malformed index entry is
+    /// counted as failed and passed over (it can never be warned); a
+    /// storage failure stops the window at that hour.
+    async fn warn_window(
+        &self,
+        window: usize,
+        length: &Duration,
+        from: i64,
+        now: OffsetDateTime,
+        deadline: Option<Instant>,
+        report: &mut SweepReport,
+    ) -> i64 {
+        let Some(edge) = now.checked_add(*length) else {
+            return from;
+        };
+        let edge_s = edge.unix_timestamp();
+        if edge_s <= from {
+            return from;
+        }
+        let Ok(first) = OffsetDateTime::from_unix_timestamp(from.saturating_add(1)) else {
+            return from;
+        };
+        let mut reached = from;
+        let mut bucket = expiry_bucket(first);
+        let last = expiry_bucket(edge);
+        loop {
+            let mut start = None;
+            loop {
+                if self.out_of_time(deadline) {
+                    return reached;
+                }
+                let (entries, next) =
+                    match self.store.expiring_page(&bucket, from, edge_s, start).await {
+                        Ok(page) => page,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read the keys about to expire");
+                            report.failed = report.failed.saturating_add(1);
+                            return reached;
+                        }
+                    };
+                report.pages = report.pages.saturating_add(1);
+                for entry in entries {
+                    let Ok(entry) = entry else {
+                        tracing::warn!("skipping a malformed expiry entry");
+                        report.failed = report.failed.saturating_add(1);
+                        continue;
+                    };
+                    match self.warn_one(entry, window, length, now).await {
+                        Ok(true) if window == 0 => {
+                            report.warned_7d = report.warned_7d.saturating_add(1)
+                        }
+                        Ok(true) => report.warned_1d = report.warned_1d.saturating_add(1),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not warn of an expiring key");
+                            report.failed = report.failed.saturating_add(1);
+                            return reached;
+                        }
+                    }
+                }
+                start = next;
+                if start.is_none() {
+                    break;
+                }
+            }
+            // This hour is done: up to its end, or to the edge.
+            let Some(next_start) =
+                bucket_start(&bucket).and_then(|t| t.checked_add(Duration::hours(1)))
+            else {
+                return reached;
+            };
+            reached = next_start.unix_timestamp().saturating_sub(1).min(edge_s);
+            if bucket >= last {
+                return edge_s;
+            }
+            bucket = expiry_bucket(next_start);
+        }
+    }
+
+    /// One key about to expire: read (its name for the record, and whether
+    /// it is to be warned at all), then marked and recorded. Not warned: a
+    /// key replaced by a rotation (its end is its grace, which its rotation
+    /// chose), and one made with less than the window to live (made
+    /// knowing; a 1-day CI key is not "expiring soon" the moment it is
+    /// made). `Ok(false)`: not warned, or warned already, gone, or its
+    /// expiry moved.
     async fn warn_one(
         &self,
-        entry: Result<ExpiredEntry, StoreError>,
+        entry: ExpiredEntry,
         window: usize,
         length: &Duration,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let entry = entry?;
         let k = &entry.key;
-        let name = self
+        let Some(stored) = self
             .store
             .key(k.tenant_id, k.owner_type, k.owner_id, k.key_id)
             .await?
-            .map(|stored| stored.key.name);
+        else {
+            return Ok(false);
+        };
+        let made_knowing = entry
+            .expires_at
+            .checked_sub(*length)
+            .is_some_and(|start_of_window| stored.key.created >= start_of_window);
+        if stored.key.replaced_by.is_some() || made_knowing {
+            return Ok(false);
+        }
+        let name = Some(stored.key.name);
         let audit = AuditEvent::new(
             AuditAction::KeyExpiringSoon,
             AuditActor::sweeper(),

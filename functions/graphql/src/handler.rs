@@ -476,6 +476,16 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
 /// Is the request GitLab's, by its pre-shared token? (`None`: the GitLab
 /// entrance is not configured, answered like a bad token.)
 fn gitlab_allowed(app: &App, request: &Request) -> bool {
+    // Stated twice, which one counts cannot be told: refused.
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .count()
+        > 1
+    {
+        return false;
+    }
     app.service
         .config()
         .gitlab_token_sha256
@@ -523,7 +533,14 @@ async fn gitlab_revoke(app: &App, request: &Request) -> Response<Body> {
         return gitlab_unauthorized();
     }
     let matches = match apikeys_shared::scanning::parse_gitlab_request(body) {
-        Ok(matches) => matches,
+        Ok((matches, 0)) => matches,
+        Ok((matches, left_out)) => {
+            tracing::info!(
+                left_out,
+                "token revocation entries of other types or without a token left out"
+            );
+            matches
+        }
         Err(message) => {
             return json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
         }
