@@ -16,7 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import request
+from conftest import BIN, request
+from deployed_stack import deploy
 
 PREFECT = Path(sys.executable).parent / "prefect"
 
@@ -225,3 +226,27 @@ def test_every_change_reaches_eventbridge_once_and_without_secrets(deployed):
     for secret in (admin, ci["key"]):
         digest = hashlib.sha256(secret.encode()).hexdigest()
         assert not any(secret in b or digest in b for b in bodies), "a secret or a hash in an event"
+
+
+def test_events_that_cannot_be_put_are_retried_then_land_in_the_failure_queue(deployed, tmp_path):
+    """A second stack whose bus does not exist: every PutEvents of its events
+    function fails, the stream gives the batch again until the record age
+    limit (60 s here), and the batch's description lands in the events
+    failure queue."""
+    failing = deploy(deployed.endpoint, tmp_path, name="apikeys-nobus",
+                     overrides=("EventBusName=no-such-bus", "EventsMaxRecordAgeSeconds=60",
+                                "SweepSchedule=rate(1 day)"))
+    failing.admin(BIN / "apikeys-admin", "create-tenant", "--name", "Unheard", "--slug", "unheard", "--admin", "una")
+    queue = failing.outputs["EventsFailureQueueUrl"]
+    deadline = time.monotonic() + 300
+    messages = []
+    while not messages and time.monotonic() < deadline:
+        rc, out = failing.aws("sqs", "receive-message", "--queue-url", queue, "--wait-time-seconds", "5",
+                              "--output", "json")
+        assert rc == 0, out
+        messages = json.loads(out).get("Messages", []) if out.strip() else []
+    assert messages, "no failed batch reached the failure queue within 5 minutes"
+    body = messages[0]["Body"]
+    assert "DDBStreamBatchInfo" in body or "MaxRecordAgeExceeded" in body, body
+    # Positions only: no event, key or hash in it.
+    assert "audit#" not in body and "hash#" not in body, body
