@@ -114,15 +114,30 @@ async fn report(
     id: Option<&str>,
     signature: Option<&str>,
 ) -> (u16, Value) {
+    let headers = [
+        ("Github-Public-Key-Identifier", id),
+        ("Github-Public-Key-Signature", signature),
+    ];
+    send(h, "POST", "/secret-scanning/github", &headers, body).await
+}
+
+/// One request through the real handler: (status, JSON answer); headers
+/// given as `None` are left out.
+async fn send(
+    h: &Harness,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, Option<&str>)],
+    body: &[u8],
+) -> (u16, Value) {
     let mut request = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri("/secret-scanning/github")
+        .method(method)
+        .uri(uri)
         .header("content-type", "application/json");
-    if let Some(id) = id {
-        request = request.header("Github-Public-Key-Identifier", id);
-    }
-    if let Some(signature) = signature {
-        request = request.header("Github-Public-Key-Signature", signature);
+    for (name, value) in headers {
+        if let Some(value) = value {
+            request = request.header(*name, *value);
+        }
     }
     let request = request
         .body(lambda_http::Body::from(body.to_vec()))
@@ -480,22 +495,8 @@ async fn gitlab(
     token: Option<&str>,
     body: &[u8],
 ) -> (u16, Value) {
-    let mut request = lambda_http::http::Request::builder()
-        .method(method)
-        .uri(format!("/secret-scanning/gitlab/v1/{path}"))
-        .header("content-type", "application/json");
-    if let Some(token) = token {
-        request = request.header("Authorization", token);
-    }
-    let request = request
-        .body(lambda_http::Body::from(body.to_vec()))
-        .unwrap();
-    let response = apikeys_graphql::handle(&h.app, request).await;
-    let status = response.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(response.body()).unwrap_or(Value::Null),
-    )
+    let uri = format!("/secret-scanning/gitlab/v1/{path}");
+    send(h, method, &uri, &[("Authorization", token)], body).await
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 
 use apikeys_shared::config::ConfigError;
 use apikeys_shared::events::{audit_records_of_stream, detail, detail_type, SOURCE};
-use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_eventbridge::config::BehaviorVersion;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::Value;
 
@@ -39,21 +39,11 @@ impl App {
     /// `AWS_ENDPOINT_URL`) for an emulator.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let missing = |name: &str| ConfigError::new(format!("{name} is not set"));
-        let region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| missing("AWS_REGION"))?;
-        let credentials = Credentials::new(
-            var("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
-            var("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
-            var("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        );
+        let (region, credentials) = apikeys_shared::store::region_and_credentials()?;
         let mut builder = aws_sdk_eventbridge::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(apikeys_shared::https::https_client()?)
-            .region(Region::new(region))
+            .region(region)
             .credentials_provider(credentials);
         if let Some(endpoint) =
             var("AWS_ENDPOINT_URL_EVENTBRIDGE").or_else(|| var("AWS_ENDPOINT_URL"))

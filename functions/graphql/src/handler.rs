@@ -402,17 +402,24 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     response
 }
 
+/// HTTP 413 for a leak report over 1 MiB, refused before anything else.
+fn report_too_large(body: &[u8]) -> Option<Response<Body>> {
+    (body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES).then(|| {
+        json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({"message": "a report is at most 1 MiB"}),
+        )
+    })
+}
+
 /// `POST /secret-scanning/github`: a report of GitHub's secret scanning
 /// partner program. The signature is checked before anything else (an
 /// unsigned, badly signed or oversized report costs no database request);
 /// the answer is GitHub's feedback array (token hashes, never tokens).
 async fn github_report(app: &App, request: &Request) -> Response<Body> {
     let body: &[u8] = request.body().as_ref();
-    if body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES {
-        return json_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &json!({"message": "a report is at most 1 MiB"}),
-        );
+    if let Some(refused) = report_too_large(body) {
+        return refused;
     }
     let Some(keys) = &app.github_keys else {
         return json_response(
@@ -522,11 +529,8 @@ fn gitlab_types(app: &App, request: &Request) -> Response<Body> {
 /// token is handled; a failure part way is 429, which GitLab retries).
 async fn gitlab_revoke(app: &App, request: &Request) -> Response<Body> {
     let body: &[u8] = request.body().as_ref();
-    if body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES {
-        return json_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &json!({"message": "a request is at most 1 MiB"}),
-        );
+    if let Some(refused) = report_too_large(body) {
+        return refused;
     }
     if !gitlab_allowed(app, request) {
         tracing::info!("token revocation request refused: wrong or missing token");

@@ -95,11 +95,10 @@ pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigErr
     dynamodb_client_over(config, crate::https::https_client()?)
 }
 
-/// [`dynamodb_client`] over a given HTTP client.
-pub fn dynamodb_client_over(
-    config: &Config,
-    http: SharedHttpClient,
-) -> std::result::Result<Client, ConfigError> {
+/// The region and the credentials of the function's role, as Lambda puts
+/// them in the environment (read, never fetched: no network at init): what
+/// every AWS client of apikeys is built with.
+pub fn region_and_credentials() -> std::result::Result<(Region, Credentials), ConfigError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let missing = |name: &str| ConfigError::new(format!("{name} is not set"));
     let region = var("AWS_REGION")
@@ -112,10 +111,19 @@ pub fn dynamodb_client_over(
         None,
         "environment",
     );
+    Ok((Region::new(region), credentials))
+}
+
+/// [`dynamodb_client`] over a given HTTP client.
+pub fn dynamodb_client_over(
+    config: &Config,
+    http: SharedHttpClient,
+) -> std::result::Result<Client, ConfigError> {
+    let (region, credentials) = region_and_credentials()?;
     let mut builder = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http)
-        .region(Region::new(region))
+        .region(region)
         .credentials_provider(credentials);
     builder = with_limits(builder, config);
     if let Some(endpoint) = &config.endpoint {

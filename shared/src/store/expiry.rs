@@ -106,14 +106,36 @@ impl Store {
         now: OffsetDateTime,
         start: Option<Item>,
     ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
-        let out = self
+        self.expiry_page(bucket, None, now.unix_timestamp(), start)
+            .await
+    }
+
+    /// One page of the expiry index's `bucket`: entries expiring in
+    /// (`after`, `until`] (unix seconds; no lower bound without `after`).
+    #[allow(clippy::type_complexity)]
+    async fn expiry_page(
+        &self,
+        bucket: &str,
+        after: Option<i64>,
+        until: i64,
+        start: Option<Item>,
+    ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(EXPIRY_INDEX)
-            .key_condition_expression("exp_bucket = :bucket AND expires_at <= :now")
             .expression_attribute_values(":bucket", s(bucket))
-            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .expression_attribute_values(":until", n(until));
+        query = match after {
+            None => query.key_condition_expression("exp_bucket = :bucket AND expires_at <= :until"),
+            Some(after) => query
+                .key_condition_expression(
+                    "exp_bucket = :bucket AND expires_at BETWEEN :after AND :until",
+                )
+                .expression_attribute_values(":after", n(after.saturating_add(1))),
+        };
+        let out = query
             .set_exclusive_start_key(start)
             .limit(EXPIRY_PAGE)
             .send()
@@ -177,23 +199,7 @@ impl Store {
         until: i64,
         start: Option<Item>,
     ) -> Result<(Vec<Result<ExpiredEntry>>, Option<Item>)> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(EXPIRY_INDEX)
-            .key_condition_expression(
-                "exp_bucket = :bucket AND expires_at BETWEEN :after AND :until",
-            )
-            .expression_attribute_values(":bucket", s(bucket))
-            .expression_attribute_values(":after", n(after.saturating_add(1)))
-            .expression_attribute_values(":until", n(until))
-            .set_exclusive_start_key(start)
-            .limit(EXPIRY_PAGE)
-            .send()
-            .await?;
-        let entries = out.items().iter().map(expired_entry_from).collect();
-        Ok((entries, out.last_evaluated_key))
+        self.expiry_page(bucket, Some(after), until, start).await
     }
 
     /// Marks a key warned for window `window` (0: 7 days, 1: 1 day) with its

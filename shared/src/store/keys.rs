@@ -33,6 +33,19 @@ pub struct KeyRef {
     pub hash: TokenHash,
 }
 
+impl KeyRef {
+    /// The keys of the key's two items: its hash lookup, its listing item.
+    pub(super) fn item_keys(&self) -> [Item; 2] {
+        [
+            key_of(hash_pk(&self.hash), "hash".into()),
+            key_of(
+                tenant_pk(self.tenant_id),
+                key_sk(self.owner_type, self.owner_id, self.key_id),
+            ),
+        ]
+    }
+}
+
 impl StoredKey {
     pub fn key_ref(&self) -> KeyRef {
         KeyRef {
@@ -265,13 +278,7 @@ pub(super) fn push_key_deletes(
     key: &KeyRef,
     expired_by: Option<OffsetDateTime>,
 ) -> Result<()> {
-    for item_key in [
-        key_of(hash_pk(&key.hash), "hash".into()),
-        key_of(
-            tenant_pk(key.tenant_id),
-            key_sk(key.owner_type, key.owner_id, key.key_id),
-        ),
-    ] {
+    for item_key in key.item_keys() {
         let mut delete = Delete::builder()
             .table_name(table)
             .set_key(Some(item_key))
@@ -389,13 +396,7 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<bool> {
         let mut tx = Tx::new();
-        for item_key in [
-            key_of(hash_pk(&key.hash), "hash".into()),
-            key_of(
-                tenant_pk(key.tenant_id),
-                key_sk(key.owner_type, key.owner_id, key.key_id),
-            ),
-        ] {
+        for item_key in key.item_keys() {
             tx.push(
                 Part::Key,
                 update(
@@ -533,13 +534,7 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<KeyToggle> {
         let mut tx = Tx::new();
-        for item_key in [
-            key_of(hash_pk(&key.hash), "hash".into()),
-            key_of(
-                tenant_pk(key.tenant_id),
-                key_sk(key.owner_type, key.owner_id, key.key_id),
-            ),
-        ] {
+        for item_key in key.item_keys() {
             let item = if disabled {
                 update(
                     &self.table,

@@ -55,7 +55,9 @@ mod outcome_tests;
 pub use audit::*;
 pub use auth_copy::*;
 pub use checkpoint::*;
-pub use client::{dynamodb_client, dynamodb_client_over, with_limits, MAX_ATTEMPTS};
+pub use client::{
+    dynamodb_client, dynamodb_client_over, region_and_credentials, with_limits, MAX_ATTEMPTS,
+};
 pub use expiry::*;
 pub use keys::*;
 pub use members::*;
