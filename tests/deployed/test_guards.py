@@ -85,7 +85,8 @@ def test_each_function_logs_to_its_own_group_with_a_retention(deployed):
                                f"/apikeys/{deployed.stack.name}/")["logGroups"]
     retention = {g["logGroupName"].rsplit("/", 1)[-1]: g.get("retentionInDays") for g in groups}
     days = int(override("LogRetentionDays"))
-    assert retention == {"api-access": days, "graphql": days, "authorizer": days, "sweeper": days}, retention
+    assert retention == {"api-access": days, "graphql": days, "authorizer": days, "sweeper": days,
+                         "events": days}, retention
     for function, group in (("GraphqlFunction", "GraphqlLogGroup"), ("AuthorizerFunction", "AuthorizerLogGroup"),
                             ("SweeperFunction", "SweeperLogGroup")):
         config = deployed.aws_json("lambda", "get-function-configuration", "--function-name",
