@@ -229,11 +229,12 @@ def test_every_change_reaches_eventbridge_once_and_without_secrets(deployed):
 
 
 def test_events_that_cannot_be_put_are_retried_then_land_in_the_failure_queue(deployed, tmp_path):
-    """A second stack whose bus does not exist (another account's ARN: the
-    emulator accepts events for any bus name of its own account, and
-    refuses those): every PutEvents of its events function fails, the
-    stream gives the batch again until the record age limit (60 s here),
-    and the batch's description lands in the events failure queue."""
+    """A second stack whose events cannot be put (its bus named as another
+    account's ARN, which its role is not allowed to put to; the emulator
+    accepts events for any bus name of its own account): every PutEvents
+    of its events function fails, the stream gives the batch again until
+    the record age limit (60 s here), and the batch's description lands in
+    the events failure queue."""
     failing = deploy(deployed.endpoint, tmp_path, name="apikeys-nobus",
                      overrides=("EventBusName=arn:aws:events:us-east-1:111111111111:event-bus/elsewhere",
                                 "EventsMaxRecordAgeSeconds=60", "SweepSchedule=rate(1 day)"))
