@@ -582,3 +582,44 @@ async fn the_gitlab_entrance_revokes_behind_its_pre_shared_token() {
     assert_eq!(status, 401);
     h.assert_consistent().await;
 }
+
+/// The same report sent 12 times at once, to a revoking tenant and to a
+/// notify-only one: each key is revoked, or recorded, exactly once; every
+/// answer is the feedback or the retryable 503, never an error that lies.
+#[tokio::test]
+async fn identical_reports_at_once_act_once() {
+    for notify in [false, true] {
+        let w = world().await;
+        let h = &w.h;
+        if notify {
+            let change = PolicyChange {
+                leak_action: LeakAction::Notify,
+                ..PolicyChange::default()
+            };
+            h.service()
+                .set_key_policy_as_operator("acme", &change)
+                .await
+                .unwrap();
+        }
+        let key = new_key(h, "ci").await;
+        let body = matches(&[&key]);
+        let signature = w.github.sign(&body);
+        let sends = (0..12).map(|_| report(h, &body, Some(&w.github.id), Some(&signature)));
+        for (status, answer) in futures::future::join_all(sends).await {
+            assert!([200, 503].contains(&status), "{status} {answer}");
+        }
+        let log = h
+            .service()
+            .store()
+            .audit_page(h.tenant.id, 100, None)
+            .await
+            .unwrap();
+        let leaks = log
+            .iter()
+            .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyLeaked)
+            .count();
+        assert_eq!(leaks, 1, "notify: {notify}");
+        assert_eq!(works(h, &key).await, notify);
+        h.assert_consistent().await;
+    }
+}
