@@ -40,6 +40,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// own variable) names, for an endpoint behind a private CA. Only then is
 /// anything read from disk.
 pub fn https_client() -> Result<SharedHttpClient, ConfigError> {
+    Ok(https_client_trusting(trust_anchors()?))
+}
+
+/// Mozilla's roots, and the certificates of the PEM file `AWS_CA_BUNDLE`
+/// names (read only then): what every HTTPS client of apikeys trusts.
+fn trust_anchors() -> Result<rustls::RootCertStore, ConfigError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -61,22 +67,24 @@ pub fn https_client() -> Result<SharedHttpClient, ConfigError> {
             roots.add(certificate).map_err(|e| bad(e.to_string()))?;
         }
     }
-    Ok(https_client_trusting(roots))
+    Ok(roots)
+}
+
+/// TLS 1.2 and 1.3 with ring, trusting `roots`.
+#[allow(clippy::expect_used)] // a constant configuration, checked by every test
+fn tls_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        // A fixed configuration that ring always supports; no input reaches it.
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// The same client trusting `roots` instead (tests use their own CA).
-#[allow(clippy::expect_used)] // a constant configuration, checked by every test
 pub fn https_client_trusting(roots: rustls::RootCertStore) -> SharedHttpClient {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    // A fixed configuration that ring always supports; no input reaches it.
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     SharedHttpClient::new(RustlsClient {
-        tls: Arc::new(tls),
+        tls: Arc::new(tls_config(roots)),
         connectors: Mutex::default(),
     })
 }
@@ -202,27 +210,7 @@ pub enum FetchError {
 
 impl Fetcher {
     pub fn new() -> Result<Self, ConfigError> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if let Some(bundle) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
-            let certificates = CertificateDer::pem_file_iter(&bundle)
-                .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?;
-            for certificate in certificates {
-                roots
-                    .add(certificate)
-                    .map_err(|e| ConfigError::new(format!("AWS_CA_BUNDLE: {e}")))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::new(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = tls_config(trust_anchors()?);
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(Duration::from_secs(2)));

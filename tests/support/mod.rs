@@ -344,16 +344,7 @@ impl Harness {
     ) -> Reply {
         let request = event_from(route, "POST", body, headers, Some(source));
         let response = apikeys_graphql::handle(&self.app, request).await;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
-        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            json,
-        }
+        Reply::of(&response)
     }
 
     pub async fn send_method(
@@ -365,16 +356,7 @@ impl Harness {
     ) -> Reply {
         let response =
             apikeys_graphql::handle(&self.app, event(route, method, body, headers)).await;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
-        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            json,
-        }
+        Reply::of(&response)
     }
 
     /// A Prefect-client-style call with `key`: asserts HTTP 200, returns the JSON.
@@ -798,6 +780,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
+    }
+}
+
+impl Reply {
+    /// A handler's answer, read.
+    fn of(response: &lambda_http::Response<lambda_http::Body>) -> Self {
+        let body = String::from_utf8(response.body().to_vec()).expect("utf-8 body");
+        Self {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            json: serde_json::from_str(&body).unwrap_or(Value::Null),
+            body,
+        }
     }
 }
 

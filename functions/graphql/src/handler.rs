@@ -32,21 +32,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct App {
     service: Arc<ApiKeys>,
     schema: Schema,
-    /// GitHub's secret scanning keys, fetched when a report first needs them.
-    github_keys: Option<apikeys_shared::scanning::GithubKeys>,
+    /// GitHub's secret scanning keys: their client built, and the keys
+    /// fetched, when a report first needs them (never at cold start).
+    github_keys: std::sync::OnceLock<Option<apikeys_shared::scanning::GithubKeys>>,
 }
 
 impl App {
     pub fn new(service: ApiKeys) -> Self {
         let introspection = service.config().introspection;
-        let github_keys =
-            apikeys_shared::scanning::GithubKeys::new(service.config().github_keys_url.clone())
-                .map_err(|e| tracing::error!(error = %e, "secret scanning reports will be refused"))
-                .ok();
         Self {
             service: Arc::new(service),
             schema: schema(introspection),
-            github_keys,
+            github_keys: std::sync::OnceLock::new(),
         }
     }
 
@@ -336,16 +333,18 @@ fn header_str<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 /// (which line a gateway or an authorizer in front reads is not ours to
 /// guess: such a request authenticates as nobody).
 fn bearer(request: &Request) -> Option<&str> {
-    if request
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .count()
-        > 1
-    {
+    bearer_token(authorization(request)?)
+}
+
+/// The `Authorization` header; none when it is sent more than once (which
+/// line counts cannot be told).
+fn authorization(request: &Request) -> Option<&str> {
+    let mut lines = request.headers().get_all(header::AUTHORIZATION).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() {
         return None;
     }
-    bearer_token(header_str(request, "authorization")?)
+    first.to_str().ok()
 }
 
 /// The request path without the API Gateway stage.
@@ -421,7 +420,12 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
     if let Some(refused) = report_too_large(body) {
         return refused;
     }
-    let Some(keys) = &app.github_keys else {
+    let keys = app.github_keys.get_or_init(|| {
+        apikeys_shared::scanning::GithubKeys::new(app.service.config().github_keys_url.clone())
+            .map_err(|e| tracing::error!(error = %e, "secret scanning reports will be refused"))
+            .ok()
+    });
+    let Some(keys) = keys else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"message": "secret scanning is not available"}),
@@ -483,25 +487,13 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
 /// Is the request GitLab's, by its pre-shared token? (`None`: the GitLab
 /// entrance is not configured, answered like a bad token.)
 fn gitlab_allowed(app: &App, request: &Request) -> bool {
-    // Stated twice, which one counts cannot be told: refused.
-    if request
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .count()
-        > 1
-    {
-        return false;
-    }
     app.service
         .config()
         .gitlab_token_sha256
         .as_deref()
         .is_some_and(|hash| {
-            apikeys_shared::scanning::gitlab_token_matches(
-                header_str(request, "authorization"),
-                hash,
-            )
+            // Sent twice: refused, as `authorization` answers none.
+            apikeys_shared::scanning::gitlab_token_matches(authorization(request), hash)
         })
 }
 

@@ -20,6 +20,21 @@ pub struct SweepCheckpoint {
     pub version: i64,
 }
 
+/// `update` of a checkpoint item, only over the version `read` (0: none
+/// written yet): a concurrent save makes it write nothing.
+pub(super) fn over_version(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    read: i64,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    if read == 0 {
+        update.condition_expression("attribute_not_exists(cp_version)")
+    } else {
+        update
+            .condition_expression("cp_version = :read")
+            .expression_attribute_values(":read", n(read))
+    }
+}
+
 impl Store {
     /// Where the sweeps stand (nothing yet: the default, version 0).
     pub async fn sweep_checkpoint(&self) -> Result<SweepCheckpoint> {
@@ -73,13 +88,7 @@ impl Store {
                 format!("SET {}", sets.join(", "))
             };
             update = update.update_expression(expression);
-            update = if read.version == 0 {
-                update.condition_expression("attribute_not_exists(cp_version)")
-            } else {
-                update
-                    .condition_expression("cp_version = :read")
-                    .expression_attribute_values(":read", n(read.version))
-            };
+            update = over_version(update, read.version);
             if applied(update.send().await)? {
                 next.version = read.version.saturating_add(1);
                 return Ok(next);

@@ -256,7 +256,7 @@ impl Store {
         read: &WarningCheckpoint,
         until: [i64; 2],
     ) -> Result<bool> {
-        let mut update = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -265,13 +265,10 @@ impl Store {
             .expression_attribute_values(":a", n(until[0]))
             .expression_attribute_values(":b", n(until[1]))
             .expression_attribute_values(":v", n(read.version.saturating_add(1)));
-        update = if read.version == 0 {
-            update.condition_expression("attribute_not_exists(cp_version)")
-        } else {
-            update
-                .condition_expression("cp_version = :read")
-                .expression_attribute_values(":read", n(read.version))
-        };
-        applied(update.send().await)
+        applied(
+            super::checkpoint::over_version(update, read.version)
+                .send()
+                .await,
+        )
     }
 }
