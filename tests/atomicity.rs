@@ -237,6 +237,8 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
         legacy_mark: false,
         key_ids: Default::default(),
         keys_indexed: false,
+        sessions: Vec::new(),
+        sessions_version: 0,
     };
     let before = h.items().await;
     let outcome = store

@@ -5,19 +5,16 @@
 //! on the spot, or (notify-only tenants) kept and recorded; replays change
 //! nothing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use apikeys_shared::policy::LeakAction;
 use apikeys_shared::scanning::p256_pem;
 use apikeys_shared::service::PolicyChange;
 use apikeys_shared::token::TokenHash;
+use apikeys_tests::documents::{document_server, DocumentServer};
 use apikeys_tests::{mistyped, Harness};
 use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A signing key of the test's own "GitHub".
 struct Signer {
@@ -47,59 +44,18 @@ impl Signer {
     }
 }
 
-/// A key server on 127.0.0.1 answering every GET with `set` (or 503 when
-/// `down`), counting the fetches; stopped with the test's runtime.
-struct KeyServer {
-    url: String,
-    fetches: Arc<AtomicUsize>,
-    down: Arc<std::sync::atomic::AtomicBool>,
-}
-
-async fn key_server(set: Value, down: bool) -> KeyServer {
-    let down = Arc::new(std::sync::atomic::AtomicBool::new(down));
-    let switch = down.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/meta/public_keys/secret_scanning",
-        listener.local_addr().unwrap()
-    );
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let counted = fetches.clone();
-    let body = set.to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            counted.fetch_add(1, Ordering::SeqCst);
-            let body = body.clone();
-            let down = switch.load(Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let answer = if down {
-                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-                } else {
-                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-                };
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    KeyServer { url, fetches, down }
-}
-
 struct World {
     h: Harness,
     github: Signer,
-    server: KeyServer,
+    server: DocumentServer,
 }
 
 async fn world() -> World {
     let github = Signer::new("90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a");
     let other = Signer::new("f9525bf080f75b3506ca1ead061add62b8633a346606dc5fe544e29231c6ee0d");
-    let server = key_server(
-        json!({"public_keys": [github.published(), other.published()]}),
+    let server = document_server(
+        "/meta/public_keys/secret_scanning",
+        &json!({"public_keys": [github.published(), other.published()]}),
         false,
     )
     .await;
@@ -256,7 +212,7 @@ async fn every_bad_signature_is_refused_before_any_database_request() {
     assert!(works(h, &key).await, "a refused report revoked nothing");
     // One fetch of the key set for all of these: an unknown identifier does
     // not fetch again within the minute.
-    assert_eq!(w.server.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(w.server.fetched(), 1);
 }
 
 #[tokio::test]
@@ -456,7 +412,12 @@ async fn a_thousand_matches_cost_batch_reads_and_one_transaction_per_live_key() 
 #[tokio::test]
 async fn an_unreachable_key_set_is_a_retryable_answer_never_an_acceptance() {
     let github = Signer::new("abc123");
-    let server = key_server(json!({"public_keys": [github.published()]}), true).await;
+    let server = document_server(
+        "/meta/public_keys/secret_scanning",
+        &json!({"public_keys": [github.published()]}),
+        true,
+    )
+    .await;
     let h = Harness::with_env(&[("GITHUB_SCANNING_KEYS_URL", &server.url)]).await;
     let key = new_key(&h, "ci").await;
     let body = matches(&[&key]);
@@ -467,7 +428,7 @@ async fn an_unreachable_key_set_is_a_retryable_answer_never_an_acceptance() {
     assert!(works(&h, &key).await);
     // Back up: the next report after the short pause is handled (a failed
     // fetch never turns into a refusal of real reports).
-    server.down.store(false, Ordering::SeqCst);
+    server.set_down(false);
     let (status, _) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
     assert_eq!(
         status, 503,

@@ -37,10 +37,16 @@ pub enum AuditAction {
     /// A key will expire within 7 days, or within 1 day (the sweeper's
     /// warning, once per window).
     KeyExpiringSoon,
+    /// A tenant admin (or the operator) invited a person by email.
+    InvitationCreated,
+    /// The invited person accepted: a member now.
+    InvitationAccepted,
+    /// An admin withdrew an invitation.
+    InvitationWithdrawn,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 18] = [
         AuditAction::KeyCreated,
         AuditAction::KeyRotated,
         AuditAction::KeyRevoked,
@@ -56,6 +62,9 @@ impl AuditAction {
         AuditAction::KeyPolicyChanged,
         AuditAction::KeyLeaked,
         AuditAction::KeyExpiringSoon,
+        AuditAction::InvitationCreated,
+        AuditAction::InvitationAccepted,
+        AuditAction::InvitationWithdrawn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +84,9 @@ impl AuditAction {
             AuditAction::KeyPolicyChanged => "KEY_POLICY_CHANGED",
             AuditAction::KeyLeaked => "KEY_LEAKED",
             AuditAction::KeyExpiringSoon => "KEY_EXPIRING_SOON",
+            AuditAction::InvitationCreated => "INVITATION_CREATED",
+            AuditAction::InvitationAccepted => "INVITATION_ACCEPTED",
+            AuditAction::InvitationWithdrawn => "INVITATION_WITHDRAWN",
         }
     }
 
@@ -90,6 +102,7 @@ pub enum TargetType {
     ServiceAccount,
     Member,
     Tenant,
+    Invitation,
 }
 
 impl TargetType {
@@ -99,6 +112,7 @@ impl TargetType {
             TargetType::ServiceAccount => "SERVICE_ACCOUNT",
             TargetType::Member => "MEMBER",
             TargetType::Tenant => "TENANT",
+            TargetType::Invitation => "INVITATION",
         }
     }
 
@@ -108,6 +122,7 @@ impl TargetType {
             Self::ServiceAccount,
             Self::Member,
             Self::Tenant,
+            Self::Invitation,
         ]
         .into_iter()
         .find(|t| t.name() == name)
@@ -124,15 +139,21 @@ pub struct AuditActor {
     /// Whether the caller is a person or a service account (`None`: the
     /// operator or the sweeper, and records written before this was kept).
     pub account_type: Option<crate::domain::AccountType>,
+    /// The hash of the session the caller acted with (a person signed in
+    /// with the identity provider): the change's transaction checks it is
+    /// still there. Never stored in the record.
+    pub session: Option<crate::token::TokenHash>,
 }
 
 impl AuditActor {
     pub fn of(p: &Principal) -> Self {
         Self {
             user_id: Some(p.user_id),
-            key_id: Some(p.api_key_id),
+            // A session is no key: its own check instead.
+            key_id: p.session.is_none().then_some(p.api_key_id),
             name: p.username.clone(),
             account_type: Some(p.account_type),
+            session: p.session.as_ref().map(|s| s.hash.clone()),
         }
     }
 
@@ -142,6 +163,7 @@ impl AuditActor {
             key_id: None,
             name: "operator".into(),
             account_type: None,
+            session: None,
         }
     }
 
@@ -151,6 +173,7 @@ impl AuditActor {
             key_id: None,
             name: "sweeper".into(),
             account_type: None,
+            session: None,
         }
     }
 
@@ -162,6 +185,7 @@ impl AuditActor {
             key_id: None,
             name: name.into(),
             account_type: None,
+            session: None,
         }
     }
 }

@@ -81,6 +81,13 @@ pub struct Config {
     /// from SSM at deployment; unset: that entrance is closed). Only the
     /// hash is configured, so the environment never holds the token.
     pub gitlab_token_sha256: Option<String>,
+    /// The identity provider people sign in with (`OIDC_ISSUER` and
+    /// `OIDC_CLIENT_ID`, with the optional `OIDC_*` of
+    /// [`crate::oidc::OidcSettings`]); unset: nobody signs in, keys only.
+    pub oidc: Option<crate::oidc::OidcSettings>,
+    /// May a signed-in person who belongs to no tenant create one and
+    /// become its admin (`ALLOW_SELF_SIGNUP`, default false)?
+    pub self_signup: bool,
 }
 
 /// The longest grace a rotation may give the replaced key.
@@ -227,8 +234,64 @@ impl Config {
                     None
                 }
             },
+            oidc: oidc_settings(env)?,
+            self_signup: switch("ALLOW_SELF_SIGNUP")?,
         })
     }
+}
+
+/// The identity provider's settings: none without an issuer and a client.
+fn oidc_settings(
+    env: &HashMap<String, String>,
+) -> Result<Option<crate::oidc::OidcSettings>, ConfigError> {
+    let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (issuer, client_id) = match (get("OIDC_ISSUER"), get("OIDC_CLIENT_ID")) {
+        (None, None) => return Ok(None),
+        (Some(issuer), Some(client)) => (issuer.trim_end_matches('/'), client),
+        _ => {
+            return Err(ConfigError(
+                "OIDC_ISSUER and OIDC_CLIENT_ID go together: set both (sign-in with the \
+                 identity provider) or neither (API keys only)"
+                    .into(),
+            ))
+        }
+    };
+    let url = |name: &str| -> Result<Option<String>, ConfigError> {
+        match get(name) {
+            None => Ok(None),
+            Some(u)
+                if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 =>
+            {
+                Ok(Some(u.to_string()))
+            }
+            Some(_) => Err(ConfigError(format!("{name} must be an http(s) URL"))),
+        }
+    };
+    if issuer.len() > 512 || client_id.len() > 256 {
+        return Err(ConfigError(
+            "OIDC_ISSUER or OIDC_CLIENT_ID is too long".into(),
+        ));
+    }
+    Ok(Some(crate::oidc::OidcSettings {
+        issuer: issuer.to_string(),
+        client_id: client_id.to_string(),
+        jwks_url: url("OIDC_JWKS_URL")?,
+        discovery_url: url("OIDC_DISCOVERY_URL")?
+            .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration")),
+        email_domains: get("OIDC_EMAIL_DOMAINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        provider_name: get("OIDC_PROVIDER_NAME")
+            .unwrap_or("your identity provider")
+            .chars()
+            .take(64)
+            .collect(),
+        authorize_url: url("OIDC_AUTHORIZE_URL")?,
+        token_url: url("OIDC_TOKEN_URL")?,
+    }))
 }
 
 #[cfg(test)]

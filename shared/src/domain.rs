@@ -144,6 +144,11 @@ pub struct Membership {
     /// indexing them (a rotation of one leaves no trace on the membership
     /// at all), so an index is trusted only once verified.
     pub keys_indexed: bool,
+    /// The sessions of this member in this tenant (people signed in with
+    /// the identity provider), oldest end first, and their listing's
+    /// version (see `store::sessions`).
+    pub sessions: Vec<crate::store::SessionEntry>,
+    pub sessions_version: i64,
 }
 
 /// What a lease on a membership is held for.
@@ -277,6 +282,18 @@ pub struct Principal {
     pub key_expires_at: Option<OffsetDateTime>,
     /// The tenant's key policy as copied onto the presenting key's item.
     pub policy: crate::policy::KeyPolicy,
+    /// The session the caller presented, when a person signed in with the
+    /// identity provider (then `api_key_id` is nil: no key acts).
+    pub session: Option<SessionRef>,
+}
+
+/// A session as its caller presented it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRef {
+    pub id: Uuid,
+    pub hash: crate::token::TokenHash,
+    /// When its access token stops working.
+    pub expires_at: OffsetDateTime,
 }
 
 impl Principal {

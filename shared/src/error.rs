@@ -40,6 +40,18 @@ pub enum Error {
     /// the same change again finishes it.
     #[error("{0}")]
     Incomplete(String),
+    /// A sign-in refused (an ID token, a refresh token, a person with no
+    /// tenant): UNAUTHENTICATED with the reason and what to do, never a
+    /// token.
+    #[error("{message}")]
+    SignIn {
+        reason: &'static str,
+        message: String,
+    },
+    /// Something this request needs from elsewhere (the identity
+    /// provider's keys) could not be had now: retryable, nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),
@@ -90,6 +102,13 @@ pub enum Refusal {
     PolicyScopesRequired,
     /// The caller's address is outside the tenant's network allowlist.
     PolicyNetwork,
+    /// A session whose access token expired: refresh it, or sign in again.
+    SessionExpired,
+    /// A session that ended (logged out, replaced by a refresh or a switch
+    /// of tenant, its member removed or given another role) or never was.
+    SessionEnded,
+    /// A console session presented as an API key.
+    SessionNotKey,
 }
 
 impl Refusal {
@@ -107,11 +126,14 @@ impl Refusal {
             Refusal::PolicyMaxLifetime => "policy_max_lifetime",
             Refusal::PolicyScopesRequired => "policy_scopes_required",
             Refusal::PolicyNetwork => "policy_network",
+            Refusal::SessionExpired => "session_expired",
+            Refusal::SessionEnded => "session_ended",
+            Refusal::SessionNotKey => "session_not_key",
         }
     }
 
     /// Every reason, for tests and the documentation.
-    pub const ALL: [Refusal; 12] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::Malformed,
         Refusal::UnknownOrRevoked,
         Refusal::Expired,
@@ -124,7 +146,26 @@ impl Refusal {
         Refusal::PolicyMaxLifetime,
         Refusal::PolicyScopesRequired,
         Refusal::PolicyNetwork,
+        Refusal::SessionExpired,
+        Refusal::SessionEnded,
+        Refusal::SessionNotKey,
     ];
+
+    /// What the caller is told beyond "Unauthenticated", for the reasons
+    /// a person can act on (keys say nothing more: no help to a guesser).
+    pub fn advice(self) -> Option<&'static str> {
+        match self {
+            Refusal::SessionExpired => {
+                Some("your session has expired: refresh it, or sign in again")
+            }
+            Refusal::SessionEnded => Some("your session has ended: sign in again"),
+            Refusal::SessionNotKey => Some(
+                "this is a console session, not an API key: create an API key in the console \
+                 (User > API Keys) for the Prefect CLI and other clients",
+            ),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

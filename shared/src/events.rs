@@ -34,6 +34,9 @@ pub fn detail_type(action: AuditAction) -> &'static str {
         AuditAction::MemberRemoved => "Member Removed",
         AuditAction::TenantCreated => "Tenant Created",
         AuditAction::KeyPolicyChanged => "Key Policy Changed",
+        AuditAction::InvitationCreated => "Invitation Created",
+        AuditAction::InvitationAccepted => "Invitation Accepted",
+        AuditAction::InvitationWithdrawn => "Invitation Withdrawn",
     }
 }
 

@@ -7,13 +7,13 @@
 //! minute), and the report's matches as read from its body.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::https::{FetchError, Fetcher};
+use crate::https::FetchError;
+use crate::keyset::{KeySet, KeySetRules};
 
 /// Where GitHub publishes its secret scanning keys.
 pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
@@ -21,20 +21,19 @@ pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secre
 pub const MAX_MATCHES: usize = 1000;
 /// The largest report body read, in bytes.
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
-/// How soon an unknown identifier may fetch the key set again after a
-/// successful fetch (forged reports with made-up identifiers cost at most
-/// 12 fetches an hour per instance; GitHub's anonymous API allows 60).
-const REFETCH_AFTER: Duration = Duration::from_secs(300);
-/// How soon a failed fetch may be tried again (until then reports are
-/// answered as retryable, never refused).
-const RETRY_FETCH_AFTER: Duration = Duration::from_secs(5);
-/// How long a fetched key set is trusted: a key GitHub withdraws stops
-/// being accepted within this long.
-const MAX_AGE: Duration = Duration::from_secs(3600);
-/// How long a fetch of the key set may take.
-const FETCH_LIMIT: Duration = Duration::from_secs(3);
-/// The largest key set read.
-const MAX_KEY_SET_BYTES: usize = 256 * 1024;
+/// How GitHub's key set is kept: trusted for an hour (a key GitHub
+/// withdraws stops being accepted within it); an unknown identifier
+/// fetches it again at most once every five minutes (forged reports with
+/// made-up identifiers cost at most 12 fetches an hour per instance;
+/// GitHub's anonymous API allows 60); a failed fetch is tried again after
+/// 5 s, and answered as retryable until then.
+const GITHUB_KEY_SET: KeySetRules = KeySetRules {
+    max_age: Duration::from_secs(3600),
+    refetch_after: Duration::from_secs(300),
+    retry_after: Duration::from_secs(5),
+    fetch_limit: Duration::from_secs(3),
+    max_bytes: 256 * 1024,
+};
 
 /// The DER prefix of a P-256 public key in SubjectPublicKeyInfo form
 /// (id-ecPublicKey, prime256v1, then a 66-byte BIT STRING); the 65 bytes
@@ -86,27 +85,6 @@ fn keys_of(document: &[u8]) -> Result<HashMap<String, Vec<u8>>, FetchError> {
         .collect())
 }
 
-#[derive(Default)]
-struct Cache {
-    keys: HashMap<String, Vec<u8>>,
-    /// When the keys were fetched.
-    fetched: Option<Instant>,
-    /// When the last fetch was tried, and whether it failed.
-    tried: Option<(Instant, bool)>,
-}
-
-/// What the cache can say about an identifier without fetching.
-enum Known {
-    /// A key fetched less than [`MAX_AGE`] ago.
-    Key(Vec<u8>),
-    /// Unknown to a set fetched less than [`REFETCH_AFTER`] ago.
-    Unknown,
-    /// The last fetch failed less than [`RETRY_FETCH_AFTER`] ago.
-    Failing,
-    /// Fetch.
-    Fetch,
-}
-
 /// Why a report's signature was not accepted (said to the sender; no
 /// database request was made).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,84 +110,14 @@ impl BadSignature {
 
 /// GitHub's published keys, as this instance last fetched them.
 pub struct GithubKeys {
-    url: String,
-    fetcher: Fetcher,
-    cache: Mutex<Cache>,
-    /// One fetch at a time (concurrent reports wait for it).
-    fetching: tokio::sync::Mutex<()>,
+    keys: KeySet<Vec<u8>>,
 }
 
 impl GithubKeys {
     pub fn new(url: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
-            url: url.into(),
-            fetcher: Fetcher::new()?,
-            cache: Mutex::default(),
-            fetching: tokio::sync::Mutex::new(()),
+            keys: KeySet::new(url, keys_of, GITHUB_KEY_SET)?,
         })
-    }
-
-    fn known(&self, identifier: &str) -> Known {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = cache.fetched.is_some_and(|at| at.elapsed() < MAX_AGE);
-        if let (true, Some(point)) = (fresh, cache.keys.get(identifier)) {
-            return Known::Key(point.clone());
-        }
-        match cache.tried {
-            Some((at, true)) if at.elapsed() < RETRY_FETCH_AFTER => Known::Failing,
-            Some((at, false)) if fresh && at.elapsed() < REFETCH_AFTER => Known::Unknown,
-            _ => Known::Fetch,
-        }
-    }
-
-    /// The point of the key `identifier`: from a set fetched less than an
-    /// hour ago, else fetched now (for an unknown identifier, at most once
-    /// every five minutes). `Ok(None)`: no such key in a fresh set. `Err`:
-    /// the set could not be fetched (a retryable failure, never a refusal).
-    async fn key(&self, identifier: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        let mut fetched_once = false;
-        loop {
-            match self.known(identifier) {
-                Known::Key(point) => return Ok(Some(point)),
-                Known::Unknown => return Ok(None),
-                Known::Failing => {
-                    return Err(FetchError::Failed(
-                        "the key set could not be fetched a moment ago".into(),
-                    ))
-                }
-                Known::Fetch if fetched_once => return Ok(None),
-                Known::Fetch => {}
-            }
-            fetched_once = true;
-            let _one = self.fetching.lock().await;
-            // Fetched by another report meanwhile?
-            if !matches!(self.known(identifier), Known::Fetch) {
-                continue;
-            }
-            let fetched = match self
-                .fetcher
-                .get(&self.url, FETCH_LIMIT, MAX_KEY_SET_BYTES)
-                .await
-            {
-                Ok(body) => keys_of(&body),
-                Err(e) => Err(e),
-            };
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            match fetched {
-                Ok(keys) => {
-                    cache.keys = keys;
-                    cache.fetched = Some(now);
-                    cache.tried = Some((now, false));
-                }
-                Err(e) => {
-                    // The keys fetched before stay (until their age runs
-                    // out); this answer is retryable.
-                    cache.tried = Some((now, true));
-                    return Err(e);
-                }
-            }
-        }
     }
 
     /// Checks a report's signature. `Ok(Err(_))`: refused, and why;
@@ -234,7 +142,7 @@ impl GithubKeys {
         let Ok(der) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
             return Ok(Err(BadSignature::Malformed));
         };
-        let Some(point) = self.key(identifier).await? else {
+        let Some(point) = self.keys.key(identifier).await? else {
             return Ok(Err(BadSignature::UnknownKey));
         };
         let key = ring::signature::UnparsedPublicKey::new(

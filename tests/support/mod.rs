@@ -2,6 +2,7 @@
 //! real GraphQL handler, and real API Gateway events as `sam local
 //! generate-event` makes them (tests/events/).
 
+pub mod documents;
 pub mod faults;
 pub mod metrics;
 
@@ -601,8 +602,33 @@ impl Harness {
         let mut listing = HashMap::new();
         let mut lookups = HashMap::new();
         let mut members = HashMap::new();
+        // Sessions: their items, and the entries on their memberships.
+        let mut sessions = BTreeMap::new();
+        let mut listed_sessions = BTreeMap::new();
         for item in &items {
             let (pk, sk) = (s(item, "pk"), s(item, "sk"));
+            if sk == "hash" && s(item, "kind") == "session" {
+                sessions.insert(
+                    s(item, "session_id"),
+                    (
+                        s(item, "tenant_id"),
+                        s(item, "user_id"),
+                        pk.trim_start_matches("hash#").to_string(),
+                    ),
+                );
+                continue;
+            }
+            if sk.starts_with("member#") {
+                for (name, value) in item {
+                    if let (Some(id), AttributeValue::S(entry)) =
+                        (name.strip_prefix("sess_"), value)
+                    {
+                        let hash = entry.split(' ').next().unwrap_or_default().to_string();
+                        listed_sessions
+                            .insert(id.to_string(), (pk.clone(), s(item, "user_id"), hash));
+                    }
+                }
+            }
             if sk.starts_with("ukey#") || sk.starts_with("skey#") {
                 listing.insert(
                     s(item, "hash"),
@@ -636,6 +662,10 @@ impl Harness {
                 }
             }
         }
+        assert_eq!(
+            sessions, listed_sessions,
+            "sessions and their memberships' listings differ"
+        );
         assert_eq!(
             listing.len(),
             lookups.len(),

@@ -8,6 +8,7 @@ const ACTIONS = {
   KEY_EXPIRED: "Expired API key removed", KEY_DISABLED: "API key disabled", KEY_ENABLED: "API key enabled", SERVICE_ACCOUNT_CREATED: "Service account created",
   SERVICE_ACCOUNT_REMOVED: "Service account removed", MEMBER_ADDED: "Member added", ROLE_CHANGED: "Role changed",
   MEMBER_REMOVED: "Member removed", TENANT_CREATED: "Tenant created", KEY_POLICY_CHANGED: "Key policy changed", KEY_LEAKED: "API key reported leaked",
+  INVITATION_CREATED: "Invitation sent", INVITATION_ACCEPTED: "Invitation accepted", INVITATION_WITHDRAWN: "Invitation withdrawn",
 };
 const AUDIT_FIELDS = "id cursor at action actor_user_id actor_key_id actor_name actor_type target_type target_id target_name detail";
 const PAGE = 50;

@@ -70,7 +70,15 @@ pub const INTROSPECTION_LIMITS: Limits = Limits {
 /// the request would null the whole answer (their payloads are non-null)
 /// and the secret, already stored, would never be seen.
 /// `set_key_policy` too: it writes every key of the tenant, once a request.
-pub const SECRET_FIELDS: &[&str] = &["create_api_key", "rotate_api_key", "set_key_policy"];
+/// A new session's tokens likewise (`log_in`, `refresh_token`, `switch_tenant`).
+pub const SECRET_FIELDS: &[&str] = &[
+    "create_api_key",
+    "rotate_api_key",
+    "set_key_policy",
+    "log_in",
+    "refresh_token",
+    "switch_tenant",
+];
 
 /// Fields that read a page of their own (arguments choose which page), so
 /// not memoized per request: each may run once per request.
@@ -90,6 +98,10 @@ pub struct Cost {
     /// Whether every field of the operation's own selection set is an
     /// introspection field (its limits are [`INTROSPECTION_LIMITS`]).
     pub introspection_only: bool,
+    /// Whether the operation's own selection set is fields of
+    /// [`crate::schema::PUBLIC_FIELDS`] only (no fragment): answered
+    /// without a key.
+    pub public_only: bool,
 }
 
 impl Cost {
@@ -102,6 +114,7 @@ impl Cost {
             root_fields: self.root_fields.saturating_add(other.root_fields),
             secret_fields: self.secret_fields.saturating_add(other.secret_fields),
             introspection_only: self.introspection_only && other.introspection_only,
+            public_only: false,
         }
     }
 }
@@ -137,10 +150,15 @@ pub fn measure(
         fragments,
         expanded: HashMap::new(),
     };
-    Some((
-        operation.operation_type,
-        walk.selections(&operation.selection_set),
-    ))
+    let public_only = !operation.selection_set.is_empty()
+        && operation.selection_set.iter().all(|s| {
+            matches!(s, Selection::Field(f) if crate::schema::PUBLIC_FIELDS.contains(&f.item.name.item))
+        });
+    let cost = Cost {
+        public_only,
+        ..walk.selections(&operation.selection_set)
+    };
+    Some((operation.operation_type, cost))
 }
 
 /// Checks a measured operation against `limits`, or against
@@ -182,9 +200,10 @@ pub fn check(kind: OperationType, cost: Cost, limits: Limits) -> Result<(), TooC
     }
     if kind == OperationType::Mutation && cost.secret_fields > 0 && cost.root_fields > 1 {
         return Err(TooComplex(
-            "create_api_key, rotate_api_key and set_key_policy must each be the only field of \
-             their request: an error in another field would hide a new key, and a policy \
-             change writes every key of the tenant"
+            "create_api_key, rotate_api_key, set_key_policy, log_in, refresh_token and \
+             switch_tenant must each be the only field of their request: an error in another \
+             field would hide a new key or session, and a policy change writes every key of \
+             the tenant"
                 .to_string(),
         ));
     }
@@ -232,6 +251,7 @@ impl<'a, 'd> Walk<'a, 'd> {
                         root_fields: 1,
                         secret_fields: u64::from(SECRET_FIELDS.contains(&field.name.item)),
                         introspection_only: field.name.item.starts_with("__"),
+                        public_only: false,
                     }
                 }
                 Selection::InlineFragment(inline) => self.selections(&inline.item.selection_set),

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use crate::console;
 use crate::cost::{self, TooComplex};
 use crate::schema::{
-    error_code_and_message, schema, Context, Schema, RATE_LIMITED, SERVICE_UNAVAILABLE,
+    error_code_and_message, public_schema, schema, Context, PublicContext, PublicSchema, Schema,
+    RATE_LIMITED, SERVICE_UNAVAILABLE,
 };
 
 /// Largest request body accepted; any real GraphQL request is far smaller.
@@ -35,6 +36,11 @@ pub struct App {
     /// GitHub's secret scanning keys: their client built, and the keys
     /// fetched, when a report first needs them (never at cold start).
     github_keys: std::sync::OnceLock<Option<apikeys_shared::scanning::GithubKeys>>,
+    /// The operations that run before anyone is authenticated (sign-in).
+    public: PublicSchema,
+    /// The identity provider's ID-token verifier: built, and its keys
+    /// fetched, when a sign-in first needs them (never at cold start).
+    verifier: std::sync::OnceLock<Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>>,
 }
 
 impl App {
@@ -44,6 +50,8 @@ impl App {
             service: Arc::new(service),
             schema: schema(introspection),
             github_keys: std::sync::OnceLock::new(),
+            public: public_schema(),
+            verifier: std::sync::OnceLock::new(),
         }
     }
 
@@ -58,6 +66,22 @@ impl App {
 
     pub fn service(&self) -> &ApiKeys {
         &self.service
+    }
+
+    /// The ID-token verifier, when an identity provider is configured.
+    fn verifier(&self) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
+        self.verifier
+            .get_or_init(|| {
+                let settings = self.service.config().oidc.clone()?;
+                match apikeys_shared::oidc::IdTokenVerifier::new(settings) {
+                    Ok(verifier) => Some(Arc::new(verifier)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "identity provider not usable: sign-in off");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// What init does beyond building, unless configured not to: one request
@@ -123,6 +147,7 @@ fn warm_up_principal() -> Principal {
         key_created: None,
         key_expires_at: None,
         policy: apikeys_shared::policy::KeyPolicy::default(),
+        session: None,
     }
 }
 
@@ -252,9 +277,13 @@ fn negotiated(mut response: Response<Body>, graphql_response: bool) -> Response<
 /// UNAUTHENTICATED at HTTP 200 (what the Prefect client turns into its
 /// login message), with the reason in `extensions.reason`.
 fn unauthenticated(reason: Refusal) -> Response<Body> {
+    let message = reason.advice().map_or_else(
+        || "Unauthenticated".to_string(),
+        |advice| format!("Unauthenticated: {advice}"),
+    );
     json_response(
         StatusCode::OK,
-        &json!({"errors": [{"message": "Unauthenticated", "extensions": {
+        &json!({"errors": [{"message": message, "extensions": {
             "code": "UNAUTHENTICATED", "reason": reason.code()}}], "data": null}),
     )
 }
@@ -334,6 +363,22 @@ fn header_str<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 /// guess: such a request authenticates as nobody).
 fn bearer(request: &Request) -> Option<&str> {
     bearer_token(authorization(request)?)
+}
+
+/// A person's session presented as `Authorization: Session <token>` (the
+/// scheme in any case): never as a bearer, which is what API-key clients
+/// (the Prefect CLI among them) send.
+fn session_token(request: &Request) -> Option<&str> {
+    let (scheme, token) = authorization(request)?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("session").then(|| token.trim())
+}
+
+/// What a request authenticates with.
+enum Credential<'a> {
+    /// An API key, checked and hashed.
+    Key(TokenHash),
+    /// A session's access token (checked by the service).
+    Session(&'a str),
 }
 
 /// The `Authorization` header; none when it is sent more than once (which
@@ -574,6 +619,8 @@ pub const MAX_ERRORS: usize = 10;
 struct Measured {
     kind: OperationType,
     root_fields: u64,
+    /// Only sign-in fields: runs without a key.
+    public_only: bool,
 }
 
 /// Parses and measures the document before anything reads DynamoDB: a
@@ -602,6 +649,7 @@ fn measure(app: &App, parsed: &GraphQlRequest) -> Result<Option<Measured>, (Stri
         Ok(()) => Ok(Some(Measured {
             kind,
             root_fields: cost.root_fields,
+            public_only: cost.public_only,
         })),
         Err(TooComplex(message)) => Err((message, "QUERY_TOO_COMPLEX")),
     }
@@ -645,7 +693,21 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     // Checked and hashed once: authentication and the recording of the
     // key's use both work from this hash.
     let bearer = bearer(request);
-    let Some(hash) = app.service.presented_hash(bearer) else {
+    let credential = match session_token(request) {
+        Some(session) => Some(Credential::Session(session)),
+        None => app.service.presented_hash(bearer).map(Credential::Key),
+    };
+    let Some(credential) = credential else {
+        // No credential: the sign-in operations run without one.
+        if let Ok(Some(measured)) = measure(app, &parsed) {
+            if measured.public_only {
+                return public(app, request, bearer, &parsed, &measured).await;
+            }
+        }
+        // A console session sent the way API keys are: said so.
+        if bearer.is_some_and(|b| app.service.is_session_token(b)) {
+            return unauthenticated(Refusal::SessionNotKey);
+        }
         tracing::info!(reason = Refusal::Malformed.code(), "authentication refused");
         // Prefect's old tokens are told why (still UNAUTHENTICATED at HTTP
         // 200, which the Prefect client turns into its login message).
@@ -669,7 +731,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     let source = source_ip(request);
     let run = run(
         app,
-        &hash,
+        &credential,
         tenant_header,
         source,
         &parsed,
@@ -741,13 +803,17 @@ fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
 /// Authenticates and executes: everything that reads or writes DynamoDB.
 async fn run(
     app: &App,
-    hash: &TokenHash,
+    credential: &Credential<'_>,
     tenant_header: Option<&str>,
     source: Option<std::net::IpAddr>,
     parsed: &GraphQlRequest,
     measured: Option<&Measured>,
 ) -> Response<Body> {
-    let authenticated = match app.service.authenticate_hash(hash, tenant_header).await {
+    let authenticated = match credential {
+        Credential::Key(hash) => app.service.authenticate_hash(hash, tenant_header).await,
+        Credential::Session(token) => app.service.authenticate_session(token, tenant_header).await,
+    };
+    let authenticated = match authenticated {
         Ok(principal) => app
             .service
             .admit_here(&principal, source)
@@ -773,7 +839,10 @@ async fn run(
     };
     // The key's use is recorded (once per interval) alongside the work, and
     // finished before the answer leaves: a frozen instance loses nothing.
-    let key_use = app.service.key_use(hash, &principal);
+    let key_use = match credential {
+        Credential::Key(hash) => app.service.key_use(hash, &principal),
+        Credential::Session(_) => None,
+    };
     let context = Context::new(Arc::clone(&app.service), principal, source);
     let execute = juniper::execute(
         &parsed.query,
@@ -788,6 +857,60 @@ async fn run(
         }
     };
     let (result, ()) = tokio::join!(execute, record);
+    answered(result, measured)
+}
+
+/// A sign-in operation: runs on the public schema, within the request's
+/// deadline (a slow identity provider is a retryable answer).
+async fn public(
+    app: &App,
+    request: &Request,
+    bearer: Option<&str>,
+    parsed: &GraphQlRequest,
+    measured: &Measured,
+) -> Response<Body> {
+    let context = PublicContext {
+        service: Arc::clone(&app.service),
+        verifier: app.verifier(),
+        refresh_token: bearer.map(str::to_string),
+    };
+    let execute = juniper::execute(
+        &parsed.query,
+        parsed.operation_name.as_deref(),
+        &app.public,
+        &parsed.variables,
+        &context,
+    );
+    match tokio::time::timeout_at(deadline_of(app, request).into(), execute).await {
+        Ok(result) => answered(result, Some(measured)),
+        Err(_) => {
+            tracing::warn!("sign-in stopped at its deadline");
+            // A session may have been written and never shown: it ends by
+            // itself (nothing else can use it).
+            with_retry_after(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error_body(
+                    "signing in took too long: nobody was signed in; try again",
+                    SERVICE_UNAVAILABLE,
+                ),
+            ))
+        }
+    }
+}
+
+/// The answer to an execution: the envelope, the status its errors call
+/// for (503 when retrying helps, 429 for the change limit), and the bound
+/// on a query's size.
+fn answered(
+    result: Result<
+        (
+            juniper::Value,
+            Vec<juniper::ExecutionError<juniper::DefaultScalarValue>>,
+        ),
+        GraphQLError,
+    >,
+    measured: Option<&Measured>,
+) -> Response<Body> {
     let (body, codes) = match result {
         Ok((data, errors)) if errors.is_empty() => (json!({ "data": data }), Vec::new()),
         Ok((data, errors)) => {

@@ -69,6 +69,8 @@ impl ApiKeys {
             legacy_mark: false,
             key_ids: Default::default(),
             keys_indexed: false,
+            sessions: Vec::new(),
+            sessions_version: 0,
         };
         let cap = self.config.max_service_accounts;
         let audit = self.audit(

@@ -23,12 +23,16 @@ mod members;
 pub mod operator;
 mod policy;
 mod repair;
+mod sessions;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
 pub use keys::{KeyRequest, Rotated};
 pub use leaks::{Feedback, LeakOutcome};
 pub use policy::{PolicyChange, PolicyView};
 pub use repair::Finding;
+pub use sessions::{
+    SessionTokens, REFRESH_PREFIX, SESSION_ACCESS, SESSION_IDLE, SESSION_MAX, SESSION_PREFIX,
+};
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
 const CONFLICT_RETRIES: usize = 3;
@@ -346,6 +350,7 @@ impl ApiKeys {
             key_created: record.created,
             key_expires_at: record.expires_at,
             policy: record.policy,
+            session: None,
         }))
     }
 

@@ -114,6 +114,8 @@ impl ApiKeys {
             legacy_mark: false,
             key_ids: Default::default(),
             keys_indexed: false,
+            sessions: Vec::new(),
+            sessions_version: 0,
         };
         let creator = Creator::operator(user.id, &user.username);
         // A new tenant has no key policy yet.
@@ -205,6 +207,8 @@ impl ApiKeys {
             legacy_mark: false,
             key_ids: Default::default(),
             keys_indexed: false,
+            sessions: Vec::new(),
+            sessions_version: 0,
         };
         let audit = self.audit(
             tenant.id,

@@ -74,6 +74,7 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
             key_id: f.opt_uuid("actor_key_id")?,
             name: f.s("actor_name")?.to_string(),
             account_type: f.opt_s("actor_type")?.and_then(AccountType::from_name),
+            session: None,
         },
         target_type: TargetType::parse(f.s("target_type")?)
             .ok_or_else(|| StoreError::Corrupt(f.name(), "target_type"))?,

@@ -138,6 +138,8 @@ impl Store {
         self.get(hash_pk(hash), "hash".into())
             .await?
             .as_ref()
+            // A session is no key (see `store::sessions`).
+            .filter(|item| !super::sessions::is_session(item))
             .map(hash_record_from)
             .transpose()
     }
@@ -151,6 +153,9 @@ impl Store {
             .collect();
         let mut found = HashMap::with_capacity(keys.len());
         for item in self.batch_get(keys).await? {
+            if super::sessions::is_session(&item) {
+                continue;
+            }
             let hash = Fields(&item)
                 .s("pk")?
                 .strip_prefix("hash#")

@@ -238,6 +238,7 @@ impl KeyIndex {
 
 fn membership_from(item: &Item) -> Result<Membership> {
     let f = Fields(item);
+    let (sessions, sessions_version) = super::sessions::sessions_from(item);
     Ok(Membership {
         id: f.uuid("membership_id")?,
         tenant_id: f.uuid("pk")?,
@@ -253,6 +254,8 @@ fn membership_from(item: &Item) -> Result<Membership> {
         legacy_mark: item.contains_key("removing") || item.contains_key("changing"),
         key_ids: key_ids_from(item),
         keys_indexed: item.contains_key("kidx"),
+        sessions,
+        sessions_version,
     })
 }
 
@@ -340,7 +343,7 @@ impl Store {
     /// The tenant item's part in adding (`delta` 1) or removing (-1) `m`:
     /// its admin-user count, its service-account count, or only a check that
     /// the tenant exists.
-    fn tenant_counter_item(
+    pub(super) fn tenant_counter_item(
         &self,
         m: &Membership,
         delta: i64,
@@ -545,6 +548,17 @@ impl Store {
                 );
             }
         }
+        // Its sessions end with it (listed on the membership, which the
+        // lease kept from changing), and the person's index of tenants.
+        for delete in self.session_deletes(m)? {
+            tx.push(Part::Absent, delete);
+        }
+        if m.account_type == AccountType::User {
+            tx.push(
+                Part::Absent,
+                self.user_tenant_delete(m.user_id, m.tenant_id)?,
+            );
+        }
         tx.push(Part::Tenant, self.tenant_counter_item(m, -1, 0)?);
         let outcome = self.commit(tx, m.tenant_id, caller_admin, &[audit]).await?;
         MembershipDelete::of(outcome)
@@ -568,20 +582,35 @@ impl Store {
         audit: &AuditRecord,
     ) -> Result<RoleSet> {
         let mut tx = Tx::new();
+        // A role change ends the member's sessions (listed on the
+        // membership, which the lease kept from changing): signing in
+        // again gives one with the new role.
+        let ended: Vec<(String, String)> = m
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("#s{i}"), format!("sess_{}", e.id)))
+            .collect();
+        let remove: String = ended.iter().map(|(p, _)| format!(", {p}")).collect();
         tx.push(
             Part::Member,
-            update(
+            update_named(
                 &self.table,
                 key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-                &format!("SET member_role = :new {REMOVE_LEASE}"),
+                &format!("SET member_role = :new ADD sess_v :one {REMOVE_LEASE}{remove}"),
                 "member_role = :old AND lease_token = :token",
                 values([
                     (":new", s(role.name())),
                     (":old", s(m.role.name())),
                     (":token", s(lease.to_string())),
+                    (":one", n(1)),
                 ]),
+                ended,
             )?,
         );
+        for delete in self.session_deletes(m)? {
+            tx.push(Part::Absent, delete);
+        }
         let changed = Membership { role, ..m.clone() };
         match (m.is_admin_user(), changed.is_admin_user()) {
             (true, false) => tx.push(
@@ -621,6 +650,12 @@ impl Store {
         let mut tx = Tx::new();
         tx.push(Part::NewMember, put(&self.table, membership_item(m))?);
         tx.push(Part::Tenant, self.tenant_counter_item(m, 1, 0)?);
+        if m.account_type == AccountType::User {
+            tx.push(
+                Part::Absent,
+                self.user_tenant_put(m.user_id, m.tenant_id, m.created)?,
+            );
+        }
         if let Some(user) = new_user {
             for item in self.user_items(user)? {
                 tx.push(Part::User, item);

@@ -40,11 +40,13 @@ mod checkpoint;
 mod client;
 mod codec;
 mod expiry;
+mod invitations;
 mod keys;
 mod members;
 mod policy;
 mod repair;
 mod rotation;
+mod sessions;
 mod tenants;
 mod tx;
 mod users;
@@ -59,11 +61,13 @@ pub use client::{
     dynamodb_client, dynamodb_client_over, region_and_credentials, with_limits, MAX_ATTEMPTS,
 };
 pub use expiry::*;
+pub use invitations::{Invitation, InvitationAccept, InvitationInsert};
 pub use keys::*;
 pub use members::*;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
+pub use sessions::{SessionEntry, SessionRecord, SessionWrite, MAX_SESSIONS};
 pub use tenants::*;
 pub use tx::{Part, Refused};
 pub use users::*;

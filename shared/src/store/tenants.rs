@@ -98,6 +98,10 @@ impl Store {
         );
         tx.push(Part::NewKey, put(&self.table, lookup)?);
         tx.push(Part::NewKey, put(&self.table, listing)?);
+        tx.push(
+            Part::Absent,
+            self.user_tenant_put(admin.user_id, tenant.id, tenant.created)?,
+        );
         if let Some(user) = new_user {
             for item in self.user_items(user)? {
                 tx.push(Part::User, item);

@@ -49,6 +49,9 @@ pub enum Part {
     Audit,
     /// A check that an item is absent.
     Absent,
+    /// An invitation's items: still as read (not withdrawn, accepted or
+    /// expired meanwhile).
+    Invitation,
     /// The tenant's key policy: changed meanwhile (a new key made under the
     /// generation it was checked against, or a change of the policy).
     Policy,
@@ -438,6 +441,19 @@ impl Store {
     /// itself: its own condition decides then).
     fn check_acting_key(&self, tx: &mut Tx, tenant: Uuid, audit: &AuditRecord) -> Result<()> {
         let actor = &audit.actor;
+        // A person's session: still there (not ended by a log-out).
+        if let Some(session) = &actor.session {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(hash_pk(session), "hash".into())))
+                .condition_expression("attribute_exists(pk)")
+                .build()?;
+            tx.push(
+                Part::ActingKey,
+                TransactWriteItem::builder().condition_check(check).build(),
+            );
+            return Ok(());
+        }
         let (Some(user), Some(key), Some(account_type)) =
             (actor.user_id, actor.key_id, actor.account_type)
         else {

@@ -20,6 +20,7 @@ mod keys;
 mod members;
 mod policy;
 mod scalars;
+mod sessions;
 mod tenants;
 
 pub use audit::*;
@@ -27,6 +28,7 @@ pub use keys::*;
 pub use members::*;
 pub use policy::*;
 pub use scalars::*;
+pub use sessions::*;
 pub use tenants::*;
 
 /// Per-request context: the service, the authenticated caller, and what
@@ -136,9 +138,16 @@ pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 /// answers say what they mean; storage failures say only what happened.
 pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
     match err {
-        Error::Unauthenticated(_) | Error::Store(StoreError::KeyStopped) => {
-            ("UNAUTHENTICATED", "Unauthenticated".to_string())
-        }
+        Error::Unauthenticated(reason) => (
+            "UNAUTHENTICATED",
+            reason.advice().map_or_else(
+                || "Unauthenticated".to_string(),
+                |advice| format!("Unauthenticated: {advice}"),
+            ),
+        ),
+        Error::Store(StoreError::KeyStopped) => ("UNAUTHENTICATED", "Unauthenticated".to_string()),
+        Error::SignIn { message, .. } => ("UNAUTHENTICATED", message.clone()),
+        Error::Unavailable(message) => (SERVICE_UNAVAILABLE, message.clone()),
         Error::Forbidden(_) | Error::Denied { .. } => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
@@ -202,6 +211,9 @@ pub fn field_error(err: Error) -> FieldError {
             message,
             graphql_value!({ "code": code, "reason": (Refusal::KeyStopped.code()) }),
         ),
+        Error::SignIn { reason, .. } => {
+            FieldError::new(message, graphql_value!({ "code": code, "reason": reason }))
+        }
         Error::Denied {
             reason,
             needed_scope: Some(scope),
@@ -403,6 +415,25 @@ pub struct Mutation;
 #[graphql_object]
 #[graphql(context = Context, rename_all = "none")]
 impl Mutation {
+    /// Moves the caller's session to another of the person's tenants (new
+    /// tokens; the old ones stop).
+    async fn switch_tenant(ctx: &Context, input: SwitchTenantInput) -> FieldResult<AuthPayload> {
+        sessions::switch_tenant(ctx, input).await
+    }
+
+    /// Ends the caller's session at once.
+    async fn log_out(ctx: &Context) -> FieldResult<SuccessPayload> {
+        let ended = ctx
+            .service
+            .log_out(&ctx.principal)
+            .await
+            .map_err(field_error)?;
+        Ok(SuccessPayload {
+            success: true,
+            error: (!ended).then(|| "the session had ended already".to_string()),
+        })
+    }
+
     async fn create_api_key(
         ctx: &Context,
         input: CreateApiKeyInput,

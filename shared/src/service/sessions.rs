@@ -1,0 +1,335 @@
+//! People's sessions: signing in with the identity provider's ID token,
+//! refreshing, switching tenant, signing out, and authenticating a session
+//! with the same one read as a key.
+//!
+//! A session is two opaque tokens of the key format (`apses_…` to act,
+//! `apref_…` to refresh), stored only as hashes (see `store::sessions`):
+//! - the access token works for [`SESSION_ACCESS`] (1 hour);
+//! - a refresh is accepted until [`SESSION_IDLE`] (2 hours) after the
+//!   access token was issued, and gives both tokens anew (the old ones
+//!   stop at once: single use);
+//! - nothing extends a session past [`SESSION_MAX`] (12 hours) after its
+//!   sign-in.
+//!
+//! It ends at once when its person logs out, is removed from the tenant,
+//! or is given another role (the role a session carries is always the
+//! member's current one).
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::{AccountType, SessionRef};
+use crate::oidc::{IdTokenVerifier, Identity};
+use crate::store::{SessionRecord, SessionWrite};
+use crate::token::NewKey;
+
+/// The access token's prefix.
+pub const SESSION_PREFIX: &str = "apses";
+/// The refresh token's prefix.
+pub const REFRESH_PREFIX: &str = "apref";
+/// How long an access token works.
+pub const SESSION_ACCESS: time::Duration = time::Duration::hours(1);
+/// How long after an access token was issued its refresh is accepted:
+/// a session nobody used (refreshed) for this long ends.
+pub const SESSION_IDLE: time::Duration = time::Duration::hours(2);
+/// The longest a session lives after its sign-in, refreshed or not.
+pub const SESSION_MAX: time::Duration = time::Duration::hours(12);
+
+/// A session's tokens, shown once to the person who signed in.
+pub struct SessionTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: OffsetDateTime,
+    pub tenant_id: Uuid,
+}
+
+impl std::fmt::Debug for SessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTokens")
+            .field("tenant_id", &self.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sign_in_refused(reason: &'static str, message: impl Into<String>) -> Error {
+    tracing::info!(reason, "sign-in refused");
+    Error::SignIn {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// A verified person with no tenant here.
+fn not_a_member(identity: &Identity) -> Error {
+    let who = identity
+        .email
+        .clone()
+        .unwrap_or_else(|| "the email you sign in with".to_string());
+    sign_in_refused(
+        "not_a_member",
+        format!("you are not a member of any team yet: ask an admin of your team to invite {who}"),
+    )
+}
+
+fn ended() -> Error {
+    refused(Refusal::SessionEnded)
+}
+
+/// The session being replaced by a refresh or a switch of tenant.
+struct Replacing {
+    hash: TokenHash,
+    id: Uuid,
+    tenant: Uuid,
+}
+
+impl ApiKeys {
+    /// Signs a person in: verifies the provider's ID token (no database
+    /// request for a refused one), finds the user its identity is linked
+    /// to, and starts a session in `tenant` (or the first tenant they
+    /// joined).
+    pub async fn log_in(
+        &self,
+        verifier: &IdTokenVerifier,
+        id_token: &str,
+        tenant: Option<Uuid>,
+    ) -> Result<SessionTokens> {
+        let identity = self.verify_identity(verifier, id_token).await?;
+        let Some(user) = self
+            .store
+            .identity_user(&identity.issuer, &identity.subject)
+            .await?
+        else {
+            return Err(not_a_member(&identity));
+        };
+        let tenant = match tenant {
+            Some(tenant) => tenant,
+            None => match self.store.user_tenants(user).await?.first() {
+                Some(tenant) => *tenant,
+                None => return Err(not_a_member(&identity)),
+            },
+        };
+        let until = self.now().saturating_add(SESSION_MAX);
+        self.start_session(user, tenant, until, None).await
+    }
+
+    /// The person an ID token vouches for, or why not (UNAUTHENTICATED with
+    /// the reason; the provider's keys out of reach: retryable).
+    pub async fn verify_identity(
+        &self,
+        verifier: &IdTokenVerifier,
+        id_token: &str,
+    ) -> Result<Identity> {
+        match verifier.verify(id_token, self.now()).await {
+            Ok(Ok(identity)) => Ok(identity),
+            Ok(Err(refusal)) => Err(sign_in_refused(refusal.code(), refusal.message())),
+            Err(e) => {
+                tracing::warn!(error = %e, "identity provider's keys unavailable");
+                Err(Error::Unavailable(
+                    "the identity provider's keys could not be fetched just now: nobody was \
+                     signed in; try again in a moment"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// A new session of `user` in `tenant`, ending at `until`, replacing
+    /// another one (a refresh, a switch) in the same transaction.
+    async fn start_session(
+        &self,
+        user: Uuid,
+        tenant: Uuid,
+        until: OffsetDateTime,
+        replacing: Option<Replacing>,
+    ) -> Result<SessionTokens> {
+        // A tenant that is not the person's looks like one that does not exist.
+        let not_yours = || Error::NotFound("tenant");
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let Some(m) = self.store.membership(tenant, user).await? else {
+                return Err(not_yours());
+            };
+            if m.account_type != AccountType::User {
+                return Err(not_yours());
+            }
+            if let Some(lease) = m.lease.as_ref().filter(|l| l.until > now) {
+                return Err(Error::Busy(lease.kind, lease.until));
+            }
+            let Some(record) = self.store.tenant(tenant).await? else {
+                return Err(not_yours());
+            };
+            let access = NewKey::generate(SESSION_PREFIX);
+            let refresh = NewKey::generate(REFRESH_PREFIX);
+            let session = SessionRecord {
+                id: Uuid::new_v4(),
+                user_id: user,
+                membership_id: m.id,
+                role: m.role,
+                username: m.username.clone(),
+                email: m.email.clone(),
+                tenant: record.tenant,
+                expires_at: now.saturating_add(SESSION_ACCESS).min(until),
+                refresh_hash: refresh.hash(),
+                refresh_until: now.saturating_add(SESSION_IDLE).min(until),
+                until,
+            };
+            let replaced = replacing.as_ref().map(|r| (&r.hash, r.id, r.tenant));
+            match self
+                .store
+                .write_session(&m, &access.hash(), &session, replaced, now)
+                .await?
+            {
+                SessionWrite::Written => {
+                    tracing::info!(session_id = %session.id, tenant_id = %tenant, "session started");
+                    return Ok(SessionTokens {
+                        access_token: access.expose_secret().to_string(),
+                        refresh_token: refresh.expose_secret().to_string(),
+                        expires_at: session.expires_at,
+                        tenant_id: tenant,
+                    });
+                }
+                SessionWrite::Replaced => return Err(ended()),
+                SessionWrite::MemberChanged => continue,
+            }
+        }
+        Err(kept_changing("the membership"))
+    }
+
+    /// A session's access token and refresh token give both anew: the old
+    /// ones stop at once (two refreshes of one session: one wins).
+    pub async fn refresh_session(
+        &self,
+        access_token: &str,
+        refresh_token: Option<&str>,
+    ) -> Result<SessionTokens> {
+        let (Some(hash), Some(refresh)) = (
+            verify_presented(access_token.trim(), &[SESSION_PREFIX]),
+            refresh_token.and_then(|t| verify_presented(t, &[REFRESH_PREFIX])),
+        ) else {
+            return Err(refused(Refusal::Malformed));
+        };
+        let Some(record) = self.store.session_by_hash(&hash).await? else {
+            return Err(ended());
+        };
+        if !same_hash(&record.refresh_hash, &refresh) {
+            return Err(ended());
+        }
+        let now = self.now();
+        if now >= record.refresh_until || now >= record.until {
+            return Err(sign_in_refused(
+                Refusal::SessionExpired.code(),
+                "this session has ended (unused too long, or at its longest): sign in again",
+            ));
+        }
+        let replacing = Replacing {
+            hash,
+            id: record.id,
+            tenant: record.tenant.id,
+        };
+        self.start_session(
+            record.user_id,
+            record.tenant.id,
+            record.until,
+            Some(replacing),
+        )
+        .await
+    }
+
+    /// The caller's session, moved to another of the person's tenants (a
+    /// tenant that is not theirs looks like one that does not exist).
+    pub async fn switch_tenant(&self, p: &Principal, tenant: Uuid) -> Result<SessionTokens> {
+        let Some(session) = &p.session else {
+            return Err(Error::Forbidden(
+                "switch_tenant moves a person's session: an API key belongs to one tenant \
+                 (use a key of the other tenant)"
+                    .into(),
+            ));
+        };
+        let Some(record) = self.store.session_by_hash(&session.hash).await? else {
+            return Err(ended());
+        };
+        let replacing = Replacing {
+            hash: session.hash.clone(),
+            id: record.id,
+            tenant: record.tenant.id,
+        };
+        self.start_session(p.user_id, tenant, record.until, Some(replacing))
+            .await
+    }
+
+    /// Ends the caller's session. `Ok(false)`: it had ended already.
+    pub async fn log_out(&self, p: &Principal) -> Result<bool> {
+        let Some(session) = &p.session else {
+            return Err(Error::Forbidden(
+                "log_out ends a person's session: an API key is revoked instead".into(),
+            ));
+        };
+        Ok(self
+            .store
+            .end_session(&session.hash, session.id, p.tenant_id, p.user_id)
+            .await?)
+    }
+
+    /// The person a session token belongs to: one strongly consistent read
+    /// (none for a token of the wrong shape), like a key's.
+    pub async fn authenticate_session(
+        &self,
+        token: &str,
+        tenant_header: Option<&str>,
+    ) -> Result<Principal> {
+        let Some(hash) = verify_presented(token.trim(), &[SESSION_PREFIX]) else {
+            return Err(refused(Refusal::Malformed));
+        };
+        let wanted_tenant = match tenant_header.map(|value| Uuid::parse_str(value.trim())) {
+            Some(Ok(tenant)) => Some(tenant),
+            Some(Err(_)) => return Err(refused(Refusal::WrongTenant)),
+            None => None,
+        };
+        let Some(record) = self.store.session_by_hash(&hash).await? else {
+            return Err(ended());
+        };
+        if wanted_tenant.is_some_and(|t| t != record.tenant.id) {
+            return Err(refused(Refusal::WrongTenant));
+        }
+        let now = self.now();
+        if now >= record.expires_at {
+            return Err(refused(Refusal::SessionExpired));
+        }
+        Ok(Principal {
+            user_id: record.user_id,
+            tenant_id: record.tenant.id,
+            api_key_id: Uuid::nil(),
+            username: record.username,
+            account_type: AccountType::User,
+            role: record.role,
+            membership_id: record.membership_id,
+            email: record.email,
+            tenant: record.tenant,
+            key_last_used: None,
+            key_replaced: false,
+            key_ceiling: None,
+            key_networks: Vec::new(),
+            key_scopes: Vec::new(),
+            key_created: None,
+            key_expires_at: Some(record.expires_at),
+            policy: crate::policy::KeyPolicy::default(),
+            session: Some(SessionRef {
+                id: record.id,
+                hash,
+                expires_at: record.expires_at,
+            }),
+        })
+    }
+
+    /// Is `presented` (a bearer) shaped like a session's access token?
+    pub fn is_session_token(&self, presented: &str) -> bool {
+        verify_presented(presented.trim(), &[SESSION_PREFIX, REFRESH_PREFIX]).is_some()
+    }
+}
+
+/// Hashes compared in constant time.
+fn same_hash(a: &TokenHash, b: &TokenHash) -> bool {
+    let (a, b) = (a.as_str().as_bytes(), b.as_str().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,421 @@
+//! Sessions of people signed in with the identity provider, and the links
+//! from an identity (issuer, `sub`) to a user.
+//!
+//! A session is a hash item like a key's (`hash#<sha256 of the access
+//! token>`, `kind = session`), read by the same one strongly consistent
+//! GetItem, carrying what authentication needs (the member's role and
+//! tenant, copied). Each session is also listed on its membership
+//! (`sess_<session id>` = `<hash> <end>`, at most [`MAX_SESSIONS`],
+//! serialised by `sess_v`), so that removing the member or changing its
+//! role deletes every session in its own transaction; every write of a
+//! session refuses while a removal or a role change holds the member's
+//! lease (and clears a lease that ran out, so its holder can no longer
+//! commit with a stale list).
+//!
+//! | pk | sk | item |
+//! |----|----|------|
+//! | `hash#<sha256>` | `hash` | a session (`kind = session`) |
+//! | `ident#<sha256 of issuer, sub>` | `ident` | identity -> user id |
+//! | `user#<user id>` | `tenant#<tenant id>` | a person's tenants (for sign-in and the switcher) |
+
+use aws_sdk_dynamodb::types::Delete;
+
+use crate::domain::{Membership, Tenant};
+
+use super::members::{NO_LEASE_HELD, REMOVE_LEASE};
+use super::*;
+
+/// The most sessions one member holds in one tenant: signing in once more
+/// ends the oldest.
+pub const MAX_SESSIONS: usize = 5;
+
+/// One session as listed on its membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub id: Uuid,
+    pub hash: TokenHash,
+    /// When the session ends, whatever happens.
+    pub until: OffsetDateTime,
+}
+
+/// The sessions listed on a membership item, and their version.
+pub(super) fn sessions_from(item: &Item) -> (Vec<SessionEntry>, i64) {
+    let mut entries: Vec<SessionEntry> = item
+        .iter()
+        .filter_map(|(name, value)| {
+            let id = Uuid::parse_str(name.strip_prefix("sess_")?).ok()?;
+            let (hash, until) = value.as_s().ok()?.split_once(' ')?;
+            let until = OffsetDateTime::from_unix_timestamp(until.parse().ok()?).ok()?;
+            Some(SessionEntry {
+                id,
+                hash: TokenHash::from_stored(hash.to_string()),
+                until,
+            })
+        })
+        .collect();
+    entries.sort_by_key(|e| (e.until, e.id));
+    let version = item
+        .get("sess_v")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (entries, version)
+}
+
+/// A session's hash item, as authentication reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub membership_id: Uuid,
+    pub role: Role,
+    pub username: String,
+    pub email: Option<String>,
+    pub tenant: Tenant,
+    /// When the access token stops working.
+    pub expires_at: OffsetDateTime,
+    /// The refresh token's hash: refreshing needs it.
+    pub refresh_hash: TokenHash,
+    /// The last moment a refresh is accepted (the idle timeout).
+    pub refresh_until: OffsetDateTime,
+    /// When the session ends, whatever happens (the absolute lifetime).
+    pub until: OffsetDateTime,
+}
+
+pub(super) fn is_session(item: &Item) -> bool {
+    item.get("kind")
+        .and_then(|k| k.as_s().ok())
+        .map(String::as_str)
+        == Some("session")
+}
+
+fn session_from(item: &Item) -> Result<SessionRecord> {
+    let f = Fields(item);
+    let tenant_id = f.uuid("tenant_id")?;
+    Ok(SessionRecord {
+        id: f.uuid("session_id")?,
+        user_id: f.uuid("user_id")?,
+        membership_id: f.uuid("membership_id")?,
+        role: f.role("member_role")?,
+        username: f.s("username")?.to_string(),
+        email: f.opt_s("email")?.map(str::to_string),
+        tenant: Tenant {
+            id: tenant_id,
+            name: f.s("tenant_name")?.to_string(),
+            slug: f.s("tenant_slug")?.to_string(),
+            created: f.time("tenant_created")?,
+        },
+        expires_at: f.time("expires_at")?,
+        refresh_hash: TokenHash::from_stored(f.s("refresh_hash")?.to_string()),
+        refresh_until: f.time("refresh_until")?,
+        until: f.time("until")?,
+    })
+}
+
+fn session_item(hash: &TokenHash, r: &SessionRecord) -> Item {
+    let mut item = key_of(hash_pk(hash), "hash".into());
+    item.extend(values([
+        ("kind", s("session")),
+        ("session_id", s(r.id.to_string())),
+        ("user_id", s(r.user_id.to_string())),
+        ("tenant_id", s(r.tenant.id.to_string())),
+        ("membership_id", s(r.membership_id.to_string())),
+        ("member_role", s(r.role.name())),
+        ("username", s(&r.username)),
+        ("tenant_name", s(&r.tenant.name)),
+        ("tenant_slug", s(&r.tenant.slug)),
+        ("tenant_created", n(r.tenant.created.unix_timestamp())),
+        ("expires_at", n(r.expires_at.unix_timestamp())),
+        ("refresh_hash", s(r.refresh_hash.as_str())),
+        ("refresh_until", n(r.refresh_until.unix_timestamp())),
+        ("until", n(r.until.unix_timestamp())),
+        // Deleted by DynamoDB a day after it ended.
+        ("ttl", n(r.until.unix_timestamp().saturating_add(86_400))),
+    ]));
+    if let Some(email) = &r.email {
+        item.insert("email".into(), s(email));
+    }
+    item
+}
+
+fn identity_pk(issuer: &str, subject: &str) -> String {
+    // Both hashed into the key: an issuer URL and a `sub` of any length
+    // make a key of one length; the item keeps them readable.
+    let hash = TokenHash::of(&format!("{issuer}\n{subject}"));
+    format!("ident#{}", hash.as_str())
+}
+
+/// What [`Store::write_session`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum SessionWrite {
+    Written,
+    /// The membership changed since it was read (its role, its sessions,
+    /// a removal or a role change holding it, or it is gone): read again.
+    MemberChanged,
+    /// The session being replaced was ended or refreshed meanwhile.
+    Replaced,
+}
+
+impl Store {
+    /// A session's hash item (`None`: no such item, or a key's).
+    pub async fn session_by_hash(&self, hash: &TokenHash) -> Result<Option<SessionRecord>> {
+        match self.get(hash_pk(hash), "hash".into()).await? {
+            Some(item) if is_session(&item) => Ok(Some(session_from(&item)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The user an identity is linked to.
+    pub async fn identity_user(&self, issuer: &str, subject: &str) -> Result<Option<Uuid>> {
+        match self
+            .get(identity_pk(issuer, subject), "ident".into())
+            .await?
+        {
+            Some(item) => Ok(Some(Fields(&item).uuid("user_id")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Links an identity to a user; `Ok(false)`: it is linked already.
+    pub async fn link_identity(&self, issuer: &str, subject: &str, user: Uuid) -> Result<bool> {
+        let mut tx = Tx::new();
+        tx.push(Part::Absent, self.identity_put(issuer, subject, user)?);
+        Ok(self.transact(tx).await?.is_ok())
+    }
+
+    /// The new link of an identity to a user (refused when it exists).
+    pub(super) fn identity_put(
+        &self,
+        issuer: &str,
+        subject: &str,
+        user: Uuid,
+    ) -> Result<TransactWriteItem> {
+        let mut item = key_of(identity_pk(issuer, subject), "ident".into());
+        item.extend(values([
+            ("user_id", s(user.to_string())),
+            ("issuer", s(issuer)),
+            ("subject", s(subject)),
+        ]));
+        put(&self.table, item)
+    }
+
+    /// The tenants a person belongs to, by the index written with each of
+    /// their memberships, oldest first.
+    pub async fn user_tenants(&self, user: Uuid) -> Result<Vec<Uuid>> {
+        let mut found: Vec<(i64, Uuid)> = self
+            .query_prefix(format!("user#{user}"), "tenant#".into())
+            .await?
+            .iter()
+            .map(|item| {
+                let f = Fields(item);
+                Ok((f.opt_n("joined")?.unwrap_or(0), f.uuid("tenant_id")?))
+            })
+            .collect::<Result<_>>()?;
+        found.sort();
+        Ok(found.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The index item of a person's membership of `tenant`.
+    pub(super) fn user_tenant_put(
+        &self,
+        user: Uuid,
+        tenant: Uuid,
+        joined: OffsetDateTime,
+    ) -> Result<TransactWriteItem> {
+        let mut item = key_of(format!("user#{user}"), format!("tenant#{tenant}"));
+        item.extend(values([
+            ("tenant_id", s(tenant.to_string())),
+            ("joined", n(joined.unix_timestamp())),
+        ]));
+        // Overwrites an index item a crash may have left (no condition).
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    pub(super) fn user_tenant_delete(&self, user: Uuid, tenant: Uuid) -> Result<TransactWriteItem> {
+        self.plain_delete(key_of(format!("user#{user}"), format!("tenant#{tenant}")))
+    }
+
+    pub(super) fn plain_delete(&self, key: Item) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .build()?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Writes a new session of `m` (as read, with its role and sessions),
+    /// listing it on the membership; ends sessions past their end and, at
+    /// [`MAX_SESSIONS`], the oldest; with `replacing` (a refresh, a switch
+    /// of tenant within the tenant, a log-out is not one), deletes that
+    /// session in the same transaction, only while it is still the one
+    /// read. Refused while a removal or a role change holds the member.
+    pub async fn write_session(
+        &self,
+        m: &Membership,
+        hash: &TokenHash,
+        session: &SessionRecord,
+        replacing: Option<(&TokenHash, Uuid, Uuid)>,
+        now: OffsetDateTime,
+    ) -> Result<SessionWrite> {
+        let mut tx = Tx::new();
+        tx.push(Part::NewKey, put(&self.table, session_item(hash, session))?);
+        let mut ended: Vec<&SessionEntry> = Vec::new();
+        let replaced_id = replacing.map(|(_, id, _)| id);
+        let mut live: Vec<&SessionEntry> = m
+            .sessions
+            .iter()
+            .filter(|e| {
+                if e.until <= now || Some(e.id) == replaced_id || e.id == session.id {
+                    ended.push(e);
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        while live.len() >= MAX_SESSIONS {
+            ended.push(live.remove(0));
+        }
+        let mut names = vec![("#new".to_string(), format!("sess_{}", session.id))];
+        let mut remove: Vec<String> = Vec::new();
+        for (i, e) in ended.iter().enumerate() {
+            if e.id != session.id {
+                names.push((format!("#e{i}"), format!("sess_{}", e.id)));
+                remove.push(format!("#e{i}"));
+            }
+            // The replaced session's own item is deleted below, on condition.
+            if Some(e.id) != replaced_id {
+                tx.push(
+                    Part::KeyAt(i),
+                    self.plain_delete(key_of(hash_pk(&e.hash), "hash".into()))?,
+                );
+            }
+        }
+        let version = m.sessions_version;
+        let version_check = if version == 0 {
+            "(attribute_not_exists(sess_v) OR sess_v = :v)"
+        } else {
+            "sess_v = :v"
+        };
+        let mut vals = values([
+            (
+                ":entry",
+                s(format!(
+                    "{} {}",
+                    hash.as_str(),
+                    session.until.unix_timestamp()
+                )),
+            ),
+            (":v", n(version)),
+            (":v1", n(version.saturating_add(1))),
+            (":role", s(m.role.name())),
+            (":now", n(now.unix_timestamp())),
+        ]);
+        let lease_removal = REMOVE_LEASE.trim_start_matches("REMOVE ");
+        let removal = if remove.is_empty() {
+            format!("REMOVE {lease_removal}")
+        } else {
+            format!("REMOVE {}, {lease_removal}", remove.join(", "))
+        };
+        tx.push(
+            Part::Member,
+            update_named(
+                &self.table,
+                key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
+                &format!("SET #new = :entry, sess_v = :v1 {removal}"),
+                &format!("member_role = :role AND {NO_LEASE_HELD} AND {version_check}"),
+                std::mem::take(&mut vals),
+                names,
+            )?,
+        );
+        if let Some((old_hash, old_id, old_tenant)) = replacing {
+            // Still there: of two refreshes of one session, one wins.
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(hash_pk(old_hash), "hash".into())))
+                .condition_expression("attribute_exists(pk)")
+                .build()?;
+            tx.push(
+                Part::Key,
+                TransactWriteItem::builder().delete(delete).build(),
+            );
+            // Moved from another tenant: off that membership's listing.
+            if old_tenant != m.tenant_id {
+                tx.push(
+                    Part::Absent,
+                    update_named(
+                        &self.table,
+                        key_of(tenant_pk(old_tenant), member_sk(m.user_id)),
+                        "REMOVE #s ADD sess_v :one",
+                        "attribute_exists(pk)",
+                        values([(":one", n(1))]),
+                        vec![("#s".into(), format!("sess_{old_id}"))],
+                    )?,
+                );
+            }
+        }
+        match self.transact(tx).await? {
+            Ok(()) => Ok(SessionWrite::Written),
+            Err(r) if r.has(Part::Key) => Ok(SessionWrite::Replaced),
+            Err(r) if r.has(Part::Member) => Ok(SessionWrite::MemberChanged),
+            Err(r) => Err(r.unexplained("write_session")),
+        }
+    }
+
+    /// Ends a session: its item, and its entry on the membership (when the
+    /// membership is still there). `Ok(false)`: it had ended already.
+    pub async fn end_session(
+        &self,
+        hash: &TokenHash,
+        session_id: Uuid,
+        tenant: Uuid,
+        user: Uuid,
+    ) -> Result<bool> {
+        let delete = || -> Result<TransactWriteItem> {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(hash_pk(hash), "hash".into())))
+                .condition_expression("attribute_exists(pk)")
+                .build()?;
+            Ok(TransactWriteItem::builder().delete(delete).build())
+        };
+        let mut tx = Tx::new();
+        tx.push(Part::Key, delete()?);
+        tx.push(
+            Part::Member,
+            update_named(
+                &self.table,
+                key_of(tenant_pk(tenant), member_sk(user)),
+                "REMOVE #s ADD sess_v :one",
+                "attribute_exists(pk)",
+                values([(":one", n(1))]),
+                vec![("#s".into(), format!("sess_{session_id}"))],
+            )?,
+        );
+        match self.transact(tx).await? {
+            Ok(()) => Ok(true),
+            Err(r) if r.has(Part::Key) => Ok(false),
+            // The member is gone (and with it the listing): the item alone.
+            Err(r) if r.has(Part::Member) => {
+                let mut tx = Tx::new();
+                tx.push(Part::Key, delete()?);
+                Ok(self.transact(tx).await?.is_ok())
+            }
+            Err(r) => Err(r.unexplained("end_session")),
+        }
+    }
+
+    /// Deletes of every session listed on `m`, for a change that ends them
+    /// (a removal, a role change), with the names to remove from `m`.
+    pub(super) fn session_deletes(&self, m: &Membership) -> Result<Vec<TransactWriteItem>> {
+        m.sessions
+            .iter()
+            .map(|e| self.plain_delete(key_of(hash_pk(&e.hash), "hash".into())))
+            .collect()
+    }
+}

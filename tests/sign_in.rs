@@ -1,0 +1,712 @@
+//! People signing in with an identity provider, against the real handler
+//! and a local DynamoDB: the provider is this test's own (RSA keys from
+//! tests/data, an EC key generated here, a JWKS served on 127.0.0.1), its
+//! issuer Cognito-shaped. Every hostile ID token is refused UNAUTHENTICATED
+//! with zero DynamoDB requests; a provider whose keys cannot be fetched is a
+//! retryable answer within the deadline, never a sign-in; sessions are one
+//! read like keys, never keys, and end at once by log-out, removal and role
+//! change.
+
+use std::time::Instant;
+
+use apikeys_shared::domain::Role;
+use apikeys_tests::documents::{document_server, DocumentServer};
+use apikeys_tests::{prefect_body, Harness, Reply, Route};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+const ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Test0001";
+const CLIENT: &str = "5test0client0id";
+/// Cognito's key ids are standard base64, `+` and `/` included.
+const KID: &str = "Ab+/cd1=";
+const RSA_A: &[u8] = include_bytes!("data/oidc-test-rsa-a.der");
+const RSA_B: &[u8] = include_bytes!("data/oidc-test-rsa-b.der");
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The public JWK of an RSA test key.
+fn rsa_jwk(der: &[u8], kid: &str) -> Value {
+    let pair = ring::rsa::KeyPair::from_der(der).unwrap();
+    let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
+    json!({
+        "kid": kid, "kty": "RSA", "alg": "RS256", "use": "sig",
+        "n": b64(&public.n), "e": b64(&public.e),
+    })
+}
+
+struct Provider {
+    h: Harness,
+    jwks: DocumentServer,
+    ec_pkcs8: Vec<u8>,
+}
+
+async fn provider_with(extra: &[(&str, &str)]) -> Provider {
+    let rng = SystemRandom::new();
+    let ec_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &ec_pkcs8, &rng).unwrap();
+    let point = ec.public_key().as_ref();
+    let ec_jwk = json!({"kid": "ec1", "kty": "EC", "crv": "P-256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+    let jwks = document_server(
+        "/us-east-1_Test0001/.well-known/jwks.json",
+        &json!({"keys": [rsa_jwk(RSA_A, KID), ec_jwk]}),
+        false,
+    )
+    .await;
+    let mut env = vec![
+        ("OIDC_ISSUER", ISSUER),
+        ("OIDC_CLIENT_ID", CLIENT),
+        ("OIDC_JWKS_URL", jwks.url.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let h = Harness::with_env(&env).await;
+    Provider { h, jwks, ec_pkcs8 }
+}
+
+async fn provider() -> Provider {
+    provider_with(&[]).await
+}
+
+impl Provider {
+    /// An ID token's claims as Cognito writes them, for `sub`.
+    fn claims(&self, sub: &str, email: &str) -> Value {
+        let now = self.h.now().unix_timestamp();
+        json!({
+            "iss": ISSUER, "aud": CLIENT, "sub": sub, "token_use": "id",
+            "email": email, "email_verified": true,
+            "iat": now, "auth_time": now, "exp": now + 3600,
+            "cognito:username": sub, "nonce": "n-0S6_WzA2Mj",
+        })
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        sign_rsa(RSA_A, KID, claims)
+    }
+
+    fn sign_ec(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec1".into());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.ec_pkcs8)).unwrap()
+    }
+
+    /// Links `sub` to a member, as accepting an invitation does.
+    async fn link(&self, sub: &str, user: Uuid) {
+        assert!(self
+            .h
+            .service()
+            .store()
+            .link_identity(ISSUER, sub, user)
+            .await
+            .unwrap());
+    }
+
+    async fn log_in(&self, id_token: &str) -> Reply {
+        self.public(
+            "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token expires_at refresh_token tenant_id } }",
+            json!({"t": id_token}),
+            None,
+        )
+        .await
+    }
+
+    /// A request with no key: the sign-in operations.
+    async fn public(&self, query: &str, variables: Value, bearer: Option<&str>) -> Reply {
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        self.h
+            .send(
+                Route::RestGraphql,
+                &prefect_body(query, Some(variables)),
+                &headers,
+            )
+            .await
+    }
+
+    /// A request with a session.
+    async fn as_session(&self, access: &str, query: &str) -> Value {
+        let auth = format!("Session {access}");
+        let reply = self
+            .h
+            .send(
+                Route::RestGraphql,
+                &prefect_body(query, None),
+                &[("Authorization", &auth)],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json
+    }
+
+    /// Signs `sub` in; its tokens.
+    async fn session(&self, sub: &str) -> (String, String) {
+        let reply = self
+            .log_in(&self.sign(&self.claims(sub, &format!("{sub}@example.com"))))
+            .await;
+        let tokens = &reply.json["data"]["log_in"];
+        assert!(tokens["access_token"].is_string(), "{}", reply.body);
+        (
+            tokens["access_token"].as_str().unwrap().to_string(),
+            tokens["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+fn sign_rsa(der: &[u8], kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_der(der)).unwrap()
+}
+
+/// A token put together by hand: any header, any payload, any signature.
+fn forged(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes()),
+        b64(signature)
+    )
+}
+
+fn reason(reply: &Reply) -> &str {
+    reply.json["errors"][0]["extensions"]["reason"]
+        .as_str()
+        .unwrap_or("")
+}
+
+fn code(json: &Value) -> &str {
+    json["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn hostile_id_tokens_are_refused_with_no_database_request() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let good = p.claims("alice-sub", "alice@example.com");
+    let with = |patch: Value| {
+        let mut claims = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    };
+    let now = p.h.now().unix_timestamp();
+    // HS256 with the provider's public key as the secret (the classic
+    // algorithm confusion), and `none`.
+    let public_key = ring::rsa::KeyPair::from_der(RSA_A)
+        .unwrap()
+        .public()
+        .as_ref()
+        .to_vec();
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some(KID.into());
+    let confused =
+        jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(&public_key)).unwrap();
+    let none = forged(
+        &json!({"alg": "none", "kid": KID, "typ": "JWT"}),
+        &good,
+        b"",
+    );
+    let mut other_issuer = good.clone();
+    other_issuer["iss"] = json!("https://login.example.net/other");
+    let huge_claims = with(json!({"name": "x".repeat(40_000)}));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("alg none", none, "id_token_algorithm"),
+        (
+            "HS256 keyed with the public key",
+            confused,
+            "id_token_algorithm",
+        ),
+        (
+            "unknown kid",
+            sign_rsa(RSA_A, "nobody", &good),
+            "id_token_unknown_key",
+        ),
+        (
+            "another provider's key under our kid",
+            sign_rsa(RSA_B, KID, &good),
+            "id_token_bad_signature",
+        ),
+        (
+            "another issuer's token, its own key",
+            sign_rsa(RSA_B, "theirs", &other_issuer),
+            "id_token_wrong_issuer",
+        ),
+        (
+            "expired (past the skew)",
+            p.sign(&with(json!({"exp": now - 61, "iat": now - 3700}))),
+            "id_token_expired",
+        ),
+        (
+            "not yet valid",
+            p.sign(&with(json!({"nbf": now + 120}))),
+            "id_token_not_yet_valid",
+        ),
+        (
+            "issued in the future",
+            p.sign(&with(json!({"iat": now + 600, "exp": now + 4000}))),
+            "id_token_not_yet_valid",
+        ),
+        (
+            "wrong audience",
+            p.sign(&with(json!({"aud": "another-client"}))),
+            "id_token_wrong_audience",
+        ),
+        (
+            "wrong issuer",
+            p.sign(&with(json!({"iss": format!("{ISSUER}x")}))),
+            "id_token_wrong_issuer",
+        ),
+        (
+            "an access token (Cognito: client_id, no aud)",
+            p.sign(&with(
+                json!({"token_use": "access", "aud": null, "client_id": CLIENT}),
+            )),
+            "id_token_wrong_audience",
+        ),
+        (
+            "an access token with our audience",
+            p.sign(&with(json!({"token_use": "access"}))),
+            "id_token_not_an_id_token",
+        ),
+        (
+            "malformed base64",
+            "eyJhbGciOiJSUzI1NiJ9.!!!.abc".to_string(),
+            "id_token_malformed",
+        ),
+        (
+            "not a JWT at all",
+            "hello".to_string(),
+            "id_token_malformed",
+        ),
+        ("a 40 KB token", p.sign(&huge_claims), "id_token_too_large"),
+        (
+            "a tampered payload",
+            {
+                let token = p.sign(&good);
+                let parts: Vec<&str> = token.split('.').collect();
+                let evil = with(json!({"sub": "mallory"}));
+                format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    b64(evil.to_string().as_bytes()),
+                    parts[2]
+                )
+            },
+            "id_token_bad_signature",
+        ),
+        (
+            "no sub",
+            p.sign(&with(json!({"sub": null}))),
+            "id_token_malformed",
+        ),
+    ];
+    for (what, token, expected) in &cases {
+        p.h.counter.reset();
+        let reply = p.log_in(token).await;
+        assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+        assert_eq!(
+            code(&reply.json),
+            "UNAUTHENTICATED",
+            "{what}: {}",
+            reply.body
+        );
+        assert_eq!(reason(&reply), *expected, "{what}: {}", reply.body);
+        assert!(reply.json["data"].is_null(), "{what}: {}", reply.body);
+        assert_eq!(p.h.counter.total(), 0, "{what}: DynamoDB was asked");
+        assert!(
+            !reply.body.contains(token.as_str()) || token.len() < 8,
+            "{what}"
+        );
+    }
+    // A 1 MB token is refused by the body limit before anything (413).
+    let big = "a".repeat(1024 * 1024);
+    p.h.counter.reset();
+    let reply = p.log_in(&big).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(p.h.counter.total(), 0);
+    // The JWKS was fetched once for our kid and at most once more for the
+    // unknown one (a minute apart at most: here, none).
+    assert!(p.jwks.fetched() <= 2, "{} fetches", p.jwks.fetched());
+    // The good token, and an ES256 one, do sign in.
+    assert_eq!(code(&p.log_in(&p.sign(&good)).await.json), "");
+    assert_eq!(code(&p.log_in(&p.sign_ec(&good)).await.json), "");
+}
+
+#[tokio::test]
+async fn an_unverified_email_matches_nothing_and_domains_are_enforced() {
+    let p = provider_with(&[("OIDC_EMAIL_DOMAINS", "example.com, @corp.example")]).await;
+    let mut claims = p.claims("stranger", "eve@example.com");
+    claims["email_verified"] = json!(false);
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(
+        reason(&reply),
+        "id_token_email_not_allowed",
+        "{}",
+        reply.body
+    );
+    claims["email_verified"] = json!("true");
+    claims["email"] = json!("eve@evil.example");
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(
+        reason(&reply),
+        "id_token_email_not_allowed",
+        "{}",
+        reply.body
+    );
+    // Verified, allowed, and nobody here: told to ask for an invitation.
+    claims["email"] = json!("Eve@Corp.Example");
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(reason(&reply), "not_a_member", "{}", reply.body);
+    let message = reply.json["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("invite eve@corp.example"), "{message}");
+    // Without domains, an unverified email is never named nor matched.
+    let p = provider().await;
+    let mut claims = p.claims("stranger", "eve@example.com");
+    claims["email_verified"] = json!(false);
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(reason(&reply), "not_a_member");
+    assert!(!reply.body.contains("eve@example.com"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn a_provider_out_of_reach_is_a_retryable_answer_within_the_deadline() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let token = p.sign(&p.claims("alice-sub", "alice@example.com"));
+    p.jwks.set_down(true);
+    p.h.counter.reset();
+    let reply = p.log_in(&token).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(code(&reply.json), "SERVICE_UNAVAILABLE");
+    assert!(reply.headers.contains_key("retry-after"));
+    assert_eq!(p.h.counter.total(), 0);
+    // Slow: the fetch is given up after 3 s, well within the request's 10.
+    p.jwks.set_down(false);
+    p.jwks.set_delay_ms(8_000);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let started = Instant::now();
+    let reply = p.log_in(&token).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(9));
+    // Back: signed in.
+    p.jwks.set_delay_ms(0);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let reply = p.log_in(&token).await;
+    assert!(
+        reply.json["data"]["log_in"]["access_token"].is_string(),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn a_session_is_one_read_never_a_key_and_ends_when_it_should() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (access, refresh) = p.session("alice-sub").await;
+    assert!(access.starts_with("apses_") && refresh.starts_with("apref_"));
+    // One consistent read authenticates it, like a key.
+    p.h.counter.reset();
+    let me = p
+        .as_session(
+            &access,
+            "{ auth_info { user_id tenant_id role api_key_id } }",
+        )
+        .await;
+    assert_eq!(p.h.counter.total(), 1, "{me}");
+    assert_eq!(
+        me["data"]["auth_info"]["user_id"],
+        json!(p.h.tenant.admin_id)
+    );
+    assert_eq!(me["data"]["auth_info"]["role"], json!("TENANT_ADMIN"));
+    // A person signed in makes a key in User > API Keys.
+    let made = p
+        .as_session(
+            &access,
+            &format!(
+                "mutation {{ create_api_key(input: {{name: \"laptop\", user_id: \"{}\"}}) {{ key }} }}",
+                p.h.tenant.admin_id
+            ),
+        )
+        .await;
+    let key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_string();
+    assert!(p
+        .h
+        .gql(&key, "{ hello }", None)
+        .await
+        .get("errors")
+        .is_none());
+    // Never a key: not listed, not a bearer, not counted.
+    let listed = p.h.data(&key, "{ auth_api_key { id name } }", None).await;
+    let names: Vec<&str> = listed["auth_api_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let as_bearer = p.h.gql(&access, "{ hello }", None).await;
+    assert_eq!(
+        as_bearer["errors"][0]["extensions"]["reason"],
+        json!("session_not_key")
+    );
+    assert!(as_bearer["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not an API key"));
+    // Refreshed: both tokens anew, the old ones stop at once.
+    let refreshed = p
+        .public(
+            "mutation($a: String!) { refresh_token(input: {access_token: $a}) { access_token refresh_token expires_at } }",
+            json!({"a": access}),
+            Some(&refresh),
+        )
+        .await;
+    let new_access = refreshed.json["data"]["refresh_token"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", refreshed.body))
+        .to_string();
+    let old = p.as_session(&access, "{ hello }").await;
+    assert_eq!(
+        old["errors"][0]["extensions"]["reason"],
+        json!("session_ended")
+    );
+    let again = p
+        .public(
+            "mutation($a: String!) { refresh_token(input: {access_token: $a}) { access_token } }",
+            json!({"a": access}),
+            Some(&refresh),
+        )
+        .await;
+    assert_eq!(code(&again.json), "UNAUTHENTICATED", "{}", again.body);
+    // Expiry to the second with the clock: an hour later, told to sign in again.
+    let t0 = p.h.now();
+    p.h.clock.set(t0 + Duration::hours(1));
+    let late = p.as_session(&new_access, "{ hello }").await;
+    assert_eq!(
+        late["errors"][0]["extensions"]["reason"],
+        json!("session_expired")
+    );
+    assert!(late["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sign in again"));
+    p.h.clock
+        .set(t0 + Duration::hours(1) - Duration::seconds(1));
+    assert!(p
+        .as_session(&new_access, "{ hello }")
+        .await
+        .get("errors")
+        .is_none());
+    // Log-out ends it on the next request.
+    let out = p
+        .as_session(&new_access, "mutation { log_out { success } }")
+        .await;
+    assert_eq!(out["data"]["log_out"]["success"], json!(true));
+    let after = p.as_session(&new_access, "{ hello }").await;
+    assert_eq!(
+        after["errors"][0]["extensions"]["reason"],
+        json!("session_ended")
+    );
+    // Keys cannot log out or switch.
+    let by_key =
+        p.h.gql(&key, "mutation { log_out { success } }", None)
+            .await;
+    assert_eq!(code(&by_key), "FORBIDDEN", "{by_key}");
+}
+
+#[tokio::test]
+async fn removal_and_role_change_end_a_members_sessions_at_once() {
+    let p = provider().await;
+    let bob = p.h.add_member("acme", "bob", Role::User).await;
+    let carol = p.h.add_member("acme", "carol", Role::User).await;
+    p.link("bob-sub", bob.user_id).await;
+    p.link("carol-sub", carol.user_id).await;
+    let (bob_session, _) = p.session("bob-sub").await;
+    let (carol_session, _) = p.session("carol-sub").await;
+    let me = p.as_session(&bob_session, "{ auth_info { role } }").await;
+    assert_eq!(me["data"]["auth_info"]["role"], json!("USER"));
+    let admin = &p.h.tenant.admin_key;
+    let made_admin = p
+        .h
+        .gql(
+            admin,
+            "mutation($m: UUID!, $r: UUID!) { set_membership_role(input: {membership_id: $m, role_id: $r}) { id } }",
+            Some(json!({"m": bob.membership_id, "r": Role::TenantAdmin.id()})),
+        )
+        .await;
+    assert!(made_admin.get("errors").is_none(), "{made_admin}");
+    let after = p.as_session(&bob_session, "{ auth_info { role } }").await;
+    assert_eq!(
+        after["errors"][0]["extensions"]["reason"],
+        json!("session_ended"),
+        "{after}"
+    );
+    // Signing in again carries the new role.
+    let (bob_session, _) = p.session("bob-sub").await;
+    let me = p.as_session(&bob_session, "{ auth_info { role } }").await;
+    assert_eq!(me["data"]["auth_info"]["role"], json!("TENANT_ADMIN"));
+    // Removal.
+    let removed =
+        p.h.gql(
+            admin,
+            "mutation($m: UUID!) { delete_membership(input: {membership_id: $m}) { success } }",
+            Some(json!({"m": carol.membership_id})),
+        )
+        .await;
+    assert!(removed.get("errors").is_none(), "{removed}");
+    let gone = p.as_session(&carol_session, "{ hello }").await;
+    assert_eq!(
+        gone["errors"][0]["extensions"]["reason"],
+        json!("session_ended")
+    );
+    // And she can no longer sign in to that tenant.
+    let reply = p
+        .log_in(&p.sign(&p.claims("carol-sub", "carol@example.com")))
+        .await;
+    assert_eq!(reason(&reply), "not_a_member", "{}", reply.body);
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn switch_tenant_only_into_the_persons_own_tenants() {
+    let p = provider().await;
+    let beta = p.h.add_tenant("beta", "bea").await;
+    // Alice joins beta too.
+    p.h.service()
+        .add_member(
+            "beta",
+            apikeys_shared::service::operator::NewUser {
+                username: "alice",
+                email: None,
+            },
+            Role::User,
+        )
+        .await
+        .unwrap();
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (access, _) = p.session("alice-sub").await;
+    let switch = |tenant: Uuid| {
+        format!(
+            "mutation {{ switch_tenant(input: {{tenant_id: \"{tenant}\"}}) {{ access_token tenant_id }} }}"
+        )
+    };
+    // A foreign tenant (beta's only member is bea... and alice) vs one
+    // that does not exist: a tenant not hers looks unknown.
+    let gamma = p.h.add_tenant("gamma", "gus").await;
+    let foreign = p.as_session(&access, &switch(gamma.id)).await;
+    let unknown = p.as_session(&access, &switch(Uuid::new_v4())).await;
+    assert_eq!(
+        foreign["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+    assert_eq!(code(&foreign), "BAD_USER_INPUT");
+    assert!(p
+        .as_session(&access, "{ hello }")
+        .await
+        .get("errors")
+        .is_none());
+    let moved = p.as_session(&access, &switch(beta.id)).await;
+    let beta_access = moved["data"]["switch_tenant"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{moved}"))
+        .to_string();
+    let me = p
+        .as_session(&beta_access, "{ auth_info { tenant_id role } }")
+        .await;
+    assert_eq!(me["data"]["auth_info"]["tenant_id"], json!(beta.id));
+    assert_eq!(me["data"]["auth_info"]["role"], json!("USER"));
+    // The old session stopped.
+    let old = p.as_session(&access, "{ hello }").await;
+    assert_eq!(
+        old["errors"][0]["extensions"]["reason"],
+        json!("session_ended")
+    );
+    // log_in straight into beta, and not into gamma.
+    let reply = p
+        .public(
+            "mutation($t: String!, $x: UUID) { log_in(input: {id_token: $t, tenant_id: $x}) { tenant_id } }",
+            json!({"t": p.sign(&p.claims("alice-sub", "a@example.com")), "x": gamma.id}),
+            None,
+        )
+        .await;
+    assert_eq!(code(&reply.json), "BAD_USER_INPUT", "{}", reply.body);
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn racing_refreshes_and_sign_ins_stay_bounded() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (access, refresh) = p.session("alice-sub").await;
+    let query =
+        "mutation($a: String!) { refresh_token(input: {access_token: $a}) { access_token } }";
+    let vars = json!({"a": access});
+    let replies =
+        futures::future::join_all((0..6).map(|_| p.public(query, vars.clone(), Some(&refresh))))
+            .await;
+    let won = replies
+        .iter()
+        .filter(|r| r.json["data"]["refresh_token"]["access_token"].is_string())
+        .count();
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    for r in &replies {
+        let c = code(&r.json);
+        assert!(
+            c.is_empty() || c == "UNAUTHENTICATED" || c == "SERVICE_UNAVAILABLE",
+            "{}",
+            r.body
+        );
+    }
+    // Twelve sign-ins at once: at most five sessions live, the others
+    // ended or refused honestly.
+    let token = p.sign(&p.claims("alice-sub", "alice@example.com"));
+    let replies = futures::future::join_all((0..12).map(|_| p.log_in(&token))).await;
+    let sessions: Vec<String> = replies
+        .iter()
+        .filter_map(|r| {
+            r.json["data"]["log_in"]["access_token"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert!(!sessions.is_empty());
+    for r in &replies {
+        let c = code(&r.json);
+        assert!(c.is_empty() || c == "SERVICE_UNAVAILABLE", "{}", r.body);
+    }
+    let mut live = 0;
+    for s in &sessions {
+        if p.as_session(s, "{ hello }").await.get("errors").is_none() {
+            live += 1;
+        }
+    }
+    assert!((1..=5).contains(&live), "{live} live sessions");
+}
