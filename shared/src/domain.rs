@@ -294,6 +294,19 @@ pub struct SessionRef {
     pub hash: crate::token::TokenHash,
     /// When its access token stops working.
     pub expires_at: OffsetDateTime,
+    pub person: Person,
+}
+
+/// A person as the identity provider vouched for them at sign-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    pub issuer: String,
+    pub subject: String,
+    /// Verified by the provider, lowercase (`None`: it said not).
+    pub email: Option<String>,
+    /// The user the identity is linked to (`None`: not yet, a first
+    /// sign-in of an invited person).
+    pub user_id: Option<Uuid>,
 }
 
 impl Principal {

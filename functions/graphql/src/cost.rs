@@ -49,6 +49,8 @@ pub const STORAGE_FIELDS: &[&str] = &[
     "user_view_same_tenant",
     "audit_log",
     "key_policy",
+    "membership_invitation",
+    "my_tenants",
 ];
 
 /// The limits of a document that asks only for introspection (`__schema`,

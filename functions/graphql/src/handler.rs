@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use apikeys_shared::clock::{Clock, SystemClock};
 use apikeys_shared::config::{Config, ConfigError};
 use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
-use apikeys_shared::service::Refusal;
+use apikeys_shared::service::{Authenticated, Refusal};
 use apikeys_shared::store::StoreError;
 use apikeys_shared::token::{
     bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE,
@@ -811,7 +811,16 @@ async fn run(
 ) -> Response<Body> {
     let authenticated = match credential {
         Credential::Key(hash) => app.service.authenticate_hash(hash, tenant_header).await,
-        Credential::Session(token) => app.service.authenticate_session(token, tenant_header).await,
+        Credential::Session(token) => {
+            match app.service.authenticate_session(token, tenant_header).await {
+                Ok(Authenticated::Member(principal)) => Ok(*principal),
+                // A person in no tenant yet: the schema of invitations.
+                Ok(Authenticated::Person(person)) => {
+                    return execute_public(app, None, Some(person), parsed, measured).await
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     let authenticated = match authenticated {
         Ok(principal) => app
@@ -869,20 +878,9 @@ async fn public(
     parsed: &GraphQlRequest,
     measured: &Measured,
 ) -> Response<Body> {
-    let context = PublicContext {
-        service: Arc::clone(&app.service),
-        verifier: app.verifier(),
-        refresh_token: bearer.map(str::to_string),
-    };
-    let execute = juniper::execute(
-        &parsed.query,
-        parsed.operation_name.as_deref(),
-        &app.public,
-        &parsed.variables,
-        &context,
-    );
+    let execute = execute_public(app, bearer, None, parsed, Some(measured));
     match tokio::time::timeout_at(deadline_of(app, request).into(), execute).await {
-        Ok(result) => answered(result, Some(measured)),
+        Ok(response) => response,
         Err(_) => {
             tracing::warn!("sign-in stopped at its deadline");
             // A session may have been written and never shown: it ends by
@@ -896,6 +894,31 @@ async fn public(
             ))
         }
     }
+}
+
+/// Runs a request on the public schema: sign-in, or a person in no tenant.
+async fn execute_public(
+    app: &App,
+    bearer: Option<&str>,
+    person: Option<apikeys_shared::domain::SessionRef>,
+    parsed: &GraphQlRequest,
+    measured: Option<&Measured>,
+) -> Response<Body> {
+    let context = PublicContext {
+        service: Arc::clone(&app.service),
+        verifier: app.verifier(),
+        refresh_token: bearer.map(str::to_string),
+        person,
+    };
+    let result = juniper::execute(
+        &parsed.query,
+        parsed.operation_name.as_deref(),
+        &app.public,
+        &parsed.variables,
+        &context,
+    )
+    .await;
+    answered(result, measured)
 }
 
 /// The answer to an execution: the envelope, the status its errors call

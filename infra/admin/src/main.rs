@@ -75,6 +75,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = RoleArg::User)]
         role: RoleArg,
     },
+    /// Invite a person by email to a tenant: they accept after signing in
+    /// with the identity provider (with that email verified), so a first
+    /// admin is seeded without anyone handling a key.
+    Invite {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+    },
     /// Issue a key to a member of a tenant and print it (e.g. their first key).
     IssueKey {
         /// Tenant slug.
@@ -411,6 +423,31 @@ async fn run(cli: Cli) -> Result<()> {
                     member.username,
                     member.user_id,
                     member.role.name()
+                );
+            }
+        }
+        Command::Invite {
+            tenant,
+            email,
+            role,
+        } => {
+            let made = service
+                .operator_invite(&tenant, &email, role.into())
+                .await?;
+            let until = made
+                .expires_at
+                .format(&time::format_description::well_known::Rfc3339)?;
+            if cli.json {
+                let out = json!({"invitation_id": made.id, "tenant_id": made.tenant_id,
+                    "email": made.email, "role": made.role.name(), "expires_at": until});
+                println!("{out}");
+            } else {
+                println!(
+                    "Invited {} to '{tenant}' as {} (invitation {}, until {until}): they sign in \
+                     with the identity provider and accept it",
+                    made.email,
+                    made.role.name(),
+                    made.id
                 );
             }
         }

@@ -17,6 +17,7 @@ use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
 
 mod audit;
+mod invitations;
 mod keys;
 mod leaks;
 mod members;
@@ -26,12 +27,16 @@ mod repair;
 mod sessions;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
+pub use invitations::{
+    normalize_email, INVITATIONS_PER_HOUR, INVITATION_DAYS, MAX_PENDING_INVITATIONS,
+};
 pub use keys::{KeyRequest, Rotated};
 pub use leaks::{Feedback, LeakOutcome};
 pub use policy::{PolicyChange, PolicyView};
 pub use repair::Finding;
 pub use sessions::{
-    SessionTokens, REFRESH_PREFIX, SESSION_ACCESS, SESSION_IDLE, SESSION_MAX, SESSION_PREFIX,
+    Authenticated, SessionTokens, REFRESH_PREFIX, SESSION_ACCESS, SESSION_IDLE, SESSION_MAX,
+    SESSION_PREFIX,
 };
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.

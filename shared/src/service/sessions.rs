@@ -19,9 +19,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::{AccountType, SessionRef};
+use crate::domain::{AccountType, Person, Role, SessionRef, Tenant};
 use crate::oidc::{IdTokenVerifier, Identity};
-use crate::store::{SessionRecord, SessionWrite};
+use crate::store::{SessionMember, SessionRecord, SessionWrite};
 use crate::token::NewKey;
 
 /// The access token's prefix.
@@ -33,6 +33,8 @@ pub const SESSION_ACCESS: time::Duration = time::Duration::hours(1);
 /// How long after an access token was issued its refresh is accepted:
 /// a session nobody used (refreshed) for this long ends.
 pub const SESSION_IDLE: time::Duration = time::Duration::hours(2);
+/// The most tenants listed for one person.
+pub const MAX_TENANTS_LISTED: usize = 50;
 /// The longest a session lives after its sign-in, refreshed or not.
 pub const SESSION_MAX: time::Duration = time::Duration::hours(12);
 
@@ -41,7 +43,8 @@ pub struct SessionTokens {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_at: OffsetDateTime,
-    pub tenant_id: Uuid,
+    /// `None`: a person in no tenant yet (see [`Authenticated::Person`]).
+    pub tenant_id: Option<Uuid>,
 }
 
 impl std::fmt::Debug for SessionTokens {
@@ -52,6 +55,15 @@ impl std::fmt::Debug for SessionTokens {
     }
 }
 
+/// Who a session token authenticates.
+#[derive(Clone, Debug)]
+pub enum Authenticated {
+    /// A member of a tenant (its role, copied, is the member's current one).
+    Member(Box<Principal>),
+    /// A person in no tenant yet: invited (or allowed to make a tenant).
+    Person(SessionRef),
+}
+
 fn sign_in_refused(reason: &'static str, message: impl Into<String>) -> Error {
     tracing::info!(reason, "sign-in refused");
     Error::SignIn {
@@ -60,9 +72,9 @@ fn sign_in_refused(reason: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
-/// A verified person with no tenant here.
-fn not_a_member(identity: &Identity) -> Error {
-    let who = identity
+/// A verified person with no tenant here and nothing to accept.
+fn not_a_member(person: &Person) -> Error {
+    let who = person
         .email
         .clone()
         .unwrap_or_else(|| "the email you sign in with".to_string());
@@ -80,14 +92,16 @@ fn ended() -> Error {
 struct Replacing {
     hash: TokenHash,
     id: Uuid,
-    tenant: Uuid,
+    tenant: Option<Uuid>,
 }
 
 impl ApiKeys {
     /// Signs a person in: verifies the provider's ID token (no database
     /// request for a refused one), finds the user its identity is linked
     /// to, and starts a session in `tenant` (or the first tenant they
-    /// joined).
+    /// joined). A person in no tenant gets a session in none when an
+    /// invitation waits for their verified email (or they may make a
+    /// tenant); otherwise they are told to ask for an invitation.
     pub async fn log_in(
         &self,
         verifier: &IdTokenVerifier,
@@ -95,22 +109,44 @@ impl ApiKeys {
         tenant: Option<Uuid>,
     ) -> Result<SessionTokens> {
         let identity = self.verify_identity(verifier, id_token).await?;
-        let Some(user) = self
+        let user = self
             .store
             .identity_user(&identity.issuer, &identity.subject)
-            .await?
-        else {
-            return Err(not_a_member(&identity));
-        };
-        let tenant = match tenant {
-            Some(tenant) => tenant,
-            None => match self.store.user_tenants(user).await?.first() {
-                Some(tenant) => *tenant,
-                None => return Err(not_a_member(&identity)),
-            },
+            .await?;
+        let person = Person {
+            issuer: identity.issuer,
+            subject: identity.subject,
+            email: identity.email,
+            user_id: user,
         };
         let until = self.now().saturating_add(SESSION_MAX);
-        self.start_session(user, tenant, until, None).await
+        let tenant = match (tenant, user) {
+            (Some(tenant), _) => Some(tenant),
+            (None, Some(user)) => self.store.user_tenants(user).await?.first().copied(),
+            (None, None) => None,
+        };
+        if tenant.is_none() && !self.may_enter_without_tenant(&person).await? {
+            return Err(not_a_member(&person));
+        }
+        self.start_session(person, tenant, until, None).await
+    }
+
+    /// May a person in no tenant have a session: an invitation waits for
+    /// their verified email, or they may make a tenant?
+    async fn may_enter_without_tenant(&self, person: &Person) -> Result<bool> {
+        if self.config.self_signup {
+            return Ok(true);
+        }
+        let Some(email) = &person.email else {
+            return Ok(false);
+        };
+        let now = self.now();
+        Ok(self
+            .store
+            .invitations_to(email)
+            .await?
+            .iter()
+            .any(|i| i.expires_at > now))
     }
 
     /// The person an ID token vouches for, or why not (UNAUTHENTICATED with
@@ -134,12 +170,13 @@ impl ApiKeys {
         }
     }
 
-    /// A new session of `user` in `tenant`, ending at `until`, replacing
-    /// another one (a refresh, a switch) in the same transaction.
+    /// A new session of `person` in `tenant` (`None`: in none), ending at
+    /// `until`, replacing another one (a refresh, a switch) in the same
+    /// transaction.
     async fn start_session(
         &self,
-        user: Uuid,
-        tenant: Uuid,
+        person: Person,
+        tenant: Option<Uuid>,
         until: OffsetDateTime,
         replacing: Option<Replacing>,
     ) -> Result<SessionTokens> {
@@ -147,28 +184,38 @@ impl ApiKeys {
         let not_yours = || Error::NotFound("tenant");
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
-            let Some(m) = self.store.membership(tenant, user).await? else {
-                return Err(not_yours());
-            };
-            if m.account_type != AccountType::User {
-                return Err(not_yours());
-            }
-            if let Some(lease) = m.lease.as_ref().filter(|l| l.until > now) {
-                return Err(Error::Busy(lease.kind, lease.until));
-            }
-            let Some(record) = self.store.tenant(tenant).await? else {
-                return Err(not_yours());
+            let (membership, member) = match (tenant, person.user_id) {
+                (None, _) => (None, None),
+                (Some(_), None) => return Err(not_yours()),
+                (Some(tenant), Some(user)) => {
+                    let Some(m) = self.store.membership(tenant, user).await? else {
+                        return Err(not_yours());
+                    };
+                    if m.account_type != AccountType::User {
+                        return Err(not_yours());
+                    }
+                    if let Some(lease) = m.lease.as_ref().filter(|l| l.until > now) {
+                        return Err(Error::Busy(lease.kind, lease.until));
+                    }
+                    let Some(record) = self.store.tenant(tenant).await? else {
+                        return Err(not_yours());
+                    };
+                    let member = SessionMember {
+                        membership_id: m.id,
+                        role: m.role,
+                        username: m.username.clone(),
+                        email: m.email.clone(),
+                        tenant: record.tenant,
+                    };
+                    (Some(m), Some(member))
+                }
             };
             let access = NewKey::generate(SESSION_PREFIX);
             let refresh = NewKey::generate(REFRESH_PREFIX);
             let session = SessionRecord {
                 id: Uuid::new_v4(),
-                user_id: user,
-                membership_id: m.id,
-                role: m.role,
-                username: m.username.clone(),
-                email: m.email.clone(),
-                tenant: record.tenant,
+                person: person.clone(),
+                member,
                 expires_at: now.saturating_add(SESSION_ACCESS).min(until),
                 refresh_hash: refresh.hash(),
                 refresh_until: now.saturating_add(SESSION_IDLE).min(until),
@@ -177,11 +224,11 @@ impl ApiKeys {
             let replaced = replacing.as_ref().map(|r| (&r.hash, r.id, r.tenant));
             match self
                 .store
-                .write_session(&m, &access.hash(), &session, replaced, now)
+                .write_session(membership.as_ref(), &access.hash(), &session, replaced, now)
                 .await?
             {
                 SessionWrite::Written => {
-                    tracing::info!(session_id = %session.id, tenant_id = %tenant, "session started");
+                    tracing::info!(session_id = %session.id, tenant_id = ?tenant, "session started");
                     return Ok(SessionTokens {
                         access_token: access.expose_secret().to_string(),
                         refresh_token: refresh.expose_secret().to_string(),
@@ -222,24 +269,25 @@ impl ApiKeys {
                 "this session has ended (unused too long, or at its longest): sign in again",
             ));
         }
+        let tenant = record.member.as_ref().map(|m| m.tenant.id);
         let replacing = Replacing {
             hash,
             id: record.id,
-            tenant: record.tenant.id,
+            tenant,
         };
-        self.start_session(
-            record.user_id,
-            record.tenant.id,
-            record.until,
-            Some(replacing),
-        )
-        .await
+        self.start_session(record.person, tenant, record.until, Some(replacing))
+            .await
     }
 
-    /// The caller's session, moved to another of the person's tenants (a
-    /// tenant that is not theirs looks like one that does not exist).
-    pub async fn switch_tenant(&self, p: &Principal, tenant: Uuid) -> Result<SessionTokens> {
-        let Some(session) = &p.session else {
+    /// A session moved to another of the person's tenants (a tenant that
+    /// is not theirs looks like one that does not exist): a member's, or a
+    /// person's in no tenant who just accepted an invitation.
+    pub async fn switch_tenant(
+        &self,
+        session: Option<&SessionRef>,
+        tenant: Uuid,
+    ) -> Result<SessionTokens> {
+        let Some(session) = session else {
             return Err(Error::Forbidden(
                 "switch_tenant moves a person's session: an API key belongs to one tenant \
                  (use a key of the other tenant)"
@@ -249,35 +297,48 @@ impl ApiKeys {
         let Some(record) = self.store.session_by_hash(&session.hash).await? else {
             return Err(ended());
         };
+        // Linked since (an invitation accepted in this session).
+        let mut person = record.person;
+        if person.user_id.is_none() {
+            person.user_id = self
+                .store
+                .identity_user(&person.issuer, &person.subject)
+                .await?;
+        }
         let replacing = Replacing {
             hash: session.hash.clone(),
             id: record.id,
-            tenant: record.tenant.id,
+            tenant: record.member.as_ref().map(|m| m.tenant.id),
         };
-        self.start_session(p.user_id, tenant, record.until, Some(replacing))
+        self.start_session(person, Some(tenant), record.until, Some(replacing))
             .await
     }
 
-    /// Ends the caller's session. `Ok(false)`: it had ended already.
-    pub async fn log_out(&self, p: &Principal) -> Result<bool> {
-        let Some(session) = &p.session else {
+    /// Ends a session (`member`: its tenant and user, when it is a
+    /// member's). `Ok(false)`: it had ended already.
+    pub async fn log_out(
+        &self,
+        session: Option<&SessionRef>,
+        member: Option<(Uuid, Uuid)>,
+    ) -> Result<bool> {
+        let Some(session) = session else {
             return Err(Error::Forbidden(
                 "log_out ends a person's session: an API key is revoked instead".into(),
             ));
         };
         Ok(self
             .store
-            .end_session(&session.hash, session.id, p.tenant_id, p.user_id)
+            .end_session(&session.hash, session.id, member)
             .await?)
     }
 
-    /// The person a session token belongs to: one strongly consistent read
+    /// Who a session token authenticates: one strongly consistent read
     /// (none for a token of the wrong shape), like a key's.
     pub async fn authenticate_session(
         &self,
         token: &str,
         tenant_header: Option<&str>,
-    ) -> Result<Principal> {
+    ) -> Result<Authenticated> {
         let Some(hash) = verify_presented(token.trim(), &[SESSION_PREFIX]) else {
             return Err(refused(Refusal::Malformed));
         };
@@ -289,23 +350,35 @@ impl ApiKeys {
         let Some(record) = self.store.session_by_hash(&hash).await? else {
             return Err(ended());
         };
-        if wanted_tenant.is_some_and(|t| t != record.tenant.id) {
-            return Err(refused(Refusal::WrongTenant));
-        }
         let now = self.now();
         if now >= record.expires_at {
             return Err(refused(Refusal::SessionExpired));
         }
-        Ok(Principal {
-            user_id: record.user_id,
-            tenant_id: record.tenant.id,
+        let session = SessionRef {
+            id: record.id,
+            hash,
+            expires_at: record.expires_at,
+            person: record.person,
+        };
+        let (Some(member), Some(user)) = (record.member, session.person.user_id) else {
+            if wanted_tenant.is_some() {
+                return Err(refused(Refusal::WrongTenant));
+            }
+            return Ok(Authenticated::Person(session));
+        };
+        if wanted_tenant.is_some_and(|t| t != member.tenant.id) {
+            return Err(refused(Refusal::WrongTenant));
+        }
+        Ok(Authenticated::Member(Box::new(Principal {
+            user_id: user,
+            tenant_id: member.tenant.id,
             api_key_id: Uuid::nil(),
-            username: record.username,
+            username: member.username,
             account_type: AccountType::User,
-            role: record.role,
-            membership_id: record.membership_id,
-            email: record.email,
-            tenant: record.tenant,
+            role: member.role,
+            membership_id: member.membership_id,
+            email: member.email,
+            tenant: member.tenant,
             key_last_used: None,
             key_replaced: false,
             key_ceiling: None,
@@ -314,15 +387,34 @@ impl ApiKeys {
             key_created: None,
             key_expires_at: Some(record.expires_at),
             policy: crate::policy::KeyPolicy::default(),
-            session: Some(SessionRef {
-                id: record.id,
-                hash,
-                expires_at: record.expires_at,
-            }),
-        })
+            session: Some(session),
+        })))
     }
 
-    /// Is `presented` (a bearer) shaped like a session's access token?
+    /// The tenants a person belongs to, with their role in each (for the
+    /// console's switcher): the person's index, then each membership and
+    /// tenant (at most [`MAX_TENANTS_LISTED`]).
+    pub async fn person_tenants(&self, person: &Person) -> Result<Vec<(Tenant, Role)>> {
+        let Some(user) = person.user_id else {
+            return Ok(Vec::new());
+        };
+        let ids = self.store.user_tenants(user).await?;
+        let reads = ids
+            .into_iter()
+            .take(MAX_TENANTS_LISTED)
+            .map(|tenant| async move {
+                let member = self.store.membership(tenant, user).await?;
+                let record = self.store.tenant(tenant).await?;
+                Ok::<_, Error>(member.zip(record).map(|(m, t)| (t.tenant, m.role)))
+            });
+        let found = futures_util::future::join_all(reads).await;
+        found
+            .into_iter()
+            .filter_map(|r| r.transpose())
+            .collect::<Result<Vec<_>>>()
+    }
+
+    /// Is `presented` (a bearer) shaped like a session's token?
     pub fn is_session_token(&self, presented: &str) -> bool {
         verify_presented(presented.trim(), &[SESSION_PREFIX, REFRESH_PREFIX]).is_some()
     }

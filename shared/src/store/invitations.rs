@@ -6,7 +6,7 @@
 //! | pk | sk | item |
 //! |----|----|------|
 //! | `<tenant id>` | `invite#<invitation id>` | the invitation (the tenant's listing) |
-//! | `invitee#<email>` | `<tenant id>` | the same, by the email it is addressed to (one pending per email per tenant) |
+//! | `invitee#<email>` | `invite#<tenant id>` | the same, by the email it is addressed to (one pending per email per tenant) |
 //!
 //! Both expire with a `ttl` a day after the invitation does; until then an
 //! expired one is refused by every read and replaced by a new one.
@@ -75,6 +75,10 @@ fn invitee_pk(email: &str) -> String {
     format!("invitee#{email}")
 }
 
+fn invitee_sk(tenant: Uuid) -> String {
+    format!("invite#{tenant}")
+}
+
 /// What [`Store::insert_invitation`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a refusal is an answer: read it"]
@@ -119,7 +123,7 @@ impl Store {
     /// The invitations addressed to `email` (pending and expired).
     pub async fn invitations_to(&self, email: &str) -> Result<Vec<Invitation>> {
         let mut all = self
-            .query_prefix(invitee_pk(email), String::new())
+            .query_prefix(invitee_pk(email), "invite#".into())
             .await?
             .iter()
             .map(invitation_from)
@@ -149,7 +153,7 @@ impl Store {
         tx.push(Part::NewKey, put(&self.table, listing)?);
         let mut by_email = key_of(
             invitee_pk(&invitation.email),
-            tenant_pk(invitation.tenant_id),
+            invitee_sk(invitation.tenant_id),
         );
         by_email.extend(invitation_attributes(invitation));
         let replaced = expired.iter().find(|e| e.email == invitation.email);
@@ -182,7 +186,7 @@ impl Store {
                     .table_name(&self.table)
                     .set_key(Some(key_of(
                         invitee_pk(&old.email),
-                        tenant_pk(old.tenant_id),
+                        invitee_sk(old.tenant_id),
                     )))
                     .condition_expression("attribute_not_exists(pk) OR invitation_id = :old")
                     .expression_attribute_values(":old", s(old.id.to_string()))
@@ -211,7 +215,7 @@ impl Store {
         if let Some((inviter, max)) = hourly {
             let hour = invitation.created.unix_timestamp().div_euclid(3600);
             tx.push(
-                Part::Counter,
+                Part::HourlyLimit,
                 update_setting_ttl(
                     &self.table,
                     key_of(
@@ -235,7 +239,7 @@ impl Store {
         match outcome {
             Ok(()) => Ok(InvitationInsert::Written),
             Err(r) if r.has(Part::Caller) => Ok(InvitationInsert::CallerNotAdmin),
-            Err(r) if r.has(Part::Counter) => Err(StoreError::RateLimited {
+            Err(r) if r.has(Part::HourlyLimit) => Err(StoreError::InvitationsLimited {
                 retry_after: u64::try_from(
                     3600i64.saturating_sub(invitation.created.unix_timestamp().rem_euclid(3600)),
                 )
@@ -299,7 +303,7 @@ impl Store {
             key_of(tenant_pk(invitation.tenant_id), invite_sk(invitation.id)),
             key_of(
                 invitee_pk(&invitation.email),
-                tenant_pk(invitation.tenant_id),
+                invitee_sk(invitation.tenant_id),
             ),
         ] {
             let delete = aws_sdk_dynamodb::types::Delete::builder()

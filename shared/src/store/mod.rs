@@ -67,7 +67,7 @@ pub use members::*;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
-pub use sessions::{SessionEntry, SessionRecord, SessionWrite, MAX_SESSIONS};
+pub use sessions::{SessionEntry, SessionMember, SessionRecord, SessionWrite, MAX_SESSIONS};
 pub use tenants::*;
 pub use tx::{Part, Refused};
 pub use users::*;
@@ -102,6 +102,10 @@ pub enum StoreError {
     /// nothing was written; the next window opens in `retry_after` seconds.
     #[error("rate limited for {retry_after} s")]
     RateLimited { retry_after: u64, limit: u32 },
+    /// The inviter sent its allowed number of invitations this hour:
+    /// nothing was written; the next hour opens in `retry_after` seconds.
+    #[error("invitations limited for {retry_after} s")]
+    InvitationsLimited { retry_after: u64, limit: u32 },
     /// The key the change was made with was revoked, disabled or rotated
     /// while the request worked: nothing was written, and the caller is
     /// answered as a key that no longer authenticates.

@@ -20,7 +20,7 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::domain::{Membership, Tenant};
+use crate::domain::{Membership, Person, Tenant};
 
 use super::members::{NO_LEASE_HELD, REMOVE_LEASE};
 use super::*;
@@ -66,12 +66,12 @@ pub(super) fn sessions_from(item: &Item) -> (Vec<SessionEntry>, i64) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: Uuid,
-    pub user_id: Uuid,
-    pub membership_id: Uuid,
-    pub role: Role,
-    pub username: String,
-    pub email: Option<String>,
-    pub tenant: Tenant,
+    /// The person, as the identity provider vouched at sign-in.
+    pub person: Person,
+    /// The membership the session acts in; `None`: a person who belongs
+    /// to no tenant yet (it may read and accept its invitations, or make
+    /// a tenant where that is allowed, and nothing else).
+    pub member: Option<SessionMember>,
     /// When the access token stops working.
     pub expires_at: OffsetDateTime,
     /// The refresh token's hash: refreshing needs it.
@@ -80,6 +80,17 @@ pub struct SessionRecord {
     pub refresh_until: OffsetDateTime,
     /// When the session ends, whatever happens (the absolute lifetime).
     pub until: OffsetDateTime,
+}
+
+/// What a session in a tenant carries: the member, copied (rewritten by
+/// nothing: a change of role or a removal ends the session instead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionMember {
+    pub membership_id: Uuid,
+    pub role: Role,
+    pub username: String,
+    pub email: Option<String>,
+    pub tenant: Tenant,
 }
 
 pub(super) fn is_session(item: &Item) -> bool {
@@ -91,20 +102,30 @@ pub(super) fn is_session(item: &Item) -> bool {
 
 fn session_from(item: &Item) -> Result<SessionRecord> {
     let f = Fields(item);
-    let tenant_id = f.uuid("tenant_id")?;
+    let member = match f.opt_uuid("tenant_id")? {
+        None => None,
+        Some(tenant_id) => Some(SessionMember {
+            membership_id: f.uuid("membership_id")?,
+            role: f.role("member_role")?,
+            username: f.s("username")?.to_string(),
+            email: f.opt_s("email")?.map(str::to_string),
+            tenant: Tenant {
+                id: tenant_id,
+                name: f.s("tenant_name")?.to_string(),
+                slug: f.s("tenant_slug")?.to_string(),
+                created: f.time("tenant_created")?,
+            },
+        }),
+    };
     Ok(SessionRecord {
         id: f.uuid("session_id")?,
-        user_id: f.uuid("user_id")?,
-        membership_id: f.uuid("membership_id")?,
-        role: f.role("member_role")?,
-        username: f.s("username")?.to_string(),
-        email: f.opt_s("email")?.map(str::to_string),
-        tenant: Tenant {
-            id: tenant_id,
-            name: f.s("tenant_name")?.to_string(),
-            slug: f.s("tenant_slug")?.to_string(),
-            created: f.time("tenant_created")?,
+        person: Person {
+            issuer: f.s("issuer")?.to_string(),
+            subject: f.s("subject")?.to_string(),
+            email: f.opt_s("id_email")?.map(str::to_string),
+            user_id: f.opt_uuid("user_id")?,
         },
+        member,
         expires_at: f.time("expires_at")?,
         refresh_hash: TokenHash::from_stored(f.s("refresh_hash")?.to_string()),
         refresh_until: f.time("refresh_until")?,
@@ -117,14 +138,8 @@ fn session_item(hash: &TokenHash, r: &SessionRecord) -> Item {
     item.extend(values([
         ("kind", s("session")),
         ("session_id", s(r.id.to_string())),
-        ("user_id", s(r.user_id.to_string())),
-        ("tenant_id", s(r.tenant.id.to_string())),
-        ("membership_id", s(r.membership_id.to_string())),
-        ("member_role", s(r.role.name())),
-        ("username", s(&r.username)),
-        ("tenant_name", s(&r.tenant.name)),
-        ("tenant_slug", s(&r.tenant.slug)),
-        ("tenant_created", n(r.tenant.created.unix_timestamp())),
+        ("issuer", s(&r.person.issuer)),
+        ("subject", s(&r.person.subject)),
         ("expires_at", n(r.expires_at.unix_timestamp())),
         ("refresh_hash", s(r.refresh_hash.as_str())),
         ("refresh_until", n(r.refresh_until.unix_timestamp())),
@@ -132,8 +147,25 @@ fn session_item(hash: &TokenHash, r: &SessionRecord) -> Item {
         // Deleted by DynamoDB a day after it ended.
         ("ttl", n(r.until.unix_timestamp().saturating_add(86_400))),
     ]));
-    if let Some(email) = &r.email {
-        item.insert("email".into(), s(email));
+    if let Some(email) = &r.person.email {
+        item.insert("id_email".into(), s(email));
+    }
+    if let Some(user) = r.person.user_id {
+        item.insert("user_id".into(), s(user.to_string()));
+    }
+    if let Some(m) = &r.member {
+        item.extend(values([
+            ("tenant_id", s(m.tenant.id.to_string())),
+            ("membership_id", s(m.membership_id.to_string())),
+            ("member_role", s(m.role.name())),
+            ("username", s(&m.username)),
+            ("tenant_name", s(&m.tenant.name)),
+            ("tenant_slug", s(&m.tenant.slug)),
+            ("tenant_created", n(m.tenant.created.unix_timestamp())),
+        ]));
+        if let Some(email) = &m.email {
+            item.insert("email".into(), s(email));
+        }
     }
     item
 }
@@ -248,29 +280,79 @@ impl Store {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    /// Writes a new session of `m` (as read, with its role and sessions),
-    /// listing it on the membership; ends sessions past their end and, at
-    /// [`MAX_SESSIONS`], the oldest; with `replacing` (a refresh, a switch
-    /// of tenant within the tenant, a log-out is not one), deletes that
-    /// session in the same transaction, only while it is still the one
-    /// read. Refused while a removal or a role change holds the member.
+    /// Writes a new session of `m` (as read, with its role and sessions;
+    /// `None`: a person in no tenant), listing it on the membership; ends
+    /// sessions past their end and, at [`MAX_SESSIONS`], the oldest; with
+    /// `replacing` (a refresh, a switch of tenant: its hash, id and
+    /// tenant), deletes that session in the same transaction, only while it
+    /// is still there. Refused while a removal or a role change holds the
+    /// member.
     pub async fn write_session(
         &self,
-        m: &Membership,
+        m: Option<&Membership>,
         hash: &TokenHash,
         session: &SessionRecord,
-        replacing: Option<(&TokenHash, Uuid, Uuid)>,
+        replacing: Option<(&TokenHash, Uuid, Option<Uuid>)>,
         now: OffsetDateTime,
     ) -> Result<SessionWrite> {
         let mut tx = Tx::new();
         tx.push(Part::NewKey, put(&self.table, session_item(hash, session))?);
-        let mut ended: Vec<&SessionEntry> = Vec::new();
         let replaced_id = replacing.map(|(_, id, _)| id);
+        if let Some(m) = m {
+            self.list_session(&mut tx, m, hash, session, replaced_id, now)?;
+        }
+        if let Some((old_hash, old_id, old_tenant)) = replacing {
+            // Still there: of two refreshes of one session, one wins.
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_of(hash_pk(old_hash), "hash".into())))
+                .condition_expression("attribute_exists(pk)")
+                .build()?;
+            tx.push(
+                Part::Key,
+                TransactWriteItem::builder().delete(delete).build(),
+            );
+            // Moved from another tenant: off that membership's listing.
+            if let (Some(old_tenant), Some(user)) = (old_tenant, session.person.user_id) {
+                if Some(old_tenant) != m.map(|m| m.tenant_id) {
+                    tx.push(
+                        Part::Absent,
+                        update_named(
+                            &self.table,
+                            key_of(tenant_pk(old_tenant), member_sk(user)),
+                            "REMOVE #s ADD sess_v :one",
+                            "attribute_exists(pk)",
+                            values([(":one", n(1))]),
+                            vec![("#s".into(), format!("sess_{old_id}"))],
+                        )?,
+                    );
+                }
+            }
+        }
+        match self.transact(tx).await? {
+            Ok(()) => Ok(SessionWrite::Written),
+            Err(r) if r.has(Part::Key) => Ok(SessionWrite::Replaced),
+            Err(r) if r.has(Part::Member) => Ok(SessionWrite::MemberChanged),
+            Err(r) => Err(r.unexplained("write_session")),
+        }
+    }
+
+    /// Lists a new session on its membership (see [`Store::write_session`]).
+    fn list_session(
+        &self,
+        tx: &mut Tx,
+        m: &Membership,
+        hash: &TokenHash,
+        session: &SessionRecord,
+        replaced_id: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut ended: Vec<&SessionEntry> = Vec::new();
         let mut live: Vec<&SessionEntry> = m
             .sessions
             .iter()
             .filter(|e| {
-                if e.until <= now || Some(e.id) == replaced_id || e.id == session.id {
+                if e.until <= now || Some(e.id) == replaced_id {
                     ended.push(e);
                     false
                 } else {
@@ -284,11 +366,9 @@ impl Store {
         let mut names = vec![("#new".to_string(), format!("sess_{}", session.id))];
         let mut remove: Vec<String> = Vec::new();
         for (i, e) in ended.iter().enumerate() {
-            if e.id != session.id {
-                names.push((format!("#e{i}"), format!("sess_{}", e.id)));
-                remove.push(format!("#e{i}"));
-            }
-            // The replaced session's own item is deleted below, on condition.
+            names.push((format!("#e{i}"), format!("sess_{}", e.id)));
+            remove.push(format!("#e{i}"));
+            // The replaced session's own item is deleted on condition.
             if Some(e.id) != replaced_id {
                 tx.push(
                     Part::KeyAt(i),
@@ -302,7 +382,7 @@ impl Store {
         } else {
             "sess_v = :v"
         };
-        let mut vals = values([
+        let vals = values([
             (
                 ":entry",
                 s(format!(
@@ -329,42 +409,11 @@ impl Store {
                 key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
                 &format!("SET #new = :entry, sess_v = :v1 {removal}"),
                 &format!("member_role = :role AND {NO_LEASE_HELD} AND {version_check}"),
-                std::mem::take(&mut vals),
+                vals,
                 names,
             )?,
         );
-        if let Some((old_hash, old_id, old_tenant)) = replacing {
-            // Still there: of two refreshes of one session, one wins.
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key_of(hash_pk(old_hash), "hash".into())))
-                .condition_expression("attribute_exists(pk)")
-                .build()?;
-            tx.push(
-                Part::Key,
-                TransactWriteItem::builder().delete(delete).build(),
-            );
-            // Moved from another tenant: off that membership's listing.
-            if old_tenant != m.tenant_id {
-                tx.push(
-                    Part::Absent,
-                    update_named(
-                        &self.table,
-                        key_of(tenant_pk(old_tenant), member_sk(m.user_id)),
-                        "REMOVE #s ADD sess_v :one",
-                        "attribute_exists(pk)",
-                        values([(":one", n(1))]),
-                        vec![("#s".into(), format!("sess_{old_id}"))],
-                    )?,
-                );
-            }
-        }
-        match self.transact(tx).await? {
-            Ok(()) => Ok(SessionWrite::Written),
-            Err(r) if r.has(Part::Key) => Ok(SessionWrite::Replaced),
-            Err(r) if r.has(Part::Member) => Ok(SessionWrite::MemberChanged),
-            Err(r) => Err(r.unexplained("write_session")),
-        }
+        Ok(())
     }
 
     /// Ends a session: its item, and its entry on the membership (when the
@@ -373,8 +422,7 @@ impl Store {
         &self,
         hash: &TokenHash,
         session_id: Uuid,
-        tenant: Uuid,
-        user: Uuid,
+        member: Option<(Uuid, Uuid)>,
     ) -> Result<bool> {
         let delete = || -> Result<TransactWriteItem> {
             let delete = Delete::builder()
@@ -386,6 +434,9 @@ impl Store {
         };
         let mut tx = Tx::new();
         tx.push(Part::Key, delete()?);
+        let Some((tenant, user)) = member else {
+            return Ok(self.transact(tx).await?.is_ok());
+        };
         tx.push(
             Part::Member,
             update_named(

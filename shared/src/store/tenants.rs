@@ -9,6 +9,8 @@ pub struct TenantRecord {
     pub tenant: Tenant,
     /// USER-type members with TENANT_ADMIN: never allowed to reach zero.
     pub admin_users: u32,
+    /// The version of the tenant's invitations (every new one moves it).
+    pub invite_version: i64,
 }
 
 fn tenant_from(item: &Item) -> Result<TenantRecord> {
@@ -22,6 +24,7 @@ fn tenant_from(item: &Item) -> Result<TenantRecord> {
         },
         admin_users: u32::try_from(f.n("admin_users")?)
             .map_err(|_| StoreError::Corrupt(f.name(), "admin_users"))?,
+        invite_version: f.opt_n("invite_v")?.unwrap_or(0),
     })
 }
 

@@ -49,6 +49,8 @@ pub enum Part {
     Audit,
     /// A check that an item is absent.
     Absent,
+    /// The inviter's count of invitations this hour.
+    HourlyLimit,
     /// An invitation's items: still as read (not withdrawn, accepted or
     /// expired meanwhile).
     Invitation,

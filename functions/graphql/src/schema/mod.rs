@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 mod audit;
+mod invitations;
 mod keys;
 mod members;
 mod policy;
@@ -24,6 +25,7 @@ mod sessions;
 mod tenants;
 
 pub use audit::*;
+pub use invitations::*;
 pub use keys::*;
 pub use members::*;
 pub use policy::*;
@@ -185,6 +187,13 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
                  in a tenant; nothing was changed, try again in {retry_after} s"
             ),
         ),
+        Error::Store(StoreError::InvitationsLimited { retry_after, limit }) => (
+            RATE_LIMITED,
+            format!(
+                "too many invitations: an admin may send {limit} an hour; nothing was sent, try \
+                 again in {retry_after} s"
+            ),
+        ),
         Error::Store(e) => {
             tracing::error!(error = %e, "storage error");
             ("INTERNAL_SERVER_ERROR", "Internal server error".to_string())
@@ -195,7 +204,11 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
 /// Maps a service error to a GraphQL error with `extensions.code`.
 pub fn field_error(err: Error) -> FieldError {
     let (code, message) = error_code_and_message(&err);
-    if let Error::Store(StoreError::RateLimited { retry_after, .. }) = err {
+    if let Error::Store(
+        StoreError::RateLimited { retry_after, .. }
+        | StoreError::InvitationsLimited { retry_after, .. },
+    ) = err
+    {
         let seconds = i32::try_from(retry_after).unwrap_or(60);
         return FieldError::new(
             message,
@@ -316,6 +329,20 @@ impl Query {
         }
     }
 
+    /// Pending invitations: a human admin sees the tenant's; a person
+    /// signed in sees those addressed to their verified email.
+    async fn membership_invitation(ctx: &Context) -> FieldResult<Vec<MembershipInvitation>> {
+        let person = ctx.principal.session.as_ref().map(|s| &s.person);
+        invitations::list(&ctx.service, Some(&ctx.principal), person).await
+    }
+
+    /// The tenants of the person signed in, with their role in each (an
+    /// API key: none; it belongs to its one tenant).
+    async fn my_tenants(ctx: &Context) -> FieldResult<Vec<MyTenant>> {
+        let person = ctx.principal.session.as_ref().map(|s| &s.person);
+        invitations::my_tenants(&ctx.service, person).await
+    }
+
     /// The tenant's key policy: the rules every key must meet (every member
     /// reads it, to make keys that do).
     async fn key_policy(ctx: &Context) -> FieldResult<KeyPolicyObject> {
@@ -423,15 +450,53 @@ impl Mutation {
 
     /// Ends the caller's session at once.
     async fn log_out(ctx: &Context) -> FieldResult<SuccessPayload> {
+        let p = &ctx.principal;
         let ended = ctx
             .service
-            .log_out(&ctx.principal)
+            .log_out(p.session.as_ref(), Some((p.tenant_id, p.user_id)))
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
             success: true,
             error: (!ended).then(|| "the session had ended already".to_string()),
         })
+    }
+
+    /// Invites a person by email to the caller's tenant (human tenant
+    /// admins).
+    async fn create_membership_invitation(
+        ctx: &Context,
+        input: CreateInvitationInput,
+    ) -> FieldResult<IdPayload> {
+        let made = ctx
+            .service
+            .create_invitation(&ctx.principal, input.tenant_id, &input.email, &input.role)
+            .await
+            .map_err(field_error)?;
+        Ok(invitations::id(made.id))
+    }
+
+    /// Withdraws a pending invitation (human tenant admins).
+    async fn delete_membership_invitation(
+        ctx: &Context,
+        input: InvitationIdInput,
+    ) -> FieldResult<SuccessPayload> {
+        ctx.service
+            .withdraw_invitation(&ctx.principal, input.invitation_id)
+            .await
+            .map_err(field_error)?;
+        Ok(SuccessPayload {
+            success: true,
+            error: None,
+        })
+    }
+
+    /// Accepts an invitation addressed to the signed-in person.
+    async fn accept_membership_invitation(
+        ctx: &Context,
+        input: InvitationIdInput,
+    ) -> FieldResult<AcceptedInvitation> {
+        invitations::accept(&ctx.service, ctx.principal.session.as_ref(), input).await
     }
 
     async fn create_api_key(

@@ -21,6 +21,16 @@ pub struct PublicContext {
     /// The refresh token, as `refresh_token` takes it (Prefect 1.x sent
     /// it as the request's bearer).
     pub refresh_token: Option<String>,
+    /// A person signed in who belongs to no tenant yet.
+    pub person: Option<apikeys_shared::domain::SessionRef>,
+}
+
+impl PublicContext {
+    fn person(&self) -> FieldResult<&apikeys_shared::domain::SessionRef> {
+        self.person
+            .as_ref()
+            .ok_or_else(|| field_error(Error::Unauthenticated(apikeys_shared::Refusal::Malformed)))
+    }
 }
 
 impl juniper::Context for PublicContext {}
@@ -56,7 +66,8 @@ pub struct AuthPayload {
     pub access_token: String,
     pub expires_at: DateTime,
     pub refresh_token: String,
-    pub tenant_id: Uuid,
+    /// `null`: a person in no tenant yet (invited: accept, then switch).
+    pub tenant_id: Option<Uuid>,
 }
 
 impl From<SessionTokens> for AuthPayload {
@@ -104,6 +115,20 @@ impl PublicQuery {
             self_signup: config.self_signup,
         }
     }
+
+    /// The invitations addressed to the signed-in person's verified email.
+    async fn membership_invitation(
+        ctx: &PublicContext,
+    ) -> FieldResult<Vec<super::MembershipInvitation>> {
+        let session = ctx.person()?;
+        super::invitations::list(&ctx.service, None, Some(&session.person)).await
+    }
+
+    /// The tenants of the signed-in person (none yet, or just joined).
+    async fn my_tenants(ctx: &PublicContext) -> FieldResult<Vec<super::MyTenant>> {
+        let session = ctx.person()?;
+        super::invitations::my_tenants(&ctx.service, Some(&session.person)).await
+    }
 }
 
 pub struct PublicMutation;
@@ -123,6 +148,43 @@ impl PublicMutation {
             .await
             .map(AuthPayload::from)
             .map_err(field_error)
+    }
+
+    /// Accepts an invitation addressed to the signed-in person: a member
+    /// now (`switch_tenant` into the tenant to act there).
+    async fn accept_membership_invitation(
+        ctx: &PublicContext,
+        input: super::InvitationIdInput,
+    ) -> FieldResult<super::AcceptedInvitation> {
+        let session = ctx.person()?;
+        super::invitations::accept(&ctx.service, Some(session), input).await
+    }
+
+    /// Moves the person's session into one of their tenants.
+    async fn switch_tenant(
+        ctx: &PublicContext,
+        input: SwitchTenantInput,
+    ) -> FieldResult<AuthPayload> {
+        let session = ctx.person()?;
+        ctx.service
+            .switch_tenant(Some(session), input.tenant_id)
+            .await
+            .map(AuthPayload::from)
+            .map_err(field_error)
+    }
+
+    /// Ends the person's session.
+    async fn log_out(ctx: &PublicContext) -> FieldResult<super::SuccessPayload> {
+        let session = ctx.person()?;
+        let ended = ctx
+            .service
+            .log_out(Some(session), None)
+            .await
+            .map_err(field_error)?;
+        Ok(super::SuccessPayload {
+            success: true,
+            error: (!ended).then(|| "the session had ended already".to_string()),
+        })
     }
 
     /// A session's tokens anew (the old ones stop at once).
@@ -149,13 +211,13 @@ pub fn public_schema() -> PublicSchema {
 /// these runs without a key.
 pub const PUBLIC_FIELDS: &[&str] = &["log_in", "refresh_token", "sign_in_settings"];
 
-/// Switches and signs out: on the authenticated schema.
+/// Switches: on the authenticated schema.
 pub(super) async fn switch_tenant(
     ctx: &super::Context,
     input: SwitchTenantInput,
 ) -> FieldResult<AuthPayload> {
     ctx.service
-        .switch_tenant(&ctx.principal, input.tenant_id)
+        .switch_tenant(ctx.principal.session.as_ref(), input.tenant_id)
         .await
         .map(AuthPayload::from)
         .map_err(field_error)

@@ -1,0 +1,383 @@
+//! Invitations: human tenant admins (and the operator) invite a person by
+//! email with a role; the person, signed in with the identity provider
+//! with that email verified, accepts. Rules:
+//! - an invitation lives [`INVITATION_DAYS`] days;
+//! - at most [`MAX_PENDING_INVITATIONS`] pending per tenant, one per email
+//!   per tenant, and [`INVITATIONS_PER_HOUR`] made by one admin an hour;
+//! - service accounts, read-only members, users and limited keys cannot
+//!   invite or withdraw; an invitation is accepted only by a person whose
+//!   verified email is the one invited (another email, an unverified one,
+//!   or none all see "not found", as for an invitation that never was);
+//! - accepting makes the user at a first sign-in (username: the email),
+//!   links the identity (issuer, `sub`) and adds the membership, in one
+//!   transaction with its audit record; every step is recorded.
+
+use uuid::Uuid;
+
+use super::*;
+use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::domain::{AccountType, Person, Role};
+use crate::store::{Invitation, InvitationAccept, InvitationInsert, UserRecord};
+
+/// How long an invitation waits to be accepted.
+pub const INVITATION_DAYS: i64 = 7;
+/// Pending invitations a tenant may have.
+pub const MAX_PENDING_INVITATIONS: usize = 50;
+/// Invitations one admin may make in an hour (per tenant).
+pub const INVITATIONS_PER_HOUR: u32 = 20;
+
+/// An email as invitations hold it: trimmed, lowercase, of a plain form
+/// (ASCII, one `@`, a dotted domain, at most 254 characters).
+pub fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_ascii_lowercase();
+    let bad = || {
+        let shown: String = raw.chars().take(64).filter(|c| !c.is_control()).collect();
+        Error::BadInput(format!(
+            "{shown:?} is not an email address this service can invite (name@example.com)"
+        ))
+    };
+    if email.len() > 254 || !email.is_ascii() {
+        return Err(bad());
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(bad());
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if local_ok && domain_ok {
+        Ok(email)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Who may invite: a person who is a tenant admin, acting with a session or
+/// an unlimited key of theirs.
+fn may_invite(p: &Principal) -> Result<()> {
+    if p.account_type != AccountType::User || p.effective_role() != Role::TenantAdmin {
+        return Err(Error::Forbidden(
+            "only a tenant admin who is a person may invite or withdraw invitations (not a \
+             service account, a user or a read-only member)"
+                .into(),
+        ));
+    }
+    may_change(p)
+}
+
+impl ApiKeys {
+    /// Invites `email` to the caller's tenant (`tenant`, which must be it:
+    /// another looks like one that does not exist) with `role`.
+    pub async fn create_invitation(
+        &self,
+        p: &Principal,
+        tenant: Uuid,
+        email: &str,
+        role: &str,
+    ) -> Result<Invitation> {
+        if tenant != p.tenant_id {
+            return Err(Error::NotFound("tenant"));
+        }
+        may_invite(p)?;
+        let role = parse_role(role)?;
+        let email = normalize_email(email)?;
+        let actor = AuditActor::of(p);
+        self.invite(p.tenant_id, &email, role, actor, Some(p.user_id))
+            .await
+    }
+
+    /// The operator's invitation, by tenant slug: no hourly limit.
+    pub async fn operator_invite(
+        &self,
+        tenant_slug: &str,
+        email: &str,
+        role: Role,
+    ) -> Result<Invitation> {
+        let tenant = self.tenant_by_slug(tenant_slug).await?;
+        let email = normalize_email(email)?;
+        self.invite(tenant.id, &email, role, AuditActor::operator(), None)
+            .await
+    }
+
+    async fn invite(
+        &self,
+        tenant: Uuid,
+        email: &str,
+        role: Role,
+        actor: AuditActor,
+        inviter: Option<Uuid>,
+    ) -> Result<Invitation> {
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let record = self
+                .store
+                .tenant(tenant)
+                .await?
+                .ok_or(Error::NotFound("tenant"))?;
+            let all = self.store.tenant_invitations(tenant).await?;
+            let (pending, expired): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|i| i.expires_at > now);
+            if let Some(same) = pending.iter().find(|i| i.email == email) {
+                return Err(already_invited(same));
+            }
+            if pending.len() >= MAX_PENDING_INVITATIONS {
+                return Err(Error::BadInput(format!(
+                    "this tenant has {MAX_PENDING_INVITATIONS} pending invitations, the most it \
+                     may have: withdraw some, or wait for them to be accepted or to expire"
+                )));
+            }
+            let invitation = Invitation {
+                id: Uuid::new_v4(),
+                tenant_id: tenant,
+                tenant_name: record.tenant.name.clone(),
+                tenant_slug: record.tenant.slug.clone(),
+                email: email.to_string(),
+                role,
+                created: now,
+                expires_at: now.saturating_add(time::Duration::days(INVITATION_DAYS)),
+                invited_by: actor.user_id.unwrap_or_default(),
+                invited_by_name: actor.name.clone(),
+            };
+            let audit = self.audit(
+                tenant,
+                AuditEvent::new(
+                    AuditAction::InvitationCreated,
+                    actor.clone(),
+                    TargetType::Invitation,
+                    invitation.id,
+                    Some(email),
+                )
+                .with_detail(format!("role {}", role.name())),
+            );
+            // Expired ones go with it (a bounded number a time).
+            let expired: Vec<Invitation> = expired.into_iter().take(20).collect();
+            match self
+                .store
+                .insert_invitation(
+                    &invitation,
+                    record.invite_version,
+                    &expired,
+                    inviter,
+                    inviter.map(|user| (user, INVITATIONS_PER_HOUR)),
+                    &audit,
+                )
+                .await?
+            {
+                InvitationInsert::Written => return Ok(invitation),
+                InvitationInsert::CallerNotAdmin => {
+                    return Err(Error::Forbidden(
+                        "the inviter is no longer an admin of this tenant".into(),
+                    ))
+                }
+                InvitationInsert::Pending | InvitationInsert::Changed => continue,
+            }
+        }
+        Err(kept_changing("the tenant's invitations"))
+    }
+
+    /// The invitations the caller sees: a human admin, the tenant's pending
+    /// ones; a person signed in with a verified email, those addressed to
+    /// it in any tenant. Nobody else sees any.
+    pub async fn visible_invitations(
+        &self,
+        admin_of: Option<&Principal>,
+        person: Option<&Person>,
+    ) -> Result<Vec<Invitation>> {
+        let now = self.now();
+        let mut seen = Vec::new();
+        if let Some(p) = admin_of.filter(|p| may_invite(p).is_ok()) {
+            seen.extend(self.store.tenant_invitations(p.tenant_id).await?);
+        }
+        if let Some(email) = person.and_then(|p| p.email.as_deref()) {
+            for i in self.store.invitations_to(email).await? {
+                if !seen.iter().any(|s: &Invitation| s.id == i.id) {
+                    seen.push(i);
+                }
+            }
+        }
+        seen.retain(|i| i.expires_at > now);
+        seen.sort_by_key(|i| (i.created, i.id));
+        Ok(seen)
+    }
+
+    /// Withdraws an invitation of the caller's tenant.
+    pub async fn withdraw_invitation(&self, p: &Principal, id: Uuid) -> Result<()> {
+        may_invite(p)?;
+        let Some(invitation) = self
+            .store
+            .tenant_invitations(p.tenant_id)
+            .await?
+            .into_iter()
+            .find(|i| i.id == id)
+        else {
+            return Err(Error::NotFound("invitation"));
+        };
+        let audit = self.audit(
+            p.tenant_id,
+            AuditEvent::new(
+                AuditAction::InvitationWithdrawn,
+                AuditActor::of(p),
+                TargetType::Invitation,
+                id,
+                Some(&invitation.email),
+            ),
+        );
+        if self
+            .store
+            .delete_invitation(&invitation, Some(p.user_id), &audit)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound("invitation"))
+        }
+    }
+
+    /// Accepts an invitation addressed to the person's verified email:
+    /// their membership (and, at a first sign-in, their user and the link
+    /// of their identity). Answers the membership's id and tenant.
+    pub async fn accept_invitation(
+        &self,
+        person: &Person,
+        session: Option<&crate::token::TokenHash>,
+        id: Uuid,
+    ) -> Result<(Uuid, Uuid)> {
+        let not_found = || Error::NotFound("invitation");
+        let Some(email) = person.email.as_deref() else {
+            return Err(not_found());
+        };
+        for attempt in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let Some(invitation) = self
+                .store
+                .invitations_to(email)
+                .await?
+                .into_iter()
+                .find(|i| i.id == id && i.expires_at > now)
+            else {
+                return Err(not_found());
+            };
+            let linked = match person.user_id {
+                Some(user) => Some(user),
+                None => {
+                    self.store
+                        .identity_user(&person.issuer, &person.subject)
+                        .await?
+                }
+            };
+            let (user, new_user) =
+                match linked {
+                    Some(user) => {
+                        let record = self.store.user(user).await?.ok_or(Error::Store(
+                            StoreError::Corrupt(format!("user#{user}"), "linked user"),
+                        ))?;
+                        (record, None)
+                    }
+                    None => {
+                        // The email as username; taken (by someone else's
+                        // operator-made user): with a suffix.
+                        let username = if attempt == 0 {
+                            email.to_string()
+                        } else {
+                            let suffix: u16 = rand::random();
+                            format!("{email}~{suffix:04x}")
+                        };
+                        let record = UserRecord {
+                            id: Uuid::new_v4(),
+                            username,
+                            email: Some(email.to_string()),
+                            created: now,
+                        };
+                        (record.clone(), Some(record))
+                    }
+                };
+            let membership = Membership {
+                id: Uuid::new_v4(),
+                tenant_id: invitation.tenant_id,
+                user_id: user.id,
+                username: user.username.clone(),
+                email: user.email.clone().or_else(|| Some(email.to_string())),
+                account_type: AccountType::User,
+                role: invitation.role,
+                key_count: 0,
+                created: now,
+                lease: None,
+                legacy_mark: false,
+                key_ids: Default::default(),
+                keys_indexed: false,
+                sessions: Vec::new(),
+                sessions_version: 0,
+            };
+            let actor = AuditActor {
+                user_id: Some(user.id),
+                key_id: None,
+                name: user.username.clone(),
+                account_type: Some(AccountType::User),
+                session: session.cloned(),
+            };
+            let audit = self.audit(
+                invitation.tenant_id,
+                AuditEvent::new(
+                    AuditAction::InvitationAccepted,
+                    actor,
+                    TargetType::Member,
+                    membership.id,
+                    Some(&user.username),
+                )
+                .with_detail(format!(
+                    "role {}, invited by {}",
+                    invitation.role.name(),
+                    invitation.invited_by_name
+                )),
+            );
+            let new = new_user
+                .as_ref()
+                .map(|u| (u, person.issuer.as_str(), person.subject.as_str()));
+            match self
+                .store
+                .accept_invitation(&invitation, &membership, new, now, &audit)
+                .await?
+            {
+                InvitationAccept::Accepted => return Ok((membership.id, invitation.tenant_id)),
+                InvitationAccept::Gone | InvitationAccept::TenantGone => return Err(not_found()),
+                InvitationAccept::AlreadyMember => {
+                    return Err(Error::BadInput(
+                        "you are a member of this tenant already".into(),
+                    ))
+                }
+                // The username (or the identity, linked by a racing
+                // accept) was taken: read again.
+                InvitationAccept::UserTaken => continue,
+            }
+        }
+        Err(kept_changing("the invitation"))
+    }
+}
+
+fn parse_role(role: &str) -> Result<Role> {
+    Role::from_name(role.trim()).ok_or_else(|| {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+        Error::BadInput(format!("role must be one of {}", names.join(", ")))
+    })
+}
+
+fn already_invited(same: &Invitation) -> Error {
+    let until = same
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Error::BadInput(format!(
+        "{} has a pending invitation to this tenant (until {until}): withdraw it first to \
+         invite them again",
+        same.email
+    ))
+}

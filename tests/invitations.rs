@@ -1,0 +1,402 @@
+//! Invitations end to end against the real handler and a local DynamoDB:
+//! an admin invites by email, the invited person signs in with the test
+//! identity provider (a session in no tenant), sees and accepts the
+//! invitation, switches into the tenant and makes a key. The wrong person,
+//! an unverified email, expiry, withdrawal, double and racing accepts, the
+//! limits, and callers who may not invite.
+
+use apikeys_shared::domain::Role;
+use apikeys_shared::service::{INVITATIONS_PER_HOUR, MAX_PENDING_INVITATIONS};
+use apikeys_tests::idp::{provider, Provider};
+use apikeys_tests::{prefect_body, Route};
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+fn code(json: &Value) -> &str {
+    json["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+}
+
+const INVITE: &str = "mutation($i: create_membership_invitation_input!) { create_membership_invitation(input: $i) { id } }";
+
+async fn invite(p: &Provider, key: &str, email: &str, role: &str) -> Value {
+    p.h.gql(
+        key,
+        INVITE,
+        Some(json!({"i": {"tenant_id": p.h.tenant.id, "email": email, "role": role}})),
+    )
+    .await
+}
+
+async fn invited(p: &Provider, key: &str, email: &str, role: &str) -> Uuid {
+    let made = invite(p, key, email, role).await;
+    serde_json::from_value(made["data"]["create_membership_invitation"]["id"].clone())
+        .unwrap_or_else(|_| panic!("{made}"))
+}
+
+/// A person's session (their sub, their verified email): the access token
+/// and the tenant it is in.
+async fn signed_in(p: &Provider, sub: &str, email: &str) -> (Value, String) {
+    let reply = p.log_in(&p.sign(&p.claims(sub, email))).await;
+    let tokens = reply.json["data"]["log_in"].clone();
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (reply.json, access)
+}
+
+async fn accept(p: &Provider, access: &str, id: Uuid) -> Value {
+    p.as_session(
+        access,
+        &format!("mutation {{ accept_membership_invitation(input: {{invitation_id: \"{id}\"}}) {{ id tenant_id }} }}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_invited_person_signs_in_accepts_switches_and_makes_a_key() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let id = invited(&p, &admin, "  Dave@Example.COM ", "USER").await;
+    // The admin sees it pending.
+    let listed = p
+        .h
+        .data(&admin, "{ membership_invitation { id email role role_detail { name } tenant { id name slug } invited_by } }", None)
+        .await;
+    assert_eq!(
+        listed["membership_invitation"][0]["email"],
+        json!("dave@example.com")
+    );
+    assert_eq!(
+        listed["membership_invitation"][0]["tenant"]["slug"],
+        json!("acme")
+    );
+    // Dave, new here: a session in no tenant.
+    let (reply, access) = signed_in(&p, "dave-sub", "dave@example.com").await;
+    assert_eq!(reply["data"]["log_in"]["tenant_id"], Value::Null, "{reply}");
+    let mine = p
+        .as_session(
+            &access,
+            "{ membership_invitation { id email tenant { slug } } my_tenants { id } }",
+        )
+        .await;
+    assert_eq!(
+        mine["data"]["membership_invitation"][0]["id"],
+        json!(id),
+        "{mine}"
+    );
+    assert_eq!(mine["data"]["my_tenants"], json!([]));
+    // Nothing else is open to a person in no tenant.
+    let other = p.as_session(&access, "{ auth_info { user_id } }").await;
+    assert_eq!(code(&other), "BAD_USER_INPUT", "{other}");
+    let accepted = accept(&p, &access, id).await;
+    assert_eq!(
+        accepted["data"]["accept_membership_invitation"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{accepted}"
+    );
+    // Twice: gone.
+    let again = accept(&p, &access, id).await;
+    assert_eq!(code(&again), "BAD_USER_INPUT", "{again}");
+    let moved = p
+        .as_session(
+            &access,
+            &format!("mutation {{ switch_tenant(input: {{tenant_id: \"{}\"}}) {{ access_token tenant_id }} }}", p.h.tenant.id),
+        )
+        .await;
+    let member_access = moved["data"]["switch_tenant"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{moved}"))
+        .to_string();
+    let me = p
+        .as_session(
+            &member_access,
+            "{ auth_info { user_id role } my_tenants { slug role } }",
+        )
+        .await;
+    assert_eq!(me["data"]["auth_info"]["role"], json!("USER"), "{me}");
+    assert_eq!(
+        me["data"]["my_tenants"],
+        json!([{"slug": "acme", "role": "USER"}])
+    );
+    let user_id = me["data"]["auth_info"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let made = p
+        .as_session(
+            &member_access,
+            &format!("mutation {{ create_api_key(input: {{name: \"ci\", user_id: \"{user_id}\"}}) {{ key }} }}"),
+        )
+        .await;
+    let key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"));
+    assert!(p
+        .h
+        .gql(key, "{ hello }", None)
+        .await
+        .get("errors")
+        .is_none());
+    // Next time, Dave signs straight into acme.
+    let (reply, _) = signed_in(&p, "dave-sub", "dave@example.com").await;
+    assert_eq!(reply["data"]["log_in"]["tenant_id"], json!(p.h.tenant.id));
+    // Recorded.
+    let log =
+        p.h.data(
+            &admin,
+            "{ audit_log { action actor_name target_name } }",
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = log["audit_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"INVITATION_CREATED") && actions.contains(&"INVITATION_ACCEPTED"),
+        "{actions:?}"
+    );
+    assert!(p
+        .h
+        .data(&admin, "{ membership_invitation { id } }", None)
+        .await["membership_invitation"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn only_the_verified_invited_email_may_accept() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let for_dave = invited(&p, &admin, "dave@example.com", "TENANT_ADMIN").await;
+    // Eve has an invitation of her own (so a session), not Dave's.
+    invited(&p, &admin, "eve@example.com", "USER").await;
+    let (_, eve) = signed_in(&p, "eve-sub", "eve@example.com").await;
+    let stolen = accept(&p, &eve, for_dave).await;
+    assert_eq!(code(&stolen), "BAD_USER_INPUT", "{stolen}");
+    assert!(stolen["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invitation not found"));
+    let unknown = accept(&p, &eve, Uuid::new_v4()).await;
+    assert_eq!(
+        stolen["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+    // Dave's address, unverified: no session at all.
+    let mut claims = p.claims("mallory-sub", "dave@example.com");
+    claims["email_verified"] = json!(false);
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(
+        reply.json["errors"][0]["extensions"]["reason"],
+        json!("not_a_member")
+    );
+    // Another issuer's token with Dave's address: refused as such.
+    let mut claims = p.claims("dave-sub", "dave@example.com");
+    claims["iss"] = json!("https://accounts.example.org");
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(
+        reply.json["errors"][0]["extensions"]["reason"],
+        json!("id_token_wrong_issuer")
+    );
+    // A key cannot accept.
+    let by_key = p
+        .h
+        .gql(&admin, &format!("mutation {{ accept_membership_invitation(input: {{invitation_id: \"{for_dave}\"}}) {{ id }} }}"), None)
+        .await;
+    assert_eq!(code(&by_key), "FORBIDDEN", "{by_key}");
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn expired_and_withdrawn_invitations_cannot_be_accepted() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let expiring = invited(&p, &admin, "dave@example.com", "USER").await;
+    let withdrawn = invited(&p, &admin, "erin@example.com", "USER").await;
+    let (_, erin) = signed_in(&p, "erin-sub", "erin@example.com").await;
+    let gone = p
+        .h
+        .gql(&admin, &format!("mutation {{ delete_membership_invitation(input: {{invitation_id: \"{withdrawn}\"}}) {{ success }} }}"), None)
+        .await;
+    assert_eq!(
+        gone["data"]["delete_membership_invitation"]["success"],
+        json!(true),
+        "{gone}"
+    );
+    assert_eq!(code(&accept(&p, &erin, withdrawn).await), "BAD_USER_INPUT");
+    // Withdrawn twice: not found.
+    let twice = p
+        .h
+        .gql(&admin, &format!("mutation {{ delete_membership_invitation(input: {{invitation_id: \"{withdrawn}\"}}) {{ success }} }}"), None)
+        .await;
+    assert_eq!(code(&twice), "BAD_USER_INPUT", "{twice}");
+    let (_, dave) = signed_in(&p, "dave-sub", "dave@example.com").await;
+    let t0 = p.h.now();
+    p.h.clock.set(t0 + Duration::days(7));
+    // The session outlived nothing here: a new one, after expiry.
+    let (reply, _) = signed_in(&p, "dave-sub", "dave@example.com").await;
+    assert_eq!(
+        reply["errors"][0]["extensions"]["reason"],
+        json!("not_a_member"),
+        "{reply}"
+    );
+    let _ = dave;
+    // An expired invitation is replaced by a new one to the same email.
+    let again = invited(&p, &admin, "dave@example.com", "READ_ONLY_USER").await;
+    assert_ne!(again, expiring);
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn racing_accepts_and_withdrawals_make_one_membership_or_none() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let id = invited(&p, &admin, "dave@example.com", "USER").await;
+    let (_, dave) = signed_in(&p, "dave-sub", "dave@example.com").await;
+    let accepts = futures::future::join_all((0..6).map(|_| accept(&p, &dave, id))).await;
+    let won = accepts
+        .iter()
+        .filter(|a| a["data"]["accept_membership_invitation"]["id"].is_string())
+        .count();
+    assert_eq!(won, 1, "{accepts:?}");
+    for a in &accepts {
+        let c = code(a);
+        assert!(
+            c.is_empty() || c == "BAD_USER_INPUT" || c == "SERVICE_UNAVAILABLE",
+            "{a}"
+        );
+    }
+    // Accept against withdraw, at once: never both.
+    let id = invited(&p, &admin, "fay@example.com", "USER").await;
+    let (_, fay) = signed_in(&p, "fay-sub", "fay@example.com").await;
+    let withdraw = format!("mutation {{ delete_membership_invitation(input: {{invitation_id: \"{id}\"}}) {{ success }} }}");
+    let (accepted, withdrawn) =
+        tokio::join!(accept(&p, &fay, id), p.h.gql(&admin, &withdraw, None));
+    let a = accepted["data"]["accept_membership_invitation"]["id"].is_string();
+    let w = withdrawn["data"]["delete_membership_invitation"]["success"] == json!(true);
+    assert!(a ^ w, "{accepted} {withdrawn}");
+    let members =
+        p.h.data(
+            &admin,
+            "{ tenant { id } user_view_same_tenant { username } }",
+            None,
+        )
+        .await;
+    let names: Vec<&str> = members["user_view_same_tenant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"dave@example.com"));
+    assert_eq!(names.contains(&"fay@example.com"), a, "{names:?}");
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn who_may_invite_and_how_many() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let (_, robot) = p.h.add_service_account("robot").await;
+    let bob = p.h.add_member("acme", "bob", Role::User).await;
+    let rita = p.h.add_member("acme", "rita", Role::ReadOnlyUser).await;
+    for (who, key) in [
+        ("service account", &robot),
+        ("user", &bob.key),
+        ("read-only", &rita.key),
+    ] {
+        let refused = invite(&p, key, "x@example.com", "USER").await;
+        assert_eq!(code(&refused), "FORBIDDEN", "{who}: {refused}");
+    }
+    // Another tenant's id looks unknown.
+    let beta = p.h.add_tenant("beta", "bea").await;
+    let foreign =
+        p.h.gql(
+            &admin,
+            INVITE,
+            Some(json!({"i": {"tenant_id": beta.id, "email": "x@example.com", "role": "USER"}})),
+        )
+        .await;
+    assert_eq!(code(&foreign), "BAD_USER_INPUT", "{foreign}");
+    // Hostile emails and roles: refused, nothing written.
+    let long = format!("{}@example.com", "a".repeat(300));
+    for bad in [
+        "",
+        "a",
+        "a@b",
+        "a@@b.c",
+        "a@b..c",
+        "ä@example.com",
+        "a b@example.com",
+        "a@example.com\r\nBcc: x@y.z",
+        long.as_str(),
+        "@example.com",
+        "a@.example.com",
+    ] {
+        let refused = invite(&p, &admin, bad, "USER").await;
+        assert_eq!(code(&refused), "BAD_USER_INPUT", "{bad:?}: {refused}");
+    }
+    assert_eq!(
+        code(&invite(&p, &admin, "x@example.com", "ROOT").await),
+        "BAD_USER_INPUT"
+    );
+    // One pending per email.
+    invited(&p, &admin, "x@example.com", "USER").await;
+    let twice = invite(&p, &admin, "X@example.com", "USER").await;
+    assert!(
+        twice["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pending invitation"),
+        "{twice}"
+    );
+    // An admin's hourly limit (one used above).
+    for i in 1..INVITATIONS_PER_HOUR {
+        invited(&p, &admin, &format!("p{i}@example.com"), "USER").await;
+    }
+    let auth = format!("Bearer {admin}");
+    let body = prefect_body(
+        INVITE,
+        Some(
+            json!({"i": {"tenant_id": p.h.tenant.id, "email": "late@example.com", "role": "USER"}}),
+        ),
+    );
+    let limited =
+        p.h.send(Route::RestGraphql, &body, &[("Authorization", &auth)])
+            .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(code(&limited.json), "RATE_LIMITED");
+    assert!(limited.headers.contains_key("retry-after"));
+    // The tenant's pending limit (the operator has no hourly limit).
+    let service = p.h.service();
+    for i in 0..(MAX_PENDING_INVITATIONS - INVITATIONS_PER_HOUR as usize) {
+        service
+            .operator_invite("acme", &format!("o{i}@example.com"), Role::User)
+            .await
+            .unwrap();
+    }
+    let full = service
+        .operator_invite("acme", "one-more@example.com", Role::User)
+        .await;
+    assert!(full
+        .unwrap_err()
+        .to_string()
+        .contains("pending invitations"));
+    let listed =
+        p.h.data(&admin, "{ membership_invitation { id } }", None)
+            .await;
+    assert_eq!(
+        listed["membership_invitation"].as_array().unwrap().len(),
+        MAX_PENDING_INVITATIONS
+    );
+    p.h.assert_consistent().await;
+}
