@@ -30,9 +30,11 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
-# The pinned local DynamoDB, in .venv.
+# The pinned local DynamoDB (and Cognito: its user pools sign with real RSA
+# keys only with `cryptography` beside it), in .venv.
+CRYPTOGRAPHY_VERSION=46.0.3
 ensure_ministack() {
-  ensure_venv "$VENV" "ministack==$MINISTACK_VERSION"
+  ensure_venv "$VENV" "ministack==$MINISTACK_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
 }
 
 # The real Prefect 1.x client and pytest for the end-to-end tests, in .venv-prefect.
@@ -55,7 +57,8 @@ ensure_sam() {
 # alone would move botocore past ministack's pin.
 AWS_VENV=${APIKEYS_AWS_VENV:-$PWD/.venv-aws}
 ensure_aws_emulator() {
-  ensure_venv "$AWS_VENV" "ministack==$MINISTACK_VERSION" "aws-sam-translator==1.115.0" "awscli==1.46.3"
+  ensure_venv "$AWS_VENV" "ministack==$MINISTACK_VERSION" "aws-sam-translator==1.115.0" "awscli==1.46.3" \
+    "cryptography==$CRYPTOGRAPHY_VERSION"
 }
 
 # The real browser for the console's tests: Debian's Chromium (never
@@ -103,10 +106,10 @@ start_ministack() {
   mkdir -p "$state"
   if [ -n "$persist" ]; then
     # Saved after every acknowledged write, not only at a graceful stop.
-    PERSIST_STATE=1 STATE_DIR="$state" GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
+    PERSIST_STATE=1 STATE_DIR="$state" GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb,cognito-idp \
       "$VENV/bin/python" infra/durable_dynamodb.py > "$state/ministack.log" 2>&1 &
   else
-    GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb \
+    GATEWAY_PORT=$port BIND_HOST=127.0.0.1 SERVICES=dynamodb,cognito-idp \
       "$VENV/bin/ministack" > "$state/ministack.log" 2>&1 &
   fi
   MINISTACK_PID=$!

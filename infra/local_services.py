@@ -59,13 +59,15 @@ def stop(proc):
 
 
 def start_ministack():
-    """The pinned local DynamoDB on a free 127.0.0.1 port: (process, endpoint)."""
+    """The pinned local DynamoDB (and Cognito user pools) on a free 127.0.0.1
+    port: (process, endpoint)."""
     port = free_port()
     state = tempfile.mkdtemp(prefix="apikeys-dynamodb-")
     log = open(Path(state) / "ministack.log", "w")
     proc = subprocess.Popen(
         [str(MINISTACK)],
-        env={**os.environ, "GATEWAY_PORT": str(port), "BIND_HOST": "127.0.0.1", "SERVICES": "dynamodb"},
+        env={**os.environ, "GATEWAY_PORT": str(port), "BIND_HOST": "127.0.0.1",
+             "SERVICES": "dynamodb,cognito-idp"},
         stdout=log, stderr=subprocess.STDOUT,
     )
     health = f"http://127.0.0.1:{port}/_ministack/health"

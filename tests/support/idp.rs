@@ -170,3 +170,123 @@ pub fn forged(header: &Value, claims: &Value, signature: &[u8]) -> String {
         b64(signature)
     )
 }
+
+/// The local emulator's Cognito user pools (on the same endpoint as the
+/// local DynamoDB): a pool whose users sign in with their email, a public
+/// app client (authorization code with PKCE, no secret), and people with a
+/// verified email and a permanent password.
+pub struct CognitoPool {
+    pub endpoint: String,
+    pub pool_id: String,
+    pub client_id: String,
+}
+
+impl CognitoPool {
+    /// The issuer its tokens name: the real Cognito URL, not the emulator's.
+    pub fn issuer(&self) -> String {
+        format!(
+            "https://cognito-idp.us-east-1.amazonaws.com/{}",
+            self.pool_id
+        )
+    }
+
+    /// Where its discovery document is served (by the emulator).
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/{}/.well-known/openid-configuration",
+            self.endpoint, self.pool_id
+        )
+    }
+
+    pub async fn create(endpoint: &str, callback: &str) -> Self {
+        let pool = cognito(
+            endpoint,
+            "CreateUserPool",
+            json!({"PoolName": format!("apikeys-{}", Uuid::new_v4()), "UsernameAttributes": ["email"],
+                   "AutoVerifiedAttributes": ["email"]}),
+        )
+        .await;
+        let pool_id = pool["UserPool"]["Id"].as_str().unwrap().to_string();
+        let client = cognito(
+            endpoint,
+            "CreateUserPoolClient",
+            json!({"UserPoolId": pool_id, "ClientName": "console", "GenerateSecret": false,
+                   "AllowedOAuthFlows": ["code"], "AllowedOAuthFlowsUserPoolClient": true,
+                   "AllowedOAuthScopes": ["openid", "email", "profile"], "CallbackURLs": [callback],
+                   "SupportedIdentityProviders": ["COGNITO"],
+                   "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
+        )
+        .await;
+        Self {
+            endpoint: endpoint.to_string(),
+            pool_id,
+            client_id: client["UserPoolClient"]["ClientId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        }
+    }
+
+    /// A person with `email` (verified or not) and `password`; their `sub`.
+    pub async fn add_person(&self, email: &str, verified: bool, password: &str) -> String {
+        let made = cognito(
+            &self.endpoint,
+            "AdminCreateUser",
+            json!({"UserPoolId": self.pool_id, "Username": email, "MessageAction": "SUPPRESS",
+                   "UserAttributes": [{"Name": "email", "Value": email},
+                                      {"Name": "email_verified", "Value": verified.to_string()}]}),
+        )
+        .await;
+        cognito(
+            &self.endpoint,
+            "AdminSetUserPassword",
+            json!({"UserPoolId": self.pool_id, "Username": email, "Password": password, "Permanent": true}),
+        )
+        .await;
+        made["User"]["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Name"] == "sub")
+            .and_then(|a| a["Value"].as_str())
+            .unwrap()
+            .to_string()
+    }
+
+    /// The tokens of a password sign-in (`IdToken`, `AccessToken`, ...).
+    pub async fn password_sign_in(&self, email: &str, password: &str) -> Value {
+        let answer = cognito(
+            &self.endpoint,
+            "InitiateAuth",
+            json!({"ClientId": self.client_id, "AuthFlow": "USER_PASSWORD_AUTH",
+                   "AuthParameters": {"USERNAME": email, "PASSWORD": password}}),
+        )
+        .await;
+        answer["AuthenticationResult"].clone()
+    }
+}
+
+/// One call of the Cognito user pools API (JSON 1.1) on the emulator.
+pub async fn cognito(endpoint: &str, target: &str, body: Value) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: AWSCognitoIdentityProviderService.{target}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/cognito-idp/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{target}: {text}"
+    );
+    serde_json::from_str(payload).unwrap_or(Value::Null)
+}
