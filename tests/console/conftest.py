@@ -40,6 +40,14 @@ class Service:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def graphql_as(self, authorization, query, variables=None):
+        """The answer to a GraphQL request with this `Authorization` header."""
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        request = urllib.request.Request(self.url + "/graphql", data=body, headers={
+            "Authorization": authorization, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
     def authenticates(self, key):
         answer = self.graphql(key, "{ auth_info { user_id } }")
         return "errors" not in answer and answer["data"]["auth_info"]["user_id"] is not None
@@ -106,3 +114,64 @@ def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     width = page.viewport_size["width"]
     page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+
+
+def cognito(endpoint, target, body):
+    """One call of the emulator's Cognito user pools API (JSON 1.1)."""
+    request = urllib.request.Request(endpoint + "/", data=json.dumps(body).encode(), headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": f"AWSCognitoIdentityProviderService.{target}",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/cognito-idp/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+class Provider(Service):
+    """The dev server signing people in with the emulator's Cognito: a user
+    pool, its public app client (code + PKCE, the console as callback), and
+    people made with a verified email and a password."""
+
+    def __init__(self, url, env, endpoint, pool):
+        super().__init__(url, env)
+        self.endpoint, self.pool = endpoint, pool
+
+    def person(self, email, password="Demo-pass-1", verified=True):
+        cognito(self.endpoint, "AdminCreateUser", {
+            "UserPoolId": self.pool, "Username": email, "MessageAction": "SUPPRESS",
+            "UserAttributes": [{"Name": "email", "Value": email},
+                               {"Name": "email_verified", "Value": "true" if verified else "false"}]})
+        cognito(self.endpoint, "AdminSetUserPassword", {
+            "UserPoolId": self.pool, "Username": email, "Password": password, "Permanent": True})
+        return email, password
+
+
+@pytest.fixture(scope="session")
+def provider():
+    state = tempfile.mkdtemp(prefix="apikeys-console-idp-")
+    db, endpoint = start_ministack()
+    procs = [db]
+    try:
+        port = free_port()
+        console = f"http://127.0.0.1:{port}/"
+        pool = cognito(endpoint, "CreateUserPool", {"PoolName": "apikeys-console", "UsernameAttributes": ["email"],
+                                                     "AutoVerifiedAttributes": ["email"]})["UserPool"]["Id"]
+        client = cognito(endpoint, "CreateUserPoolClient", {
+            "UserPoolId": pool, "ClientName": "console", "GenerateSecret": False, "AllowedOAuthFlows": ["code"],
+            "AllowedOAuthFlowsUserPoolClient": True, "AllowedOAuthScopes": ["openid", "email", "profile"],
+            "CallbackURLs": [console], "SupportedIdentityProviders": ["COGNITO"]})["UserPoolClient"]["ClientId"]
+        env = {**AWS_ENV, "PATH": os.environ.get("PATH", ""), "TABLE_NAME": "apikeys-console-idp",
+               "DYNAMODB_ENDPOINT": endpoint,
+               "OIDC_ISSUER": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}", "OIDC_CLIENT_ID": client,
+               "OIDC_DISCOVERY_URL": f"{endpoint}/{pool}/.well-known/openid-configuration",
+               "OIDC_AUTHORIZE_URL": f"{endpoint}/oauth2/authorize", "OIDC_TOKEN_URL": f"{endpoint}/oauth2/token",
+               "OIDC_PROVIDER_NAME": "Cognito"}
+        subprocess.run([str(BIN / "apikeys-admin"), "create-tables", "--template", str(REPO / "template.yaml")],
+                       env=env, check=True, capture_output=True)
+        procs.append(subprocess.Popen([str(BIN / "apikeys-devserver")], env={**env, "LISTEN_ADDR": f"127.0.0.1:{port}"},
+                                      stdout=open(Path(state) / "server.log", "w"), stderr=subprocess.STDOUT))
+        wait_listening(port, "apikeys dev server")
+        yield Provider(console.rstrip("/"), env, endpoint, pool)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)

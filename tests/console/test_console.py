@@ -350,7 +350,7 @@ def test_a_bad_key_at_sign_in_gets_a_clear_message(open_console, service):
     shot(page, "bad-key")
 
 
-MODULES = ["main.js", "api.js", "session.js", "router.js", "dom.js", "dialog.js", "roles.js", "keys-ui.js",
+MODULES = ["main.js", "api.js", "session.js", "signin.js", "router.js", "dom.js", "dialog.js", "roles.js", "keys-ui.js",
            "page-keys.js", "page-service-accounts.js", "page-members.js", "page-audit.js", "page-settings.js"]
 
 

@@ -1,7 +1,7 @@
 // The GraphQL client: every action is a call to the public API, the same a
 // script would make. Who it acts as comes from an injected credential
-// provider (an API key today; a session tomorrow): a function answering
-// the `Authorization` header value, or null.
+// provider (an API key, or a person's session): a function answering the
+// `Authorization` header value (or a promise of it), or null.
 
 export class ApiError extends Error {}
 
@@ -28,7 +28,7 @@ const sentence = (text) => {
 // `unauthenticated` set.
 export function createClient(credential) {
   return async function gql(query, variables) {
-    const authorization = credential();
+    const authorization = await credential();
     let response;
     try {
       response = await fetch("graphql", {
@@ -50,8 +50,10 @@ export function createClient(credential) {
     if (error) {
       const code = (error.extensions && error.extensions.code) || "";
       if (code === "UNAUTHENTICATED") {
-        const e = new ApiError("unauthenticated");
+        // The server's words, kept for the sign-in page (never a secret).
+        const e = new ApiError(error.message || "unauthenticated");
         e.unauthenticated = true;
+        e.reason = (error.extensions && error.extensions.reason) || "";
         throw e;
       }
       const own = OWN_WORDS.includes(code) && error.message;

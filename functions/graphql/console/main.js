@@ -3,8 +3,9 @@
 // public GraphQL API, the same a script would make; text from the API is
 // set as text, never as HTML.
 
-import { $, h, flash } from "./dom.js";
-import { load, end, me, roleLabel, apiKeyCredential } from "./session.js";
+import { $, h, flash, when } from "./dom.js";
+import { load, end, me, roleLabel, apiKeyCredential, sessionCredential, switchTenant, gql } from "./session.js";
+import { settings, returning, begin, finish, exchange } from "./signin.js";
 import { clearOnClose } from "./dialog.js";
 import { createRouter } from "./router.js";
 import keysPage from "./page-keys.js";
@@ -18,6 +19,10 @@ const router = createRouter(
   "keys");
 
 const STOPPED = "Your API key stopped working: it may have been revoked, have expired, or its owner been removed from the tenant. Sign in with another key.";
+const ENDED = "Your session has ended (you signed out elsewhere, it expired, or your role or membership changed). Sign in again.";
+
+// What stopping says: a key that stopped, or a session that ended.
+const stopped = () => (sessionCredential.present() ? ENDED : STOPPED);
 
 function signedOut(message) {
   end();
@@ -31,7 +36,7 @@ async function act(fn) {
     return await fn();
   } catch (e) {
     if (e.unauthenticated) {
-      signedOut(STOPPED);
+      signedOut(stopped());
       return undefined;
     }
     throw e;
@@ -42,6 +47,26 @@ function showWhoami() {
   $("whoami").replaceChildren(h("span", {},
     h("strong", {}, me.username), me.account_type === "SERVICE" && h("span", { class: "badge" }, "service account"),
     " · ", me.tenant.name, " (", h("span", { class: "mono" }, me.tenant.slug), ") · ", roleLabel(me.role)));
+  // A person in several tenants switches between them here.
+  const select = $("tenant-switch");
+  const many = me.person && me.tenants.length > 1;
+  $("tenant-switch-label").hidden = !many;
+  select.replaceChildren(...(many ? me.tenants.map((t) => h("option", { value: t.id, selected: t.id === me.tenant_id },
+    `${t.name} (${roleLabel(t.role)})`)) : []));
+}
+
+async function switchTo(tenantId) {
+  try {
+    await switchTenant(tenantId);
+    await load();
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+    showConsole();
+    flash(`You are now in ${me.tenant.name}.`);
+  } catch (e) {
+    if (e.unauthenticated) return signedOut(stopped());
+    flash(e.message, false);
+    showWhoami();
+  }
 }
 
 async function refreshWhoami() {
@@ -81,7 +106,7 @@ async function render() {
 }
 
 function showSignIn(message) {
-  for (const id of ["whoami", "sign-out", "nav", "page"]) $(id).hidden = true;
+  for (const id of ["whoami", "sign-out", "nav", "page", "welcome", "tenant-switch-label"]) $(id).hidden = true;
   // The next person to sign in in this tab sees nothing of the last one:
   // not their page, not their address, not a dialog left open.
   rendering += 1;
@@ -99,6 +124,7 @@ function showSignIn(message) {
 
 function showConsole() {
   $("sign-in").hidden = true;
+  $("welcome").hidden = true;
   for (const id of ["whoami", "sign-out", "nav", "page"]) $(id).hidden = false;
   showWhoami();
   render();
@@ -111,8 +137,96 @@ async function signIn(key) {
   showConsole();
 }
 
-function start() {
+// A person signed in whom no tenant has taken in yet: the invitations
+// addressed to their verified email, each to accept (then into that tenant).
+async function showWelcome() {
+  for (const id of ["whoami", "nav", "page", "sign-in", "tenant-switch-label"]) $(id).hidden = true;
+  $("sign-out").hidden = false;
+  const card = $("welcome");
+  card.hidden = false;
+  card.replaceChildren(h("p", { class: "hint" }, "Loading your invitations…"));
+  let data;
+  try {
+    data = await gql("{ membership_invitation { id email role tenant { id name slug } invited_by expires_at } }");
+  } catch (e) {
+    if (e.unauthenticated) return signedOut(ENDED);
+    card.replaceChildren(h("p", { class: "error", role: "alert" }, e.message));
+    return;
+  }
+  const invitations = data.membership_invitation;
+  const accept = async (invitation, button) => {
+    button.disabled = true;
+    try {
+      await gql("mutation($i: UUID!) { accept_membership_invitation(input: {invitation_id: $i}) { id tenant_id } }",
+        { i: invitation.id });
+      await switchTenant(invitation.tenant.id);
+      await load();
+      showConsole();
+      flash(`Welcome to ${invitation.tenant.name}. Create your API keys here, in API Keys.`);
+    } catch (e) {
+      button.disabled = false;
+      if (e.unauthenticated) return signedOut(ENDED);
+      flash(e.message, false);
+    }
+  };
+  card.replaceChildren(
+    h("h1", {}, "Your invitations"),
+    invitations.length
+      ? h("p", {}, "You have been invited to join:")
+      : h("p", {}, "You have no pending invitations any more. Ask an admin of your team to invite you again."),
+    ...invitations.map((i) => {
+      const button = h("button", { type: "button", "aria-label": `Accept the invitation to ${i.tenant.name}` }, "Accept");
+      button.addEventListener("click", () => accept(i, button));
+      return h("div", { class: "invitation", "data-invitation": i.tenant.slug },
+        h("span", {}, h("strong", {}, i.tenant.name), ` as ${roleLabel(i.role)}, invited by ${i.invited_by} · expires `, when(i.expires_at)),
+        button);
+    }));
+}
+
+// A person the provider vouched for, whom nobody invited: why they cannot
+// enter, in the server's words (which name the email to invite).
+function showNotMember(message) {
+  showSignIn(null);
+  $("sign-in").hidden = true;
+  const card = $("welcome");
+  card.hidden = false;
+  const again = h("button", { type: "button", class: "secondary" }, "Sign in as someone else");
+  again.addEventListener("click", () => showSignIn(null));
+  const text = message.charAt(0).toUpperCase() + message.slice(1);
+  card.replaceChildren(h("h1", {}, "Not a member yet"), h("p", { id: "not-member", role: "alert" }, text.endsWith(".") ? text : text + "."),
+    again);
+}
+
+async function signInWithProvider(s) {
+  try {
+    const idToken = await finish(s);
+    const tokens = await exchange(idToken);
+    sessionCredential.keep(tokens);
+  } catch (e) {
+    if (e.reason === "not_a_member") return showNotMember(e.message);
+    return showSignIn(e.unauthenticated ? `You could not be signed in: ${e.message}` : e.message);
+  }
+  return enter();
+}
+
+// Shows what the credential in this tab opens: the console, a person's
+// invitations, or the sign-in page.
+function enter() {
+  if (sessionCredential.present() && !apiKeyCredential.present() && !sessionCredential.inTenant()) return showWelcome();
+  if (!apiKeyCredential.present() && !sessionCredential.present()) return showSignIn(null);
+  return load().then(showConsole).catch((e) => signedOut(e.unauthenticated ? stopped() : e.message));
+}
+
+async function start() {
   $("loading").remove();
+  const provider = await settings();
+  if (provider.enabled) {
+    $("provider-sign-in").hidden = false;
+    $("provider-button").textContent = `Sign in with ${provider.provider_name || "your identity provider"}`;
+    $("provider-button").addEventListener("click", () => begin(provider));
+    $("key-sign-in").open = false;
+  }
+  $("tenant-switch").addEventListener("change", (event) => switchTo(event.target.value));
   $("sign-in-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = $("sign-in-key").value.trim();
@@ -127,13 +241,14 @@ function start() {
     }
   });
   $("sign-out").addEventListener("click", () => {
+    const person = sessionCredential.present() && !apiKeyCredential.present();
     signedOut(null);
-    flash("You are signed out. The key was forgotten by this tab.");
+    flash(person ? "You are signed out: your session was ended." : "You are signed out. The key was forgotten by this tab.");
   });
   clearOnClose();
   window.addEventListener("hashchange", render);
-  if (!apiKeyCredential.present()) return showSignIn(null);
-  load().then(showConsole).catch((e) => signedOut(e.unauthenticated ? STOPPED : e.message));
+  if (provider.enabled && returning()) return signInWithProvider(provider);
+  return enter();
 }
 
 // A module runs after the document is parsed.

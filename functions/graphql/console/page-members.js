@@ -1,7 +1,7 @@
 // "Members": the people of the tenant and their roles; who may manage
 // people (a human admin) changes roles and removes members here.
 
-import { h, flash, trash } from "./dom.js";
+import { h, flash, trash, when } from "./dom.js";
 import { ApiError } from "./api.js";
 import { gql, me, can, roleLabel, membershipIn } from "./session.js";
 import { dialog, confirm, onClose } from "./dialog.js";
@@ -43,8 +43,70 @@ function removeMember(ctx, person, membership) {
   });
 }
 
+// Who invites: a person who is an admin of the tenant (the server decides;
+// this only chooses what to show).
+const invites = () => me.account_type === "USER" && me.role === "TENANT_ADMIN";
+
+function invite(ctx) {
+  const email = h("input", { id: "invite-email", type: "email", required: true, autocomplete: "off", spellcheck: "false",
+    maxlength: "254" });
+  const role = roleSelect("invite-role", "USER");
+  dialog({
+    title: "Invite a person",
+    body: [h("label", { for: "invite-email" }, "Email"), email,
+      h("p", { class: "hint" }, "They sign in with this email (verified by the identity provider) and accept within 7 days."),
+      h("label", { for: "invite-role" }, "Role"), role],
+    ok: "Invite",
+    submit: async () => {
+      const chosen = roleById(role.value);
+      const done = await ctx.act(() => gql(
+        "mutation($input: create_membership_invitation_input!) { create_membership_invitation(input: $input) { id } }",
+        { input: { tenant_id: me.tenant_id, email: email.value.trim(), role: chosen.name } }));
+      if (!done) return;
+      flash(`${email.value.trim()} was invited as ${chosen.label}.`);
+      ctx.reload();
+    },
+  });
+}
+
+function withdraw(ctx, invitation) {
+  confirm({
+    title: `Withdraw the invitation to ${invitation.email}?`,
+    text: "They will no longer be able to join with it.",
+    ok: "Withdraw",
+    action: async () => {
+      const done = await ctx.act(() => gql(
+        "mutation($input: membership_invitation_id_input!) { delete_membership_invitation(input: $input) { success } }",
+        { input: { invitation_id: invitation.id } }));
+      if (!done) return;
+      flash(`The invitation to ${invitation.email} was withdrawn.`);
+      ctx.reload();
+    },
+  });
+}
+
+function pending(ctx, invitations) {
+  const mine = invitations.filter((i) => i.tenant.id === me.tenant_id);
+  return [
+    h("div", { class: "toolbar" }, h("h2", {}, "Pending invitations"),
+      h("button", { type: "button", id: "invite", onclick: () => invite(ctx) }, "Invite")),
+    mine.length
+      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Email"), h("th", {}, "Role"),
+          h("th", { class: "hide-narrow" }, "Expires"), h("th", { class: "actions" }, ""))),
+        h("tbody", {}, mine.map((i) => h("tr", { "data-invitation": i.email },
+          h("td", { class: "name", title: i.email }, i.email), h("td", {}, roleLabel(i.role)),
+          h("td", { class: "hide-narrow" }, when(i.expires_at)),
+          h("td", { class: "actions" }, h("button", { type: "button", class: "icon", "aria-label": `Withdraw the invitation to ${i.email}`,
+            title: `Withdraw the invitation to ${i.email}`, onclick: () => withdraw(ctx, i) }, trash()))))))
+      : h("p", { class: "empty" }, "No pending invitations."),
+  ];
+}
+
 export default async function membersPage(root, ctx) {
-  const data = await ctx.act(() => gql("{ user_view_same_tenant { id username email account_type memberships { id tenant_id role_detail { name } } } }"));
+  const query = invites()
+    ? "{ user_view_same_tenant { id username email account_type memberships { id tenant_id role_detail { name } } } membership_invitation { id email role expires_at tenant { id } } }"
+    : "{ user_view_same_tenant { id username email account_type memberships { id tenant_id role_detail { name } } } }";
+  const data = await ctx.act(() => gql(query));
   if (!data) return;
   const people = data.user_view_same_tenant.filter((u) => u.account_type === "USER")
     .sort((a, b) => a.username.localeCompare(b.username));
@@ -71,6 +133,7 @@ export default async function membersPage(root, ctx) {
     people.length
       ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Username"), h("th", { class: "hide-narrow" }, "Email"), h("th", {}, "Role"),
           manage && h("th", { class: "actions" }, ""))), h("tbody", {}, rows))
-      : h("p", { class: "empty" }, "No members."));
+      : h("p", { class: "empty" }, "No members."),
+    ...(invites() ? pending(ctx, data.membership_invitation) : []));
 }
 

@@ -10,11 +10,12 @@ use lambda_http::{Body, Response};
 #[cfg(not(feature = "no-console"))]
 const PAGE: &str = include_str!("../console/index.html");
 #[cfg(not(feature = "no-console"))]
-const ASSETS: [(&str, &str, &str); 14] = [
+const ASSETS: [(&str, &str, &str); 15] = [
     ("app.css", CSS, include_str!("../console/app.css")),
     ("main.js", JS, include_str!("../console/main.js")),
     ("api.js", JS, include_str!("../console/api.js")),
     ("session.js", JS, include_str!("../console/session.js")),
+    ("signin.js", JS, include_str!("../console/signin.js")),
     ("router.js", JS, include_str!("../console/router.js")),
     ("dom.js", JS, include_str!("../console/dom.js")),
     ("dialog.js", JS, include_str!("../console/dialog.js")),
@@ -56,9 +57,38 @@ const CSS: &str = "text/css; charset=utf-8";
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The console's page.
-pub fn page() -> Response<Body> {
-    answer(StatusCode::OK, "text/html; charset=utf-8", PAGE)
+/// The console's page; `token_url`: the identity provider's token
+/// endpoint, the one other place its scripts may post to (the code of a
+/// sign-in exchanged for the provider's tokens).
+pub fn page(token_url: Option<&str>) -> Response<Body> {
+    let mut response = answer(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    if let Some(origin) = token_url.and_then(origin_of) {
+        let csp = CSP.replace(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {origin}"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    response
+}
+
+/// The origin (`scheme://host[:port]`) of an http(s) URL of plain
+/// characters; `None` for anything else (nothing odd reaches the header).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let plain = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    plain.then(|| format!("{scheme}://{authority}"))
 }
 
 /// One of the console's assets; `None` for any other name.
@@ -90,4 +120,31 @@ fn answer(status: StatusCode, content_type: &'static str, text: &'static str) ->
     // Small enough to fetch each time: a new deployment shows at once.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::origin_of;
+
+    #[test]
+    fn only_a_plain_http_origin_reaches_the_policy() {
+        assert_eq!(
+            origin_of("https://x.auth.us-east-1.amazoncognito.com/oauth2/token").as_deref(),
+            Some("https://x.auth.us-east-1.amazoncognito.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:4566/oauth2/token?x=1").as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "https://a b/",
+            "https://a;script-src */x",
+            "ftp://x/",
+            "https:///x",
+            "x",
+        ] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
+    }
 }

@@ -413,7 +413,13 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
         (&Method::POST, "/secret-scanning/gitlab/v1/revoke_tokens") => {
             gitlab_revoke(app, &request).await
         }
-        (&Method::GET | &Method::HEAD, "") => console::page(),
+        (&Method::GET | &Method::HEAD, "") => console::page(
+            app.service
+                .config()
+                .oidc
+                .as_ref()
+                .and_then(|o| o.token_url.as_deref()),
+        ),
         (&Method::GET | &Method::HEAD, asset) if asset.starts_with("/console/") => {
             console::asset(asset.trim_start_matches("/console/")).unwrap_or_else(|| {
                 json_response(StatusCode::NOT_FOUND, &error_body("not found", "NOT_FOUND"))
