@@ -85,9 +85,6 @@ pub struct Config {
     /// `OIDC_CLIENT_ID`, with the optional `OIDC_*` of
     /// [`crate::oidc::OidcSettings`]); unset: nobody signs in, keys only.
     pub oidc: Option<crate::oidc::OidcSettings>,
-    /// May a signed-in person who belongs to no tenant create one and
-    /// become its admin (`ALLOW_SELF_SIGNUP`, default false)?
-    pub self_signup: bool,
 }
 
 /// The longest grace a rotation may give the replaced key.
@@ -235,7 +232,6 @@ impl Config {
                 }
             },
             oidc: oidc_settings(env)?,
-            self_signup: switch("ALLOW_SELF_SIGNUP")?,
         })
     }
 }

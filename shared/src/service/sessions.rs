@@ -60,7 +60,7 @@ impl std::fmt::Debug for SessionTokens {
 pub enum Authenticated {
     /// A member of a tenant (its role, copied, is the member's current one).
     Member(Box<Principal>),
-    /// A person in no tenant yet: invited (or allowed to make a tenant).
+    /// A person in no tenant yet, whom an invitation waits for.
     Person(SessionRef),
 }
 
@@ -100,8 +100,8 @@ impl ApiKeys {
     /// request for a refused one), finds the user its identity is linked
     /// to, and starts a session in `tenant` (or the first tenant they
     /// joined). A person in no tenant gets a session in none when an
-    /// invitation waits for their verified email (or they may make a
-    /// tenant); otherwise they are told to ask for an invitation.
+    /// invitation waits for their verified email; otherwise they are told
+    /// to ask for an invitation.
     pub async fn log_in(
         &self,
         verifier: &IdTokenVerifier,
@@ -131,12 +131,9 @@ impl ApiKeys {
         self.start_session(person, tenant, until, None).await
     }
 
-    /// May a person in no tenant have a session: an invitation waits for
-    /// their verified email, or they may make a tenant?
+    /// May a person in no tenant have a session: does an invitation wait
+    /// for their verified email?
     async fn may_enter_without_tenant(&self, person: &Person) -> Result<bool> {
-        if self.config.self_signup {
-            return Ok(true);
-        }
         let Some(email) = &person.email else {
             return Ok(false);
         };

@@ -69,8 +69,8 @@ pub struct SessionRecord {
     /// The person, as the identity provider vouched at sign-in.
     pub person: Person,
     /// The membership the session acts in; `None`: a person who belongs
-    /// to no tenant yet (it may read and accept its invitations, or make
-    /// a tenant where that is allowed, and nothing else).
+    /// to no tenant yet (it may read and accept its invitations, and
+    /// nothing else).
     pub member: Option<SessionMember>,
     /// When the access token stops working.
     pub expires_at: OffsetDateTime,

@@ -93,8 +93,6 @@ pub struct SignInSettings {
     pub client_id: Option<String>,
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
-    /// May a person who belongs to no tenant create one?
-    pub self_signup: bool,
 }
 
 pub struct PublicQuery;
@@ -112,7 +110,6 @@ impl PublicQuery {
             client_id: oidc.map(|o| o.client_id.clone()),
             authorize_url: oidc.and_then(|o| o.authorize_url.clone()),
             token_url: oidc.and_then(|o| o.token_url.clone()),
-            self_signup: config.self_signup,
         }
     }
 
