@@ -380,6 +380,19 @@ def main():
                      f"{steady['p50_us'] / 1000:.2f} ms", ratio(recording["p50_us"], steady["p50_us"]), "-"))
         rows.append(("writes per request for last_used at steady state (one key, one request a second, "
                      "LAST_USED_INTERVAL_SECONDS=300)", f"{1 / 300:.4f}", "0", "-", "<= 1 per key per interval"))
+        # A person's sign-in and a request made with the session it gave.
+        bare, first = overhead["log_in/bare"], overhead["log_in_first/handler"]
+        rows.append((f"sign-in: log_in with the JWKS cached, {overhead['log_in/requests']} DynamoDB requests, "
+                     "vs one bare consistent GetItem, p50", f"{overhead['log_in/handler']['p50_us'] / 1000:.2f} ms",
+                     f"{bare['p50_us'] / 1000:.2f} ms", ratio(overhead["log_in/handler"]["p50_us"], bare["p50_us"]), "-"))
+        rows.append(("sign-in: the first log_in of an instance (fetches the JWKS from a local server)",
+                     f"{first['p50_us'] / 1000:.2f} ms", f"{bare['p50_us'] / 1000:.2f} ms",
+                     ratio(first["p50_us"], bare["p50_us"]), "-"))
+        session = overhead["session_auth_info/handler"]
+        rows.append((f"request: auth_info with a session, {overhead['session_auth_info/requests']} DynamoDB "
+                     "requests, vs one bare consistent GetItem, p50", f"{session['p50_us'] / 1000:.2f} ms",
+                     f"{one_get['p50_us'] / 1000:.2f} ms", ratio(session["p50_us"], one_get["p50_us"]),
+                     "1 read, like a key"))
         for op in ("auth_api_key", "create_api_key"):
             h, b = overhead[f"{op}/handler"], overhead[f"{op}/bare"]
             rows.append((f"request: {op}, handler vs bare DynamoDB calls, p50", f"{h['p50_us'] / 1000:.2f} ms",

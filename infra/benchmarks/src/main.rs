@@ -275,6 +275,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
             .or_default()
             .push(elapsed(&reply));
     }
+    sign_in(iterations, &mut samples, &mut requests).await?;
     let mut results: BTreeMap<String, Value> = samples
         .into_iter()
         .map(|(k, v)| (k.to_string(), summary(v)))
@@ -283,6 +284,69 @@ async fn overhead(iterations: usize) -> Result<Value> {
         results.insert(format!("{operation}/requests"), json!(count));
     }
     Ok(json!(results))
+}
+
+/// A person's sign-in (`log_in` with the test provider's ID token: the
+/// first, which fetches the JWKS, then with it cached) and a request
+/// authenticated by the session it gave, beside a bare consistent GetItem.
+async fn sign_in(
+    iterations: usize,
+    samples: &mut BTreeMap<&'static str, Vec<StdDuration>>,
+    requests: &mut BTreeMap<&'static str, u64>,
+) -> Result<()> {
+    let p = apikeys_tests::idp::provider().await;
+    p.link("bench-sub", p.h.tenant.admin_id).await;
+    let token = p.sign(&p.claims("bench-sub", "bench@example.com"));
+    let body = prefect_body(
+        "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token } }",
+        Some(json!({"t": token})),
+    );
+    let client = p.h.service().store().client().clone();
+    let bare = TokenHash::of("apk_bench");
+    let mut session = String::new();
+    for i in 0..iterations {
+        p.h.counter.reset();
+        let request = event(Route::RestGraphql, "POST", &body, &[]);
+        let started = Instant::now();
+        let response = apikeys_graphql::handle(&p.h.app, request).await;
+        let took = started.elapsed();
+        let json: Value = serde_json::from_slice(response.body().as_ref())?;
+        let Some(access) = json["data"]["log_in"]["access_token"].as_str() else {
+            bail!("log_in failed: {json}");
+        };
+        session = access.to_string();
+        requests.insert("log_in", p.h.counter.total());
+        let name = if i == 0 {
+            "log_in_first/handler"
+        } else {
+            "log_in/handler"
+        };
+        samples.entry(name).or_default().push(took);
+        let started = Instant::now();
+        get(
+            &client,
+            &p.h.table,
+            format!("hash#{}", bare.as_str()),
+            "hash".into(),
+        )
+        .await?;
+        samples
+            .entry("log_in/bare")
+            .or_default()
+            .push(started.elapsed());
+    }
+    let info = prefect_body("query { auth_info { tenant_id user_id } }", None);
+    let auth = format!("Session {session}");
+    for _ in 0..iterations {
+        p.h.counter.reset();
+        let reply = handler_call(&p.h, &info, &auth).await?;
+        requests.insert("session_auth_info", p.h.counter.total());
+        samples
+            .entry("session_auth_info/handler")
+            .or_default()
+            .push(elapsed(&reply));
+    }
+    Ok(())
 }
 
 fn bare_key(h: &Harness) -> StoredKey {
