@@ -74,6 +74,29 @@ def test_invited_people_sign_in_accept_and_make_a_key_the_prefect_cli_accepts(br
             dialog.get_by_role("button", name="Invite").click()
             expect(page.locator("tr[data-invitation='bob@example.com']")).to_be_visible()
             shot(page, "members-invitations")
+            # Invited to a second tenant meanwhile: shown above the page,
+            # accepted there, then the switcher moves between the two.
+            provider.admin("create-tenant", "--name", "Bea Works", "--slug", "bea-works", "--admin", "bea")
+            provider.admin("invite", "--tenant", "bea-works", "--email", "ada@example.com", "--role", "user")
+            page.reload()
+            banner = page.locator("#invitations")
+            expect(banner).to_contain_text("You are invited to Bea Works as User")
+            shot(page, "invited-elsewhere")
+            banner.get_by_role("button", name="Accept the invitation to Bea Works").click()
+            expect(page.locator("#whoami")).to_contain_text("Bea Works")
+            expect(page.locator("#invitations")).to_be_hidden()
+            switcher = page.locator("#tenant-switch")
+            expect(switcher).to_be_visible()
+            shot(page, "tenant-switcher")
+            switcher.select_option(label="Ada Labs (Administrator)")
+            expect(page.locator("#whoami")).to_contain_text("Ada Labs")
+            # A session is no API key, for the real Prefect CLI either.
+            access = page.evaluate("JSON.parse(sessionStorage.getItem('apikeys.session')).access")
+            with tempfile.TemporaryDirectory() as home:
+                out = subprocess.run([str(PREFECT), "auth", "login", "--key", access], capture_output=True, text=True,
+                                     timeout=120, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+                                                       "LANG": "C.UTF-8", "PREFECT__CLOUD__API": provider.url})
+                assert out.returncode != 0, out.stdout + out.stderr
         else:
             hosted_sign_in(page, *ada)
             expect(page.locator("#whoami")).to_contain_text("Ada Labs")

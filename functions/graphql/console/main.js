@@ -106,7 +106,7 @@ async function render() {
 }
 
 function showSignIn(message) {
-  for (const id of ["whoami", "sign-out", "nav", "page", "welcome", "tenant-switch-label"]) $(id).hidden = true;
+  for (const id of ["whoami", "sign-out", "nav", "page", "welcome", "tenant-switch-label", "invitations"]) $(id).hidden = true;
   // The next person to sign in in this tab sees nothing of the last one:
   // not their page, not their address, not a dialog left open.
   rendering += 1;
@@ -128,6 +128,43 @@ function showConsole() {
   for (const id of ["whoami", "sign-out", "nav", "page"]) $(id).hidden = false;
   showWhoami();
   render();
+  showInvitations();
+}
+
+// Invitations to other tenants waiting for the person signed in: a line
+// above the page, each to accept (then into that tenant).
+async function showInvitations() {
+  const banner = $("invitations");
+  banner.hidden = true;
+  banner.replaceChildren();
+  if (!me || !me.person) return;
+  let data;
+  try {
+    data = await gql("{ membership_invitation { id role tenant { id name } } }");
+  } catch (e) {
+    return;
+  }
+  const others = data.membership_invitation.filter((i) => i.tenant.id !== me.tenant_id
+    && !me.tenants.some((t) => t.id === i.tenant.id));
+  if (!others.length || !me) return;
+  banner.replaceChildren(...others.map((i) => {
+    const button = h("button", { type: "button", class: "secondary", "aria-label": `Accept the invitation to ${i.tenant.name}` },
+      "Accept");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await gql("mutation($i: UUID!) { accept_membership_invitation(input: {invitation_id: $i}) { id } }", { i: i.id });
+        await switchTo(i.tenant.id);
+      } catch (e) {
+        button.disabled = false;
+        if (e.unauthenticated) return signedOut(stopped());
+        flash(e.message, false);
+      }
+    });
+    return h("div", { class: "invitation", "data-invitation": i.tenant.name },
+      h("span", {}, "You are invited to ", h("strong", {}, i.tenant.name), ` as ${roleLabel(i.role)}.`), button);
+  }));
+  banner.hidden = false;
 }
 
 async function signIn(key) {
@@ -140,7 +177,7 @@ async function signIn(key) {
 // A person signed in whom no tenant has taken in yet: the invitations
 // addressed to their verified email, each to accept (then into that tenant).
 async function showWelcome() {
-  for (const id of ["whoami", "nav", "page", "sign-in", "tenant-switch-label"]) $(id).hidden = true;
+  for (const id of ["whoami", "nav", "page", "sign-in", "tenant-switch-label", "invitations"]) $(id).hidden = true;
   $("sign-out").hidden = false;
   const card = $("welcome");
   card.hidden = false;
