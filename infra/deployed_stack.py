@@ -18,7 +18,7 @@ from local_services import REPO, stop, wait_until
 
 AWS_VENV = Path(os.environ.get("APIKEYS_AWS_VENV", REPO / ".venv-aws"))
 BUILD = Path(os.environ.get("SAM_BUILD_DIR", REPO / ".aws-sam" / "build"))
-SERVICES = "cloudformation,lambda,apigateway,dynamodb,events,iam,sts,s3,logs,sqs,cloudwatch"
+SERVICES = "cloudformation,lambda,apigateway,dynamodb,events,iam,sts,s3,logs,sqs,cloudwatch,cognito-idp"
 
 
 def aws_env(endpoint, home):

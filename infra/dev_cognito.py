@@ -6,23 +6,17 @@ Standard library only; run as `dev_cognito.py ENDPOINT CONSOLE_URL EMAIL
 PASSWORD`. Prints `NEW_POOL=1` when the pool was made now (its people are
 new identities: the demo person needs an invitation again)."""
 
-import json
 import shlex
 import sys
-import urllib.request
+
+from local_services import cognito, cognito_person
 
 
 def call(endpoint, target, body):
-    request = urllib.request.Request(endpoint + "/", data=json.dumps(body).encode(), headers={
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": f"AWSCognitoIdentityProviderService.{target}",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/cognito-idp/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return {"__error": e.read().decode(errors="replace")}
+        return cognito(endpoint, target, body)
+    except RuntimeError as e:
+        return {"__error": str(e)}
 
 
 def main(endpoint, console, email, password):
@@ -42,11 +36,7 @@ def main(endpoint, console, email, password):
             "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]})["UserPoolClient"]["ClientId"]
     known = call(endpoint, "AdminGetUser", {"UserPoolId": pool, "Username": email})
     if "__error" in known:
-        call(endpoint, "AdminCreateUser", {
-            "UserPoolId": pool, "Username": email, "MessageAction": "SUPPRESS",
-            "UserAttributes": [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}]})
-        call(endpoint, "AdminSetUserPassword", {"UserPoolId": pool, "Username": email, "Password": password,
-                                                "Permanent": True})
+        cognito_person(endpoint, pool, email, password)
     values = {
         "OIDC_ISSUER": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}",
         "OIDC_CLIENT_ID": client,

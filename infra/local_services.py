@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -116,3 +117,83 @@ def generate_event(*args):
     out = subprocess.run([str(sam), "local", "generate-event", *args], capture_output=True, text=True,
                          check=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
     return json.loads(out.stdout)
+
+
+def cognito(endpoint, target, body):
+    """One call of the emulator's Cognito user pools API (JSON 1.1); an
+    error answer is raised with its text."""
+    import json
+
+    request = urllib.request.Request(endpoint.rstrip("/") + "/", data=json.dumps(body).encode(), headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": f"AWSCognitoIdentityProviderService.{target}",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/cognito-idp/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{target}: HTTP {e.code}: {e.read().decode(errors='replace')}") from None
+
+
+def cognito_person(endpoint, pool, email, password, verified=True):
+    """A person of a user pool with a permanent password."""
+    cognito(endpoint, "AdminCreateUser", {
+        "UserPoolId": pool, "Username": email, "MessageAction": "SUPPRESS",
+        "UserAttributes": [{"Name": "email", "Value": email},
+                           {"Name": "email_verified", "Value": "true" if verified else "false"}]})
+    cognito(endpoint, "AdminSetUserPassword", {"UserPoolId": pool, "Username": email, "Password": password,
+                                               "Permanent": True})
+
+
+def hosted_sign_in(endpoint, client, redirect, email, password):
+    """The authorization code flow with PKCE through the emulator's hosted
+    sign-in page, as a browser goes through it (without one): the ID token."""
+    import base64
+    import hashlib
+    import html.parser
+    import json
+    import secrets
+    import urllib.parse
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = urllib.parse.urlencode({"response_type": "code", "client_id": client, "redirect_uri": redirect,
+                                    "scope": "openid email profile", "state": "s1", "nonce": "n1",
+                                    "code_challenge": challenge, "code_challenge_method": "S256"})
+    with urllib.request.urlopen(f"{endpoint}/oauth2/authorize?{query}", timeout=30) as response:
+        page = response.read().decode()
+
+    class Form(html.parser.HTMLParser):
+        fields = {}
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "input" and attrs.get("type") == "hidden":
+                self.fields[attrs["name"]] = attrs.get("value", "")
+
+    form = Form()
+    form.feed(page)
+    fields = {**form.fields, "username": email, "password": password}
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(urllib.request.Request(f"{endpoint}/login", data=urllib.parse.urlencode(fields).encode()),
+                    timeout=30)
+        raise RuntimeError("the hosted sign-in page did not redirect")
+    except urllib.error.HTTPError as e:
+        if e.code not in (301, 302, 303):
+            raise RuntimeError(f"hosted sign-in: HTTP {e.code}: {e.read().decode(errors='replace')}") from None
+        location = e.headers["Location"]
+    back = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
+    assert back.get("state") == ["s1"], location
+    token = urllib.parse.urlencode({"grant_type": "authorization_code", "client_id": client,
+                                    "code": back["code"][0], "redirect_uri": redirect,
+                                    "code_verifier": verifier}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/oauth2/token", data=token, headers={
+            "Content-Type": "application/x-www-form-urlencoded"}), timeout=30) as response:
+        return json.loads(response.read())["id_token"]

@@ -268,12 +268,41 @@ fn oidc_settings(
             "OIDC_ISSUER or OIDC_CLIENT_ID is too long".into(),
         ));
     }
+    let (client_id, client_stage_variable) = match client_id.strip_prefix("stage:") {
+        Some(name) if !name.is_empty() => (String::new(), Some(name.to_string())),
+        Some(_) => {
+            return Err(ConfigError(
+                "OIDC_CLIENT_ID=stage:<name> names an API Gateway stage variable".into(),
+            ))
+        }
+        None => (client_id.to_string(), None),
+    };
+    // A Cognito pool behind an endpoint override (an emulator, as
+    // AWS_ENDPOINT_URL moves DynamoDB): its discovery document is served
+    // there, while its tokens still name the real issuer.
+    let cognito_endpoint = [
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+        "AWS_ENDPOINT_URL",
+    ]
+    .into_iter()
+    .find_map(get)
+    .map(|e| e.trim_end_matches('/').to_string());
+    let cognito_pool = issuer
+        .strip_prefix("https://cognito-idp.")
+        .and_then(|rest| rest.split_once(".amazonaws.com/"))
+        .map(|(_, pool)| pool.to_string());
+    let default_discovery = match (&cognito_endpoint, &cognito_pool) {
+        (Some(endpoint), Some(pool)) => {
+            format!("{endpoint}/{pool}/.well-known/openid-configuration")
+        }
+        _ => format!("{issuer}/.well-known/openid-configuration"),
+    };
     Ok(Some(crate::oidc::OidcSettings {
         issuer: issuer.to_string(),
-        client_id: client_id.to_string(),
+        client_id,
+        client_stage_variable,
         jwks_url: url("OIDC_JWKS_URL")?,
-        discovery_url: url("OIDC_DISCOVERY_URL")?
-            .unwrap_or_else(|| format!("{issuer}/.well-known/openid-configuration")),
+        discovery_url: url("OIDC_DISCOVERY_URL")?.unwrap_or(default_discovery),
         email_domains: get("OIDC_EMAIL_DOMAINS")
             .unwrap_or_default()
             .split(',')

@@ -47,7 +47,14 @@ pub struct OidcSettings {
     /// The tokens' `iss`, exactly (`OIDC_ISSUER`).
     pub issuer: String,
     /// The app client's id: the ID tokens' `aud` (`OIDC_CLIENT_ID`).
+    /// Empty when it comes from an API Gateway stage variable (see
+    /// `client_stage_variable`) until the first request gives it.
     pub client_id: String,
+    /// `OIDC_CLIENT_ID=stage:<name>`: the client id is the API Gateway
+    /// stage variable `<name>` (how the template gives the function the id
+    /// of a client whose callback URL is the API's own: an environment
+    /// variable would make a dependency cycle).
+    pub client_stage_variable: Option<String>,
     /// Where the keys are fetched from (`OIDC_JWKS_URL`; unset: the
     /// `jwks_uri` of the discovery document). Apart from the issuer, for a
     /// provider served elsewhere than its tokens say (an emulator).

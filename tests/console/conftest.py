@@ -16,7 +16,8 @@ from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "infra"))
-from local_services import AWS_ENV, free_port, start_ministack, stop, wait_listening  # noqa: E402
+from local_services import (  # noqa: E402
+    AWS_ENV, cognito, cognito_person, free_port, start_ministack, stop, wait_listening)
 
 BIN = Path(os.environ.get("APIKEYS_BIN_DIR", REPO / "target" / "debug"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/lib/chromium/chromium")
@@ -116,17 +117,6 @@ def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
 
 
-def cognito(endpoint, target, body):
-    """One call of the emulator's Cognito user pools API (JSON 1.1)."""
-    request = urllib.request.Request(endpoint + "/", data=json.dumps(body).encode(), headers={
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": f"AWSCognitoIdentityProviderService.{target}",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/cognito-idp/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
-
-
 class Provider(Service):
     """The dev server signing people in with the emulator's Cognito: a user
     pool, its public app client (code + PKCE, the console as callback), and
@@ -137,12 +127,7 @@ class Provider(Service):
         self.endpoint, self.pool = endpoint, pool
 
     def person(self, email, password="Demo-pass-1", verified=True):
-        cognito(self.endpoint, "AdminCreateUser", {
-            "UserPoolId": self.pool, "Username": email, "MessageAction": "SUPPRESS",
-            "UserAttributes": [{"Name": "email", "Value": email},
-                               {"Name": "email_verified", "Value": "true" if verified else "false"}]})
-        cognito(self.endpoint, "AdminSetUserPassword", {
-            "UserPoolId": self.pool, "Username": email, "Password": password, "Permanent": True})
+        cognito_person(self.endpoint, self.pool, email, password, verified)
         return email, password
 
 

@@ -252,3 +252,55 @@ def test_events_that_cannot_be_put_are_retried_then_land_in_the_failure_queue(de
     assert "DDBStreamBatchInfo" in body or "MaxRecordAgeExceeded" in body, body
     # Positions only: no event, key or hash in it.
     assert "audit#" not in body and "hash#" not in body, body
+
+
+def test_people_sign_in_with_the_templates_user_pool_through_the_gateway(deployed):
+    """The template's own Cognito pool, made by CloudFormation on the
+    emulator: an invited person goes through its hosted sign-in page (code
+    + PKCE), exchanges the ID token for a session through API Gateway (the
+    function reads the client id from the stage variable and the keys from
+    the emulator's discovery document), accepts, switches in and makes a key."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
+    from local_services import cognito_person, hosted_sign_in
+
+    pool, client = deployed.outputs["UserPoolId"], deployed.outputs["UserPoolClientId"]
+    assert deployed.outputs["SignInUrl"].startswith("https://apikeys-")
+    graphql = deployed.url("GraphqlUrl")
+    status, body = request(graphql, None, {"query": "{ sign_in_settings { enabled client_id issuer provider_name } }"})
+    assert status == 200 and body["data"]["sign_in_settings"] == {
+        "enabled": True, "client_id": client, "provider_name": "Cognito",
+        "issuer": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}"}, body
+    deployed.admin("create-tenant", "--name", "People Co", "--slug", "people-co", "--admin", "pam")
+    deployed.admin("invite", "--tenant", "people-co", "--email", "ivy@example.com", "--role", "user")
+    cognito_person(deployed.endpoint, pool, "ivy@example.com", "Deployed-pass-1")
+    id_token = hosted_sign_in(deployed.endpoint, client, deployed.outputs["ConsoleUrl"], "ivy@example.com",
+                              "Deployed-pass-1")
+    status, body = request(graphql, None, {
+        "query": "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token tenant_id } }",
+        "variables": {"t": id_token}})
+    assert status == 200 and body["data"]["log_in"]["tenant_id"] is None, body
+    session = {"Authorization": "Session " + body["data"]["log_in"]["access_token"]}
+    status, body = request(graphql, None, {"query": "{ membership_invitation { id tenant { id slug } } }"},
+                           headers=session)
+    invitation = body["data"]["membership_invitation"][0]
+    assert invitation["tenant"]["slug"] == "people-co", body
+    status, body = request(graphql, None, {
+        "query": "mutation($i: UUID!) { accept_membership_invitation(input: {invitation_id: $i}) { tenant_id } }",
+        "variables": {"i": invitation["id"]}}, headers=session)
+    assert status == 200 and "errors" not in body, body
+    status, body = request(graphql, None, {
+        "query": "mutation($t: UUID!) { switch_tenant(input: {tenant_id: $t}) { access_token } }",
+        "variables": {"t": invitation["tenant"]["id"]}}, headers=session)
+    member = {"Authorization": "Session " + body["data"]["switch_tenant"]["access_token"]}
+    status, body = request(graphql, None, {"query": "{ auth_info { user_id role } }"}, headers=member)
+    assert body["data"]["auth_info"]["role"] == "USER", body
+    status, body = request(graphql, None, {
+        "query": "mutation($u: UUID!) { create_api_key(input: {name: \"ivy ci\", user_id: $u}) { key } }",
+        "variables": {"u": body["data"]["auth_info"]["user_id"]}}, headers=member)
+    key = body["data"]["create_api_key"]["key"]
+    status, body = request(graphql, key, {"query": "{ auth_info { role } }"})
+    assert status == 200 and body["data"]["auth_info"]["role"] == "USER", body
+    # The session is no key, here either: not at the authorizer.
+    if "ExampleProtectedApiUrl" in deployed.outputs:
+        status, _ = request(deployed.url("ExampleProtectedApiUrl"), member["Authorization"].split()[1])
+        assert status == 401

@@ -68,11 +68,28 @@ impl App {
         &self.service
     }
 
-    /// The ID-token verifier, when an identity provider is configured.
-    fn verifier(&self) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
+    /// The ID-token verifier, when an identity provider is configured
+    /// (with a client id from the API Gateway stage variable the
+    /// configuration names, read from the first request that needs it).
+    fn verifier(&self, request: &Request) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
         self.verifier
             .get_or_init(|| {
-                let settings = self.service.config().oidc.clone()?;
+                let mut settings = self.service.config().oidc.clone()?;
+                if let Some(name) = &settings.client_stage_variable {
+                    let from_stage = request
+                        .stage_variables_ref()
+                        .and_then(|variables| variables.first(name))
+                        .map(str::to_string);
+                    let Some(client) = from_stage.filter(|c| !c.is_empty() && c.len() <= 256)
+                    else {
+                        tracing::error!(
+                            variable = %name,
+                            "the stage variable that holds the client id is missing: sign-in off"
+                        );
+                        return None;
+                    };
+                    settings.client_id = client;
+                }
                 match apikeys_shared::oidc::IdTokenVerifier::new(settings) {
                     Ok(verifier) => Some(Arc::new(verifier)),
                     Err(e) => {
@@ -737,6 +754,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
     let source = source_ip(request);
     let run = run(
         app,
+        request,
         &credential,
         tenant_header,
         source,
@@ -809,6 +827,7 @@ fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
 /// Authenticates and executes: everything that reads or writes DynamoDB.
 async fn run(
     app: &App,
+    request: &Request,
     credential: &Credential<'_>,
     tenant_header: Option<&str>,
     source: Option<std::net::IpAddr>,
@@ -822,7 +841,9 @@ async fn run(
                 Ok(Authenticated::Member(principal)) => Ok(*principal),
                 // A person in no tenant yet: the schema of invitations.
                 Ok(Authenticated::Person(person)) => {
-                    return execute_public(app, None, Some(person), parsed, measured).await
+                    let verifier = app.verifier(request);
+                    return execute_public(app, verifier, None, Some(person), parsed, measured)
+                        .await;
                 }
                 Err(e) => Err(e),
             }
@@ -884,7 +905,8 @@ async fn public(
     parsed: &GraphQlRequest,
     measured: &Measured,
 ) -> Response<Body> {
-    let execute = execute_public(app, bearer, None, parsed, Some(measured));
+    let verifier = app.verifier(request);
+    let execute = execute_public(app, verifier, bearer, None, parsed, Some(measured));
     match tokio::time::timeout_at(deadline_of(app, request).into(), execute).await {
         Ok(response) => response,
         Err(_) => {
@@ -905,6 +927,7 @@ async fn public(
 /// Runs a request on the public schema: sign-in, or a person in no tenant.
 async fn execute_public(
     app: &App,
+    verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
     bearer: Option<&str>,
     person: Option<apikeys_shared::domain::SessionRef>,
     parsed: &GraphQlRequest,
@@ -912,7 +935,7 @@ async fn execute_public(
 ) -> Response<Body> {
     let context = PublicContext {
         service: Arc::clone(&app.service),
-        verifier: app.verifier(),
+        verifier,
         refresh_token: bearer.map(str::to_string),
         person,
     };

@@ -101,10 +101,9 @@ pub struct PublicQuery;
 #[graphql(context = PublicContext, rename_all = "none")]
 impl PublicQuery {
     fn sign_in_settings(ctx: &PublicContext) -> SignInSettings {
-        let config = ctx.service.config();
-        let oidc = config.oidc.as_ref();
+        let oidc = ctx.verifier.as_ref().map(|v| v.settings());
         SignInSettings {
-            enabled: oidc.is_some() && ctx.verifier.is_some(),
+            enabled: oidc.is_some(),
             provider_name: oidc.map(|o| o.provider_name.clone()),
             issuer: oidc.map(|o| o.issuer.clone()),
             client_id: oidc.map(|o| o.client_id.clone()),
