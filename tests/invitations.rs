@@ -400,3 +400,67 @@ async fn who_may_invite_and_how_many() {
     );
     p.h.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_look_alike_email_matches_no_invitation() {
+    let p = provider().await;
+    invited(
+        &p,
+        &p.h.tenant.admin_key.clone(),
+        "kim@example.com",
+        "TENANT_ADMIN",
+    )
+    .await;
+    // The Kelvin sign, which Unicode lowercases to an ASCII k.
+    let (reply, _) = signed_in(&p, "mallory-sub", "\u{212A}im@example.com").await;
+    assert_eq!(
+        reply["errors"][0]["extensions"]["reason"],
+        json!("not_a_member"),
+        "{reply}"
+    );
+    for bad in ["a@-x.com", "a@x-.com", "a@x.-com"] {
+        assert_eq!(
+            code(&invite(&p, &p.h.tenant.admin_key, bad, "USER").await),
+            "BAD_USER_INPUT",
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_admin_no_longer_an_admin_can_neither_withdraw_nor_leave_invitations_standing() {
+    let p = provider().await;
+    let dora = p.h.add_member("acme", "dora", Role::TenantAdmin).await;
+    let id = invited(&p, &dora.key, "guest@example.com", "TENANT_ADMIN").await;
+    let spare = invited(&p, &dora.key, "spare@example.com", "USER").await;
+    let dora_before =
+        p.h.service()
+            .authenticate(Some(&dora.key), None)
+            .await
+            .unwrap();
+    let admin = p.h.tenant.admin_key.clone();
+    let demoted = p
+        .h
+        .gql(
+            &admin,
+            "mutation($m: UUID!, $r: UUID!) { set_membership_role(input: {membership_id: $m, role_id: $r}) { id } }",
+            Some(json!({"m": dora.membership_id, "r": Role::User.id()})),
+        )
+        .await;
+    assert!(demoted.get("errors").is_none(), "{demoted}");
+    // Her request authenticated as an admin; the change is refused in words.
+    let withdrawn = p.h.service().withdraw_invitation(&dora_before, spare).await;
+    assert!(
+        matches!(withdrawn, Err(apikeys_shared::Error::Forbidden(_))),
+        "{withdrawn:?}"
+    );
+    // Her invitation no longer stands.
+    let (_, guest) = signed_in(&p, "guest-sub", "guest@example.com").await;
+    let refused = accept(&p, &guest, id).await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    assert!(refused["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no longer an admin"));
+    p.h.assert_consistent().await;
+}

@@ -549,3 +549,234 @@ async fn racing_refreshes_and_sign_ins_stay_bounded() {
     }
     assert!((1..=5).contains(&live), "{live} live sessions");
 }
+
+#[tokio::test]
+async fn the_client_id_can_come_from_the_stage_variable_the_template_sets() {
+    let p = provider_with(&[("OIDC_CLIENT_ID", "stage:oidcClientId")]).await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let token = p.sign(&p.claims("alice-sub", "alice@example.com"));
+    let body = apikeys_tests::prefect_body(
+        "mutation($t: String!) { log_in(input: {id_token: $t}) { tenant_id } }",
+        Some(json!({"t": token})),
+    );
+    let send = |variables: &'static [(&'static str, &'static str)]| {
+        let request =
+            apikeys_tests::staged_event(apikeys_tests::Route::RestGraphql, &body, &[], variables);
+        apikeys_graphql::handle(&p.h.app, request)
+    };
+    let signed_in = send(&[("oidcClientId", CLIENT)]).await;
+    let json: Value = serde_json::from_slice(signed_in.body()).unwrap();
+    assert_eq!(
+        json["data"]["log_in"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{json}"
+    );
+    // The client id is the stage's, for the instance's life: a token for
+    // another client stays refused.
+    let mut other = p.claims("alice-sub", "alice@example.com");
+    other["aud"] = json!("another-client");
+    let reply = p.log_in(&p.sign(&other)).await;
+    assert_eq!(reason(&reply), "id_token_wrong_audience", "{}", reply.body);
+}
+
+#[tokio::test]
+async fn without_its_stage_variable_sign_in_is_off_and_says_so() {
+    let p = provider_with(&[("OIDC_CLIENT_ID", "stage:oidcClientId")]).await;
+    let settings = p
+        .public(
+            "{ sign_in_settings { enabled client_id } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        settings.json["data"]["sign_in_settings"],
+        json!({"enabled": false, "client_id": null}),
+        "{}",
+        settings.body
+    );
+    p.h.counter.reset();
+    let reply = p.log_in(&p.sign(&p.claims("x", "x@example.com"))).await;
+    assert_eq!(code(&reply.json), "BAD_USER_INPUT", "{}", reply.body);
+    assert_eq!(p.h.counter.total(), 0);
+    // A request of the stage that has it turns sign-in on (nothing was
+    // remembered from the requests without).
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let body = apikeys_tests::prefect_body(
+        "mutation($t: String!) { log_in(input: {id_token: $t}) { tenant_id } }",
+        Some(json!({"t": p.sign(&p.claims("alice-sub", "alice@example.com"))})),
+    );
+    let request = apikeys_tests::staged_event(
+        apikeys_tests::Route::RestGraphql,
+        &body,
+        &[],
+        &[("oidcClientId", CLIENT)],
+    );
+    let answer = apikeys_graphql::handle(&p.h.app, request).await;
+    let json: Value = serde_json::from_slice(answer.body()).unwrap();
+    assert_eq!(
+        json["data"]["log_in"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn the_tenants_networks_bind_sessions_too_even_ones_made_before() {
+    use apikeys_shared::policy::LeakAction;
+    use apikeys_shared::service::{Authenticated, PolicyChange};
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (before, _) = p.session("alice-sub").await;
+    p.h.service()
+        .set_key_policy_as_operator(
+            "acme",
+            &PolicyChange {
+                max_user_key_days: None,
+                max_service_key_days: None,
+                scopes_required: false,
+                allowed_networks: vec!["127.0.0.0/8".into()],
+                leak_action: LeakAction::Revoke,
+            },
+        )
+        .await
+        .unwrap();
+    let (after, _) = p.session("alice-sub").await;
+    for access in [&before, &after] {
+        let auth = format!("Session {access}");
+        let body = apikeys_tests::prefect_body("{ auth_info { role } }", None);
+        let outside =
+            p.h.send_from(
+                apikeys_tests::Route::RestGraphql,
+                &body,
+                &[("Authorization", &auth)],
+                "203.0.113.9",
+            )
+            .await;
+        assert_eq!(
+            outside.json["errors"][0]["extensions"]["reason"],
+            json!("policy_network"),
+            "{}",
+            outside.body
+        );
+        let inside =
+            p.h.send_from(
+                apikeys_tests::Route::RestGraphql,
+                &body,
+                &[("Authorization", &auth)],
+                "127.0.0.1",
+            )
+            .await;
+        assert!(inside.json.get("errors").is_none(), "{}", inside.body);
+        // Only the networks: a session is no key the lifetime rules judge.
+        let authenticated =
+            p.h.service()
+                .authenticate_session(access, None)
+                .await
+                .unwrap();
+        let Authenticated::Member(principal) = authenticated else {
+            panic!("a member's session")
+        };
+        assert!(p
+            .h
+            .service()
+            .admit_here(&principal, "127.0.0.1".parse().ok())
+            .is_ok());
+    }
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_log_out_that_raced_a_refresh_still_ends_the_session() {
+    use apikeys_shared::service::Authenticated;
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (access, refresh) = p.session("alice-sub").await;
+    // The log-out authenticated first; the refresh commits before its write.
+    let Authenticated::Member(principal) =
+        p.h.service()
+            .authenticate_session(&access, None)
+            .await
+            .unwrap()
+    else {
+        panic!("a member's session")
+    };
+    let renewed =
+        p.h.service()
+            .refresh_session(&access, Some(&refresh))
+            .await
+            .unwrap();
+    let ended =
+        p.h.service()
+            .log_out(
+                principal.session.as_ref(),
+                Some((principal.tenant_id, principal.user_id)),
+            )
+            .await
+            .unwrap();
+    assert!(ended);
+    let after = p.as_session(&renewed.access_token, "{ hello }").await;
+    assert_eq!(
+        after["errors"][0]["extensions"]["reason"],
+        json!("session_ended"),
+        "{after}"
+    );
+    p.h.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_failing_discovery_document_is_fetched_once_for_many_sign_ins() {
+    let discovery = apikeys_tests::documents::document_server(
+        "/.well-known/openid-configuration",
+        &json!({}),
+        true,
+    )
+    .await;
+    let h = apikeys_tests::Harness::with_env(&[
+        ("OIDC_ISSUER", ISSUER),
+        ("OIDC_CLIENT_ID", CLIENT),
+        ("OIDC_DISCOVERY_URL", discovery.url.as_str()),
+    ])
+    .await;
+    let token = sign_rsa(
+        RSA_A,
+        KID,
+        &json!({"iss": ISSUER, "aud": CLIENT, "sub": "x", "iat": 1, "exp": 2}),
+    );
+    let body = apikeys_tests::prefect_body(
+        "mutation($t: String!) { log_in(input: {id_token: $t}) { tenant_id } }",
+        Some(json!({"t": token})),
+    );
+    let replies = futures::future::join_all(
+        (0..5).map(|_| h.send(apikeys_tests::Route::RestGraphql, &body, &[])),
+    )
+    .await;
+    for r in &replies {
+        assert_eq!(r.status, 503, "{}", r.body);
+    }
+    assert_eq!(discovery.fetched(), 1);
+}
+
+#[tokio::test]
+async fn aliases_of_my_tenants_read_once() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let (access, _) = p.session("alice-sub").await;
+    p.h.counter.reset();
+    p.as_session(&access, "{ my_tenants { id } }").await;
+    let once = p.h.counter.total();
+    p.h.counter.reset();
+    let many = (0..10)
+        .map(|i| format!("t{i}: my_tenants {{ id }} i{i}: membership_invitation {{ id }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let answer = p.as_session(&access, &format!("{{ {many} }}")).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    // One authentication, the tenants once, the invitations once (two
+    // queries: the tenant's, and those to the verified email).
+    assert!(
+        p.h.counter.total() <= once + 2,
+        "{} requests, {once} for one",
+        p.h.counter.total()
+    );
+}

@@ -331,6 +331,69 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_provider_needs_issuer_and_client_and_finds_an_emulated_cognito() {
+        let base = [("TABLE_NAME", "t")];
+        assert_eq!(Config::from_map(&env(&base)).unwrap().oidc, None);
+        for half in [
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_CLIENT_ID", "c"),
+        ] {
+            let err = Config::from_map(&env(&[base[0], half])).unwrap_err();
+            assert!(err.to_string().contains("go together"), "{err}");
+        }
+        let pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Abc";
+        let oidc = |extra: &[(&str, &str)]| {
+            let mut all = vec![
+                base[0],
+                ("OIDC_ISSUER", pool),
+                ("OIDC_CLIENT_ID", "stage:oidcClientId"),
+            ];
+            all.extend_from_slice(extra);
+            Config::from_map(&env(&all)).unwrap().oidc.unwrap()
+        };
+        let plain = oidc(&[]);
+        assert_eq!(plain.client_id, "");
+        assert_eq!(plain.client_stage_variable.as_deref(), Some("oidcClientId"));
+        assert_eq!(
+            plain.discovery_url,
+            format!("{pool}/.well-known/openid-configuration")
+        );
+        let emulated = oidc(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/")]);
+        assert_eq!(
+            emulated.discovery_url,
+            "http://127.0.0.1:4566/us-east-1_Abc/.well-known/openid-configuration"
+        );
+        let chosen = oidc(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("OIDC_DISCOVERY_URL", "https://elsewhere.example/d"),
+        ]);
+        assert_eq!(chosen.discovery_url, "https://elsewhere.example/d");
+        // Another issuer is never moved by an endpoint override.
+        let other = Config::from_map(&env(&[
+            base[0],
+            ("OIDC_ISSUER", "https://login.example.com/"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("OIDC_EMAIL_DOMAINS", " Example.com, @corp.example ,,"),
+        ]))
+        .unwrap()
+        .oidc
+        .unwrap();
+        assert_eq!(other.issuer, "https://login.example.com");
+        assert_eq!(
+            other.discovery_url,
+            "https://login.example.com/.well-known/openid-configuration"
+        );
+        assert_eq!(other.email_domains, ["example.com", "corp.example"]);
+        for bad in [("OIDC_CLIENT_ID", "stage:"), ("OIDC_JWKS_URL", "ftp://x")] {
+            let mut all = vec![base[0], ("OIDC_ISSUER", pool), ("OIDC_CLIENT_ID", "c")];
+            all.retain(|(k, _)| *k != bad.0);
+            all.push(bad);
+            assert!(Config::from_map(&env(&all)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn retention_and_interval_have_defaults_and_bounds() {
         let config = Config::from_map(&env(&[("TABLE_NAME", "t")])).unwrap();
         assert_eq!(config.audit_retention, time::Duration::days(365));

@@ -292,6 +292,10 @@ pub struct IdTokenVerifier {
     /// The JWKS, set up at the first token that needs it (after the
     /// discovery document, when no JWKS URL is configured).
     keys: tokio::sync::OnceCell<KeySet<Jwk>>,
+    /// When finding the key set (the discovery document) last failed: for
+    /// `JWKS_RULES.retry_after` after it, sign-ins are answered retryable
+    /// at once rather than each waiting on a fetch of their own.
+    discovery_failed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl IdTokenVerifier {
@@ -300,6 +304,7 @@ impl IdTokenVerifier {
             settings,
             fetcher: Fetcher::new()?,
             keys: tokio::sync::OnceCell::new(),
+            discovery_failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -308,11 +313,34 @@ impl IdTokenVerifier {
     }
 
     async fn key_set(&self) -> Result<&KeySet<Jwk>, KeysUnavailable> {
+        let recently_failed = || {
+            self.discovery_failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|at| at.elapsed() < JWKS_RULES.retry_after)
+        };
         self.keys
             .get_or_try_init(|| async {
+                // Concurrent sign-ins wait for one attempt: after it failed,
+                // the next ones are answered at once.
+                if recently_failed() {
+                    return Err(KeysUnavailable(
+                        "the discovery document could not be fetched a moment ago".into(),
+                    ));
+                }
                 let url = match &self.settings.jwks_url {
                     Some(url) => url.clone(),
-                    None => self.discover().await?,
+                    None => match self.discover().await {
+                        Ok(url) => url,
+                        Err(e) => {
+                            *self
+                                .discovery_failed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner()) =
+                                Some(std::time::Instant::now());
+                            return Err(e);
+                        }
+                    },
                 };
                 KeySet::new(url, jwks_of, JWKS_RULES).map_err(|e| KeysUnavailable(e.to_string()))
             })
@@ -447,10 +475,13 @@ impl IdTokenVerifier {
             return Err(TokenRefusal::Malformed);
         }
         let verified = claims.email_verified.as_ref().is_some_and(Verified::yes);
+        // ASCII only, lowercased as ASCII: a look-alike letter (the Kelvin
+        // sign) never folds into another person's address.
         let email = claims
             .email
-            .filter(|e| verified && e.len() <= 254 && e.contains('@'))
-            .map(|e| e.trim().to_lowercase());
+            .map(|e| e.trim().to_string())
+            .filter(|e| verified && e.len() <= 254 && e.contains('@') && e.is_ascii())
+            .map(|e| e.to_ascii_lowercase());
         if !self.settings.email_domains.is_empty() {
             let domain = email
                 .as_deref()

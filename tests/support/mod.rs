@@ -80,6 +80,34 @@ pub fn event_from(
     headers: &[(&str, &str)],
     source: Option<&str>,
 ) -> lambda_http::Request {
+    let event = event_json(route, method, body, headers, source);
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// [`event`] on a stage with these stage variables.
+pub fn staged_event(
+    route: Route,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    variables: &[(&str, &str)],
+) -> lambda_http::Request {
+    let mut event = event_json(route, "POST", body, headers, None);
+    let variables: serde_json::Map<String, Value> = variables
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    event["stageVariables"] = Value::Object(variables);
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+/// The JSON of [`event_from`].
+fn event_json(
+    route: Route,
+    method: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    source: Option<&str>,
+) -> Value {
     let fixture = match route {
         Route::RestGraphql => REST_GRAPHQL_EVENT,
         Route::RestRoot => REST_ROOT_EVENT,
@@ -124,7 +152,7 @@ pub fn event_from(
             Route::HttpApi => event["requestContext"]["http"]["sourceIp"] = json!(source),
         }
     }
-    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+    event
 }
 
 /// An HTTP answer of the handler.

@@ -53,7 +53,13 @@ async function refreshSession() {
   if (!s) return false;
   if (!refreshing) {
     refreshing = createClient(() => "Bearer " + s.refresh)(REFRESH, { a: s.access })
-      .then((data) => { sessionCredential.keep(data.refresh_token); return true; })
+      .then((data) => {
+        // Signed out (or in again) meanwhile: the late answer is dropped.
+        const now = sessionCredential.read();
+        if (!now || now.access !== s.access) return false;
+        sessionCredential.keep(data.refresh_token);
+        return true;
+      })
       .catch(() => false)
       .finally(() => { refreshing = null; });
   }

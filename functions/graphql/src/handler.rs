@@ -72,33 +72,33 @@ impl App {
     /// (with a client id from the API Gateway stage variable the
     /// configuration names, read from the first request that needs it).
     fn verifier(&self, request: &Request) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
-        self.verifier
-            .get_or_init(|| {
-                let mut settings = self.service.config().oidc.clone()?;
-                if let Some(name) = &settings.client_stage_variable {
-                    let from_stage = request
-                        .stage_variables_ref()
-                        .and_then(|variables| variables.first(name))
-                        .map(str::to_string);
-                    let Some(client) = from_stage.filter(|c| !c.is_empty() && c.len() <= 256)
-                    else {
-                        tracing::error!(
-                            variable = %name,
-                            "the stage variable that holds the client id is missing: sign-in off"
-                        );
-                        return None;
-                    };
-                    settings.client_id = client;
-                }
-                match apikeys_shared::oidc::IdTokenVerifier::new(settings) {
-                    Ok(verifier) => Some(Arc::new(verifier)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "identity provider not usable: sign-in off");
-                        None
-                    }
-                }
-            })
-            .clone()
+        if let Some(built) = self.verifier.get() {
+            return built.clone();
+        }
+        let mut settings = self.service.config().oidc.clone()?;
+        if let Some(name) = &settings.client_stage_variable {
+            let from_stage = request
+                .stage_variables_ref()
+                .and_then(|variables| variables.first(name))
+                .filter(|c| !c.is_empty() && c.len() <= 256);
+            let Some(client) = from_stage else {
+                // Not remembered: a request of the stage that has it may come.
+                tracing::error!(
+                    variable = %name,
+                    "the stage variable that holds the client id is missing: no sign-in"
+                );
+                return None;
+            };
+            settings.client_id = client.to_string();
+        }
+        let built = match apikeys_shared::oidc::IdTokenVerifier::new(settings) {
+            Ok(verifier) => Some(Arc::new(verifier)),
+            Err(e) => {
+                tracing::error!(error = %e, "identity provider not usable: sign-in off");
+                None
+            }
+        };
+        self.verifier.get_or_init(|| built).clone()
     }
 
     /// What init does beyond building, unless configured not to: one request
@@ -938,6 +938,7 @@ async fn execute_public(
         verifier,
         refresh_token: bearer.map(str::to_string),
         person,
+        reads: Default::default(),
     };
     let result = juniper::execute(
         &parsed.query,

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::*;
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::domain::{AccountType, Person, Role};
-use crate::store::{Invitation, InvitationAccept, InvitationInsert, UserRecord};
+use crate::store::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert, UserRecord};
 
 /// How long an invitation waits to be accepted.
 pub const INVITATION_DAYS: i64 = 7;
@@ -48,12 +48,15 @@ pub fn normalize_email(raw: &str) -> Result<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
     let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
     if local_ok && domain_ok {
         Ok(email)
     } else {
@@ -231,14 +234,16 @@ impl ApiKeys {
                 Some(&invitation.email),
             ),
         );
-        if self
+        match self
             .store
             .delete_invitation(&invitation, Some(p.user_id), &audit)
             .await?
         {
-            Ok(())
-        } else {
-            Err(Error::NotFound("invitation"))
+            InvitationDelete::Deleted => Ok(()),
+            InvitationDelete::Gone => Err(Error::NotFound("invitation")),
+            InvitationDelete::CallerNotAdmin => Err(Error::Forbidden(
+                "you are no longer an admin of this tenant: nothing was withdrawn".into(),
+            )),
         }
     }
 
@@ -349,6 +354,13 @@ impl ApiKeys {
             {
                 InvitationAccept::Accepted => return Ok((membership.id, invitation.tenant_id)),
                 InvitationAccept::Gone | InvitationAccept::TenantGone => return Err(not_found()),
+                InvitationAccept::InviterNotAdmin => {
+                    return Err(Error::Forbidden(
+                        "the admin who sent this invitation is no longer an admin of the tenant: \
+                         ask an admin for a new invitation"
+                            .into(),
+                    ))
+                }
                 InvitationAccept::AlreadyMember => {
                     return Err(Error::BadInput(
                         "you are a member of this tenant already".into(),

@@ -501,10 +501,15 @@ impl ApiKeys {
         // A key item written before `created` was copied, under a lifetime
         // limit, cannot be judged: the limit wins.
         let created = p.key_created.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        if let Some(violation) =
-            p.policy
-                .violation(p.account_type, created, p.key_expires_at, &p.key_scopes)
-        {
+        // A person's session is no key: of the key policy, only the
+        // tenant's networks bind it.
+        let violation = match p.session {
+            Some(_) => None,
+            None => p
+                .policy
+                .violation(p.account_type, created, p.key_expires_at, &p.key_scopes),
+        };
+        if let Some(violation) = violation {
             let reason = match violation {
                 crate::policy::Violation::ScopesRequired => Refusal::PolicyScopesRequired,
                 _ => Refusal::PolicyMaxLifetime,

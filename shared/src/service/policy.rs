@@ -284,14 +284,24 @@ impl ApiKeys {
     /// UpdateItem of the tenant item.
     pub(super) async fn apply_policy(&self, tenant: Uuid, policy: &KeyPolicy) -> Result<usize> {
         let keys = self.store.keys_of_tenant(tenant).await?;
+        // People's sessions carry the policy too (its networks bind them):
+        // those listed on the memberships, read after the policy was set
+        // (one written since checked the generation it copied).
+        let sessions: Vec<_> = self
+            .store
+            .members(tenant)
+            .await?
+            .into_iter()
+            .flat_map(|m| m.sessions)
+            .collect();
+        let now = self.now();
         // The writes made first, then run a few at a time (a closure in the
         // stream would make the future not `Send` for every lifetime).
         let writes: Vec<_> = keys
             .iter()
-            .map(|k| {
-                self.store
-                    .apply_policy_to_key(&k.hash, k.key.created, policy)
-            })
+            .map(|k| (&k.hash, k.key.created))
+            .chain(sessions.iter().map(|s| (&s.hash, now)))
+            .map(|(hash, created)| self.store.apply_policy_to_key(hash, created, policy))
             .collect();
         let results: Vec<_> = stream::iter(writes)
             .buffer_unordered(APPLY_CONCURRENCY)

@@ -203,14 +203,21 @@ impl ApiKeys {
                         username: m.username.clone(),
                         email: m.email.clone(),
                         tenant: record.tenant,
+                        policy: record.policy,
                     };
                     (Some(m), Some(member))
                 }
             };
             let access = NewKey::generate(SESSION_PREFIX);
             let refresh = NewKey::generate(REFRESH_PREFIX);
+            // A refresh keeps the session's id (a log-out racing it ends
+            // what it became); a new sign-in or a switch makes a new one.
+            let id = match &replacing {
+                Some(r) if r.tenant == tenant => r.id,
+                _ => Uuid::new_v4(),
+            };
             let session = SessionRecord {
-                id: Uuid::new_v4(),
+                id,
                 person: person.clone(),
                 member,
                 expires_at: now.saturating_add(SESSION_ACCESS).min(until),
@@ -383,7 +390,7 @@ impl ApiKeys {
             key_scopes: Vec::new(),
             key_created: None,
             key_expires_at: Some(record.expires_at),
-            policy: crate::policy::KeyPolicy::default(),
+            policy: member.policy,
             session: Some(session),
         })))
     }

@@ -92,6 +92,17 @@ pub enum InvitationInsert {
     CallerNotAdmin,
 }
 
+/// What [`Store::delete_invitation`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a refusal is an answer: read it"]
+pub enum InvitationDelete {
+    Deleted,
+    /// Accepted, withdrawn or expired meanwhile.
+    Gone,
+    /// The caller is no longer an admin of the tenant.
+    CallerNotAdmin,
+}
+
 /// What [`Store::accept_invitation`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a refusal is an answer: read it"]
@@ -105,6 +116,9 @@ pub enum InvitationAccept {
     TenantGone,
     /// The new user's username, or the identity, was taken meanwhile.
     UserTaken,
+    /// The admin who invited is no longer one: the invitation no longer
+    /// stands.
+    InviterNotAdmin,
 }
 
 impl Store {
@@ -254,26 +268,22 @@ impl Store {
         }
     }
 
-    /// Deletes an invitation (withdrawn, by an admin still one). `Ok(false)`:
-    /// it was gone already.
+    /// Deletes an invitation (withdrawn, by an admin still one).
     pub async fn delete_invitation(
         &self,
         invitation: &Invitation,
         caller_admin: Option<Uuid>,
         audit: &crate::audit::AuditRecord,
-    ) -> Result<bool> {
+    ) -> Result<InvitationDelete> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, None)?;
         match self
             .commit(tx, invitation.tenant_id, caller_admin, &[audit])
             .await?
         {
-            Ok(()) => Ok(true),
-            Err(r) if r.has(Part::Invitation) => Ok(false),
-            Err(r) if r.has(Part::Caller) => Err(StoreError::Unexplained {
-                operation: "delete_invitation: the caller is no longer an admin",
-                parts: vec![Part::Caller],
-            }),
+            Ok(()) => Ok(InvitationDelete::Deleted),
+            Err(r) if r.has(Part::Caller) => Ok(InvitationDelete::CallerNotAdmin),
+            Err(r) if r.has(Part::Invitation) => Ok(InvitationDelete::Gone),
             Err(r) => Err(r.unexplained("delete_invitation")),
         }
     }
@@ -335,6 +345,13 @@ impl Store {
     ) -> Result<InvitationAccept> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, Some(now))?;
+        // Whoever invited is still an admin (the operator's stand).
+        if !invitation.invited_by.is_nil() {
+            tx.push(
+                Part::Caller,
+                check_admin(&self.table, invitation.tenant_id, invitation.invited_by)?,
+            );
+        }
         tx.push(
             Part::NewMember,
             put(&self.table, super::members::membership_item(m))?,
@@ -353,6 +370,7 @@ impl Store {
         match self.commit(tx, m.tenant_id, None, &[audit]).await? {
             Ok(()) => Ok(InvitationAccept::Accepted),
             Err(r) if r.has(Part::Invitation) => Ok(InvitationAccept::Gone),
+            Err(r) if r.has(Part::Caller) => Ok(InvitationAccept::InviterNotAdmin),
             Err(r) if r.has(Part::NewMember) => Ok(InvitationAccept::AlreadyMember),
             Err(r) if r.has(Part::Tenant) => Ok(InvitationAccept::TenantGone),
             Err(r) if r.has(Part::User) => Ok(InvitationAccept::UserTaken),

@@ -61,7 +61,7 @@ pub use client::{
     dynamodb_client, dynamodb_client_over, region_and_credentials, with_limits, MAX_ATTEMPTS,
 };
 pub use expiry::*;
-pub use invitations::{Invitation, InvitationAccept, InvitationInsert};
+pub use invitations::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert};
 pub use keys::*;
 pub use members::*;
 pub use policy::{PolicySet, TenantPolicy};

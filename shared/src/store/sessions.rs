@@ -91,6 +91,10 @@ pub struct SessionMember {
     pub username: String,
     pub email: Option<String>,
     pub tenant: Tenant,
+    /// The tenant's key policy, copied like a key's (written with the
+    /// session, checked still current by its transaction, rewritten by
+    /// every application of a new policy): its networks bind the session.
+    pub policy: crate::policy::KeyPolicy,
 }
 
 pub(super) fn is_session(item: &Item) -> bool {
@@ -115,6 +119,7 @@ fn session_from(item: &Item) -> Result<SessionRecord> {
                 slug: f.s("tenant_slug")?.to_string(),
                 created: f.time("tenant_created")?,
             },
+            policy: super::policy::policy_from(&f)?,
         }),
     };
     Ok(SessionRecord {
@@ -166,6 +171,7 @@ fn session_item(hash: &TokenHash, r: &SessionRecord) -> Item {
         if let Some(email) = &m.email {
             item.insert("email".into(), s(email));
         }
+        item.extend(super::policy::policy_attributes(&m.policy));
     }
     item
 }
@@ -301,6 +307,18 @@ impl Store {
         if let Some(m) = m {
             self.list_session(&mut tx, m, hash, session, replaced_id, now)?;
         }
+        // The tenant's policy is still the one copied (a change meanwhile
+        // reads the memberships again: read again).
+        if let Some(member) = &session.member {
+            tx.push(
+                Part::Policy,
+                super::policy::policy_check(
+                    &self.table,
+                    member.tenant.id,
+                    member.policy.generation,
+                )?,
+            );
+        }
         if let Some((old_hash, old_id, old_tenant)) = replacing {
             // Still there: of two refreshes of one session, one wins.
             let delete = Delete::builder()
@@ -332,7 +350,7 @@ impl Store {
         match self.transact(tx).await? {
             Ok(()) => Ok(SessionWrite::Written),
             Err(r) if r.has(Part::Key) => Ok(SessionWrite::Replaced),
-            Err(r) if r.has(Part::Member) => Ok(SessionWrite::MemberChanged),
+            Err(r) if r.has(Part::Member) || r.has(Part::Policy) => Ok(SessionWrite::MemberChanged),
             Err(r) => Err(r.unexplained("write_session")),
         }
     }
@@ -366,6 +384,11 @@ impl Store {
         let mut names = vec![("#new".to_string(), format!("sess_{}", session.id))];
         let mut remove: Vec<String> = Vec::new();
         for (i, e) in ended.iter().enumerate() {
+            // The session keeps its id across a refresh: its entry is set
+            // anew below, not removed.
+            if e.id == session.id {
+                continue;
+            }
             names.push((format!("#e{i}"), format!("sess_{}", e.id)));
             remove.push(format!("#e{i}"));
             // The replaced session's own item is deleted on condition.
@@ -416,15 +439,18 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a session: its item, and its entry on the membership (when the
-    /// membership is still there). `Ok(false)`: it had ended already.
+    /// Ends a session: the item presented, and, for a member's session,
+    /// whatever item its listing on the membership holds now (a refresh
+    /// keeps the session's id and moves it to new tokens: a log-out that
+    /// raced one still ends it) with the listing itself. `Ok(false)`: it
+    /// had ended already.
     pub async fn end_session(
         &self,
         hash: &TokenHash,
         session_id: Uuid,
         member: Option<(Uuid, Uuid)>,
     ) -> Result<bool> {
-        let delete = || -> Result<TransactWriteItem> {
+        let presented = || -> Result<TransactWriteItem> {
             let delete = Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(hash_pk(hash), "hash".into())))
@@ -432,33 +458,58 @@ impl Store {
                 .build()?;
             Ok(TransactWriteItem::builder().delete(delete).build())
         };
-        let mut tx = Tx::new();
-        tx.push(Part::Key, delete()?);
-        let Some((tenant, user)) = member else {
-            return Ok(self.transact(tx).await?.is_ok());
+        let alone = || async {
+            let mut tx = Tx::new();
+            tx.push(Part::Key, presented()?);
+            Ok::<bool, StoreError>(self.transact(tx).await?.is_ok())
         };
-        tx.push(
-            Part::Member,
-            update_named(
-                &self.table,
-                key_of(tenant_pk(tenant), member_sk(user)),
-                "REMOVE #s ADD sess_v :one",
-                "attribute_exists(pk)",
-                values([(":one", n(1))]),
-                vec![("#s".into(), format!("sess_{session_id}"))],
-            )?,
-        );
-        match self.transact(tx).await? {
-            Ok(()) => Ok(true),
-            Err(r) if r.has(Part::Key) => Ok(false),
-            // The member is gone (and with it the listing): the item alone.
-            Err(r) if r.has(Part::Member) => {
-                let mut tx = Tx::new();
-                tx.push(Part::Key, delete()?);
-                Ok(self.transact(tx).await?.is_ok())
+        let Some((tenant, user)) = member else {
+            return alone().await;
+        };
+        let name = format!("sess_{session_id}");
+        for _ in 0..3 {
+            let listed = self
+                .get(tenant_pk(tenant), member_sk(user))
+                .await?
+                .and_then(|item| item.get(&name).and_then(|v| v.as_s().ok()).cloned());
+            // Not listed (ended, or the member is gone with its listing).
+            let Some(entry) = listed else {
+                return alone().await;
+            };
+            let mut tx = Tx::new();
+            tx.push(
+                Part::Key,
+                self.plain_delete(key_of(hash_pk(hash), "hash".into()))?,
+            );
+            let current = entry.split(' ').next().unwrap_or_default();
+            if current != hash.as_str() {
+                tx.push(
+                    Part::KeyAt(0),
+                    self.plain_delete(key_of(format!("hash#{current}"), "hash".into()))?,
+                );
             }
-            Err(r) => Err(r.unexplained("end_session")),
+            tx.push(
+                Part::Member,
+                update_named(
+                    &self.table,
+                    key_of(tenant_pk(tenant), member_sk(user)),
+                    "REMOVE #s ADD sess_v :one",
+                    "#s = :entry",
+                    values([(":one", n(1)), (":entry", s(entry.clone()))]),
+                    vec![("#s".into(), name.clone())],
+                )?,
+            );
+            match self.transact(tx).await? {
+                Ok(()) => return Ok(true),
+                // Refreshed again, or ended, meanwhile: read again.
+                Err(r) if r.has(Part::Member) => continue,
+                Err(r) => return Err(r.unexplained("end_session")),
+            }
         }
+        Err(StoreError::Transient {
+            message: "the session kept changing while it was being ended".into(),
+            unknown_outcome: false,
+        })
     }
 
     /// Deletes of every session listed on `m`, for a change that ends them

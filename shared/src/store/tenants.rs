@@ -11,6 +11,8 @@ pub struct TenantRecord {
     pub admin_users: u32,
     /// The version of the tenant's invitations (every new one moves it).
     pub invite_version: i64,
+    /// The tenant's key policy (its networks also bind people's sessions).
+    pub policy: crate::policy::KeyPolicy,
 }
 
 fn tenant_from(item: &Item) -> Result<TenantRecord> {
@@ -25,6 +27,7 @@ fn tenant_from(item: &Item) -> Result<TenantRecord> {
         admin_users: u32::try_from(f.n("admin_users")?)
             .map_err(|_| StoreError::Corrupt(f.name(), "admin_users"))?,
         invite_version: f.opt_n("invite_v")?.unwrap_or(0),
+        policy: super::policy::policy_from(&f)?,
     })
 }
 

@@ -8,6 +8,7 @@ use apikeys_shared::domain::{Person, Role};
 use apikeys_shared::store::Invitation;
 use apikeys_shared::{ApiKeys, Error};
 use juniper::{FieldResult, GraphQLInputObject, GraphQLObject};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::members::RoleDetail;
@@ -89,14 +90,26 @@ pub struct MyTenant {
     pub role: String,
 }
 
+/// What a request has read of invitations and of the person's tenants:
+/// each read at most once per request, however many fields, aliases or
+/// fragment spreads ask for it.
+#[derive(Default)]
+pub struct PersonReads {
+    invitations: OnceCell<Result<Vec<Invitation>, Error>>,
+    tenants: OnceCell<Result<Vec<(apikeys_shared::domain::Tenant, Role)>, Error>>,
+}
+
 pub(super) async fn list(
     service: &ApiKeys,
+    reads: &PersonReads,
     admin_of: Option<&apikeys_shared::domain::Principal>,
     person: Option<&Person>,
 ) -> FieldResult<Vec<MembershipInvitation>> {
-    service
-        .visible_invitations(admin_of, person)
+    reads
+        .invitations
+        .get_or_init(|| service.visible_invitations(admin_of, person))
         .await
+        .clone()
         .map(|all| all.into_iter().map(MembershipInvitation::from).collect())
         .map_err(field_error)
 }
@@ -122,12 +135,18 @@ pub(super) async fn accept(
 
 pub(super) async fn my_tenants(
     service: &ApiKeys,
+    reads: &PersonReads,
     person: Option<&Person>,
 ) -> FieldResult<Vec<MyTenant>> {
     let Some(person) = person else {
         return Ok(Vec::new());
     };
-    let found = service.person_tenants(person).await.map_err(field_error)?;
+    let found = reads
+        .tenants
+        .get_or_init(|| service.person_tenants(person))
+        .await
+        .clone()
+        .map_err(field_error)?;
     Ok(found
         .into_iter()
         .map(

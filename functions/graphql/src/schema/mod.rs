@@ -46,6 +46,7 @@ pub struct Context {
     members: OnceCell<Result<Vec<Member>, Error>>,
     policy: OnceCell<Result<apikeys_shared::service::PolicyView, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
+    person: PersonReads,
 }
 
 impl juniper::Context for Context {}
@@ -63,6 +64,7 @@ impl Context {
             members: OnceCell::new(),
             policy: OnceCell::new(),
             keys: OnceCell::new(),
+            person: PersonReads::default(),
         }
     }
 
@@ -333,14 +335,14 @@ impl Query {
     /// signed in sees those addressed to their verified email.
     async fn membership_invitation(ctx: &Context) -> FieldResult<Vec<MembershipInvitation>> {
         let person = ctx.principal.session.as_ref().map(|s| &s.person);
-        invitations::list(&ctx.service, Some(&ctx.principal), person).await
+        invitations::list(&ctx.service, &ctx.person, Some(&ctx.principal), person).await
     }
 
     /// The tenants of the person signed in, with their role in each (an
     /// API key: none; it belongs to its one tenant).
     async fn my_tenants(ctx: &Context) -> FieldResult<Vec<MyTenant>> {
         let person = ctx.principal.session.as_ref().map(|s| &s.person);
-        invitations::my_tenants(&ctx.service, person).await
+        invitations::my_tenants(&ctx.service, &ctx.person, person).await
     }
 
     /// The tenant's key policy: the rules every key must meet (every member

@@ -23,6 +23,8 @@ pub struct PublicContext {
     pub refresh_token: Option<String>,
     /// A person signed in who belongs to no tenant yet.
     pub person: Option<apikeys_shared::domain::SessionRef>,
+    /// What this request has read for that person (once each).
+    pub reads: super::PersonReads,
 }
 
 impl PublicContext {
@@ -117,13 +119,13 @@ impl PublicQuery {
         ctx: &PublicContext,
     ) -> FieldResult<Vec<super::MembershipInvitation>> {
         let session = ctx.person()?;
-        super::invitations::list(&ctx.service, None, Some(&session.person)).await
+        super::invitations::list(&ctx.service, &ctx.reads, None, Some(&session.person)).await
     }
 
     /// The tenants of the signed-in person (none yet, or just joined).
     async fn my_tenants(ctx: &PublicContext) -> FieldResult<Vec<super::MyTenant>> {
         let session = ctx.person()?;
-        super::invitations::my_tenants(&ctx.service, Some(&session.person)).await
+        super::invitations::my_tenants(&ctx.service, &ctx.reads, Some(&session.person)).await
     }
 }
 
