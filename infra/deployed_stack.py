@@ -14,7 +14,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from local_services import REPO, stop, wait_until
+from local_services import REPO, cognito, cognito_person, stop, wait_until
 
 AWS_VENV = Path(os.environ.get("APIKEYS_AWS_VENV", REPO / ".venv-aws"))
 BUILD = Path(os.environ.get("SAM_BUILD_DIR", REPO / ".aws-sam" / "build"))
@@ -98,6 +98,23 @@ class Stack:
         return json.loads(out.stdout)
 
 
+def local_sign_in(stack, admin_bin, email, password, tenant="demo", role="tenant-admin"):
+    """People sign in to the deployed form here as on AWS: the console's
+    address as the emulator serves it becomes a callback of the stack's
+    user pool client (on AWS the stack's own URL is), and a demo person is
+    made and invited as an admin of 'demo'."""
+    pool, client = stack.outputs["UserPoolId"], stack.outputs["UserPoolClientId"]
+    described = cognito(stack.endpoint, "DescribeUserPoolClient",
+                        {"UserPoolId": pool, "ClientId": client})["UserPoolClient"]
+    keep = ("AllowedOAuthFlows", "AllowedOAuthFlowsUserPoolClient", "AllowedOAuthScopes", "CallbackURLs",
+            "LogoutURLs", "SupportedIdentityProviders", "ExplicitAuthFlows", "ClientName")
+    update = {k: described[k] for k in keep if k in described}
+    update["CallbackURLs"] = sorted({*update.get("CallbackURLs", []), stack.url("ConsoleUrl")})
+    cognito(stack.endpoint, "UpdateUserPoolClient", {"UserPoolId": pool, "ClientId": client, **update})
+    cognito_person(stack.endpoint, pool, email, password)
+    stack.admin(admin_bin, "invite", "--tenant", tenant, "--email", email, "--role", role)
+
+
 def deploy(endpoint, state, name="apikeys", overrides=()):
     """Packages the sam build (code to S3) and deploys it as stack `name`
     with CloudFormation; returns the Stack. Raises with the emulator's
@@ -162,9 +179,14 @@ def main():
         key_file.write_text(key + "\n")
         key_file.chmod(0o600)
         graphql = stack.url("GraphqlUrl")
+        email, password = "demo@example.com", "Demo-pass-1"
+        local_sign_in(stack, args.admin_bin, email, password)
         print(f"""
   The deployed form of apikeys is running (what `sam deploy` puts on AWS).
-    Console:      {stack.url("ConsoleUrl")}   (sign in with the admin key below)
+    Console:      {stack.url("ConsoleUrl")}
+                  "Sign in with Cognito" (the stack's user pool):  {email}  /  {password}
+                  (the first time, accept the invitation to 'demo'), or
+                  "Sign in with an API key" with the admin key below
     GraphQL:      {graphql}
     Emulator:     {endpoint}   (AWS_ENDPOINT_URL for the AWS CLI and apikeys-admin)
     Table:        {stack.outputs["KeysTableName"]}

@@ -291,6 +291,18 @@ fn oidc_settings(
         .strip_prefix("https://cognito-idp.")
         .and_then(|rest| rest.split_once(".amazonaws.com/"))
         .map(|(_, pool)| pool.to_string());
+    // Its hosted sign-in domain too (`https://<domain>.auth.<region>.
+    // amazoncognito.com/oauth2/…`): the emulator serves `/oauth2/…`.
+    let hosted = |configured: Option<String>, endpoint_path: &str| match (
+        configured,
+        &cognito_endpoint,
+        &cognito_pool,
+    ) {
+        (Some(u), Some(endpoint), Some(_)) if u.contains(".amazoncognito.com/oauth2/") => {
+            Some(format!("{endpoint}/oauth2/{endpoint_path}"))
+        }
+        (configured, _, _) => configured,
+    };
     let default_discovery = match (&cognito_endpoint, &cognito_pool) {
         (Some(endpoint), Some(pool)) => {
             format!("{endpoint}/{pool}/.well-known/openid-configuration")
@@ -314,8 +326,8 @@ fn oidc_settings(
             .chars()
             .take(64)
             .collect(),
-        authorize_url: url("OIDC_AUTHORIZE_URL")?,
-        token_url: url("OIDC_TOKEN_URL")?,
+        authorize_url: hosted(url("OIDC_AUTHORIZE_URL")?, "authorize"),
+        token_url: hosted(url("OIDC_TOKEN_URL")?, "token"),
     }))
 }
 
@@ -358,10 +370,28 @@ mod tests {
             plain.discovery_url,
             format!("{pool}/.well-known/openid-configuration")
         );
-        let emulated = oidc(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/")]);
+        let emulated = oidc(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/"),
+            (
+                "OIDC_AUTHORIZE_URL",
+                "https://apikeys-1.auth.us-east-1.amazoncognito.com/oauth2/authorize",
+            ),
+            (
+                "OIDC_TOKEN_URL",
+                "https://apikeys-1.auth.us-east-1.amazoncognito.com/oauth2/token",
+            ),
+        ]);
         assert_eq!(
             emulated.discovery_url,
             "http://127.0.0.1:4566/us-east-1_Abc/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            emulated.authorize_url.as_deref(),
+            Some("http://127.0.0.1:4566/oauth2/authorize")
+        );
+        assert_eq!(
+            emulated.token_url.as_deref(),
+            Some("http://127.0.0.1:4566/oauth2/token")
         );
         let chosen = oidc(&[
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),

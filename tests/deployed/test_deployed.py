@@ -260,20 +260,25 @@ def test_people_sign_in_with_the_templates_user_pool_through_the_gateway(deploye
     + PKCE), exchanges the ID token for a session through API Gateway (the
     function reads the client id from the stage variable and the keys from
     the emulator's discovery document), accepts, switches in and makes a key."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
-    from local_services import cognito_person, hosted_sign_in
+    from deployed_stack import local_sign_in
+    from local_services import hosted_sign_in
 
     pool, client = deployed.outputs["UserPoolId"], deployed.outputs["UserPoolClientId"]
     assert deployed.outputs["SignInUrl"].startswith("https://apikeys-")
     graphql = deployed.url("GraphqlUrl")
-    status, body = request(graphql, None, {"query": "{ sign_in_settings { enabled client_id issuer provider_name } }"})
+    status, body = request(graphql, None, {
+        "query": "{ sign_in_settings { enabled client_id issuer provider_name authorize_url token_url } }"})
+    # The pool's hosted domain is the emulator's own /oauth2 (AWS_ENDPOINT_URL).
     assert status == 200 and body["data"]["sign_in_settings"] == {
         "enabled": True, "client_id": client, "provider_name": "Cognito",
-        "issuer": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}"}, body
+        "issuer": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}",
+        "authorize_url": f"{deployed.endpoint}/oauth2/authorize",
+        "token_url": f"{deployed.endpoint}/oauth2/token"}, body
     deployed.admin("create-tenant", "--name", "People Co", "--slug", "people-co", "--admin", "pam")
-    deployed.admin("invite", "--tenant", "people-co", "--email", "ivy@example.com", "--role", "user")
-    cognito_person(deployed.endpoint, pool, "ivy@example.com", "Deployed-pass-1")
-    id_token = hosted_sign_in(deployed.endpoint, client, deployed.outputs["ConsoleUrl"], "ivy@example.com",
+    # What `bash infra/deployed` does: the console's local address a callback,
+    # a person made and invited.
+    local_sign_in(deployed.stack, BIN / "apikeys-admin", "ivy@example.com", "Deployed-pass-1", "people-co", "user")
+    id_token = hosted_sign_in(deployed.endpoint, client, deployed.url("ConsoleUrl"), "ivy@example.com",
                               "Deployed-pass-1")
     status, body = request(graphql, None, {
         "query": "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token tenant_id } }",
