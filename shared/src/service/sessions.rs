@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::{AccountType, Person, Role, SessionRef, Tenant};
 use crate::oidc::{IdTokenVerifier, Identity};
-use crate::store::{SessionMember, SessionRecord, SessionWrite};
+use crate::store::{AuthCopy, SessionRecord, SessionWrite};
 use crate::token::NewKey;
 
 /// The access token's prefix.
@@ -197,14 +197,11 @@ impl ApiKeys {
                     let Some(record) = self.store.tenant(tenant).await? else {
                         return Err(not_yours());
                     };
-                    let member = SessionMember {
-                        membership_id: m.id,
-                        role: m.role,
-                        username: m.username.clone(),
-                        email: m.email.clone(),
-                        tenant: record.tenant,
-                        policy: record.policy,
-                    };
+                    let member = AuthCopy::of(
+                        &crate::domain::Member::from(m.clone()),
+                        record.tenant,
+                        record.policy,
+                    );
                     (Some(m), Some(member))
                 }
             };

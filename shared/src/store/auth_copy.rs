@@ -92,23 +92,29 @@ pub(super) fn copy_attributes(copy: &AuthCopy) -> Item {
     item
 }
 
+/// The [`AuthCopy`] an item carries (its policy left at the default: a
+/// key's is read apart, see [`HashRecord::policy`]).
+pub(super) fn copy_from(f: &Fields<'_>, tenant_id: Uuid) -> Result<AuthCopy> {
+    Ok(AuthCopy {
+        role: f.role("member_role")?,
+        membership_id: f.uuid("membership_id")?,
+        username: f.s("username")?.to_string(),
+        email: f.opt_s("email")?.map(str::to_string),
+        tenant: Tenant {
+            id: tenant_id,
+            name: f.s("tenant_name")?.to_string(),
+            slug: f.s("tenant_slug")?.to_string(),
+            created: f.time("tenant_created")?,
+        },
+        policy: KeyPolicy::default(),
+    })
+}
+
 fn hash_record_from(item: &Item) -> Result<HashRecord> {
     let f = Fields(item);
     let tenant_id = f.uuid("tenant_id")?;
     let copy = match f.opt_n("copy_v")? {
-        Some(COPY_VERSION) => Some(AuthCopy {
-            role: f.role("member_role")?,
-            membership_id: f.uuid("membership_id")?,
-            username: f.s("username")?.to_string(),
-            email: f.opt_s("email")?.map(str::to_string),
-            tenant: Tenant {
-                id: tenant_id,
-                name: f.s("tenant_name")?.to_string(),
-                slug: f.s("tenant_slug")?.to_string(),
-                created: f.time("tenant_created")?,
-            },
-            policy: KeyPolicy::default(),
-        }),
+        Some(COPY_VERSION) => Some(copy_from(&f, tenant_id)?),
         // Written before the copies, or by a version that copies more: the
         // membership decides.
         _ => None,

@@ -124,20 +124,18 @@ pub enum InvitationAccept {
 impl Store {
     /// The tenant's invitations (pending and expired), oldest first.
     pub async fn tenant_invitations(&self, tenant: Uuid) -> Result<Vec<Invitation>> {
-        let mut all = self
-            .query_prefix(tenant_pk(tenant), "invite#".into())
-            .await?
-            .iter()
-            .map(invitation_from)
-            .collect::<Result<Vec<_>>>()?;
-        all.sort_by_key(|i| (i.created, i.id));
-        Ok(all)
+        self.invitations_in(tenant_pk(tenant)).await
     }
 
     /// The invitations addressed to `email` (pending and expired).
     pub async fn invitations_to(&self, email: &str) -> Result<Vec<Invitation>> {
+        self.invitations_in(invitee_pk(email)).await
+    }
+
+    /// The invitation items of a partition, oldest first.
+    async fn invitations_in(&self, pk: String) -> Result<Vec<Invitation>> {
         let mut all = self
-            .query_prefix(invitee_pk(email), "invite#".into())
+            .query_prefix(pk, "invite#".into())
             .await?
             .iter()
             .map(invitation_from)

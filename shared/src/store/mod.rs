@@ -67,7 +67,7 @@ pub use members::*;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
-pub use sessions::{SessionEntry, SessionMember, SessionRecord, SessionWrite, MAX_SESSIONS};
+pub use sessions::{SessionEntry, SessionRecord, SessionWrite, MAX_SESSIONS};
 pub use tenants::*;
 pub use tx::{Part, Refused};
 pub use users::*;

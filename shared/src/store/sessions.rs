@@ -20,7 +20,7 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::domain::{Membership, Person, Tenant};
+use crate::domain::{Membership, Person};
 
 use super::members::{NO_LEASE_HELD, REMOVE_LEASE};
 use super::*;
@@ -71,7 +71,13 @@ pub struct SessionRecord {
     /// The membership the session acts in; `None`: a person who belongs
     /// to no tenant yet (it may read and accept its invitations, and
     /// nothing else).
-    pub member: Option<SessionMember>,
+    /// What a session in a tenant carries: the member and the tenant,
+    /// copied as onto a key's hash item (rewritten by nothing: a change of
+    /// role or a removal ends the session instead), and the tenant's key
+    /// policy (written with the session, checked still current by its
+    /// transaction, rewritten by every application of a new policy: its
+    /// networks bind the session).
+    pub member: Option<AuthCopy>,
     /// When the access token stops working.
     pub expires_at: OffsetDateTime,
     /// The refresh token's hash: refreshing needs it.
@@ -80,21 +86,6 @@ pub struct SessionRecord {
     pub refresh_until: OffsetDateTime,
     /// When the session ends, whatever happens (the absolute lifetime).
     pub until: OffsetDateTime,
-}
-
-/// What a session in a tenant carries: the member, copied (rewritten by
-/// nothing: a change of role or a removal ends the session instead).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionMember {
-    pub membership_id: Uuid,
-    pub role: Role,
-    pub username: String,
-    pub email: Option<String>,
-    pub tenant: Tenant,
-    /// The tenant's key policy, copied like a key's (written with the
-    /// session, checked still current by its transaction, rewritten by
-    /// every application of a new policy): its networks bind the session.
-    pub policy: crate::policy::KeyPolicy,
 }
 
 pub(super) fn is_session(item: &Item) -> bool {
@@ -108,18 +99,9 @@ fn session_from(item: &Item) -> Result<SessionRecord> {
     let f = Fields(item);
     let member = match f.opt_uuid("tenant_id")? {
         None => None,
-        Some(tenant_id) => Some(SessionMember {
-            membership_id: f.uuid("membership_id")?,
-            role: f.role("member_role")?,
-            username: f.s("username")?.to_string(),
-            email: f.opt_s("email")?.map(str::to_string),
-            tenant: Tenant {
-                id: tenant_id,
-                name: f.s("tenant_name")?.to_string(),
-                slug: f.s("tenant_slug")?.to_string(),
-                created: f.time("tenant_created")?,
-            },
+        Some(tenant_id) => Some(AuthCopy {
             policy: super::policy::policy_from(&f)?,
+            ..super::auth_copy::copy_from(&f, tenant_id)?
         }),
     };
     Ok(SessionRecord {
@@ -159,18 +141,8 @@ fn session_item(hash: &TokenHash, r: &SessionRecord) -> Item {
         item.insert("user_id".into(), s(user.to_string()));
     }
     if let Some(m) = &r.member {
-        item.extend(values([
-            ("tenant_id", s(m.tenant.id.to_string())),
-            ("membership_id", s(m.membership_id.to_string())),
-            ("member_role", s(m.role.name())),
-            ("username", s(&m.username)),
-            ("tenant_name", s(&m.tenant.name)),
-            ("tenant_slug", s(&m.tenant.slug)),
-            ("tenant_created", n(m.tenant.created.unix_timestamp())),
-        ]));
-        if let Some(email) = &m.email {
-            item.insert("email".into(), s(email));
-        }
+        item.insert("tenant_id".into(), s(m.tenant.id.to_string()));
+        item.extend(super::auth_copy::copy_attributes(m));
         item.extend(super::policy::policy_attributes(&m.policy));
     }
     item
