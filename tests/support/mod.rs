@@ -730,10 +730,14 @@ impl Harness {
             .iter()
             .filter(|item| s(item, "sk") == "hash" && s(item, "copy_v") == "1")
         {
-            let key_id = s(item, "key_id");
+            // A person's session carries the same copy, of its user.
+            let (key_id, owner) = match s(item, "kind").as_str() {
+                "session" => (s(item, "session_id"), s(item, "user_id")),
+                _ => (s(item, "key_id"), s(item, "owner_id")),
+            };
             let member = member_items
-                .get(&(s(item, "tenant_id"), s(item, "owner_id")))
-                .unwrap_or_else(|| panic!("key {key_id}: no membership"));
+                .get(&(s(item, "tenant_id"), owner))
+                .unwrap_or_else(|| panic!("key or session {key_id}: no membership"));
             for (copied, source) in [
                 ("member_role", "member_role"),
                 ("membership_id", "membership_id"),
