@@ -99,7 +99,10 @@ def test_invited_people_sign_in_accept_and_make_a_key_the_prefect_cli_accepts(br
                 assert out.returncode != 0, out.stdout + out.stderr
         else:
             hosted_sign_in(page, *ada)
-            expect(page.locator("#whoami")).to_contain_text("Ada Labs")
+            # Into the tenant she joined first (both joined in the same
+            # second here: either), with the switcher for the other.
+            expect(page.locator("#whoami")).to_contain_text("ada@example.com")
+            expect(page.locator("#tenant-switch")).to_be_visible()
         assert not page.errors, page.errors
         context.close()
     # Bob, in another browser context (375 px), accepts and makes a key.
