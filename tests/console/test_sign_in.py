@@ -133,7 +133,8 @@ def test_invited_people_sign_in_accept_and_make_a_key_the_prefect_cli_accepts(br
     assert provider.authenticates(key)
     # Sign out ends the session on the server too.
     session = page.evaluate("JSON.parse(sessionStorage.getItem('apikeys.session')).access")
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_response(lambda r: r.request.method == "POST" and "log_out" in (r.request.post_data or "")):
+        page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     answer = provider.graphql_as(f"Session {session}", "{ hello }")
     assert answer["errors"][0]["extensions"]["reason"] == "session_ended", answer
