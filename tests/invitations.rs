@@ -464,3 +464,43 @@ async fn an_admin_no_longer_an_admin_can_neither_withdraw_nor_leave_invitations_
         .contains("no longer an admin"));
     p.h.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_session_in_no_tenant_is_not_refreshed_once_its_invitation_is_withdrawn() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let id = invited(&p, &admin, "dave@example.com", "USER").await;
+    let reply = p
+        .log_in(&p.sign(&p.claims("dave-sub", "dave@example.com")))
+        .await;
+    let tokens = reply.json["data"]["log_in"].clone();
+    let (access, refresh) = (
+        tokens["access_token"].as_str().unwrap().to_string(),
+        tokens["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let query = "mutation($a: String!) { refresh_token(input: {access_token: $a}) { access_token refresh_token } }";
+    // While the invitation waits, a refresh works.
+    let renewed = p.public(query, json!({"a": access}), Some(&refresh)).await;
+    let tokens = renewed.json["data"]["refresh_token"].clone();
+    let (access, refresh) = (
+        tokens["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", renewed.body))
+            .to_string(),
+        tokens["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let withdraw = format!("mutation {{ delete_membership_invitation(input: {{invitation_id: \"{id}\"}}) {{ success }} }}");
+    assert!(p
+        .h
+        .gql(&admin, &withdraw, None)
+        .await
+        .get("errors")
+        .is_none());
+    let refused = p.public(query, json!({"a": access}), Some(&refresh)).await;
+    assert_eq!(
+        refused.json["errors"][0]["extensions"]["reason"],
+        json!("not_a_member"),
+        "{}",
+        refused.body
+    );
+}

@@ -271,6 +271,11 @@ impl ApiKeys {
             ));
         }
         let tenant = record.member.as_ref().map(|m| m.tenant.id);
+        // A person in no tenant keeps a session only while an invitation
+        // still waits for them (withdrawn or expired: it ends here).
+        if tenant.is_none() && !self.may_enter_without_tenant(&record.person).await? {
+            return Err(not_a_member(&record.person));
+        }
         let replacing = Replacing {
             hash,
             id: record.id,
