@@ -74,6 +74,13 @@ impl TokenHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this hash is the hex `other`, compared in constant time
+    /// (hashes, so even a timing leak would say nothing of a secret).
+    pub fn matches_hex(&self, other: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 /// Checks a presented key's shape and checksum against the accepted prefixes.

@@ -85,11 +85,7 @@ export async function finish(s) {
 // refresh_token, expires_at, tenant_id }, or an error whose `reason` says
 // why not (`not_a_member`: nobody invited this person).
 export async function exchange(idToken) {
-  try {
-    const data = await nobody(
-      "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token refresh_token expires_at tenant_id } }", { t: idToken });
-    return data.log_in;
-  } catch (e) {
-    throw e;
-  }
+  const data = await nobody(
+    "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token refresh_token expires_at tenant_id } }", { t: idToken });
+  return data.log_in;
 }

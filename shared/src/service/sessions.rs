@@ -260,7 +260,7 @@ impl ApiKeys {
         let Some(record) = self.store.session_by_hash(&hash).await? else {
             return Err(ended());
         };
-        if !same_hash(&record.refresh_hash, &refresh) {
+        if !record.refresh_hash.matches_hex(refresh.as_str()) {
             return Err(ended());
         }
         let now = self.now();
@@ -424,10 +424,4 @@ impl ApiKeys {
     pub fn is_session_token(&self, presented: &str) -> bool {
         verify_presented(presented.trim(), &[SESSION_PREFIX, REFRESH_PREFIX]).is_some()
     }
-}
-
-/// Hashes compared in constant time.
-fn same_hash(a: &TokenHash, b: &TokenHash) -> bool {
-    let (a, b) = (a.as_str().as_bytes(), b.as_str().as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
