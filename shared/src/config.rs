@@ -243,7 +243,9 @@ fn oidc_settings(
     let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let (issuer, client_id) = match (get("OIDC_ISSUER"), get("OIDC_CLIENT_ID")) {
         (None, None) => return Ok(None),
-        (Some(issuer), Some(client)) => (issuer.trim_end_matches('/'), client),
+        // Exactly as configured: a token's `iss` is compared with it as it
+        // is (Auth0's issuers end with `/`).
+        (Some(issuer), Some(client)) => (issuer, client),
         _ => {
             return Err(ConfigError(
                 "OIDC_ISSUER and OIDC_CLIENT_ID go together: set both (sign-in with the \
@@ -307,7 +309,12 @@ fn oidc_settings(
         (Some(endpoint), Some(pool)) => {
             format!("{endpoint}/{pool}/.well-known/openid-configuration")
         }
-        _ => format!("{issuer}/.well-known/openid-configuration"),
+        // OpenID Connect Discovery 1.0, section 4: a terminating `/` is
+        // removed before the path is appended.
+        _ => format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
     };
     Ok(Some(crate::oidc::OidcSettings {
         issuer: issuer.to_string(),
@@ -409,7 +416,8 @@ mod tests {
         .unwrap()
         .oidc
         .unwrap();
-        assert_eq!(other.issuer, "https://login.example.com");
+        // The issuer exactly as configured, its slash kept (tokens say it so).
+        assert_eq!(other.issuer, "https://login.example.com/");
         assert_eq!(
             other.discovery_url,
             "https://login.example.com/.well-known/openid-configuration"

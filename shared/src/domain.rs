@@ -497,6 +497,36 @@ pub fn narrow_networks(
     Err("a key limited to networks may only make keys limited to networks within its own".into())
 }
 
+/// An email address of the plain form this service matches people by:
+/// trimmed and lowercased, ASCII, exactly one `@`, a local part of at most
+/// 64 of the characters RFC 5322 allows unquoted, a dotted domain of
+/// labels of letters, digits and inner hyphens, at most 254 in all.
+/// `None` for anything else (two `@`, a line break, a look-alike letter):
+/// an address is never read as the text after its last `@`.
+pub fn plain_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_ascii_lowercase();
+    if email.len() > 254 || !email.is_ascii() {
+        return None;
+    }
+    let (local, domain) = email.split_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    (local_ok && domain_ok).then_some(email)
+}
+
 /// Checks a display name: 1 to 255 characters, no control characters.
 /// Characters that reorder the text around them or show nothing: Unicode's
 /// Default_Ignorable_Code_Point set (bidirectional embeddings, overrides,
@@ -648,6 +678,44 @@ mod tests {
         assert!(validate_name("name", "מפתח CI").is_ok());
         assert!(validate_name("name", "مفتاح").is_ok());
         assert!(validate_name("name", "deploy 🚀").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use super::plain_email;
+
+    #[test]
+    fn an_email_is_read_whole_and_strictly() {
+        assert_eq!(
+            plain_email(" Ann@Example.COM ").as_deref(),
+            Some("ann@example.com")
+        );
+        assert_eq!(
+            plain_email("a.b+c@mail.example.org").as_deref(),
+            Some("a.b+c@mail.example.org")
+        );
+        for bad in [
+            "x@evil.com@example.com",
+            "x@evil.com\n@example.com",
+            "x@evil.com\r\n@example.com",
+            "x@example",
+            "@example.com",
+            "x@",
+            "x@-example.com",
+            "x@example-.com",
+            "x@exa_mple.com",
+            "x y@example.com",
+            "\u{212a}elvin@example.com",
+            "x@example..com",
+            "",
+        ] {
+            assert_eq!(plain_email(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            plain_email(&format!("{}@example.com", "a".repeat(65))),
+            None
+        );
     }
 }
 

@@ -195,6 +195,25 @@ pub struct Fetcher {
     >,
 }
 
+/// Is `url` one a trusted document may point at: `https://`, or `http://`
+/// on this machine's loopback (local development, an emulator)?
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 /// Why a fetch gave no document.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum FetchError {
@@ -264,5 +283,34 @@ impl Fetcher {
         tokio::time::timeout(limit, work)
             .await
             .map_err(|_| FetchError::TimedOut(limit))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_https_or_loopback;
+
+    #[test]
+    fn documents_point_only_at_https_or_this_machine() {
+        for good in [
+            "https://idp.example/jwks",
+            "http://127.0.0.1:4566/pool/.well-known/jwks.json",
+            "http://localhost:8080/k",
+            "http://[::1]:9/k",
+        ] {
+            assert!(is_https_or_loopback(good), "{good}");
+        }
+        for bad in [
+            "http://idp.example/jwks",
+            "http://10.0.0.1/k",
+            "http://127.0.0.1.evil.example/k",
+            "ftp://idp.example/k",
+            "file:///etc/passwd",
+            "//idp.example/k",
+            "not a url",
+            "",
+        ] {
+            assert!(!is_https_or_loopback(bad), "{bad}");
+        }
     }
 }

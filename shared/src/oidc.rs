@@ -101,6 +101,13 @@ pub enum TokenRefusal {
     NotYetValid,
     /// The email is unverified or of a domain the deployment does not allow.
     EmailNotAllowed,
+    /// The header names a `crit` extension (RFC 7515, 4.1.11: a token
+    /// with an extension the recipient does not understand is refused;
+    /// this service understands none).
+    CriticalHeader,
+    /// Issued to several audiences, or authorized for another party
+    /// (`azp`), than this application.
+    WrongAuthorizedParty,
 }
 
 impl TokenRefusal {
@@ -117,6 +124,8 @@ impl TokenRefusal {
             TokenRefusal::Expired => "id_token_expired",
             TokenRefusal::NotYetValid => "id_token_not_yet_valid",
             TokenRefusal::EmailNotAllowed => "id_token_email_not_allowed",
+            TokenRefusal::CriticalHeader => "id_token_critical_header",
+            TokenRefusal::WrongAuthorizedParty => "id_token_wrong_authorized_party",
         }
     }
 
@@ -139,6 +148,12 @@ impl TokenRefusal {
             TokenRefusal::NotYetValid => "the identity token is not valid yet",
             TokenRefusal::EmailNotAllowed => {
                 "this deployment signs in only people with a verified email of its allowed domains"
+            }
+            TokenRefusal::CriticalHeader => {
+                "the identity token requires a header extension this service does not support"
+            }
+            TokenRefusal::WrongAuthorizedParty => {
+                "the identity token was authorized for another application"
             }
         }
     }
@@ -251,6 +266,10 @@ struct Claims {
     #[serde(default)]
     nbf: Option<i64>,
     iat: i64,
+    /// The party the token was issued to, when it names one (OIDC Core,
+    /// 2: it must then be this application).
+    #[serde(default)]
+    azp: Option<String>,
     #[serde(default)]
     token_use: Option<String>,
     #[serde(default)]
@@ -360,11 +379,24 @@ impl IdTokenVerifier {
             .map_err(|e| KeysUnavailable(format!("discovery document: {e}")))?;
         let document: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| KeysUnavailable(format!("discovery document: {e}")))?;
-        document
+        // The document speaks for our issuer (OIDC Discovery, 4.3), and
+        // sends us for keys over https (or to this machine, in development).
+        let issuer = document.get("issuer").and_then(serde_json::Value::as_str);
+        if issuer != Some(self.settings.issuer.as_str()) {
+            return Err(KeysUnavailable(
+                "the discovery document names another issuer than the configured one".into(),
+            ));
+        }
+        let jwks_uri = document
             .get("jwks_uri")
             .and_then(serde_json::Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| KeysUnavailable("the discovery document has no jwks_uri".into()))
+            .ok_or_else(|| KeysUnavailable("the discovery document has no jwks_uri".into()))?;
+        if !crate::https::is_https_or_loopback(jwks_uri) {
+            return Err(KeysUnavailable(
+                "the discovery document's jwks_uri is not an https URL".into(),
+            ));
+        }
+        Ok(jwks_uri.to_string())
     }
 
     /// Verifies `token` at `now`. `Ok(Err(_))`: refused, and why;
@@ -380,10 +412,22 @@ impl IdTokenVerifier {
         }
         // The algorithm is read first: `none` and the symmetric ones are
         // refused as such (the library does not parse `none` at all).
-        match unverified_part::<AlgOnly>(token, 0) {
-            Some(AlgOnly { alg }) if ACCEPTED_ALGORITHMS.contains(&alg.as_str()) => {}
+        let head = match unverified_part::<HeaderChecks>(token, 0) {
+            Some(head) if ACCEPTED_ALGORITHMS.contains(&head.alg.as_str()) => head,
             Some(_) => return Ok(Err(TokenRefusal::Algorithm)),
             None => return Ok(Err(TokenRefusal::Malformed)),
+        };
+        if head.crit.is_some() {
+            return Ok(Err(TokenRefusal::CriticalHeader));
+        }
+        // An ID token says `JWT` or nothing; a JWT access token says
+        // `at+jwt` (RFC 9068), and its `aud` may well be our client id.
+        if head
+            .typ
+            .as_deref()
+            .is_some_and(|t| !["jwt", "application/jwt"].contains(&t.to_ascii_lowercase().as_str()))
+        {
+            return Ok(Err(TokenRefusal::NotAnIdToken));
         }
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(Err(TokenRefusal::Malformed));
@@ -458,6 +502,16 @@ impl IdTokenVerifier {
         if !audience {
             return Err(TokenRefusal::WrongAudience);
         }
+        // Several audiences: only with `azp` naming us (OIDC Core, 3.1.3.7);
+        // one audience: `azp`, when given, names us too.
+        let several = matches!(&claims.aud, Some(Audience::Many(all)) if all.len() > 1);
+        let party_ok = match claims.azp.as_deref() {
+            Some(azp) => azp == self.settings.client_id,
+            None => !several,
+        };
+        if !party_ok {
+            return Err(TokenRefusal::WrongAuthorizedParty);
+        }
         if claims.token_use.as_deref().is_some_and(|u| u != "id") {
             return Err(TokenRefusal::NotAnIdToken);
         }
@@ -475,13 +529,13 @@ impl IdTokenVerifier {
             return Err(TokenRefusal::Malformed);
         }
         let verified = claims.email_verified.as_ref().is_some_and(Verified::yes);
-        // ASCII only, lowercased as ASCII: a look-alike letter (the Kelvin
-        // sign) never folds into another person's address.
+        // Of the plain form only, lowercased as ASCII: a look-alike letter
+        // (the Kelvin sign) never folds into another person's address, and
+        // `x@evil.com@example.com` is no address of example.com.
         let email = claims
             .email
-            .map(|e| e.trim().to_string())
-            .filter(|e| verified && e.len() <= 254 && e.contains('@') && e.is_ascii())
-            .map(|e| e.to_ascii_lowercase());
+            .filter(|_| verified)
+            .and_then(|e| crate::domain::plain_email(&e));
         if !self.settings.email_domains.is_empty() {
             let domain = email
                 .as_deref()
@@ -506,9 +560,15 @@ const ACCEPTED_ALGORITHMS: [&str; 8] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
 ];
 
+/// What is read of a token's header before its signature is checked.
 #[derive(Deserialize)]
-struct AlgOnly {
+struct HeaderChecks {
     alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    /// Present at all (whatever its value): refused.
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
