@@ -190,39 +190,38 @@ pub fn gitlab_token_matches(presented: Option<&str>, sha256_hex: &str) -> bool {
     crate::token::TokenHash::of(token).matches_hex(sha256_hex)
 }
 
-#[derive(Deserialize)]
-struct GitlabMatch {
-    #[serde(rename = "type", default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    location: Option<String>,
-}
-
 /// Reads a GitLab revocation request: a JSON array of `{type, token,
-/// location}`, at most [`MAX_MATCHES`]. Entries of another type, or without
-/// a token, are left out (they are not ours; GitLab does not retry a 400,
-/// so refusing the whole request would leave its other tokens working):
-/// the answer is the matches to handle and how many were left out.
+/// location}`, at most [`MAX_MATCHES`]. Entries of another type, without a
+/// token, or of any other shape (a field of the wrong type, a bare string,
+/// a number) are left out, one by one: GitLab does not retry a 400, so
+/// refusing the whole request would leave its other tokens working. A
+/// `location` that is not a string is read as none. The answer is the
+/// matches to handle and how many were left out; only a body that is not
+/// a JSON array (or too long a one) is refused.
 pub fn parse_gitlab_request(body: &[u8]) -> Result<(Vec<Match>, usize), String> {
-    let entries: Vec<GitlabMatch> = serde_json::from_slice(body)
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| format!("a request is a JSON array of {{type, token, location}}: {e}"))?;
     if entries.len() > MAX_MATCHES {
         return Err(format!("a request may hold at most {MAX_MATCHES} tokens"));
     }
     let total = entries.len();
+    let text = |entry: &serde_json::Value, name: &str| {
+        entry
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
     let matches: Vec<Match> = entries
-        .into_iter()
-        .filter_map(|m| {
-            let token_type = m.token_type?;
+        .iter()
+        .filter_map(|entry| {
+            let token_type = text(entry, "type")?;
             if !GITLAB_TOKEN_TYPES.contains(&token_type.as_str()) {
                 return None;
             }
             Some(Match {
-                token: m.token?,
+                token: text(entry, "token")?,
                 token_type,
-                url: m.location.unwrap_or_default(),
+                url: text(entry, "location").unwrap_or_default(),
                 source: "gitlab".into(),
             })
         })
@@ -255,6 +254,27 @@ mod tests {
         );
         assert_eq!(p256_point("not pem"), None);
         assert_eq!(p256_point(""), None);
+    }
+
+    #[test]
+    fn a_gitlab_entry_of_the_wrong_shape_is_left_out_alone() {
+        let ours = GITLAB_TOKEN_TYPES[0];
+        let body = format!(
+            r#"[{{"type":"{ours}","token":"a","location":5}},
+                "bare",
+                7,
+                null,
+                {{"type":"{ours}","token":5}},
+                {{"type":5,"token":"b"}},
+                {{"type":"{ours}","token":"c","location":"https://gitlab.example/x"}}]"#
+        );
+        let (matches, left_out) = parse_gitlab_request(body.as_bytes()).unwrap();
+        let tokens: Vec<&str> = matches.iter().map(|m| m.token.as_str()).collect();
+        assert_eq!(tokens, ["a", "c"]);
+        assert_eq!(matches[0].url, "");
+        assert_eq!(left_out, 5);
+        assert!(parse_gitlab_request(b"{}").is_err());
+        assert!(parse_gitlab_request(b"not json").is_err());
     }
 
     #[test]
