@@ -89,7 +89,7 @@ impl Store {
             };
             update = update.update_expression(expression);
             update = over_version(update, read.version);
-            if applied(update.send().await)? {
+            if self.conditional(update, Repeat::Idempotent).await? {
                 next.version = read.version.saturating_add(1);
                 return Ok(next);
             }

@@ -32,9 +32,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     fn from(err: SdkError<E, HttpResponse>) -> Self {
-        // DynamoDB answered with an error: the write did not apply. Any
-        // other failure (time-out, connection lost after sending, an answer
-        // that could not be read) leaves a write's outcome unknown.
+        // DynamoDB refused the request (a 4xx, a 503): the write did not
+        // apply. Any other failure (a 500, a time-out, a connection lost
+        // after sending, an answer that could not be read) leaves a write's
+        // outcome unknown.
         let transient = |message: String, unknown_outcome: bool| StoreError::Transient {
             message,
             unknown_outcome,
@@ -52,7 +53,15 @@ where
                     // An answer that is no DynamoDB error (a cut or foreign
                     // body): whatever it said, a write may have applied.
                     transient(format!("unreadable answer, HTTP {status}"), true)
-                } else if TRANSIENT_CODES.contains(&code) || status >= 500 {
+                } else if status == 500 {
+                    // DynamoDB failed while handling it: a write may have
+                    // applied (its documentation says so of a 500 on a
+                    // TransactWriteItems, and a conditional write is no
+                    // different).
+                    transient(text, true)
+                } else if TRANSIENT_CODES.contains(&code) || status > 500 {
+                    // Throttled, cancelled, or turned away unhandled (503):
+                    // nothing was applied.
                     transient(text, false)
                 } else {
                     StoreError::Sdk(text)

@@ -265,10 +265,10 @@ impl Store {
             .expression_attribute_values(":a", n(until[0]))
             .expression_attribute_values(":b", n(until[1]))
             .expression_attribute_values(":v", n(read.version.saturating_add(1)));
-        applied(
-            super::checkpoint::over_version(update, read.version)
-                .send()
-                .await,
+        self.conditional(
+            super::checkpoint::over_version(update, read.version),
+            Repeat::Idempotent,
         )
+        .await
     }
 }

@@ -482,23 +482,23 @@ impl Store {
         for (placeholder, name) in index.names() {
             update = update.expression_attribute_names(placeholder, name);
         }
-        applied(update.send().await)
+        self.conditional(update, Repeat::Strict).await
     }
 
     /// Gives up a lease its holder did not commit away; a no-op when it is
     /// no longer held by `token` (committed, expired and taken, or gone).
     pub async fn release_lease(&self, tenant: Uuid, user: Uuid, token: Uuid) -> Result<()> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(tenant), member_sk(user))))
             .update_expression(REMOVE_LEASE)
             .condition_expression("lease_token = :token")
-            .expression_attribute_values(":token", s(token.to_string()))
-            .send()
-            .await;
-        applied(result).map(|_| ())
+            .expression_attribute_values(":token", s(token.to_string()));
+        self.conditional(update, Repeat::Idempotent)
+            .await
+            .map(|_| ())
     }
 
     /// Removes a membership and every key it owns in one transaction,

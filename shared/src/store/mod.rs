@@ -96,6 +96,12 @@ pub enum StoreError {
     },
     #[error("dynamodb request failed: {0}")]
     Sdk(String),
+    /// A transaction was built with two operations on one item, which
+    /// DynamoDB refuses as a whole: refused here, before it is sent, so
+    /// that the builder's mistake is a typed error a test sees (never a
+    /// `ValidationException` at run time). Nothing was written.
+    #[error("a transaction holds two operations on one item ({first:?}, then {second:?})")]
+    SameItemTwice { first: Part, second: Part },
     #[error("stored item {0} is malformed: {1}")]
     Corrupt(String, &'static str),
     /// The acting member made its allowed number of changes this minute:

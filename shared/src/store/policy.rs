@@ -214,7 +214,7 @@ impl Store {
     ) -> Result<bool> {
         let (expression, mut vals) = policy_update(policy, &["created = :created"]);
         vals.insert(":created".into(), n(created.unix_timestamp()));
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -223,16 +223,14 @@ impl Store {
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pol_gen) OR pol_gen < :pol_gen)",
             )
-            .set_expression_attribute_values(Some(vals))
-            .send()
-            .await;
-        applied(result)
+            .set_expression_attribute_values(Some(vals));
+        self.conditional(update, Repeat::Idempotent).await
     }
 
     /// Records that generation `generation` of the tenant's policy is on
     /// every key (never moving the mark back).
     pub async fn mark_policy_applied(&self, tenant: Uuid, generation: i64) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -241,9 +239,7 @@ impl Store {
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pol_applied) OR pol_applied < :gen)",
             )
-            .expression_attribute_values(":gen", n(generation))
-            .send()
-            .await;
-        applied(result)
+            .expression_attribute_values(":gen", n(generation));
+        self.conditional(update, Repeat::Idempotent).await
     }
 }

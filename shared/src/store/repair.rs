@@ -41,7 +41,7 @@ impl Store {
         read: TenantCounters,
         actual: TenantCounters,
     ) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -59,26 +59,23 @@ impl Store {
                 (":read_accounts", n(read.service_accounts)),
                 (":zero", n(0)),
             ])))
-            .send()
-            .await;
-        applied(result)
+            ;
+        self.conditional(update, Repeat::Strict).await
     }
 
     /// Removes an expired lease and the marks of earlier versions from a
     /// membership; a lease still holding at `now` stays. `Ok(false)`: not
     /// written (held, or gone).
     pub async fn clear_expired_lease(&self, m: &Membership, now: OffsetDateTime) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(m.tenant_id), member_sk(m.user_id))))
             .update_expression(REMOVE_LEASE)
             .condition_expression(format!("attribute_exists(pk) AND {NO_LEASE_HELD}"))
-            .expression_attribute_values(":now", n(now.unix_timestamp()))
-            .send()
-            .await;
-        applied(result)
+            .expression_attribute_values(":now", n(now.unix_timestamp()));
+        self.conditional(update, Repeat::Idempotent).await
     }
 
     /// Deletes what is left of a key that is no longer whole: with
@@ -132,17 +129,15 @@ impl Store {
     /// an earlier version did not write there): authentication then refuses
     /// every change made with it. `Ok(false)`: the lookup is gone.
     pub async fn mark_replaced(&self, hash: &TokenHash, new: Uuid) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(hash_pk(hash), "hash".into())))
             .update_expression("SET replaced_by = :new")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":new", s(new.to_string()))
-            .send()
-            .await;
-        applied(result)
+            .expression_attribute_values(":new", s(new.to_string()));
+        self.conditional(update, Repeat::Idempotent).await
     }
 
     /// Whether a key's hash lookup exists (a consistent read).

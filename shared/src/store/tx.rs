@@ -5,9 +5,7 @@
 //! ([`Store::commit`]). Each store method reads a refusal into its own
 //! outcome enum, so no caller ever counts item positions.
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::Put;
@@ -59,11 +57,16 @@ pub enum Part {
     Policy,
 }
 
-/// A transaction being built: its items, each with its [`Part`].
+/// A transaction being built: its items, each with its [`Part`]. Two
+/// operations on one item are refused by [`Store::transact`] before the
+/// transaction is sent (see [`StoreError::SameItemTwice`]).
 #[derive(Default)]
 pub(super) struct Tx {
     items: Vec<TransactWriteItem>,
     parts: Vec<Part>,
+    /// The first item pushed onto one already in the transaction: the
+    /// parts of both.
+    twice: Option<(Part, Part)>,
 }
 
 /// The `(pk, sk)` an item of a transaction writes or checks.
@@ -89,6 +92,17 @@ impl Tx {
     }
 
     pub(super) fn push(&mut self, part: Part, item: TransactWriteItem) {
+        if self.twice.is_none() {
+            if let Some((pk, sk)) = item_key(&item) {
+                let before = self
+                    .items
+                    .iter()
+                    .position(|other| item_key(other) == Some((pk, sk)));
+                if let Some(first) = before.and_then(|i| self.parts.get(i)) {
+                    self.twice = Some((*first, part));
+                }
+            }
+        }
         self.items.push(item);
         self.parts.push(part);
     }
@@ -99,6 +113,37 @@ impl Tx {
         self.items
             .iter()
             .any(|item| item_key(item) == Some((pk, sk)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(pk: &str) -> TransactWriteItem {
+        let check = ConditionCheck::builder()
+            .table_name("t")
+            .set_key(Some(key_of(pk.into(), "sk".into())))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().condition_check(check).build()
+    }
+
+    #[test]
+    fn a_second_operation_on_one_item_is_remembered_with_both_parts() {
+        let mut tx = Tx::new();
+        tx.push(Part::Member, check("a"));
+        tx.push(Part::Tenant, check("b"));
+        assert_eq!(tx.twice, None);
+        tx.push(Part::Caller, check("a"));
+        tx.push(Part::Audit, check("b"));
+        assert_eq!(
+            tx.twice,
+            Some((Part::Member, Part::Caller)),
+            "the first one kept"
+        );
+        assert!(tx.touches("a", "sk") && !tx.touches("c", "sk"));
     }
 }
 
@@ -260,21 +305,84 @@ pub(super) fn update_setting_ttl(
     update_named(table, key, expression, condition, vals, names)
 }
 
-/// A single conditional write's answer: `Ok(true)` applied, `Ok(false)`
-/// its condition was false (nothing written), any other failure an error.
-pub(super) fn applied<O>(
-    result: std::result::Result<O, SdkError<UpdateItemError, HttpResponse>>,
-) -> Result<bool> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
+/// How a condition that fails after an attempt whose outcome is unknown
+/// is read (see [`Store::conditional`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Repeat {
+    /// The write's condition may fail on its own earlier write: such a
+    /// failure is an unknown outcome, never an answer.
+    Strict,
+    /// The condition guards a state the write only ever moves towards (a
+    /// generation carried, a lease given back, a checkpoint's version):
+    /// failing it after an unknown attempt means "not written now", which
+    /// every caller of such a write reads as harmless.
+    Idempotent,
+}
+
+/// The configuration override that turns the SDK's own retries off for one
+/// call: [`Store::transact`] and [`Store::conditional`] retry themselves, so
+/// that an attempt whose outcome is unknown is remembered.
+fn without_sdk_retries() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+impl Store {
+    /// Sends one conditional UpdateItem with this store's own retries:
+    /// `Ok(true)` applied, `Ok(false)` its condition was false and nothing
+    /// was written. A condition that fails on a retry after an attempt whose
+    /// outcome is unknown (a time-out, a connection lost, a 5xx) may be
+    /// failing on that very attempt's write: with [`Repeat::Strict`] that
+    /// is an unknown outcome (an error), never `false`.
+    pub(super) async fn conditional(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        repeat: Repeat,
+    ) -> Result<bool> {
+        let mut ambiguous = false;
+        let mut last = String::new();
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(backoff(attempt.saturating_sub(1))).await;
+            }
+            let result = update
+                .clone()
+                .customize()
+                .config_override(without_sdk_retries())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(true),
+                Err(err) => err,
+            };
             if err
                 .as_service_error()
-                .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-        {
-            Ok(false)
+                .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+            {
+                if ambiguous && repeat == Repeat::Strict {
+                    return Err(StoreError::Transient {
+                        message: "a retried write failed a condition its first attempt may \
+                                  have changed"
+                            .into(),
+                        unknown_outcome: true,
+                    });
+                }
+                return Ok(false);
+            }
+            match StoreError::from(err) {
+                StoreError::Transient {
+                    message,
+                    unknown_outcome,
+                } => {
+                    ambiguous |= unknown_outcome;
+                    last = message;
+                }
+                other => return Err(other),
+            }
         }
-        Err(err) => Err(err.into()),
+        Err(StoreError::Transient {
+            message: format!("write not done after {TRANSACTION_ATTEMPTS} attempts: {last}"),
+            unknown_outcome: ambiguous,
+        })
     }
 }
 
@@ -304,7 +412,14 @@ impl Store {
     /// - a failed condition with no ambiguous attempt before it: the answer
     ///   `Ok(Err(refused))`, naming the refused items by their [`Part`].
     pub(super) async fn transact(&self, tx: Tx) -> Result<Outcome> {
-        let Tx { items, parts } = tx;
+        let Tx {
+            items,
+            parts,
+            twice,
+        } = tx;
+        if let Some((first, second)) = twice {
+            return Err(StoreError::SameItemTwice { first, second });
+        }
         let mut token = Uuid::new_v4().to_string();
         let mut ambiguous = false;
         let mut last = String::new();
@@ -318,10 +433,7 @@ impl Store {
                 .set_transact_items(Some(items.clone()))
                 .client_request_token(&token)
                 .customize()
-                .config_override(
-                    aws_sdk_dynamodb::config::Builder::default()
-                        .retry_config(RetryConfig::disabled()),
-                )
+                .config_override(without_sdk_retries())
                 .send()
                 .await;
             let err = match result {
@@ -443,8 +555,13 @@ impl Store {
     /// itself: its own condition decides then).
     fn check_acting_key(&self, tx: &mut Tx, tenant: Uuid, audit: &AuditRecord) -> Result<()> {
         let actor = &audit.actor;
-        // A person's session: still there (not ended by a log-out).
+        // A person's session: still there (not ended by a log-out), unless
+        // the change itself ends it (a member changing their own role or
+        // leaving, with every session of theirs): that ending decides then.
         if let Some(session) = &actor.session {
+            if tx.touches(&hash_pk(session), "hash") {
+                return Ok(());
+            }
             let check = ConditionCheck::builder()
                 .table_name(&self.table)
                 .set_key(Some(key_of(hash_pk(session), "hash".into())))
