@@ -676,7 +676,11 @@ async fn a_network_limited_key_does_not_rotate_an_unlimited_one() {
             Some(json!({"input": {"key_id": full, "grace_period_seconds": 0}})),
         )
         .await;
-    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    assert_eq!(
+        reply["errors"][0]["extensions"]["reason"],
+        "wider_than_credential"
+    );
     // The unlimited key still works.
     assert!(h
         .gql(&h.tenant.admin_key, "{ hello }", None)

@@ -18,6 +18,7 @@ const CREATE: &str =
 const SET_POLICY: &str = "mutation($input: set_key_policy_input!) { set_key_policy(input: $input) \
      { max_user_key_days max_service_key_days scopes_required allowed_networks applied } }";
 const LIST: &str = "{ auth_api_key { id name scopes policy_violation } }";
+const LIST_ENDS: &str = "{ auth_api_key { id expires_at } }";
 const ROUTES: &str = r#"{"GET /orders": "orders:read", "GET /orders/*": "orders:read",
     "POST /orders": "orders:write", "ANY /admin/*": "admin:all"}"#;
 
@@ -323,7 +324,8 @@ async fn a_scoped_key_uses_this_api_only_as_its_apikeys_scopes_allow() {
             Some(json!({"input": {"key_id": admin_key_id}})),
         )
         .await;
-    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    assert_eq!(error_code(&reply), "FORBIDDEN", "{reply}");
+    assert_eq!(reason(&reply), "wider_than_credential", "{reply}");
     assert!(h.gql(key, "{ hello }", None).await.get("errors").is_none());
 }
 
@@ -557,17 +559,44 @@ async fn a_tightened_policy_refuses_keys_at_once_and_a_loosened_one_lets_them_wo
     .await;
     assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
     assert!(message(&reply).contains("90 days"), "{reply}");
+    // Asked for no end by a key that has one: it ends with its maker (no
+    // credential outlives the one that made it), which the policy allows.
     let reply = make(&h, &month, admin, "never", json!({})).await;
-    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    let made = reply["data"]["create_api_key"]["id"].clone();
+    let listed = h.data(&month, LIST_ENDS, None).await;
+    let ends = |id: &Value| {
+        listed["auth_api_key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| &k["id"] == id)
+            .map(|k| k["expires_at"].clone())
+    };
+    let month_id = h.data(&month, "{ auth_info { api_key_id } }", None).await["auth_info"]
+        ["api_key_id"]
+        .clone();
+    assert_eq!(ends(&made), ends(&month_id), "{reply}");
+    // Within the policy and the maker's life: made.
     let reply = make(
         &h,
         &month,
         admin,
         "fits",
-        json!({"expires_at": days_from(&h, 89)}),
+        json!({"expires_at": days_from(&h, 29)}),
     )
     .await;
     assert!(reply.get("errors").is_none(), "{reply}");
+    // Within the policy, past the maker's life: refused, naming the maker's end.
+    let reply = make(
+        &h,
+        &month,
+        admin,
+        "outlives",
+        json!({"expires_at": days_from(&h, 31)}),
+    )
+    .await;
+    assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{reply}");
+    assert!(message(&reply).contains("expire by then"), "{reply}");
     // Scopes required: unscoped keys stop, scoped ones work.
     service
         .set_key_policy_as_operator(
@@ -676,7 +705,9 @@ async fn no_key_that_breaks_an_acknowledged_policy_works_whatever_raced_it() {
         async {
             let mut made = Vec::new();
             for i in 0..8 {
-                let reply = make(&h, &compliant, admin, &format!("racer-{i}"), json!({})).await;
+                // The unlimited key: a key made by the compliant one would
+                // end with it, and comply.
+                let reply = make(&h, &key, admin, &format!("racer-{i}"), json!({})).await;
                 if let Some(k) = reply["data"]["create_api_key"]["key"].as_str() {
                     made.push(k.to_string());
                 } else {

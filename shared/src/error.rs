@@ -109,6 +109,11 @@ pub enum Refusal {
     SessionEnded,
     /// A console session presented as an API key.
     SessionNotKey,
+    /// A limited credential (a key with scopes, networks, a role ceiling or
+    /// an expiry) asked to make or give something wider than itself: a key
+    /// beyond its limits, a role (which reaches credentials that carry
+    /// none of them), or a looser key policy (see `authz::within`).
+    WiderThanCredential,
 }
 
 impl Refusal {
@@ -129,11 +134,12 @@ impl Refusal {
             Refusal::SessionExpired => "session_expired",
             Refusal::SessionEnded => "session_ended",
             Refusal::SessionNotKey => "session_not_key",
+            Refusal::WiderThanCredential => "wider_than_credential",
         }
     }
 
     /// Every reason, for tests and the documentation.
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::Malformed,
         Refusal::UnknownOrRevoked,
         Refusal::Expired,
@@ -149,6 +155,7 @@ impl Refusal {
         Refusal::SessionExpired,
         Refusal::SessionEnded,
         Refusal::SessionNotKey,
+        Refusal::WiderThanCredential,
     ];
 
     /// What the caller is told beyond "Unauthenticated", for the reasons

@@ -252,6 +252,38 @@ impl KeyPolicy {
         None
     }
 
+    /// The first rule of `self` (the policy in force) that `next` loosens,
+    /// by name (`None`: `next` is as strict or stricter in every rule): a
+    /// lifetime limit raised or removed, scopes no longer required, an
+    /// allowlist that lets in an address `self`'s did not (or none at
+    /// all), leaked keys reported instead of revoked.
+    pub fn loosened_by(&self, next: &KeyPolicy) -> Option<&'static str> {
+        let longer = |now: Option<u32>, then: Option<u32>| match (now, then) {
+            (Some(_), None) => true,
+            (Some(now), Some(then)) => then > now,
+            (None, _) => false,
+        };
+        if longer(self.max_user_key_days, next.max_user_key_days) {
+            return Some("max_user_key_days");
+        }
+        if longer(self.max_service_key_days, next.max_service_key_days) {
+            return Some("max_service_key_days");
+        }
+        if self.scopes_required && !next.scopes_required {
+            return Some("scopes_required");
+        }
+        let inside = |n: &ipnet::IpNet| self.networks.iter().any(|own| own.contains(n));
+        if !self.networks.is_empty()
+            && (next.networks.is_empty() || !next.networks.iter().all(inside))
+        {
+            return Some("allowed_networks");
+        }
+        if self.leak_action == LeakAction::Revoke && next.leak_action == LeakAction::Notify {
+            return Some("leak_action");
+        }
+        None
+    }
+
     /// May any key of the tenant be used from `source`?
     pub fn allows_source(&self, source: Option<std::net::IpAddr>) -> bool {
         network_allows(&self.networks, source)
@@ -336,6 +368,82 @@ mod tests {
         let narrow = strings(&["orders:read"]);
         assert!(narrow_scopes(&strings(&["orders:*"]), &narrow).is_err());
         assert_eq!(narrow_scopes(&narrow, &[]), Ok(narrow.clone()));
+    }
+
+    #[test]
+    fn a_looser_policy_names_the_first_rule_it_loosens() {
+        let nets = |v: &[&str]| v.iter().map(|n| n.parse().unwrap()).collect();
+        let strict = KeyPolicy {
+            generation: 3,
+            max_user_key_days: Some(30),
+            max_service_key_days: Some(7),
+            scopes_required: true,
+            networks: nets(&["10.0.0.0/8"]),
+            leak_action: LeakAction::Revoke,
+        };
+        assert_eq!(strict.loosened_by(&strict), None);
+        let tighter = KeyPolicy {
+            max_user_key_days: Some(1),
+            networks: nets(&["10.1.0.0/16"]),
+            ..strict.clone()
+        };
+        assert_eq!(strict.loosened_by(&tighter), None);
+        let cases: [(KeyPolicy, &str); 7] = [
+            (
+                KeyPolicy {
+                    max_user_key_days: Some(31),
+                    ..strict.clone()
+                },
+                "max_user_key_days",
+            ),
+            (
+                KeyPolicy {
+                    max_user_key_days: None,
+                    ..strict.clone()
+                },
+                "max_user_key_days",
+            ),
+            (
+                KeyPolicy {
+                    max_service_key_days: None,
+                    ..strict.clone()
+                },
+                "max_service_key_days",
+            ),
+            (
+                KeyPolicy {
+                    scopes_required: false,
+                    ..strict.clone()
+                },
+                "scopes_required",
+            ),
+            (
+                KeyPolicy {
+                    networks: vec![],
+                    ..strict.clone()
+                },
+                "allowed_networks",
+            ),
+            (
+                KeyPolicy {
+                    networks: nets(&["0.0.0.0/0"]),
+                    ..strict.clone()
+                },
+                "allowed_networks",
+            ),
+            (
+                KeyPolicy {
+                    leak_action: LeakAction::Notify,
+                    ..strict.clone()
+                },
+                "leak_action",
+            ),
+        ];
+        for (next, rule) in cases {
+            assert_eq!(strict.loosened_by(&next), Some(rule), "{next:?}");
+        }
+        // From no policy, every rule tightens.
+        assert_eq!(KeyPolicy::default().loosened_by(&strict), None);
     }
 
     #[test]

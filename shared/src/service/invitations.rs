@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::authz::{authorize, within, Action, Made, Maker, Target};
 use crate::domain::{AccountType, Person, Role};
 use crate::store::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert, UserRecord};
 
@@ -29,45 +30,19 @@ pub const INVITATIONS_PER_HOUR: u32 = 20;
 /// An email as invitations hold it: trimmed, lowercase, of a plain form
 /// (ASCII, one `@`, a dotted domain, at most 254 characters).
 pub fn normalize_email(raw: &str) -> Result<String> {
-    let email = raw.trim().to_ascii_lowercase();
-    let bad = || {
+    crate::domain::plain_email(raw).ok_or_else(|| {
         let shown: String = raw.chars().take(64).filter(|c| !c.is_control()).collect();
         Error::BadInput(format!(
             "{shown:?} is not an email address this service can invite (name@example.com)"
         ))
-    };
-    if email.len() > 254 || !email.is_ascii() {
-        return Err(bad());
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(bad());
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
-    let domain_ok = domain.contains('.')
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if local_ok && domain_ok {
-        Ok(email)
-    } else {
-        Err(bad())
-    }
+    })
 }
 
-/// Who may invite: a person who is a tenant admin, acting with a session or
-/// an unlimited key of theirs.
+/// Who may see, make and withdraw the tenant's invitations: a person who is
+/// a tenant admin (the rules' [`Action::Invite`]), with a credential that
+/// may change things.
 fn may_invite(p: &Principal) -> Result<()> {
-    if p.account_type != AccountType::User || p.effective_role() != Role::TenantAdmin {
+    if !authorize(p.actor(), Action::Invite, Target::Myself) {
         return Err(Error::Forbidden(
             "only a tenant admin who is a person may invite or withdraw invitations (not a \
              service account, a user or a read-only member)"
@@ -92,6 +67,16 @@ impl ApiKeys {
         }
         may_invite(p)?;
         let role = parse_role(role)?;
+        // The invited person's sessions and keys will carry none of the
+        // inviting credential's limits: only an unlimited one invites.
+        within(
+            &Maker::of(p),
+            Made::Role {
+                from: None,
+                to: role,
+            },
+        )
+        .map_err(|w| wider_than_credential(p, w))?;
         let email = normalize_email(email)?;
         let actor = AuditActor::of(p);
         self.invite(p.tenant_id, &email, role, actor, Some(p.user_id))
@@ -305,6 +290,12 @@ impl ApiKeys {
                         (record.clone(), Some(record))
                     }
                 };
+            // The admin who sent it, to their own address: a member already
+            // (and the transaction's check that they still are an admin
+            // would be a second operation on the new membership's item).
+            if user.id == invitation.invited_by {
+                return Err(already_member());
+            }
             let membership = Membership {
                 id: Uuid::new_v4(),
                 tenant_id: invitation.tenant_id,
@@ -361,11 +352,7 @@ impl ApiKeys {
                             .into(),
                     ))
                 }
-                InvitationAccept::AlreadyMember => {
-                    return Err(Error::BadInput(
-                        "you are a member of this tenant already".into(),
-                    ))
-                }
+                InvitationAccept::AlreadyMember => return Err(already_member()),
                 // The username (or the identity, linked by a racing
                 // accept) was taken: read again.
                 InvitationAccept::UserTaken => continue,
@@ -373,6 +360,10 @@ impl ApiKeys {
         }
         Err(kept_changing("the invitation"))
     }
+}
+
+fn already_member() -> Error {
+    Error::BadInput("you are a member of this tenant already".into())
 }
 
 fn parse_role(role: &str) -> Result<Role> {

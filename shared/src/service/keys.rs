@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::{authorize, Action, Target};
+use crate::authz::{authorize, narrowed, within, Action, Made, Maker, Reach, Target};
 use crate::authz::{key_limit_reached, may_hold_another_key};
 use crate::config::MAX_ROTATION_GRACE_SECONDS;
 use crate::domain::{
@@ -19,7 +19,7 @@ use crate::store::{
 };
 use crate::token::NewKey;
 
-use super::{kept_changing, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
+use super::{kept_changing, may_change, wider_than_credential, ApiKeys, Leased, CONFLICT_RETRIES};
 
 /// What an owner's key is being created with.
 pub struct KeyRequest<'a> {
@@ -108,13 +108,13 @@ pub struct Rotated {
     pub old_key_expires_at: OffsetDateTime,
 }
 
-/// Is a key with the ceiling `acting` at least as strong as one with the
-/// ceiling `other` (of the same owner's role, or less)? `None`: no ceiling.
-fn at_least_as_strong(acting: Option<Role>, other: Option<Role>) -> bool {
-    match (acting, other) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(a), Some(o)) => a.lower(o) == o,
+/// How far a key reaches, as the rule of `authz::within` compares it.
+fn reach_of(key: &ApiKey) -> Reach {
+    Reach {
+        ceiling: key.role_ceiling,
+        scopes: key.scopes.clone(),
+        networks: key.allowed_networks.clone(),
+        expires_at: key.expires_at,
     }
 }
 
@@ -360,11 +360,6 @@ impl ApiKeys {
     ) -> Result<(ApiKey, NewKey)> {
         may_change(p)?;
         self.check_key_request(&request)?;
-        // Never usable from more places than the key that makes it.
-        request.allowed_networks =
-            narrow_networks(&request.allowed_networks, &p.key_networks).map_err(Error::BadInput)?;
-        // Never allowed more than the key that makes it.
-        request.scopes = narrow_scopes(&request.scopes, &p.key_scopes).map_err(Error::BadInput)?;
         if default_tenant_id.is_some_and(|t| t != p.tenant_id) {
             return Err(Error::BadInput(
                 "default_tenant_id must be the tenant the request acts in".into(),
@@ -376,6 +371,32 @@ impl ApiKeys {
         if !for_myself && !authorize(p.actor(), Action::CreateKey, Target::ServiceAccount) {
             return Err(Error::NotFound("user"));
         }
+        // An end asked past the tenant's policy is told as the policy's
+        // rule, before the maker's own end (a key is made for oneself or
+        // for a service account).
+        if request.expires_at.is_some() {
+            let owner_type = if for_myself {
+                p.account_type
+            } else {
+                AccountType::Service
+            };
+            self.check_policy(&p.policy, owner_type, &request)?;
+        }
+        // Never more than the credential that makes it, in any limit: what
+        // was asked within it, or its own limits where nothing was asked.
+        let asked = Reach {
+            ceiling: request.role_ceiling,
+            scopes: std::mem::take(&mut request.scopes),
+            networks: std::mem::take(&mut request.allowed_networks),
+            expires_at: request
+                .expires_at
+                .map(|at| at.replace_nanosecond(0).unwrap_or(at)),
+        };
+        let reach = narrowed(&Maker::of(p), asked).map_err(|w| Error::BadInput(w.message))?;
+        request.role_ceiling = reach.ceiling;
+        request.scopes = reach.scopes;
+        request.allowed_networks = reach.networks;
+        request.expires_at = reach.expires_at;
         // Your own key needs no read first: you are what authentication read,
         // and the transaction checks the rest (membership, limit, role).
         let mut owner = if for_myself {
@@ -544,27 +565,12 @@ impl ApiKeys {
             if stored.key.disabled == disabled {
                 return Ok(true);
             }
-            // Enabling gives power back: never to a key that may do more
-            // than the one asking (a capped key does not undo a disable).
-            // Nor to a key usable from more places, or allowed more scopes.
-            let wider = !disabled
-                && ((!p.key_networks.is_empty() && stored.key.allowed_networks.is_empty())
-                    || narrow_networks(&stored.key.allowed_networks, &p.key_networks).is_err()
-                    || (!p.key_scopes.is_empty() && stored.key.scopes.is_empty())
-                    || narrow_scopes(&stored.key.scopes, &p.key_scopes).is_err());
-            if wider {
-                return Err(Error::Forbidden(
-                    "this API key is limited to fewer networks or scopes than the key it would \
-                     enable: enable it with a key without those limits"
-                        .into(),
-                ));
-            }
-            if !disabled && !at_least_as_strong(p.key_ceiling, stored.key.role_ceiling) {
-                return Err(Error::Forbidden(
-                    "this API key may do less than the key it would enable: enable it with a key \
-                     without that limit"
-                        .into(),
-                ));
+            // Enabling gives power back: never to a key wider than the
+            // credential asking, in any limit (a capped, scoped, limited or
+            // expiring key does not undo a disable of a wider one).
+            if !disabled {
+                within(&Maker::of(p), Made::Key(&reach_of(&stored.key)))
+                    .map_err(|w| wider_than_credential(p, w))?;
             }
             match self.toggle(p, &stored, others, disabled).await? {
                 KeyToggle::Done => return Ok(true),
@@ -780,25 +786,15 @@ impl ApiKeys {
                     "this key is disabled: enable it before rotating it, or revoke it".into(),
                 ));
             }
-            // A limited key rotates only keys within its networks (an
-            // unlimited one is wider than any).
-            let wider = !p.key_networks.is_empty() && old.key.allowed_networks.is_empty();
-            if wider || narrow_networks(&old.key.allowed_networks, &p.key_networks).is_err() {
-                return Err(Error::BadInput(
-                    "this key may be used from networks this API key may not: rotate it with \
-                     a key without that limit"
-                        .into(),
-                ));
-            }
-            // Likewise a scoped key rotates only keys within its scopes.
-            let broader = !p.key_scopes.is_empty() && old.key.scopes.is_empty();
-            if broader || narrow_scopes(&old.key.scopes, &p.key_scopes).is_err() {
-                return Err(Error::BadInput(
-                    "this key may do what this API key's scopes do not allow: rotate it with \
-                     a key without that limit"
-                        .into(),
-                ));
-            }
+            // The new key keeps the old one's limits (its ceiling lowered
+            // to the rotating key's): never wider than the credential
+            // rotating it, in any limit.
+            let maker = Maker::of(p);
+            let reach = Reach {
+                ceiling: Role::lower_ceiling(old.key.role_ceiling, maker.reach.ceiling),
+                ..reach_of(&old.key)
+            };
+            within(&maker, Made::Key(&reach)).map_err(|w| wider_than_credential(p, w))?;
             // The owner as authentication read it, or (someone else's key) as it is now.
             let owner = if let Some(owner) = reread.take() {
                 owner

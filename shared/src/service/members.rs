@@ -5,14 +5,18 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
-use crate::authz::{authorize, last_admin, leaves_tenant_without_admin, Action, Actor, Target};
+use crate::authz::{
+    authorize, last_admin, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
+};
 use crate::domain::{
     folded_name, validate_name, AccountType, LeaseKind, Membership, Principal, Role,
 };
 use crate::error::{Error, Result};
 use crate::store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 
-use super::{kept_changing, lease_lost, may_change, ApiKeys, Leased, CONFLICT_RETRIES};
+use super::{
+    kept_changing, lease_lost, may_change, wider_than_credential, ApiKeys, Leased, CONFLICT_RETRIES,
+};
 
 impl ApiKeys {
     pub async fn create_service_account(
@@ -40,6 +44,9 @@ impl ApiKeys {
         ) {
             return Err(forbidden());
         }
+        // Its role no higher than the maker's (its keys are each bounded by
+        // whoever makes them).
+        within(&Maker::of(p), Made::Account(role)).map_err(|w| wider_than_credential(p, w))?;
         // A service account named like a person of the tenant would pass
         // for them in the audit log and the member lists.
         let folded = folded_name(name);
@@ -229,6 +236,13 @@ impl ApiKeys {
             if target == Target::Myself && !authorize(now, Action::ChangeRole, target) {
                 return Err(forbidden());
             }
+            // A role raised reaches every credential of the member: never
+            // by a limited credential.
+            let made = Made::Role {
+                from: Some(member.role),
+                to: role,
+            };
+            within(&Maker::of(p), made).map_err(|w| wider_than_credential(p, w))?;
             Ok(target)
         };
         check(&member)?;

@@ -132,6 +132,22 @@ fn may_change(p: &Principal) -> Result<()> {
     Ok(())
 }
 
+/// The refusal of something wider than the credential asking for it (see
+/// `authz::within`), logged with the limit (never the key).
+pub(super) fn wider_than_credential(p: &Principal, wider: crate::authz::Wider) -> Error {
+    tracing::info!(
+        reason = Refusal::WiderThanCredential.code(),
+        limit = wider.limit.name(),
+        key_id = %p.api_key_id,
+        "change refused"
+    );
+    Error::Denied {
+        reason: Refusal::WiderThanCredential,
+        message: wider.message,
+        needed_scope: None,
+    }
+}
+
 /// A lease that ran out while its holder still worked (the holder was
 /// slower than [`LEASE`]): nothing was written, trying again may succeed.
 fn lease_lost() -> Error {

@@ -6,13 +6,13 @@ use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::{authorize, Action, Target};
+use crate::authz::{authorize, within, Action, Made, Maker, Target};
 use crate::domain::{network_allows, parse_networks, Principal};
 use crate::error::{Error, Result};
 use crate::policy::{check_policy_days, KeyPolicy, LeakAction, MAX_TENANT_NETWORKS};
 use crate::store::{PolicySet, TenantPolicy};
 
-use super::{kept_changing, may_change, ApiKeys, CONFLICT_RETRIES};
+use super::{kept_changing, may_change, wider_than_credential, ApiKeys, CONFLICT_RETRIES};
 
 /// How many keys' copies a policy change writes at once.
 const APPLY_CONCURRENCY: usize = 16;
@@ -156,16 +156,29 @@ impl ApiKeys {
                  include it, or set the policy from within the networks"
             )));
         }
+        // A person's session is no key: of the policy only the networks
+        // bind it (checked above); its lifetime and scope rules are key
+        // rules, and a session has neither an age nor scopes to judge.
         let created = p.key_created.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        if let Some(v) = rules.violation(p.account_type, created, p.key_expires_at, &p.key_scopes) {
+        let violation = match p.session {
+            Some(_) => None,
+            None => rules.violation(p.account_type, created, p.key_expires_at, &p.key_scopes),
+        };
+        if let Some(v) = violation {
             return Err(Error::BadInput(format!(
                 "this policy would refuse the API key making this change ({}): make this change \
                  with a key that meets it",
                 v.message(p.account_type)
             )));
         }
-        self.change_policy(p.tenant_id, rules, AuditActor::of(p), Some(p.user_id))
-            .await
+        self.change_policy(
+            p.tenant_id,
+            rules,
+            Some(p),
+            AuditActor::of(p),
+            Some(p.user_id),
+        )
+        .await
     }
 
     /// The operator's `set-policy`: no key of its own to lock out.
@@ -176,7 +189,7 @@ impl ApiKeys {
     ) -> Result<PolicyView> {
         let tenant = self.tenant_by_slug(tenant_slug).await?;
         let rules = change.rules()?;
-        self.change_policy(tenant.id, rules, AuditActor::operator(), None)
+        self.change_policy(tenant.id, rules, None, AuditActor::operator(), None)
             .await
     }
 
@@ -187,11 +200,14 @@ impl ApiKeys {
     }
 
     /// Writes the new rules as the next generation (unless they are the
-    /// rules already set), then onto every key.
+    /// rules already set), then onto every key. A change that loosens the
+    /// policy in force is made only by an unlimited credential (`maker`:
+    /// the caller; `None`: the operator).
     async fn change_policy(
         &self,
         tenant: Uuid,
         rules: KeyPolicy,
+        maker: Option<&Principal>,
         actor: AuditActor,
         caller_admin: Option<Uuid>,
     ) -> Result<PolicyView> {
@@ -207,6 +223,10 @@ impl ApiKeys {
                     self.finish(tenant, &current.policy).await?;
                 }
                 return self.policy_now(tenant).await;
+            }
+            if let (Some(p), Some(rule)) = (maker, current.policy.loosened_by(&rules)) {
+                within(&Maker::of(p), Made::LooserPolicy(rule))
+                    .map_err(|w| wider_than_credential(p, w))?;
             }
             let next = KeyPolicy {
                 generation: current.policy.generation.saturating_add(1),
