@@ -89,9 +89,16 @@ async fn an_invited_person_signs_in_accepts_switches_and_makes_a_key() {
         "{mine}"
     );
     assert_eq!(mine["data"]["my_tenants"], json!([]));
-    // Nothing else is open to a person in no tenant.
+    // Nothing else is open to a person in no tenant, and they are told why.
     let other = p.as_session(&access, "{ auth_info { user_id } }").await;
-    assert_eq!(code(&other), "BAD_USER_INPUT", "{other}");
+    assert_eq!(code(&other), "FORBIDDEN", "{other}");
+    assert!(
+        other["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no tenant yet"),
+        "{other}"
+    );
     let accepted = accept(&p, &access, id).await;
     assert_eq!(
         accepted["data"]["accept_membership_invitation"]["tenant_id"],

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use juniper::{DefaultScalarValue, Definition, OperationType, Selection};
+use juniper::{DefaultScalarValue, Definition, Operation, OperationType, Selection, Spanning};
 
 type Selections<'a> = [Selection<'a, DefaultScalarValue>];
 
@@ -104,6 +104,8 @@ pub struct Cost {
     /// [`crate::schema::PUBLIC_FIELDS`] only (no fragment): answered
     /// without a key.
     pub public_only: bool,
+    /// Whether the operation's own selection set asks for any of those.
+    pub signs_in: bool,
 }
 
 impl Cost {
@@ -117,6 +119,7 @@ impl Cost {
             secret_fields: self.secret_fields.saturating_add(other.secret_fields),
             introspection_only: self.introspection_only && other.introspection_only,
             public_only: false,
+            signs_in: false,
         }
     }
 }
@@ -125,39 +128,48 @@ impl Cost {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TooComplex(pub String);
 
+/// The operation juniper would run (the one named, or the only one).
+pub fn chosen<'d, 'a>(
+    document: &'d [Definition<'a, DefaultScalarValue>],
+    operation_name: Option<&str>,
+) -> Option<&'d Spanning<Operation<'a, DefaultScalarValue>>> {
+    let mut operations = document.iter().filter_map(|definition| match definition {
+        Definition::Operation(op) => Some(op),
+        Definition::Fragment(_) => None,
+    });
+    match operation_name {
+        Some(name) => operations.find(|op| op.item.name.as_ref().map(|n| n.item) == Some(name)),
+        None => {
+            let first = operations.next();
+            operations.next().is_none().then_some(first).flatten()
+        }
+    }
+}
+
 /// The cost of the operation juniper would run, or `None` when there is no
 /// single such operation (juniper then answers the error itself).
 pub fn measure(
     document: &[Definition<'_, DefaultScalarValue>],
     operation_name: Option<&str>,
 ) -> Option<(OperationType, Cost)> {
-    let mut fragments = HashMap::new();
-    let mut operations = Vec::new();
-    for definition in document {
-        match definition {
-            Definition::Operation(op) => operations.push(&op.item),
-            Definition::Fragment(f) => {
-                fragments.insert(f.item.name.item, f.item.selection_set.as_slice());
-            }
-        }
-    }
-    let operation = match operation_name {
-        Some(name) => operations
-            .into_iter()
-            .find(|op| op.name.as_ref().map(|n| n.item) == Some(name))?,
-        None if operations.len() == 1 => operations.into_iter().next()?,
-        None => return None,
-    };
+    let operation = &chosen(document, operation_name)?.item;
+    let fragments = document
+        .iter()
+        .filter_map(|definition| match definition {
+            Definition::Fragment(f) => Some((f.item.name.item, f.item.selection_set.as_slice())),
+            Definition::Operation(_) => None,
+        })
+        .collect();
     let mut walk = Walk {
         fragments,
         expanded: HashMap::new(),
     };
-    let public_only = !operation.selection_set.is_empty()
-        && operation.selection_set.iter().all(|s| {
-            matches!(s, Selection::Field(f) if crate::schema::PUBLIC_FIELDS.contains(&f.item.name.item))
-        });
+    let public = |s: &Selection<'_, DefaultScalarValue>| matches!(s, Selection::Field(f) if crate::schema::PUBLIC_FIELDS.contains(&f.item.name.item));
+    let public_only =
+        !operation.selection_set.is_empty() && operation.selection_set.iter().all(public);
     let cost = Cost {
         public_only,
+        signs_in: operation.selection_set.iter().any(public),
         ..walk.selections(&operation.selection_set)
     };
     Some((operation.operation_type, cost))
@@ -254,6 +266,7 @@ impl<'a, 'd> Walk<'a, 'd> {
                         secret_fields: u64::from(SECRET_FIELDS.contains(&field.name.item)),
                         introspection_only: field.name.item.starts_with("__"),
                         public_only: false,
+                        signs_in: false,
                     }
                 }
                 Selection::InlineFragment(inline) => self.selections(&inline.item.selection_set),

@@ -14,7 +14,9 @@ use apikeys_shared::token::{
 };
 use apikeys_shared::{ApiKeys, Error};
 use juniper::parser::{parse_document_source, ParseError};
-use juniper::{GraphQLError, InputValue, OperationType, Variables};
+use juniper::{
+    EmptySubscription, GraphQLError, InputValue, OperationType, ValidatedOperation, Variables,
+};
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
@@ -22,8 +24,8 @@ use serde_json::{json, Value};
 use crate::console;
 use crate::cost::{self, TooComplex};
 use crate::schema::{
-    error_code_and_message, public_schema, schema, Context, PublicContext, PublicSchema, Schema,
-    RATE_LIMITED, SERVICE_UNAVAILABLE,
+    error_code_and_message, schema, Caller, Context, Mutation, Query, Schema, RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
 };
 
 /// Largest request body accepted; any real GraphQL request is far smaller.
@@ -36,8 +38,6 @@ pub struct App {
     /// GitHub's secret scanning keys: their client built, and the keys
     /// fetched, when a report first needs them (never at cold start).
     github_keys: std::sync::OnceLock<Option<apikeys_shared::scanning::GithubKeys>>,
-    /// The operations that run before anyone is authenticated (sign-in).
-    public: PublicSchema,
     /// The identity provider's ID-token verifier: built, and its keys
     /// fetched, when a sign-in first needs them (never at cold start).
     verifier: std::sync::OnceLock<Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>>,
@@ -50,7 +50,6 @@ impl App {
             service: Arc::new(service),
             schema: schema(introspection),
             github_keys: std::sync::OnceLock::new(),
-            public: public_schema(),
             verifier: std::sync::OnceLock::new(),
         }
     }
@@ -123,7 +122,11 @@ impl App {
                 tracing::warn!("the warm-up request took over two seconds");
             }
         }
-        let context = Context::new(Arc::clone(&self.service), warm_up_principal(), None);
+        let context = Context::new(
+            Arc::clone(&self.service),
+            Caller::Member(Box::new(warm_up_principal())),
+            None,
+        );
         let _ = juniper::execute(
             "{ hello auth_info { role permissions } }",
             None,
@@ -642,40 +645,88 @@ pub const MAX_ERRORS: usize = 10;
 struct Measured {
     kind: OperationType,
     root_fields: u64,
-    /// Only sign-in fields: runs without a key.
+    /// Only sign-in fields (or introspection): runs without a credential.
     public_only: bool,
+    /// A sign-in field is asked for: the verifier is needed.
+    signs_in: bool,
 }
 
-/// Parses and measures the document before anything reads DynamoDB: a
-/// syntax error or a document over the cost bound is answered here.
-/// `Err` is the message and code of the answer.
-fn measure(app: &App, parsed: &GraphQlRequest) -> Result<Option<Measured>, (String, &'static str)> {
+/// A request's operation, parsed, validated (its variables too) and
+/// measured: everything that can be said of it without a credential.
+struct Prepared<'a> {
+    operation: ValidatedOperation<'a, Query, Mutation, EmptySubscription<Context>>,
+    measured: Measured,
+}
+
+/// An answer to a request that was not executed: its message and code.
+fn not_executed(message: &str, code: &str) -> Response<Body> {
+    request_error(StatusCode::OK, &error_body(message, code))
+}
+
+/// Parses, measures and validates the document and its variables before
+/// anything reads DynamoDB or looks at the credential: a syntax error, a
+/// document over the cost bound, one that does not validate, or variables
+/// of the wrong type are answered here, with no database request (and the
+/// same answer whether the database is up or not).
+fn prepare<'a>(
+    app: &'a App,
+    parsed: &'a GraphQlRequest,
+) -> Result<Prepared<'a>, Box<Response<Body>>> {
     let document = match parse_document_source(&parsed.query, &app.schema.schema) {
         Ok(document) => document,
         Err(err) => {
-            return Err(match err.item {
+            return Err(Box::new(match err.item {
                 ParseError::DepthLimitExceeded(_)
                 | ParseError::TokenLimitExceeded(_)
-                | ParseError::FieldLimitExceeded(_) => (
-                    format!("Query too complex: {}", err.item),
+                | ParseError::FieldLimitExceeded(_) => not_executed(
+                    &format!("Query too complex: {}", err.item),
                     "QUERY_TOO_COMPLEX",
                 ),
-                _ => (GraphQLError::ParseError(err).to_string(), "BAD_USER_INPUT"),
-            });
+                _ => not_executed(&GraphQLError::ParseError(err).to_string(), "BAD_USER_INPUT"),
+            }));
         }
     };
-    let Some((kind, cost)) = cost::measure(&document, parsed.operation_name.as_deref()) else {
-        // No single operation to run: juniper says which way.
-        return Ok(None);
+    let measured = match cost::measure(&document, parsed.operation_name.as_deref()) {
+        Some((kind, cost)) => {
+            if let Err(TooComplex(message)) = cost::check(kind, cost, cost::LIMITS) {
+                return Err(Box::new(not_executed(&message, "QUERY_TOO_COMPLEX")));
+            }
+            Some(Measured {
+                kind,
+                root_fields: cost.root_fields,
+                public_only: cost.public_only || cost.introspection_only,
+                signs_in: cost.signs_in,
+            })
+        }
+        // No single operation to run: validation says which way.
+        None => None,
     };
-    match cost::check(kind, cost, cost::LIMITS) {
-        Ok(()) => Ok(Some(Measured {
-            kind,
-            root_fields: cost.root_fields,
-            public_only: cost.public_only,
-        })),
-        Err(TooComplex(message)) => Err((message, "QUERY_TOO_COMPLEX")),
+    let operation =
+        ValidatedOperation::new(&parsed.query, parsed.operation_name.as_deref(), &app.schema)
+            .map_err(|e| Box::new(answered(Err(e), None)))?;
+    let Some(measured) = measured else {
+        return Err(Box::new(not_executed(
+            "no operation to run",
+            "BAD_USER_INPUT",
+        )));
+    };
+    if let Some(chosen) = cost::chosen(&document, parsed.operation_name.as_deref()) {
+        let errors = juniper::validation::validate_input_values(
+            &parsed.variables,
+            chosen,
+            &app.schema.schema,
+        );
+        if !errors.is_empty() {
+            return Err(Box::new(answered(
+                Err(GraphQLError::ValidationError(errors)),
+                None,
+            )));
+        }
     }
+    Ok(Prepared {
+        operation,
+        measured,
+    })
 }
 
 async fn graphql(app: &App, request: &Request) -> Response<Body> {
@@ -712,6 +763,10 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
+    let prepared = match prepare(app, &parsed) {
+        Ok(prepared) => prepared,
+        Err(refused) => return *refused,
+    };
     // A key of the wrong shape or checksum is refused before anything else.
     // Checked and hashed once: authentication and the recording of the
     // key's use both work from this hash.
@@ -720,12 +775,11 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         Some(session) => Some(Credential::Session(session)),
         None => app.service.presented_hash(bearer).map(Credential::Key),
     };
+    let deadline = deadline_of(app, request);
     let Some(credential) = credential else {
         // No credential: the sign-in operations run without one.
-        if let Ok(Some(measured)) = measure(app, &parsed) {
-            if measured.public_only {
-                return public(app, request, bearer, &parsed, &measured).await;
-            }
+        if prepared.measured.public_only {
+            return sign_in(app, request, bearer, &parsed, prepared, deadline).await;
         }
         // A console session sent the way API keys are: said so.
         if bearer.is_some_and(|b| app.service.is_session_token(b)) {
@@ -742,15 +796,8 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         }
         return unauthenticated(Refusal::Malformed);
     };
-    let measured = match measure(app, &parsed) {
-        Ok(measured) => measured,
-        Err((message, code)) => return request_error(StatusCode::OK, &error_body(&message, code)),
-    };
-    let deadline = deadline_of(app, request);
     let tenant_header = header_str(request, "x-prefect-tenant-id");
-    let writes = measured
-        .as_ref()
-        .is_none_or(|m| m.kind == OperationType::Mutation);
+    let writes = prepared.measured.kind == OperationType::Mutation;
     let source = source_ip(request);
     let run = run(
         app,
@@ -759,7 +806,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         tenant_header,
         source,
         &parsed,
-        measured.as_ref(),
+        &prepared,
     );
     match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(response) => response,
@@ -832,18 +879,19 @@ async fn run(
     tenant_header: Option<&str>,
     source: Option<std::net::IpAddr>,
     parsed: &GraphQlRequest,
-    measured: Option<&Measured>,
+    prepared: &Prepared<'_>,
 ) -> Response<Body> {
     let authenticated = match credential {
         Credential::Key(hash) => app.service.authenticate_hash(hash, tenant_header).await,
         Credential::Session(token) => {
             match app.service.authenticate_session(token, tenant_header).await {
                 Ok(Authenticated::Member(principal)) => Ok(*principal),
-                // A person in no tenant yet: the schema of invitations.
+                // A person in no tenant yet: the fields of invitations.
                 Ok(Authenticated::Person(person)) => {
-                    let verifier = app.verifier(request);
-                    return execute_public(app, verifier, None, Some(person), parsed, measured)
-                        .await;
+                    let context =
+                        Context::new(Arc::clone(&app.service), Caller::Person(person), source)
+                            .with_sign_in(signing_in(app, request, prepared), None);
+                    return execute(prepared, parsed, &context).await;
                 }
                 Err(e) => Err(e),
             }
@@ -879,35 +927,59 @@ async fn run(
         Credential::Key(hash) => app.service.key_use(hash, &principal),
         Credential::Session(_) => None,
     };
-    let context = Context::new(Arc::clone(&app.service), principal, source);
-    let execute = juniper::execute(
-        &parsed.query,
-        parsed.operation_name.as_deref(),
-        &app.schema,
-        &parsed.variables,
-        &context,
-    );
+    let context = Context::new(
+        Arc::clone(&app.service),
+        Caller::Member(Box::new(principal)),
+        source,
+    )
+    .with_sign_in(signing_in(app, request, prepared), None);
     let record = async {
         if let Some(key_use) = key_use {
             app.service.record_key_use(key_use).await;
         }
     };
-    let (result, ()) = tokio::join!(execute, record);
-    answered(result, measured)
+    let (response, ()) = tokio::join!(execute(prepared, parsed, &context), record);
+    response
 }
 
-/// A sign-in operation: runs on the public schema, within the request's
-/// deadline (a slow identity provider is a retryable answer).
-async fn public(
+/// The verifier, when the operation asks for a sign-in field (built at the
+/// first such request, never for the others).
+fn signing_in(
+    app: &App,
+    request: &Request,
+    prepared: &Prepared<'_>,
+) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
+    if prepared.measured.signs_in {
+        app.verifier(request)
+    } else {
+        None
+    }
+}
+
+/// Runs the prepared operation for the context's caller.
+async fn execute(
+    prepared: &Prepared<'_>,
+    parsed: &GraphQlRequest,
+    context: &Context,
+) -> Response<Body> {
+    let result = prepared.operation.execute(&parsed.variables, context).await;
+    answered(result, Some(&prepared.measured))
+}
+
+/// A sign-in operation, for nobody: within the request's deadline (a slow
+/// identity provider is a retryable answer).
+async fn sign_in(
     app: &App,
     request: &Request,
     bearer: Option<&str>,
     parsed: &GraphQlRequest,
-    measured: &Measured,
+    prepared: Prepared<'_>,
+    deadline: Instant,
 ) -> Response<Body> {
-    let verifier = app.verifier(request);
-    let execute = execute_public(app, verifier, bearer, None, parsed, Some(measured));
-    match tokio::time::timeout_at(deadline_of(app, request).into(), execute).await {
+    let context = Context::new(Arc::clone(&app.service), Caller::Nobody, source_ip(request))
+        .with_sign_in(app.verifier(request), bearer.map(str::to_string));
+    let work = execute(&prepared, parsed, &context);
+    match tokio::time::timeout_at(deadline.into(), work).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!("sign-in stopped at its deadline");
@@ -922,33 +994,6 @@ async fn public(
             ))
         }
     }
-}
-
-/// Runs a request on the public schema: sign-in, or a person in no tenant.
-async fn execute_public(
-    app: &App,
-    verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
-    bearer: Option<&str>,
-    person: Option<apikeys_shared::domain::SessionRef>,
-    parsed: &GraphQlRequest,
-    measured: Option<&Measured>,
-) -> Response<Body> {
-    let context = PublicContext {
-        service: Arc::clone(&app.service),
-        verifier,
-        refresh_token: bearer.map(str::to_string),
-        person,
-        reads: Default::default(),
-    };
-    let result = juniper::execute(
-        &parsed.query,
-        parsed.operation_name.as_deref(),
-        &app.public,
-        &parsed.variables,
-        &context,
-    )
-    .await;
-    answered(result, measured)
 }
 
 /// The answer to an execution: the envelope, the status its errors call

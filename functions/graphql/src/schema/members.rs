@@ -65,8 +65,8 @@ impl MembershipView {
     }
 
     /// The caller's tenant (a key acts in one tenant only): no read.
-    fn tenant(&self, ctx: &Context) -> Tenant {
-        ctx.tenant().into()
+    fn tenant(&self, ctx: &Context) -> juniper::FieldResult<Tenant> {
+        Ok(ctx.tenant()?.into())
     }
 
     fn role_detail(&self) -> RoleDetail {

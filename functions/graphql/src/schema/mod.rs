@@ -33,16 +33,35 @@ pub use scalars::*;
 pub use sessions::*;
 pub use tenants::*;
 
-/// Per-request context: the service, the authenticated caller, and what
-/// this request has read already. Every read a query can make is made at
-/// most once per request, however many fields, aliases or fragment spreads
-/// ask for it: the member list, the key list. The caller and its tenant come
-/// with authentication's one read.
+/// Who a request runs for.
+pub enum Caller {
+    /// A member of a tenant: an API key, or a person's session in a tenant.
+    Member(Box<Principal>),
+    /// A person signed in with the identity provider who belongs to no
+    /// tenant yet: they may see and accept their invitations, switch into
+    /// a tenant, list their tenants and log out.
+    Person(domain::SessionRef),
+    /// Nobody: only the sign-in fields ([`PUBLIC_FIELDS`]) run.
+    Nobody,
+}
+
+/// Per-request context: the service, the caller, and what this request has
+/// read already. Every read a query can make is made at most once per
+/// request, however many fields, aliases or fragment spreads ask for it:
+/// the member list, the key list. The caller and its tenant come with
+/// authentication's one read. Each field decides what caller it serves
+/// ([`Context::principal`] for a member's).
 pub struct Context {
     pub service: Arc<ApiKeys>,
-    pub principal: Principal,
+    pub caller: Caller,
     /// The caller's address as API Gateway saw it (`None`: not known).
     pub source: Option<std::net::IpAddr>,
+    /// The identity provider's ID-token verifier (`None`: sign-in is not
+    /// configured, or this request does not sign in).
+    pub verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
+    /// The refresh token, as `refresh_token` takes it (Prefect 1.x sent
+    /// it as the request's bearer).
+    pub refresh_token: Option<String>,
     members: OnceCell<Result<Vec<Member>, Error>>,
     policy: OnceCell<Result<apikeys_shared::service::PolicyView, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
@@ -52,15 +71,13 @@ pub struct Context {
 impl juniper::Context for Context {}
 
 impl Context {
-    pub fn new(
-        service: Arc<ApiKeys>,
-        principal: Principal,
-        source: Option<std::net::IpAddr>,
-    ) -> Self {
+    pub fn new(service: Arc<ApiKeys>, caller: Caller, source: Option<std::net::IpAddr>) -> Self {
         Self {
             service,
-            principal,
+            caller,
             source,
+            verifier: None,
+            refresh_token: None,
             members: OnceCell::new(),
             policy: OnceCell::new(),
             keys: OnceCell::new(),
@@ -68,8 +85,44 @@ impl Context {
         }
     }
 
+    /// The same context, able to sign people in.
+    pub fn with_sign_in(
+        mut self,
+        verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
+        refresh_token: Option<String>,
+    ) -> Self {
+        self.verifier = verifier;
+        self.refresh_token = refresh_token;
+        self
+    }
+
+    /// The member a field acts for; a person in no tenant, or nobody, is
+    /// told why not.
+    pub fn principal(&self) -> FieldResult<&Principal> {
+        match &self.caller {
+            Caller::Member(p) => Ok(p),
+            Caller::Person(_) => Err(field_error(Error::Forbidden(
+                "you are signed in but belong to no tenant yet: accept an invitation \
+                 (membership_invitation), then switch_tenant into its tenant"
+                    .into(),
+            ))),
+            Caller::Nobody => Err(field_error(Error::Unauthenticated(Refusal::Malformed))),
+        }
+    }
+
+    /// The person's session presented (a member's in a tenant, or one in
+    /// none); `None` for an API key, or nobody.
+    pub fn session(&self) -> Option<&domain::SessionRef> {
+        match &self.caller {
+            Caller::Member(p) => p.session.as_ref(),
+            Caller::Person(session) => Some(session),
+            Caller::Nobody => None,
+        }
+    }
+
     async fn policy(&self) -> FieldResult<apikeys_shared::service::PolicyView> {
-        let read = async { self.service.key_policy(&self.principal).await };
+        let p = self.principal()?;
+        let read = async { self.service.key_policy(p).await };
         self.policy
             .get_or_init(|| read)
             .await
@@ -77,13 +130,14 @@ impl Context {
             .map_err(field_error)
     }
 
-    fn tenant(&self) -> domain::Tenant {
-        self.service.current_tenant(&self.principal)
+    fn tenant(&self) -> FieldResult<domain::Tenant> {
+        Ok(self.service.current_tenant(self.principal()?))
     }
 
     async fn members(&self) -> FieldResult<Vec<Member>> {
+        let p = self.principal()?;
         let read = async {
-            let members = self.service.members(&self.principal).await?;
+            let members = self.service.members(p).await?;
             Ok(members.into_iter().map(Member::from).collect())
         };
         self.members
@@ -94,7 +148,7 @@ impl Context {
     }
 
     async fn keys(&self) -> FieldResult<Vec<domain::ApiKey>> {
-        let read = self.service.list_api_keys(&self.principal);
+        let read = self.service.list_api_keys(self.principal()?);
         self.keys
             .get_or_init(|| read)
             .await
@@ -105,7 +159,9 @@ impl Context {
     /// May the caller see `member`'s email? (See the rules: the member and
     /// human admins.)
     fn sees_email_of(&self, member: &Member) -> bool {
-        let p = &self.principal;
+        let Ok(p) = self.principal() else {
+            return false;
+        };
         let target = Target::of(p.user_id, member.user_id, member.account_type);
         authorize(p.actor(), Action::ReadEmail, target)
     }
@@ -201,6 +257,11 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
             ("INTERNAL_SERVER_ERROR", "Internal server error".to_string())
         }
     }
+}
+
+/// Nobody presented a credential this field needs.
+fn unauthenticated() -> FieldError {
+    field_error(Error::Unauthenticated(Refusal::Malformed))
 }
 
 /// Maps a service error to a GraphQL error with `extensions.code`.
@@ -312,9 +373,9 @@ impl Query {
     }
 
     /// Who the key belongs to, and the tenant it acts in.
-    fn auth_info(ctx: &Context) -> AuthInfo {
-        let p = &ctx.principal;
-        AuthInfo {
+    fn auth_info(ctx: &Context) -> FieldResult<AuthInfo> {
+        let p = ctx.principal()?;
+        Ok(AuthInfo {
             user_id: Some(p.user_id),
             tenant_id: Some(p.tenant_id),
             api_key_id: Some(p.api_key_id),
@@ -328,20 +389,34 @@ impl Query {
                     .collect(),
             ),
             scopes: Some(p.key_scopes.clone()),
-        }
+        })
+    }
+
+    /// What the console needs to send a person to the identity provider
+    /// (no key needed; no read).
+    fn sign_in_settings(ctx: &Context) -> sessions::SignInSettings {
+        sessions::sign_in_settings(ctx)
     }
 
     /// Pending invitations: a human admin sees the tenant's; a person
     /// signed in sees those addressed to their verified email.
     async fn membership_invitation(ctx: &Context) -> FieldResult<Vec<MembershipInvitation>> {
-        let person = ctx.principal.session.as_ref().map(|s| &s.person);
-        invitations::list(&ctx.service, &ctx.person, Some(&ctx.principal), person).await
+        let admin_of = match &ctx.caller {
+            Caller::Member(p) => Some(p.as_ref()),
+            Caller::Person(_) => None,
+            Caller::Nobody => return Err(unauthenticated()),
+        };
+        let person = ctx.session().map(|s| &s.person);
+        invitations::list(&ctx.service, &ctx.person, admin_of, person).await
     }
 
     /// The tenants of the person signed in, with their role in each (an
     /// API key: none; it belongs to its one tenant).
     async fn my_tenants(ctx: &Context) -> FieldResult<Vec<MyTenant>> {
-        let person = ctx.principal.session.as_ref().map(|s| &s.person);
+        if let Caller::Nobody = ctx.caller {
+            return Err(unauthenticated());
+        }
+        let person = ctx.session().map(|s| &s.person);
         invitations::my_tenants(&ctx.service, &ctx.person, person).await
     }
 
@@ -371,7 +446,7 @@ impl Query {
         // A key sees exactly one tenant, so `order_by` cannot change the answer;
         // it is accepted for the wire form the Prefect client sends.
         let _ = order_by;
-        let tenant = ctx.tenant();
+        let tenant = ctx.tenant()?;
         let visible: Vec<Tenant> = Some(tenant)
             .filter(|t| matches(&filter, t))
             .map(Tenant::from)
@@ -400,7 +475,7 @@ impl Query {
             }
         }
         // Judged by the policy as the caller's key carries it (no read).
-        let policy = &ctx.principal.policy;
+        let policy = &ctx.principal()?.policy;
         Ok(keys
             .into_iter()
             .map(|k| {
@@ -422,15 +497,15 @@ impl Query {
     ) -> FieldResult<Vec<AuditLogEntry>> {
         let records = ctx
             .service
-            .audit_log(&ctx.principal, limit, before.as_deref())
+            .audit_log(ctx.principal()?, limit, before.as_deref())
             .await
             .map_err(field_error)?;
         Ok(records.into_iter().map(AuditLogEntry::from).collect())
     }
 
     /// The caller, as a list of one.
-    fn user(ctx: &Context) -> Vec<User> {
-        vec![User(ctx.service.me(&ctx.principal))]
+    fn user(ctx: &Context) -> FieldResult<Vec<User>> {
+        Ok(vec![User(ctx.service.me(ctx.principal()?))])
     }
 
     /// Users and service accounts of the caller's tenant.
@@ -450,12 +525,28 @@ impl Mutation {
         sessions::switch_tenant(ctx, input).await
     }
 
+    /// Exchanges the identity provider's ID token for a session (no key
+    /// needed).
+    async fn log_in(ctx: &Context, input: LogInInput) -> FieldResult<AuthPayload> {
+        sessions::log_in(ctx, input).await
+    }
+
+    /// A session's tokens anew, the old ones stopping at once: the refresh
+    /// token is the request's `Authorization: Bearer` (no key needed).
+    async fn refresh_token(ctx: &Context, input: RefreshTokenInput) -> FieldResult<AuthPayload> {
+        sessions::refresh_token(ctx, input).await
+    }
+
     /// Ends the caller's session at once.
     async fn log_out(ctx: &Context) -> FieldResult<SuccessPayload> {
-        let p = &ctx.principal;
+        let member = match &ctx.caller {
+            Caller::Member(p) => Some((p.tenant_id, p.user_id)),
+            Caller::Person(_) => None,
+            Caller::Nobody => return Err(unauthenticated()),
+        };
         let ended = ctx
             .service
-            .log_out(p.session.as_ref(), Some((p.tenant_id, p.user_id)))
+            .log_out(ctx.session(), member)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -472,7 +563,7 @@ impl Mutation {
     ) -> FieldResult<IdPayload> {
         let made = ctx
             .service
-            .create_invitation(&ctx.principal, input.tenant_id, &input.email, &input.role)
+            .create_invitation(ctx.principal()?, input.tenant_id, &input.email, &input.role)
             .await
             .map_err(field_error)?;
         Ok(invitations::id(made.id))
@@ -484,7 +575,7 @@ impl Mutation {
         input: InvitationIdInput,
     ) -> FieldResult<SuccessPayload> {
         ctx.service
-            .withdraw_invitation(&ctx.principal, input.invitation_id)
+            .withdraw_invitation(ctx.principal()?, input.invitation_id)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -498,7 +589,10 @@ impl Mutation {
         ctx: &Context,
         input: InvitationIdInput,
     ) -> FieldResult<AcceptedInvitation> {
-        invitations::accept(&ctx.service, ctx.principal.session.as_ref(), input).await
+        if let Caller::Nobody = ctx.caller {
+            return Err(unauthenticated());
+        }
+        invitations::accept(&ctx.service, ctx.session(), input).await
     }
 
     async fn create_api_key(
@@ -530,7 +624,7 @@ impl Mutation {
         let (key, secret) = ctx
             .service
             .create_api_key(
-                &ctx.principal,
+                ctx.principal()?,
                 input.user_id,
                 request,
                 input.default_tenant_id,
@@ -555,7 +649,7 @@ impl Mutation {
         let rotated = ctx
             .service
             .rotate_api_key(
-                &ctx.principal,
+                ctx.principal()?,
                 input.key_id,
                 input.grace_period_seconds.map(i64::from),
             )
@@ -577,7 +671,7 @@ impl Mutation {
     ) -> FieldResult<SuccessPayload> {
         let success = ctx
             .service
-            .revoke_api_key(&ctx.principal, input.key_id)
+            .revoke_api_key(ctx.principal()?, input.key_id)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -594,7 +688,7 @@ impl Mutation {
     ) -> FieldResult<SuccessPayload> {
         let success = ctx
             .service
-            .set_api_key_disabled(&ctx.principal, input.key_id, true)
+            .set_api_key_disabled(ctx.principal()?, input.key_id, true)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -610,7 +704,7 @@ impl Mutation {
     ) -> FieldResult<SuccessPayload> {
         let success = ctx
             .service
-            .set_api_key_disabled(&ctx.principal, input.key_id, false)
+            .set_api_key_disabled(ctx.principal()?, input.key_id, false)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -627,7 +721,7 @@ impl Mutation {
     ) -> FieldResult<KeyPolicyObject> {
         let view = ctx
             .service
-            .set_key_policy(&ctx.principal, &input.into(), ctx.source)
+            .set_key_policy(ctx.principal()?, &input.into(), ctx.source)
             .await
             .map_err(field_error)?;
         Ok(view.into())
@@ -639,7 +733,12 @@ impl Mutation {
     ) -> FieldResult<IdPayload> {
         let id = ctx
             .service
-            .create_service_account(&ctx.principal, &input.name, input.tenant_id, input.role_id)
+            .create_service_account(
+                ctx.principal()?,
+                &input.name,
+                input.tenant_id,
+                input.role_id,
+            )
             .await
             .map_err(field_error)?;
         Ok(IdPayload { id })
@@ -651,7 +750,7 @@ impl Mutation {
     ) -> FieldResult<SuccessPayload> {
         let success = ctx
             .service
-            .delete_service_account(&ctx.principal, input.user_id)
+            .delete_service_account(ctx.principal()?, input.user_id)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {
@@ -666,7 +765,7 @@ impl Mutation {
     ) -> FieldResult<IdPayload> {
         let id = ctx
             .service
-            .set_membership_role(&ctx.principal, input.membership_id, input.role_id)
+            .set_membership_role(ctx.principal()?, input.membership_id, input.role_id)
             .await
             .map_err(field_error)?;
         Ok(IdPayload { id })
@@ -678,7 +777,7 @@ impl Mutation {
     ) -> FieldResult<SuccessPayload> {
         let success = ctx
             .service
-            .delete_membership(&ctx.principal, input.membership_id)
+            .delete_membership(ctx.principal()?, input.membership_id)
             .await
             .map_err(field_error)?;
         Ok(SuccessPayload {

@@ -1,41 +1,14 @@
 //! Signing in: the operations that run before anyone is authenticated
-//! (`log_in`, `refresh_token`, the sign-in settings the console needs), in
-//! a schema of their own, and the payload every new session is answered
-//! with (also `switch_tenant`'s).
+//! (`log_in`, `refresh_token`, the sign-in settings the console needs), and
+//! the payload every new session is answered with (also `switch_tenant`'s).
+//! They are fields of the one schema, each deciding what caller it serves.
 
-use std::sync::Arc;
-
-use apikeys_shared::oidc::IdTokenVerifier;
 use apikeys_shared::service::SessionTokens;
-use apikeys_shared::{ApiKeys, Error};
-use juniper::{graphql_object, EmptySubscription, FieldResult, GraphQLInputObject, GraphQLObject};
+use apikeys_shared::Error;
+use juniper::{FieldResult, GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 
-use super::{field_error, DateTime};
-
-/// The context of a request nobody is authenticated for.
-pub struct PublicContext {
-    pub service: Arc<ApiKeys>,
-    /// `None`: this deployment has no identity provider.
-    pub verifier: Option<Arc<IdTokenVerifier>>,
-    /// The refresh token, as `refresh_token` takes it (Prefect 1.x sent
-    /// it as the request's bearer).
-    pub refresh_token: Option<String>,
-    /// A person signed in who belongs to no tenant yet.
-    pub person: Option<apikeys_shared::domain::SessionRef>,
-    /// What this request has read for that person (once each).
-    pub reads: super::PersonReads,
-}
-
-impl PublicContext {
-    fn person(&self) -> FieldResult<&apikeys_shared::domain::SessionRef> {
-        self.person
-            .as_ref()
-            .ok_or_else(|| field_error(Error::Unauthenticated(apikeys_shared::Refusal::Malformed)))
-    }
-}
-
-impl juniper::Context for PublicContext {}
+use super::{field_error, Context, DateTime};
 
 #[derive(GraphQLInputObject)]
 #[graphql(name = "log_in_input", rename_all = "none")]
@@ -97,125 +70,59 @@ pub struct SignInSettings {
     pub token_url: Option<String>,
 }
 
-pub struct PublicQuery;
-
-#[graphql_object]
-#[graphql(context = PublicContext, rename_all = "none")]
-impl PublicQuery {
-    fn sign_in_settings(ctx: &PublicContext) -> SignInSettings {
-        let oidc = ctx.verifier.as_ref().map(|v| v.settings());
-        SignInSettings {
-            enabled: oidc.is_some(),
-            provider_name: oidc.map(|o| o.provider_name.clone()),
-            issuer: oidc.map(|o| o.issuer.clone()),
-            client_id: oidc.map(|o| o.client_id.clone()),
-            authorize_url: oidc.and_then(|o| o.authorize_url.clone()),
-            token_url: oidc.and_then(|o| o.token_url.clone()),
-        }
-    }
-
-    /// The invitations addressed to the signed-in person's verified email.
-    async fn membership_invitation(
-        ctx: &PublicContext,
-    ) -> FieldResult<Vec<super::MembershipInvitation>> {
-        let session = ctx.person()?;
-        super::invitations::list(&ctx.service, &ctx.reads, None, Some(&session.person)).await
-    }
-
-    /// The tenants of the signed-in person (none yet, or just joined).
-    async fn my_tenants(ctx: &PublicContext) -> FieldResult<Vec<super::MyTenant>> {
-        let session = ctx.person()?;
-        super::invitations::my_tenants(&ctx.service, &ctx.reads, Some(&session.person)).await
+/// The sign-in settings of this deployment (no read).
+pub(super) fn sign_in_settings(ctx: &Context) -> SignInSettings {
+    let oidc = ctx.verifier.as_ref().map(|v| v.settings());
+    SignInSettings {
+        enabled: oidc.is_some(),
+        provider_name: oidc.map(|o| o.provider_name.clone()),
+        issuer: oidc.map(|o| o.issuer.clone()),
+        client_id: oidc.map(|o| o.client_id.clone()),
+        authorize_url: oidc.and_then(|o| o.authorize_url.clone()),
+        token_url: oidc.and_then(|o| o.token_url.clone()),
     }
 }
 
-pub struct PublicMutation;
-
-#[graphql_object]
-#[graphql(context = PublicContext, rename_all = "none")]
-impl PublicMutation {
-    /// Exchanges the identity provider's ID token for a session.
-    async fn log_in(ctx: &PublicContext, input: LogInInput) -> FieldResult<AuthPayload> {
-        let Some(verifier) = &ctx.verifier else {
-            return Err(field_error(Error::BadInput(
-                "this deployment has no identity provider: sign in with an API key".into(),
-            )));
-        };
-        ctx.service
-            .log_in(verifier, &input.id_token, input.tenant_id)
-            .await
-            .map(AuthPayload::from)
-            .map_err(field_error)
-    }
-
-    /// Accepts an invitation addressed to the signed-in person: a member
-    /// now (`switch_tenant` into the tenant to act there).
-    async fn accept_membership_invitation(
-        ctx: &PublicContext,
-        input: super::InvitationIdInput,
-    ) -> FieldResult<super::AcceptedInvitation> {
-        let session = ctx.person()?;
-        super::invitations::accept(&ctx.service, Some(session), input).await
-    }
-
-    /// Moves the person's session into one of their tenants.
-    async fn switch_tenant(
-        ctx: &PublicContext,
-        input: SwitchTenantInput,
-    ) -> FieldResult<AuthPayload> {
-        let session = ctx.person()?;
-        ctx.service
-            .switch_tenant(Some(session), input.tenant_id)
-            .await
-            .map(AuthPayload::from)
-            .map_err(field_error)
-    }
-
-    /// Ends the person's session.
-    async fn log_out(ctx: &PublicContext) -> FieldResult<super::SuccessPayload> {
-        let session = ctx.person()?;
-        let ended = ctx
-            .service
-            .log_out(Some(session), None)
-            .await
-            .map_err(field_error)?;
-        Ok(super::SuccessPayload {
-            success: true,
-            error: (!ended).then(|| "the session had ended already".to_string()),
-        })
-    }
-
-    /// A session's tokens anew (the old ones stop at once).
-    async fn refresh_token(
-        ctx: &PublicContext,
-        input: RefreshTokenInput,
-    ) -> FieldResult<AuthPayload> {
-        ctx.service
-            .refresh_session(&input.access_token, ctx.refresh_token.as_deref())
-            .await
-            .map(AuthPayload::from)
-            .map_err(field_error)
-    }
-}
-
-pub type PublicSchema =
-    juniper::RootNode<PublicQuery, PublicMutation, EmptySubscription<PublicContext>>;
-
-pub fn public_schema() -> PublicSchema {
-    PublicSchema::new(PublicQuery, PublicMutation, EmptySubscription::new()).disable_introspection()
-}
-
-/// The root fields answered by [`PublicSchema`]: a request asking only for
-/// these runs without a key.
+/// The root fields that run for nobody (no credential): sign-in.
 pub const PUBLIC_FIELDS: &[&str] = &["log_in", "refresh_token", "sign_in_settings"];
 
-/// Switches: on the authenticated schema.
-pub(super) async fn switch_tenant(
-    ctx: &super::Context,
-    input: SwitchTenantInput,
+pub(super) async fn log_in(ctx: &Context, input: LogInInput) -> FieldResult<AuthPayload> {
+    let Some(verifier) = &ctx.verifier else {
+        return Err(field_error(Error::BadInput(
+            "this deployment has no identity provider: sign in with an API key".into(),
+        )));
+    };
+    ctx.service
+        .log_in(verifier, &input.id_token, input.tenant_id)
+        .await
+        .map(AuthPayload::from)
+        .map_err(field_error)
+}
+
+pub(super) async fn refresh_token(
+    ctx: &Context,
+    input: RefreshTokenInput,
 ) -> FieldResult<AuthPayload> {
     ctx.service
-        .switch_tenant(ctx.principal.session.as_ref(), input.tenant_id)
+        .refresh_session(&input.access_token, ctx.refresh_token.as_deref())
+        .await
+        .map(AuthPayload::from)
+        .map_err(field_error)
+}
+
+/// Moves the caller's session (a member's, or a person's in no tenant who
+/// just accepted an invitation) into another of the person's tenants.
+pub(super) async fn switch_tenant(
+    ctx: &Context,
+    input: SwitchTenantInput,
+) -> FieldResult<AuthPayload> {
+    if let super::Caller::Nobody = ctx.caller {
+        return Err(field_error(Error::Unauthenticated(
+            apikeys_shared::Refusal::Malformed,
+        )));
+    }
+    ctx.service
+        .switch_tenant(ctx.session(), input.tenant_id)
         .await
         .map(AuthPayload::from)
         .map_err(field_error)
