@@ -239,7 +239,10 @@ async fn expired_and_withdrawn_invitations_cannot_be_accepted() {
         json!(true),
         "{gone}"
     );
-    assert_eq!(code(&accept(&p, &erin, withdrawn).await), "BAD_USER_INPUT");
+    // Her only invitation withdrawn, her session in no tenant ended with it.
+    let late = accept(&p, &erin, withdrawn).await;
+    assert_eq!(code(&late), "UNAUTHENTICATED", "{late}");
+    assert_eq!(late["errors"][0]["extensions"]["reason"], "session_ended");
     // Withdrawn twice: not found.
     let twice = p
         .h
@@ -473,7 +476,7 @@ async fn an_admin_no_longer_an_admin_can_neither_withdraw_nor_leave_invitations_
 }
 
 #[tokio::test]
-async fn a_session_in_no_tenant_is_not_refreshed_once_its_invitation_is_withdrawn() {
+async fn a_session_in_no_tenant_ends_when_its_last_invitation_is_withdrawn() {
     let p = provider().await;
     let admin = p.h.tenant.admin_key.clone();
     let id = invited(&p, &admin, "dave@example.com", "USER").await;
@@ -503,11 +506,20 @@ async fn a_session_in_no_tenant_is_not_refreshed_once_its_invitation_is_withdraw
         .await
         .get("errors")
         .is_none());
+    // The last invitation to the email withdrawn: the session ended with it
+    // (refreshing it, and using it, say so).
     let refused = p.public(query, json!({"a": access}), Some(&refresh)).await;
     assert_eq!(
         refused.json["errors"][0]["extensions"]["reason"],
-        json!("not_a_member"),
+        json!("session_ended"),
         "{}",
         refused.body
+    );
+    let used = p
+        .as_session(&access, "{ membership_invitation { id } }")
+        .await;
+    assert_eq!(
+        used["errors"][0]["extensions"]["reason"], "session_ended",
+        "{used}"
     );
 }

@@ -52,6 +52,11 @@ pub enum Error {
     /// provider's keys) could not be had now: retryable, nothing changed.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many requests of this kind (sign-ins of one identity, or of one
+    /// instance): nothing was done; `retry_after` seconds from now it may
+    /// be.
+    #[error("{message}")]
+    RateLimited { retry_after: u64, message: String },
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] crate::store::StoreError),

@@ -197,39 +197,61 @@ impl ApiKeys {
         Ok(seen)
     }
 
-    /// Withdraws an invitation of the caller's tenant.
+    /// Withdraws an invitation of the caller's tenant. When it was the last
+    /// one waiting for its email, the sessions of people in no tenant who
+    /// signed in with that email end with it (they had nothing else to
+    /// do).
     pub async fn withdraw_invitation(&self, p: &Principal, id: Uuid) -> Result<()> {
         may_invite(p)?;
-        let Some(invitation) = self
-            .store
-            .tenant_invitations(p.tenant_id)
-            .await?
-            .into_iter()
-            .find(|i| i.id == id)
-        else {
-            return Err(Error::NotFound("invitation"));
-        };
-        let audit = self.audit(
-            p.tenant_id,
-            AuditEvent::new(
-                AuditAction::InvitationWithdrawn,
-                AuditActor::of(p),
-                TargetType::Invitation,
-                id,
-                Some(&invitation.email),
-            ),
-        );
-        match self
-            .store
-            .delete_invitation(&invitation, Some(p.user_id), &audit)
-            .await?
-        {
-            InvitationDelete::Deleted => Ok(()),
-            InvitationDelete::Gone => Err(Error::NotFound("invitation")),
-            InvitationDelete::CallerNotAdmin => Err(Error::Forbidden(
-                "you are no longer an admin of this tenant: nothing was withdrawn".into(),
-            )),
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(invitation) = self
+                .store
+                .tenant_invitations(p.tenant_id)
+                .await?
+                .into_iter()
+                .find(|i| i.id == id)
+            else {
+                return Err(Error::NotFound("invitation"));
+            };
+            let now = self.now();
+            let others_wait = self
+                .store
+                .invitations_to(&invitation.email)
+                .await?
+                .iter()
+                .any(|i| i.id != id && i.expires_at > now);
+            let last = if others_wait {
+                None
+            } else {
+                Some(self.store.invitee_sessions(&invitation.email).await?)
+            };
+            let audit = self.audit(
+                p.tenant_id,
+                AuditEvent::new(
+                    AuditAction::InvitationWithdrawn,
+                    AuditActor::of(p),
+                    TargetType::Invitation,
+                    id,
+                    Some(&invitation.email),
+                ),
+            );
+            match self
+                .store
+                .delete_invitation(&invitation, Some(p.user_id), last.as_ref(), &audit)
+                .await?
+            {
+                InvitationDelete::Deleted => return Ok(()),
+                InvitationDelete::Gone => return Err(Error::NotFound("invitation")),
+                InvitationDelete::CallerNotAdmin => {
+                    return Err(Error::Forbidden(
+                        "you are no longer an admin of this tenant: nothing was withdrawn".into(),
+                    ))
+                }
+                // Someone signed in meanwhile: read their sessions again.
+                InvitationDelete::SessionsChanged => continue,
+            }
         }
+        Err(kept_changing("the invited person's sessions"))
     }
 
     /// Accepts an invitation addressed to the person's verified email:
@@ -338,9 +360,12 @@ impl ApiKeys {
             let new = new_user
                 .as_ref()
                 .map(|u| (u, person.issuer.as_str(), person.subject.as_str()));
+            // The session that accepts, when it began before its person
+            // was linked to a user: linked now, with the membership.
+            let linking = session.filter(|_| person.user_id.is_none());
             match self
                 .store
-                .accept_invitation(&invitation, &membership, new, now, &audit)
+                .accept_invitation(&invitation, &membership, new, linking, now, &audit)
                 .await?
             {
                 InvitationAccept::Accepted => return Ok((membership.id, invitation.tenant_id)),

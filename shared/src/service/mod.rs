@@ -25,6 +25,7 @@ pub mod operator;
 mod policy;
 mod repair;
 mod sessions;
+mod throttle;
 
 pub use audit::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX};
 pub use invitations::{
@@ -38,6 +39,7 @@ pub use sessions::{
     Authenticated, SessionTokens, REFRESH_PREFIX, SESSION_ACCESS, SESSION_IDLE, SESSION_MAX,
     SESSION_PREFIX,
 };
+pub use throttle::{PER_IDENTITY, PER_INSTANCE};
 
 /// How often a read-modify-write re-reads and retries after a concurrent change.
 const CONFLICT_RETRIES: usize = 3;
@@ -49,6 +51,8 @@ pub struct ApiKeys {
     /// When this instance last tried to record each key's use: at most one
     /// attempt per key per interval, however many requests arrive at once.
     use_attempts: std::sync::Mutex<std::collections::HashMap<Uuid, OffsetDateTime>>,
+    /// How many sign-ins this instance starts, per identity and in all.
+    sign_ins: throttle::SignInThrottle,
 }
 
 /// Keys whose recording attempts an instance remembers; past it, the
@@ -184,6 +188,7 @@ impl ApiKeys {
             clock,
             config,
             use_attempts: std::sync::Mutex::default(),
+            sign_ins: throttle::SignInThrottle::default(),
         }
     }
 

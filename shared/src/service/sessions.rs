@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::{AccountType, Person, Role, SessionRef, Tenant};
 use crate::oidc::{IdTokenVerifier, Identity};
-use crate::store::{AuthCopy, SessionRecord, SessionWrite};
+use crate::store::{AuthCopy, ListedOn, SessionHome, SessionRecord, SessionWrite};
 use crate::token::NewKey;
 
 /// The access token's prefix.
@@ -109,6 +109,19 @@ impl ApiKeys {
         tenant: Option<Uuid>,
     ) -> Result<SessionTokens> {
         let identity = self.verify_identity(verifier, id_token).await?;
+        // A verified token costs reads: bounded per identity and per
+        // instance before any (a replayed token, a stranger's retries).
+        let who = TokenHash::of(&format!("{}\n{}", identity.issuer, identity.subject));
+        if let Err(retry_after) = self.sign_ins.admit(who.as_str(), self.clock.now()) {
+            tracing::info!(reason = "sign_in_rate_limited", "sign-in refused");
+            return Err(Error::RateLimited {
+                retry_after,
+                message: format!(
+                    "too many sign-ins just now: nobody was signed in; try again in \
+                     {retry_after} s"
+                ),
+            });
+        }
         let user = self
             .store
             .identity_user(&identity.issuer, &identity.subject)
@@ -132,8 +145,14 @@ impl ApiKeys {
     }
 
     /// May a person in no tenant have a session: does an invitation wait
-    /// for their verified email?
+    /// for their verified email, or (one accepted in this session) do they
+    /// belong to a tenant they may switch into?
     async fn may_enter_without_tenant(&self, person: &Person) -> Result<bool> {
+        if let Some(user) = person.user_id {
+            if !self.store.user_tenants(user).await?.is_empty() {
+                return Ok(true);
+            }
+        }
         let Some(email) = &person.email else {
             return Ok(false);
         };
@@ -181,6 +200,13 @@ impl ApiKeys {
         let not_yours = || Error::NotFound("tenant");
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
+            // A person in no tenant: listed by the email their invitations
+            // wait for (capped like a member's sessions).
+            let listing = match (tenant, &person.email) {
+                (None, Some(email)) => Some(self.store.invitee_sessions(email).await?),
+                (None, None) => return Err(not_a_member(&person)),
+                (Some(_), _) => None,
+            };
             let (membership, member) = match (tenant, person.user_id) {
                 (None, _) => (None, None),
                 (Some(_), None) => return Err(not_yours()),
@@ -223,9 +249,14 @@ impl ApiKeys {
                 until,
             };
             let replaced = replacing.as_ref().map(|r| (&r.hash, r.id, r.tenant));
+            let home = match (&membership, &listing, &person.email) {
+                (Some(m), _, _) => SessionHome::Member(m),
+                (None, Some(listing), Some(email)) => SessionHome::Invitee { email, listing },
+                _ => return Err(not_a_member(&person)),
+            };
             match self
                 .store
-                .write_session(membership.as_ref(), &access.hash(), &session, replaced, now)
+                .write_session(home, &access.hash(), &session, replaced, now)
                 .await?
             {
                 SessionWrite::Written => {
@@ -321,7 +352,8 @@ impl ApiKeys {
     }
 
     /// Ends a session (`member`: its tenant and user, when it is a
-    /// member's). `Ok(false)`: it had ended already.
+    /// member's; otherwise it is listed by its person's email).
+    /// `Ok(false)`: it had ended already.
     pub async fn log_out(
         &self,
         session: Option<&SessionRef>,
@@ -332,9 +364,14 @@ impl ApiKeys {
                 "log_out ends a person's session: an API key is revoked instead".into(),
             ));
         };
+        let listed_on = match (member, &session.person.email) {
+            (Some((tenant, user)), _) => Some(ListedOn::Member(tenant, user)),
+            (None, Some(email)) => Some(ListedOn::Invitee(email)),
+            (None, None) => None,
+        };
         Ok(self
             .store
-            .end_session(&session.hash, session.id, member)
+            .end_session(&session.hash, session.id, listed_on)
             .await?)
     }
 

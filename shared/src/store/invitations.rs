@@ -99,6 +99,8 @@ pub enum InvitationDelete {
     Deleted,
     /// Accepted, withdrawn or expired meanwhile.
     Gone,
+    /// The sessions of the email changed since they were read: read again.
+    SessionsChanged,
     /// The caller is no longer an admin of the tenant.
     CallerNotAdmin,
 }
@@ -266,15 +268,22 @@ impl Store {
         }
     }
 
-    /// Deletes an invitation (withdrawn, by an admin still one).
+    /// Deletes an invitation (withdrawn, by an admin still one). With
+    /// `last` (it was the last one waiting for its email: the sessions of
+    /// people in no tenant who signed in with it, as read), those sessions
+    /// end in the same transaction.
     pub async fn delete_invitation(
         &self,
         invitation: &Invitation,
         caller_admin: Option<Uuid>,
+        last: Option<&super::sessions::Listing>,
         audit: &crate::audit::AuditRecord,
     ) -> Result<InvitationDelete> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, None)?;
+        if let Some(listing) = last {
+            self.invitee_session_ends(&mut tx, &invitation.email, listing)?;
+        }
         match self
             .commit(tx, invitation.tenant_id, caller_admin, &[audit])
             .await?
@@ -282,6 +291,7 @@ impl Store {
             Ok(()) => Ok(InvitationDelete::Deleted),
             Err(r) if r.has(Part::Caller) => Ok(InvitationDelete::CallerNotAdmin),
             Err(r) if r.has(Part::Invitation) => Ok(InvitationDelete::Gone),
+            Err(r) if r.has(Part::Member) => Ok(InvitationDelete::SessionsChanged),
             Err(r) => Err(r.unexplained("delete_invitation")),
         }
     }
@@ -332,16 +342,38 @@ impl Store {
     /// Accepts an invitation: the membership `m` (of a new user `new_user`,
     /// whose identity is linked too, when the person has none yet), the
     /// person's index of tenants, the invitation's deletion (while it is
-    /// unexpired at `now`), and the audit record, in one transaction.
+    /// unexpired at `now`), and the audit record, in one transaction. With
+    /// `linking` (the hash of a session whose person was not linked to a
+    /// user when it started), that session is linked to `m`'s user in the
+    /// same transaction, only while it lasts: it sees its new tenant and
+    /// may switch into it and refresh, with no second sign-in.
     pub async fn accept_invitation(
         &self,
         invitation: &Invitation,
         m: &Membership,
         new_user: Option<(&UserRecord, &str, &str)>,
+        linking: Option<&TokenHash>,
         now: OffsetDateTime,
         audit: &crate::audit::AuditRecord,
     ) -> Result<InvitationAccept> {
         let mut tx = Tx::new();
+        if let Some(session) = linking {
+            // The acting session's own check (still there) is this write's.
+            tx.push(
+                Part::ActingKey,
+                update(
+                    &self.table,
+                    key_of(hash_pk(session), "hash".into()),
+                    "SET user_id = :user",
+                    "attribute_exists(pk) AND kind = :session \
+                     AND (attribute_not_exists(user_id) OR user_id = :user)",
+                    values([
+                        (":user", s(m.user_id.to_string())),
+                        (":session", s("session")),
+                    ]),
+                )?,
+            );
+        }
         self.push_invitation_deletes(&mut tx, invitation, Some(now))?;
         // Whoever invited is still an admin (the operator's stand).
         if !invitation.invited_by.is_nil() {

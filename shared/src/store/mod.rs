@@ -67,7 +67,9 @@ pub use members::*;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
-pub use sessions::{SessionEntry, SessionRecord, SessionWrite, MAX_SESSIONS};
+pub use sessions::{
+    ListedOn, Listing, SessionEntry, SessionHome, SessionRecord, SessionWrite, MAX_SESSIONS,
+};
 pub use tenants::*;
 pub use tx::{Part, Refused};
 pub use users::*;

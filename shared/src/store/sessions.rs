@@ -10,11 +10,18 @@
 //! role deletes every session in its own transaction; every write of a
 //! session refuses while a removal or a role change holds the member's
 //! lease (and clears a lease that ran out, so its holder can no longer
-//! commit with a stale list).
+//! commit with a stale list). A person in no tenant yet has no membership:
+//! their sessions are listed the same way on an item of the email they
+//! signed in with (the address their invitations wait for), capped alike,
+//! and ended when the last invitation to it is withdrawn. Each entry
+//! carries the listing's version at which it was written: the order its
+//! tokens were issued in, so "the oldest ends" is exact, whatever the
+//! clock's resolution.
 //!
 //! | pk | sk | item |
 //! |----|----|------|
 //! | `hash#<sha256>` | `hash` | a session (`kind = session`) |
+//! | `invitee#<email>` | `sessions` | the sessions of people in no tenant yet who signed in with that (invited) email |
 //! | `ident#<sha256 of issuer, sub>` | `ident` | identity -> user id |
 //! | `user#<user id>` | `tenant#<tenant id>` | a person's tenants (for sign-in and the switcher) |
 
@@ -36,24 +43,32 @@ pub struct SessionEntry {
     pub hash: TokenHash,
     /// When the session ends, whatever happens.
     pub until: OffsetDateTime,
+    /// The listing's version when its tokens were issued (a sign-in or a
+    /// refresh): entries of one listing are written one version at a time,
+    /// so this orders them exactly (0: an entry of an earlier version).
+    pub issued: i64,
 }
 
-/// The sessions listed on a membership item, and their version.
+/// The sessions listed on an item (a membership, or the sessions item of
+/// an email), oldest issued first, and their version.
 pub(super) fn sessions_from(item: &Item) -> (Vec<SessionEntry>, i64) {
     let mut entries: Vec<SessionEntry> = item
         .iter()
         .filter_map(|(name, value)| {
             let id = Uuid::parse_str(name.strip_prefix("sess_")?).ok()?;
-            let (hash, until) = value.as_s().ok()?.split_once(' ')?;
-            let until = OffsetDateTime::from_unix_timestamp(until.parse().ok()?).ok()?;
+            let mut parts = value.as_s().ok()?.split(' ');
+            let hash = parts.next()?;
+            let until = OffsetDateTime::from_unix_timestamp(parts.next()?.parse().ok()?).ok()?;
+            let issued = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
             Some(SessionEntry {
                 id,
                 hash: TokenHash::from_stored(hash.to_string()),
                 until,
+                issued,
             })
         })
         .collect();
-    entries.sort_by_key(|e| (e.until, e.id));
+    entries.sort_by_key(|e| (e.issued, e.until, e.id));
     let version = item
         .get("sess_v")
         .and_then(|v| v.as_n().ok())
@@ -155,6 +170,51 @@ fn identity_pk(issuer: &str, subject: &str) -> String {
     format!("ident#{}", hash.as_str())
 }
 
+/// The sessions listed on one item, as read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<SessionEntry>,
+    pub version: i64,
+}
+
+/// Where a session is listed: its membership, or, for a person in no
+/// tenant yet, the sessions item of the email they signed in with.
+#[derive(Clone, Copy, Debug)]
+pub enum SessionHome<'a> {
+    Member(&'a Membership),
+    Invitee {
+        email: &'a str,
+        listing: &'a Listing,
+    },
+}
+
+/// The item a session is listed on, by its key alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedOn<'a> {
+    /// The membership of (tenant, user).
+    Member(Uuid, Uuid),
+    /// The sessions item of an email.
+    Invitee(&'a str),
+}
+
+impl ListedOn<'_> {
+    fn pk_sk(&self) -> (String, String) {
+        match self {
+            ListedOn::Member(tenant, user) => (tenant_pk(*tenant), member_sk(*user)),
+            ListedOn::Invitee(email) => (format!("invitee#{email}"), "sessions".into()),
+        }
+    }
+
+    fn key(&self) -> Item {
+        let (pk, sk) = self.pk_sk();
+        key_of(pk, sk)
+    }
+}
+
+fn invitee_sessions_key(email: &str) -> Item {
+    ListedOn::Invitee(email).key()
+}
+
 /// What [`Store::write_session`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a refusal is an answer: read it"]
@@ -210,6 +270,57 @@ impl Store {
         put(&self.table, item)
     }
 
+    /// The sessions of people in no tenant who signed in with `email`.
+    pub async fn invitee_sessions(&self, email: &str) -> Result<Listing> {
+        let (pk, sk) = ListedOn::Invitee(email).pk_sk();
+        Ok(match self.get(pk, sk).await? {
+            Some(item) => {
+                let (entries, version) = sessions_from(&item);
+                Listing { entries, version }
+            }
+            None => Listing::default(),
+        })
+    }
+
+    /// The deletes that end every session of `listing` (on the sessions
+    /// item of `email`), and the update that empties it, only while it is
+    /// the version read: what withdrawing the last invitation to an email
+    /// adds to its transaction.
+    pub(super) fn invitee_session_ends(
+        &self,
+        tx: &mut Tx,
+        email: &str,
+        listing: &Listing,
+    ) -> Result<()> {
+        if listing.entries.is_empty() {
+            return Ok(());
+        }
+        let mut names = Vec::new();
+        for (i, e) in listing.entries.iter().enumerate() {
+            tx.push(
+                Part::KeyAt(i),
+                self.plain_delete(key_of(hash_pk(&e.hash), "hash".into()))?,
+            );
+            names.push((format!("#e{i}"), format!("sess_{}", e.id)));
+        }
+        let removal: Vec<&str> = names.iter().map(|(p, _)| p.as_str()).collect();
+        tx.push(
+            Part::Member,
+            update_named(
+                &self.table,
+                invitee_sessions_key(email),
+                &format!("REMOVE {} SET sess_v = :v1", removal.join(", ")),
+                "sess_v = :v",
+                values([
+                    (":v", n(listing.version)),
+                    (":v1", n(listing.version.saturating_add(1))),
+                ]),
+                names,
+            )?,
+        );
+        Ok(())
+    }
+
     /// The tenants a person belongs to, by the index written with each of
     /// their memberships, oldest first.
     pub async fn user_tenants(&self, user: Uuid) -> Result<Vec<Uuid>> {
@@ -258,16 +369,17 @@ impl Store {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    /// Writes a new session of `m` (as read, with its role and sessions;
-    /// `None`: a person in no tenant), listing it on the membership; ends
-    /// sessions past their end and, at [`MAX_SESSIONS`], the oldest; with
+    /// Writes a new session, listing it at `home` (its membership as read,
+    /// with its role and sessions; or, for a person in no tenant, the
+    /// sessions item of their email as read); ends sessions there past
+    /// their end and, at [`MAX_SESSIONS`], the oldest issued; with
     /// `replacing` (a refresh, a switch of tenant: its hash, id and
     /// tenant), deletes that session in the same transaction, only while it
     /// is still there. Refused while a removal or a role change holds the
-    /// member.
+    /// member, and when the listing changed since it was read.
     pub async fn write_session(
         &self,
-        m: Option<&Membership>,
+        home: SessionHome<'_>,
         hash: &TokenHash,
         session: &SessionRecord,
         replacing: Option<(&TokenHash, Uuid, Option<Uuid>)>,
@@ -276,9 +388,7 @@ impl Store {
         let mut tx = Tx::new();
         tx.push(Part::NewKey, put(&self.table, session_item(hash, session))?);
         let replaced_id = replacing.map(|(_, id, _)| id);
-        if let Some(m) = m {
-            self.list_session(&mut tx, m, hash, session, replaced_id, now)?;
-        }
+        self.list_session(&mut tx, home, hash, session, replaced_id, now)?;
         // The tenant's policy is still the one copied (a change meanwhile
         // reads the memberships again: read again).
         if let Some(member) = &session.member {
@@ -302,21 +412,45 @@ impl Store {
                 Part::Key,
                 TransactWriteItem::builder().delete(delete).build(),
             );
-            // Moved from another tenant: off that membership's listing.
-            if let (Some(old_tenant), Some(user)) = (old_tenant, session.person.user_id) {
-                if Some(old_tenant) != m.map(|m| m.tenant_id) {
+            // Moved from another tenant: off that membership's listing;
+            // from no tenant into one: off the email's listing.
+            let old_home = match (old_tenant, session.person.user_id, &session.person.email) {
+                (Some(old_tenant), Some(user), _) => Some(ListedOn::Member(old_tenant, user)),
+                (None, _, Some(email)) => Some(ListedOn::Invitee(email)),
+                _ => None,
+            };
+            let new_home = match home {
+                SessionHome::Member(m) => ListedOn::Member(m.tenant_id, m.user_id),
+                SessionHome::Invitee { email, .. } => ListedOn::Invitee(email),
+            };
+            match old_home.filter(|o| *o != new_home) {
+                Some(ListedOn::Member(tenant, user)) => tx.push(
+                    Part::Absent,
+                    update_named(
+                        &self.table,
+                        key_of(tenant_pk(tenant), member_sk(user)),
+                        "REMOVE #s ADD sess_v :one",
+                        "attribute_exists(pk)",
+                        values([(":one", n(1))]),
+                        vec![("#s".into(), format!("sess_{old_id}"))],
+                    )?,
+                ),
+                // Unconditional: a session started before such listings
+                // existed is listed nowhere.
+                Some(ListedOn::Invitee(email)) => {
+                    let update = aws_sdk_dynamodb::types::Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(invitee_sessions_key(email)))
+                        .update_expression("REMOVE #s ADD sess_v :one")
+                        .expression_attribute_names("#s", format!("sess_{old_id}"))
+                        .expression_attribute_values(":one", n(1))
+                        .build()?;
                     tx.push(
                         Part::Absent,
-                        update_named(
-                            &self.table,
-                            key_of(tenant_pk(old_tenant), member_sk(user)),
-                            "REMOVE #s ADD sess_v :one",
-                            "attribute_exists(pk)",
-                            values([(":one", n(1))]),
-                            vec![("#s".into(), format!("sess_{old_id}"))],
-                        )?,
+                        TransactWriteItem::builder().update(update).build(),
                     );
                 }
+                None => {}
             }
         }
         match self.transact(tx).await? {
@@ -327,19 +461,22 @@ impl Store {
         }
     }
 
-    /// Lists a new session on its membership (see [`Store::write_session`]).
+    /// Lists a new session at its home (see [`Store::write_session`]).
     fn list_session(
         &self,
         tx: &mut Tx,
-        m: &Membership,
+        home: SessionHome<'_>,
         hash: &TokenHash,
         session: &SessionRecord,
         replaced_id: Option<Uuid>,
         now: OffsetDateTime,
     ) -> Result<()> {
+        let (entries, version) = match home {
+            SessionHome::Member(m) => (&m.sessions, m.sessions_version),
+            SessionHome::Invitee { listing, .. } => (&listing.entries, listing.version),
+        };
         let mut ended: Vec<&SessionEntry> = Vec::new();
-        let mut live: Vec<&SessionEntry> = m
-            .sessions
+        let mut live: Vec<&SessionEntry> = entries
             .iter()
             .filter(|e| {
                 if e.until <= now || Some(e.id) == replaced_id {
@@ -371,39 +508,68 @@ impl Store {
                 );
             }
         }
-        let version = m.sessions_version;
         let version_check = if version == 0 {
             "(attribute_not_exists(sess_v) OR sess_v = :v)"
         } else {
             "sess_v = :v"
         };
-        let vals = values([
+        let issued = version.saturating_add(1);
+        let mut vals = values([
             (
                 ":entry",
                 s(format!(
-                    "{} {}",
+                    "{} {} {issued}",
                     hash.as_str(),
                     session.until.unix_timestamp()
                 )),
             ),
             (":v", n(version)),
-            (":v1", n(version.saturating_add(1))),
-            (":role", s(m.role.name())),
-            (":now", n(now.unix_timestamp())),
+            (":v1", n(issued)),
         ]);
-        let lease_removal = REMOVE_LEASE.trim_start_matches("REMOVE ");
-        let removal = if remove.is_empty() {
-            format!("REMOVE {lease_removal}")
+        let (key, removals, condition) = match home {
+            SessionHome::Member(m) => {
+                vals.extend(values([
+                    (":role", s(m.role.name())),
+                    (":now", n(now.unix_timestamp())),
+                ]));
+                remove.push(REMOVE_LEASE.trim_start_matches("REMOVE ").to_string());
+                (
+                    key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
+                    remove,
+                    format!("member_role = :role AND {NO_LEASE_HELD} AND {version_check}"),
+                )
+            }
+            SessionHome::Invitee { email, .. } => {
+                // Gone by itself a day after its last session could end.
+                vals.insert(
+                    ":ttl".into(),
+                    n(session.until.unix_timestamp().saturating_add(86_400)),
+                );
+                names.push(("#ttl".into(), "ttl".into()));
+                (
+                    invitee_sessions_key(email),
+                    remove,
+                    version_check.to_string(),
+                )
+            }
+        };
+        let ttl = if names.iter().any(|(p, _)| p == "#ttl") {
+            ", #ttl = :ttl"
         } else {
-            format!("REMOVE {}, {lease_removal}", remove.join(", "))
+            ""
+        };
+        let removal = if removals.is_empty() {
+            String::new()
+        } else {
+            format!(" REMOVE {}", removals.join(", "))
         };
         tx.push(
             Part::Member,
             update_named(
                 &self.table,
-                key_of(tenant_pk(m.tenant_id), member_sk(m.user_id)),
-                &format!("SET #new = :entry, sess_v = :v1 {removal}"),
-                &format!("member_role = :role AND {NO_LEASE_HELD} AND {version_check}"),
+                key,
+                &format!("SET #new = :entry, sess_v = :v1{ttl}{removal}"),
+                &condition,
                 vals,
                 names,
             )?,
@@ -411,16 +577,16 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a session: the item presented, and, for a member's session,
-    /// whatever item its listing on the membership holds now (a refresh
-    /// keeps the session's id and moves it to new tokens: a log-out that
-    /// raced one still ends it) with the listing itself. `Ok(false)`: it
-    /// had ended already.
+    /// Ends a session: the item presented, and whatever item its listing
+    /// (`listed_on`: its membership, or its email's sessions item) holds
+    /// now (a refresh keeps the session's id and moves it to new tokens: a
+    /// log-out that raced one still ends it) with the listing itself.
+    /// `Ok(false)`: it had ended already.
     pub async fn end_session(
         &self,
         hash: &TokenHash,
         session_id: Uuid,
-        member: Option<(Uuid, Uuid)>,
+        listed_on: Option<ListedOn<'_>>,
     ) -> Result<bool> {
         let presented = || -> Result<TransactWriteItem> {
             let delete = Delete::builder()
@@ -435,13 +601,14 @@ impl Store {
             tx.push(Part::Key, presented()?);
             Ok::<bool, StoreError>(self.transact(tx).await?.is_ok())
         };
-        let Some((tenant, user)) = member else {
+        let Some(listed_on) = listed_on else {
             return alone().await;
         };
         let name = format!("sess_{session_id}");
         for _ in 0..3 {
+            let (pk, sk) = listed_on.pk_sk();
             let listed = self
-                .get(tenant_pk(tenant), member_sk(user))
+                .get(pk, sk)
                 .await?
                 .and_then(|item| item.get(&name).and_then(|v| v.as_s().ok()).cloned());
             // Not listed (ended, or the member is gone with its listing).
@@ -464,7 +631,7 @@ impl Store {
                 Part::Member,
                 update_named(
                     &self.table,
-                    key_of(tenant_pk(tenant), member_sk(user)),
+                    listed_on.key(),
                     "REMOVE #s ADD sess_v :one",
                     "#s = :entry",
                     values([(":one", n(1)), (":entry", s(entry.clone()))]),

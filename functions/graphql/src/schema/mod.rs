@@ -208,6 +208,7 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
         Error::Store(StoreError::KeyStopped) => ("UNAUTHENTICATED", "Unauthenticated".to_string()),
         Error::SignIn { message, .. } => ("UNAUTHENTICATED", message.clone()),
         Error::Unavailable(message) => (SERVICE_UNAVAILABLE, message.clone()),
+        Error::RateLimited { message, .. } => (RATE_LIMITED, message.clone()),
         Error::Forbidden(_) | Error::Denied { .. } => ("FORBIDDEN", err.to_string()),
         Error::NotFound(_) | Error::BadInput(_) => ("BAD_USER_INPUT", err.to_string()),
         Error::Busy(..) => (MEMBER_BUSY, err.to_string()),
@@ -267,7 +268,8 @@ fn unauthenticated() -> FieldError {
 /// Maps a service error to a GraphQL error with `extensions.code`.
 pub fn field_error(err: Error) -> FieldError {
     let (code, message) = error_code_and_message(&err);
-    if let Error::Store(
+    if let Error::RateLimited { retry_after, .. }
+    | Error::Store(
         StoreError::RateLimited { retry_after, .. }
         | StoreError::InvitationsLimited { retry_after, .. },
     ) = err
