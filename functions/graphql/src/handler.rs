@@ -807,6 +807,7 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         source,
         &parsed,
         &prepared,
+        deadline,
     );
     match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(response) => response,
@@ -871,7 +872,13 @@ fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
     apikeys_shared::domain::parse_source_ip(&text)
 }
 
+/// Time kept back from a request's deadline when long work (a key policy
+/// written onto every key) stops to answer: a page of keys in flight and
+/// the answer's reads fit in it.
+pub const LONG_WORK_MARGIN: Duration = Duration::from_millis(1500);
+
 /// Authenticates and executes: everything that reads or writes DynamoDB.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     app: &App,
     request: &Request,
@@ -880,6 +887,7 @@ async fn run(
     source: Option<std::net::IpAddr>,
     parsed: &GraphQlRequest,
     prepared: &Prepared<'_>,
+    deadline: Instant,
 ) -> Response<Body> {
     let authenticated = match credential {
         Credential::Key(hash) => app.service.authenticate_hash(hash, tenant_header).await,
@@ -927,12 +935,16 @@ async fn run(
         Credential::Key(hash) => app.service.key_use(hash, &principal),
         Credential::Session(_) => None,
     };
+    let until = deadline
+        .checked_sub(LONG_WORK_MARGIN)
+        .unwrap_or_else(Instant::now);
     let context = Context::new(
         Arc::clone(&app.service),
         Caller::Member(Box::new(principal)),
         source,
     )
-    .with_sign_in(signing_in(app, request, prepared), None);
+    .with_sign_in(signing_in(app, request, prepared), None)
+    .until(until);
     let record = async {
         if let Some(key_use) = key_use {
             app.service.record_key_use(key_use).await;

@@ -61,6 +61,15 @@ impl PolicyChange {
     }
 }
 
+/// How far [`ApiKeys::apply_policy`] came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// On every key and session, and marked so: how many items it wrote.
+    Everywhere(usize),
+    /// Out of time: the position is saved for the next request.
+    Stopped,
+}
+
 /// A tenant's policy, and whether every key carries it yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyView {
@@ -136,11 +145,15 @@ impl ApiKeys {
     /// admin does not lock themself out). Answers once every key carries
     /// it; a failure part way is an error, and sending the same policy
     /// again finishes the work.
+    /// `until`: when the request must stop writing keys (its deadline, less
+    /// time to answer); a change not done by then is answered
+    /// `Incomplete`, and sending it again goes on from where it stopped.
     pub async fn set_key_policy(
         &self,
         p: &Principal,
         change: &PolicyChange,
         source: Option<std::net::IpAddr>,
+        until: Option<std::time::Instant>,
     ) -> Result<PolicyView> {
         may_change(p)?;
         if !authorize(p.actor(), Action::SetKeyPolicy, Target::Myself) {
@@ -177,6 +190,7 @@ impl ApiKeys {
             Some(p),
             AuditActor::of(p),
             Some(p.user_id),
+            until,
         )
         .await
     }
@@ -189,7 +203,7 @@ impl ApiKeys {
     ) -> Result<PolicyView> {
         let tenant = self.tenant_by_slug(tenant_slug).await?;
         let rules = change.rules()?;
-        self.change_policy(tenant.id, rules, None, AuditActor::operator(), None)
+        self.change_policy(tenant.id, rules, None, AuditActor::operator(), None, None)
             .await
     }
 
@@ -210,6 +224,7 @@ impl ApiKeys {
         maker: Option<&Principal>,
         actor: AuditActor,
         caller_admin: Option<Uuid>,
+        until: Option<std::time::Instant>,
     ) -> Result<PolicyView> {
         for _ in 0..CONFLICT_RETRIES {
             let current = self
@@ -218,9 +233,11 @@ impl ApiKeys {
                 .await?
                 .ok_or(Error::NotFound("tenant"))?;
             if same_rules(&current.policy, &rules) {
-                // Nothing to record: finish what a failed change left.
+                // Nothing to record: finish what an earlier request left,
+                // from where it stopped.
                 if !current.is_applied() {
-                    self.finish(tenant, &current.policy).await?;
+                    self.finish(tenant, &current.policy, current.position, until)
+                        .await?;
                 }
                 return self.policy_now(tenant).await;
             }
@@ -253,7 +270,7 @@ impl ApiKeys {
                 .await?
             {
                 PolicySet::Set => {
-                    self.finish(tenant, &next).await?;
+                    self.finish(tenant, &next, None, until).await?;
                     return self.policy_now(tenant).await;
                 }
                 PolicySet::Changed => continue,
@@ -267,18 +284,33 @@ impl ApiKeys {
         Err(kept_changing("the tenant's key policy"))
     }
 
-    /// [`ApiKeys::apply_policy`] of a policy already recorded: a failure is
-    /// said as what it is (recorded, not yet on every key), never as
-    /// "nothing changed".
-    async fn finish(&self, tenant: Uuid, policy: &KeyPolicy) -> Result<()> {
-        match self.apply_policy(tenant, policy).await {
-            Ok(_) => Ok(()),
+    /// [`ApiKeys::apply_policy`] of a policy already recorded, from where
+    /// an earlier request left it: a failure, or running out of time, is
+    /// said as what it is (recorded, not yet on every key, and how to go
+    /// on), never as "nothing changed".
+    async fn finish(
+        &self,
+        tenant: Uuid,
+        policy: &KeyPolicy,
+        position: Option<String>,
+        until: Option<std::time::Instant>,
+    ) -> Result<()> {
+        match self.apply_policy(tenant, policy, position, until).await {
+            Ok(Applied::Everywhere(_)) => Ok(()),
+            Ok(Applied::Stopped) => Err(Error::Incomplete(
+                "the key policy is recorded and being written onto the tenant's keys; this \
+                 request ran out of time part way (its progress is kept): until it is on every \
+                 key, some keys are still judged by the previous policy; send the same policy \
+                 again to continue from where it stopped"
+                    .into(),
+            )),
             Err(e) => {
                 tracing::warn!(error = %e, generation = policy.generation, "a key policy stopped part way");
                 Err(Error::Incomplete(
                     "the key policy was recorded, but not every key carries it yet (the \
-                     database failed part way): until it does, some keys are still judged by \
-                     the previous policy; send the same policy again to finish"
+                     database failed part way; the progress made is kept): until it does, some \
+                     keys are still judged by the previous policy; send the same policy again to \
+                     continue"
                         .into(),
                 ))
             }
@@ -297,13 +329,50 @@ impl ApiKeys {
             .into())
     }
 
-    /// Writes `policy` onto every key of the tenant (a key made after the
-    /// policy was set already carries it; one carrying a newer generation
-    /// is left alone), then marks it applied. Cost: one Query page per 1 MB
-    /// of the tenant's key items, one conditional UpdateItem per key, one
-    /// UpdateItem of the tenant item.
-    pub(super) async fn apply_policy(&self, tenant: Uuid, policy: &KeyPolicy) -> Result<usize> {
-        let keys = self.store.keys_of_tenant(tenant).await?;
+    /// Writes `policy` onto every key of the tenant after `position` (a key
+    /// made after the policy was set already carries it; one carrying a
+    /// newer generation is left alone), a page at a time, saving the
+    /// position after each page; then onto the sessions of its members,
+    /// then marks it applied. With `until`, no page is begun past it: the
+    /// answer is then [`Applied::Stopped`], and the next call goes on from
+    /// the saved position. Cost per page of 100 keys: one Query, one
+    /// conditional UpdateItem per key, one UpdateItem of the tenant item;
+    /// at the end, the members' Query and one UpdateItem per session.
+    pub(super) async fn apply_policy(
+        &self,
+        tenant: Uuid,
+        policy: &KeyPolicy,
+        mut position: Option<String>,
+        until: Option<std::time::Instant>,
+    ) -> Result<Applied> {
+        let mut written: usize = 0;
+        let mut pages: usize = 0;
+        loop {
+            // Every request makes progress: one page at least.
+            if pages > 0 && until.is_some_and(|until| std::time::Instant::now() >= until) {
+                return Ok(Applied::Stopped);
+            }
+            pages = pages.saturating_add(1);
+            let page = self.store.key_page(tenant, position.as_deref()).await?;
+            let writes: Vec<_> = page
+                .keys
+                .iter()
+                .map(|k| {
+                    self.store
+                        .apply_policy_to_key(&k.hash, k.key.created, policy)
+                })
+                .collect();
+            written = written.saturating_add(self.run_writes(writes).await?);
+            if let Some(last) = &page.last {
+                self.store
+                    .save_policy_position(tenant, policy.generation, last)
+                    .await?;
+                position = Some(last.clone());
+            }
+            if page.done {
+                break;
+            }
+        }
         // People's sessions carry the policy too (its networks bind them):
         // those listed on the memberships, read after the policy was set
         // (one written since checked the generation it copied).
@@ -315,14 +384,22 @@ impl ApiKeys {
             .flat_map(|m| m.sessions)
             .collect();
         let now = self.now();
-        // The writes made first, then run a few at a time (a closure in the
-        // stream would make the future not `Send` for every lifetime).
-        let writes: Vec<_> = keys
+        let writes: Vec<_> = sessions
             .iter()
-            .map(|k| (&k.hash, k.key.created))
-            .chain(sessions.iter().map(|s| (&s.hash, now)))
-            .map(|(hash, created)| self.store.apply_policy_to_key(hash, created, policy))
+            .map(|s| self.store.apply_policy_to_key(&s.hash, now, policy))
             .collect();
+        written = written.saturating_add(self.run_writes(writes).await?);
+        self.store
+            .mark_policy_applied(tenant, policy.generation)
+            .await?;
+        Ok(Applied::Everywhere(written))
+    }
+
+    /// Runs writes of a policy onto items a few at a time: how many wrote.
+    async fn run_writes<F>(&self, writes: Vec<F>) -> Result<usize>
+    where
+        F: std::future::Future<Output = std::result::Result<bool, crate::store::StoreError>>,
+    {
         let results: Vec<_> = stream::iter(writes)
             .buffer_unordered(APPLY_CONCURRENCY)
             .collect()
@@ -333,9 +410,6 @@ impl ApiKeys {
                 written = written.saturating_add(1);
             }
         }
-        self.store
-            .mark_policy_applied(tenant, policy.generation)
-            .await?;
         Ok(written)
     }
 }

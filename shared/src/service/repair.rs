@@ -223,7 +223,8 @@ impl ApiKeys {
         }
         if let Some(current) = policy.filter(|p| !p.is_applied()) {
             let repaired = apply && {
-                self.apply_policy(tenant.id, &current.policy).await?;
+                self.apply_policy(tenant.id, &current.policy, current.position.clone(), None)
+                    .await?;
                 true
             };
             findings.push(Finding {

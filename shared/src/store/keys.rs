@@ -66,7 +66,7 @@ pub fn key_sk(owner_type: AccountType, owner: Uuid, key: Uuid) -> String {
     }
 }
 
-fn stored_key_from(item: &Item) -> Result<StoredKey> {
+pub(super) fn stored_key_from(item: &Item) -> Result<StoredKey> {
     let f = Fields(item);
     Ok(StoredKey {
         key: ApiKey {

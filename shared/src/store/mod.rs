@@ -64,6 +64,7 @@ pub use expiry::*;
 pub use invitations::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert};
 pub use keys::*;
 pub use members::*;
+pub use policy::KeyPage;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;

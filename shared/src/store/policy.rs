@@ -124,6 +124,26 @@ pub struct TenantPolicy {
     /// The last generation written onto every key of the tenant: the
     /// policy is in force for every key when this equals its generation.
     pub applied: i64,
+    /// How far the application of this generation has come: the sort key
+    /// of the last key it was written onto (`None`: not begun).
+    pub position: Option<String>,
+}
+
+/// The sort-key prefixes of a tenant's keys, in the order a policy is
+/// applied to them: service accounts' keys, then people's.
+const KEY_PREFIXES: [&str; 2] = ["skey#", "ukey#"];
+
+/// Keys read a page at a time while a policy is applied: the position is
+/// saved after each page.
+const POLICY_PAGE: i32 = 100;
+
+/// One page of a tenant's keys in application order.
+pub struct KeyPage {
+    pub keys: Vec<super::StoredKey>,
+    /// The sort key of the page's last key (where the next page starts).
+    pub last: Option<String>,
+    /// No key after this page.
+    pub done: bool,
 }
 
 impl TenantPolicy {
@@ -161,10 +181,97 @@ impl Store {
             return Ok(None);
         };
         let f = Fields(&item);
+        let policy = policy_from(&f)?;
+        let position = match f.opt_n("pol_pos_gen")? {
+            Some(generation) if generation == policy.generation => {
+                f.opt_s("pol_pos")?.map(str::to_string)
+            }
+            _ => None,
+        };
         Ok(Some(TenantPolicy {
-            policy: policy_from(&f)?,
+            policy,
             applied: f.opt_n("pol_applied")?.unwrap_or(0),
+            position,
         }))
+    }
+
+    /// The tenant's keys after the sort key `after` (`None`: from the
+    /// first), a page of at most [`POLICY_PAGE`]: service accounts' keys,
+    /// then people's.
+    pub async fn key_page(&self, tenant: Uuid, after: Option<&str>) -> Result<KeyPage> {
+        let mut after = after.map(str::to_string);
+        for (phase, prefix) in KEY_PREFIXES.iter().enumerate() {
+            // A position in a later phase: this one is done.
+            if after.as_deref().is_some_and(|a| {
+                KEY_PREFIXES
+                    .iter()
+                    .skip(phase.saturating_add(1))
+                    .any(|later| a.starts_with(later))
+            }) {
+                continue;
+            }
+            let start = after
+                .take()
+                .filter(|a| a.starts_with(prefix))
+                .map(|a| key_of(tenant_pk(tenant), a));
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":prefix", s(*prefix))
+                .consistent_read(true)
+                .limit(POLICY_PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(read_error)?;
+            let items = out.items.unwrap_or_default();
+            if items.is_empty() && out.last_evaluated_key.is_none() {
+                continue;
+            }
+            let last = items
+                .last()
+                .and_then(|item| item.get("sk"))
+                .and_then(|v| v.as_s().ok())
+                .cloned();
+            let later = KEY_PREFIXES.len() > phase.saturating_add(1);
+            let keys = items
+                .iter()
+                .map(super::keys::stored_key_from)
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(KeyPage {
+                keys,
+                done: out.last_evaluated_key.is_none() && !later && last.is_some(),
+                last,
+            });
+        }
+        Ok(KeyPage {
+            keys: Vec::new(),
+            last: None,
+            done: true,
+        })
+    }
+
+    /// Records how far generation `generation` of the tenant's policy has
+    /// been applied (while it is still the tenant's).
+    pub async fn save_policy_position(
+        &self,
+        tenant: Uuid,
+        generation: i64,
+        position: &str,
+    ) -> Result<bool> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .update_expression("SET pol_pos = :pos, pol_pos_gen = :gen")
+            .condition_expression("pol_gen = :gen")
+            .expression_attribute_values(":pos", s(position))
+            .expression_attribute_values(":gen", n(generation));
+        self.conditional(update, Repeat::Idempotent).await
     }
 
     /// Sets the tenant's policy to `policy` (whose generation is the one
@@ -235,7 +342,7 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
-            .update_expression("SET pol_applied = :gen")
+            .update_expression("SET pol_applied = :gen REMOVE pol_pos, pol_pos_gen")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pol_applied) OR pol_applied < :gen)",
             )

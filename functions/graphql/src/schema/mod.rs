@@ -62,6 +62,9 @@ pub struct Context {
     /// The refresh token, as `refresh_token` takes it (Prefect 1.x sent
     /// it as the request's bearer).
     pub refresh_token: Option<String>,
+    /// When long work (a key policy written onto every key) must stop to
+    /// answer in time (`None`: no limit).
+    pub until: Option<std::time::Instant>,
     members: OnceCell<Result<Vec<Member>, Error>>,
     policy: OnceCell<Result<apikeys_shared::service::PolicyView, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
@@ -78,6 +81,7 @@ impl Context {
             source,
             verifier: None,
             refresh_token: None,
+            until: None,
             members: OnceCell::new(),
             policy: OnceCell::new(),
             keys: OnceCell::new(),
@@ -93,6 +97,12 @@ impl Context {
     ) -> Self {
         self.verifier = verifier;
         self.refresh_token = refresh_token;
+        self
+    }
+
+    /// The same context, whose long work stops at `until`.
+    pub fn until(mut self, until: std::time::Instant) -> Self {
+        self.until = Some(until);
         self
     }
 
@@ -723,7 +733,7 @@ impl Mutation {
     ) -> FieldResult<KeyPolicyObject> {
         let view = ctx
             .service
-            .set_key_policy(ctx.principal()?, &input.into(), ctx.source)
+            .set_key_policy(ctx.principal()?, &input.into(), ctx.source, ctx.until)
             .await
             .map_err(field_error)?;
         Ok(view.into())
