@@ -3,8 +3,9 @@
 console as callback) and a demo person with a verified email and a
 password, and prints what the dev server needs as shell assignments.
 Standard library only; run as `dev_cognito.py ENDPOINT CONSOLE_URL EMAIL
-PASSWORD`. Prints `NEW_POOL=1` when the pool was made now (its people are
-new identities: the demo person needs an invitation again)."""
+PASSWORD`. Prints `NEW_POOL=1` when the pool or the person was made now
+(a new identity: the demo person needs an invitation). Run again with
+another console address, it adds that address to the client's callbacks."""
 
 import shlex
 import sys
@@ -28,14 +29,28 @@ def main(endpoint, console, email, password):
                                                  "AutoVerifiedAttributes": ["email"]})["UserPool"]["Id"]
     clients = call(endpoint, "ListUserPoolClients", {"UserPoolId": pool, "MaxResults": 60}).get("UserPoolClients", [])
     client = next((c["ClientId"] for c in clients if c["ClientName"] == "console"), None)
+    settings = {
+        "ClientName": "console", "AllowedOAuthFlows": ["code"],
+        "AllowedOAuthFlowsUserPoolClient": True, "AllowedOAuthScopes": ["openid", "email", "profile"],
+        "SupportedIdentityProviders": ["COGNITO"],
+        "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}
     if client is None:
         client = call(endpoint, "CreateUserPoolClient", {
-            "UserPoolId": pool, "ClientName": "console", "GenerateSecret": False, "AllowedOAuthFlows": ["code"],
-            "AllowedOAuthFlowsUserPoolClient": True, "AllowedOAuthScopes": ["openid", "email", "profile"],
-            "CallbackURLs": [console], "SupportedIdentityProviders": ["COGNITO"],
-            "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]})["UserPoolClient"]["ClientId"]
+            "UserPoolId": pool, "GenerateSecret": False, "CallbackURLs": [console],
+            **settings})["UserPoolClient"]["ClientId"]
+    else:
+        # Run again with another PORT: the console's new address joins the
+        # client's callbacks (the provider refuses a redirect to any other).
+        # An update resets what it does not name, so it names everything.
+        described = call(endpoint, "DescribeUserPoolClient", {"UserPoolId": pool, "ClientId": client})
+        callbacks = described.get("UserPoolClient", {}).get("CallbackURLs") or []
+        if console not in callbacks:
+            call(endpoint, "UpdateUserPoolClient", {
+                "UserPoolId": pool, "ClientId": client, "CallbackURLs": [*callbacks, console][-50:],
+                **settings})
     known = call(endpoint, "AdminGetUser", {"UserPoolId": pool, "Username": email})
-    if "__error" in known:
+    new_person = "__error" in known
+    if new_person:
         cognito_person(endpoint, pool, email, password)
     values = {
         "OIDC_ISSUER": f"https://cognito-idp.us-east-1.amazonaws.com/{pool}",
@@ -44,7 +59,7 @@ def main(endpoint, console, email, password):
         "OIDC_AUTHORIZE_URL": f"{endpoint}/oauth2/authorize",
         "OIDC_TOKEN_URL": f"{endpoint}/oauth2/token",
         "OIDC_PROVIDER_NAME": "Cognito (local)",
-        "NEW_POOL": "1" if new_pool else "",
+        "NEW_POOL": "1" if new_pool or new_person else "",
     }
     for name, value in values.items():
         print(f"{name}={shlex.quote(value)}")

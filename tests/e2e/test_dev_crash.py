@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import REPO
-from local_services import free_port, wait_until
+from local_services import free_port, hosted_sign_in, wait_until
 
 CREATE_KEY = "mutation($input: create_api_key_input!) { create_api_key(input: $input) { id key } }"
 
@@ -22,11 +22,11 @@ class DevRun:
     """One `bash infra/dev`, in a session of its own so that all it started
     can be killed at once, as a crash would."""
 
-    def __init__(self, local, port, dynamo_port):
+    def __init__(self, local, port, dynamo_port, **extra):
         self.local, self.port = local, port
         self.log = open(local.parent / f"dev-{time.monotonic_ns()}.log", "w")
         env = {**os.environ, "PORT": str(port), "DYNAMO_PORT": str(dynamo_port),
-               "APIKEYS_LOCAL_DIR": str(local), "TABLE_NAME": "apikeys-crash"}
+               "APIKEYS_LOCAL_DIR": str(local), "TABLE_NAME": "apikeys-crash", **extra}
         self.proc = subprocess.Popen(["bash", "infra/dev"], cwd=REPO, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         key_file = local / "demo-admin.key"
@@ -39,11 +39,13 @@ class DevRun:
         # This run's own word, not a server a previous run left on the port.
         return "apikeys is running." in Path(self.log.name).read_text()
 
-    def graphql(self, key, query, variables=None):
+    def graphql(self, key, query, variables=None, scheme="Bearer"):
         body = json.dumps({"query": query, "variables": variables}).encode()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"{scheme} {key}"
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/graphql", data=body,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            f"http://127.0.0.1:{self.port}/graphql", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -123,3 +125,36 @@ def test_a_restart_after_a_crash_cleans_up_and_loses_nothing(tmp_path):
             for line in pid_file.read_text().split("\n"):
                 if line.strip() and alive(int(line.split()[0])):
                     os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_a_second_run_on_another_port_and_email_signs_in_there(tmp_path):
+    """README: PORT and DYNAMO_PORT change the ports. Run again on another
+    PORT with another DEMO_EMAIL, the provider accepts the new console
+    address as the redirect and the new person is invited and signs in."""
+    local = tmp_path / "local"
+    dynamo_port = free_port()
+    runs = []
+    try:
+        first = DevRun(local, free_port(), dynamo_port)
+        runs.append(first)
+        first.stop()
+        second = DevRun(local, free_port(), dynamo_port, DEMO_EMAIL="second@example.com",
+                        DEMO_PASSWORD="Second-pass-1")
+        runs.append(second)
+        settings = second.graphql(None, "{ sign_in_settings { client_id } }")
+        client = settings["data"]["sign_in_settings"]["client_id"]
+        console = f"http://127.0.0.1:{second.port}/"
+        id_token = hosted_sign_in(f"http://127.0.0.1:{dynamo_port}", client, console,
+                                  "second@example.com", "Second-pass-1")
+        signed_in = second.graphql(None, "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token } }",
+                                   {"t": id_token})
+        session = signed_in["data"]["log_in"]["access_token"]
+        mine = second.graphql(session, "{ membership_invitation { email tenant { slug } } }", scheme="Session")
+        assert mine["data"]["membership_invitation"] == [
+            {"email": "second@example.com", "tenant": {"slug": "demo"}}], mine
+        second.stop()
+    finally:
+        for run in runs:
+            if run.proc.poll() is None:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
