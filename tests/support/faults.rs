@@ -26,8 +26,12 @@ pub enum Fault {
     ResetBefore,
     /// The request is forwarded (and applied), then the connection closes.
     ResetAfter,
-    /// HTTP 500 `InternalServerError`.
+    /// HTTP 500 `InternalServerError`, the request not forwarded.
     InternalError,
+    /// The request forwarded (and applied), then HTTP 500
+    /// `InternalServerError`: what a DynamoDB failing after the write
+    /// looks like.
+    InternalErrorAfter,
     /// HTTP 502 with an HTML body, as a load balancer answers.
     BadGatewayHtml,
     /// HTTP 503 `ServiceUnavailable`.
@@ -48,10 +52,11 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::ResetBefore,
         Fault::ResetAfter,
         Fault::InternalError,
+        Fault::InternalErrorAfter,
         Fault::BadGatewayHtml,
         Fault::Unavailable,
         Fault::Throttling,
@@ -67,6 +72,7 @@ impl Fault {
             Fault::ResetBefore => "reset-before",
             Fault::ResetAfter => "reset-after",
             Fault::InternalError => "500",
+            Fault::InternalErrorAfter => "500-after",
             Fault::BadGatewayHtml => "502-html",
             Fault::Unavailable => "503",
             Fault::Throttling => "throttling",
@@ -298,6 +304,15 @@ async fn handle(
             "Internal server error",
             Value::Null,
         ),
+        Some(Fault::InternalErrorAfter) => {
+            forward().await?;
+            dynamodb_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Internal server error",
+                Value::Null,
+            )
+        }
         Some(Fault::BadGatewayHtml) => Ok(Response::builder()
             .status(StatusCode::BAD_GATEWAY)
             .header("content-type", "text/html")
