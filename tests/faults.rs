@@ -561,3 +561,70 @@ async fn a_failing_or_stalled_last_use_write_costs_only_itself() {
     assert_eq!(last_used().await, Some(w.h.now()));
     w.h.assert_consistent().await;
 }
+
+/// A write DynamoDB applied and then answered 500 for has an unknown
+/// outcome: it is never answered as "nothing changed, try again" (503),
+/// after which a client's retry of a rotation with no grace found its own
+/// rotation done and was told "API key not found" (the old key gone, the
+/// new one never shown).
+#[tokio::test]
+async fn a_write_answered_500_after_it_applied_is_an_unknown_outcome_never_a_refusal() {
+    let w = world().await;
+    let admin = w.h.tenant.admin_key.clone();
+    let made =
+        w.h.create_key(&admin, w.h.tenant.admin_id, "ci", None)
+            .await;
+    let (id, old) = (
+        made["data"]["create_api_key"]["id"].clone(),
+        made["data"]["create_api_key"]["key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    // Every attempt applied (the first) or replayed, and answered 500.
+    w.proxy.set_plan(Plan::FailNext {
+        count: 10,
+        fault: Fault::InternalErrorAfter,
+        operation: Some("TransactWriteItems"),
+    });
+    let seen = call(
+        &w.app,
+        &admin,
+        ROTATE,
+        Some(json!({"input": {"key_id": id, "grace_period_seconds": 0}})),
+    )
+    .await;
+    w.proxy.set_plan(Plan::Off);
+    assert_eq!(
+        (seen.status, seen.code()),
+        (200, "OUTCOME_UNKNOWN"),
+        "{}",
+        seen.json
+    );
+    // It did apply: the old key stopped, as a rotation with no grace does.
+    assert!(!works(&w.h, &old).await);
+    // The same for a conditional UpdateItem (a lease taken, then a 500):
+    // never "busy" for a member that its own attempt holds.
+    let bob = w.h.add_member("acme", "bob", Role::User).await;
+    w.proxy.set_plan(Plan::FailNext {
+        count: 1,
+        fault: Fault::InternalErrorAfter,
+        operation: Some("UpdateItem"),
+    });
+    let seen = call(
+        &w.app,
+        &admin,
+        SET_ROLE,
+        Some(json!({"input": {"membership_id": bob.membership_id, "role_id": Role::ReadOnlyUser.id()}})),
+    )
+    .await;
+    w.proxy.set_plan(Plan::Off);
+    assert!(
+        seen.ok() || ["OUTCOME_UNKNOWN", "SERVICE_UNAVAILABLE"].contains(&seen.code()),
+        "{}",
+        seen.json
+    );
+    w.h.clock
+        .set(w.h.now() + apikeys_shared::service::LEASE + time::Duration::seconds(1));
+    w.h.assert_consistent().await;
+}

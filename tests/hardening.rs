@@ -821,3 +821,62 @@ async fn names_with_direction_or_invisible_characters_are_refused_everywhere() {
     }
     assert_eq!(h.items().await, before);
 }
+
+/// A document that does not validate (an unknown field, a variable of the
+/// wrong type, a missing argument) is answered before the credential is
+/// looked at: no DynamoDB request, and the same answer with the database
+/// unreachable (where authenticating first answered 503).
+#[tokio::test]
+async fn a_document_that_does_not_validate_costs_no_read_even_with_the_database_down() {
+    let h = Harness::new().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (down, counter) = h.app_via(
+        &format!("http://127.0.0.1:{closed}"),
+        &[
+            ("DYNAMODB_ATTEMPT_TIMEOUT_MS", "200"),
+            ("DYNAMODB_OPERATION_TIMEOUT_MS", "500"),
+        ],
+    );
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    for (query, vars) in [
+        ("{ no_such_field }", None),
+        ("{ auth_info { no_such_field } }", None),
+        ("mutation { delete_api_key(input: {}) { success } }", None),
+        (
+            "mutation($i: delete_api_key_input!) { delete_api_key(input: $i) { success } }",
+            Some(json!({"i": {"key_id": "not a uuid"}})),
+        ),
+        (
+            "query($n: Int) { auth_api_key { id } }",
+            Some(json!({"n": "seven"})),
+        ),
+        ("query A { hello } query B { hello }", None),
+    ] {
+        for (app, counted) in [(&h.app, &h.counter), (&down, &counter)] {
+            counted.reset();
+            let request = apikeys_tests::event(
+                Route::RestGraphql,
+                "POST",
+                &prefect_body(query, vars.clone()),
+                &[("Authorization", &auth)],
+            );
+            let response = apikeys_graphql::handle(app, request).await;
+            let reply: Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{query}: {reply}");
+            assert_eq!(error_code(&reply), "BAD_USER_INPUT", "{query}: {reply}");
+            assert_eq!(counted.total(), 0, "{query}: read before validating");
+        }
+    }
+    // A document that validates, with the database down: retryable.
+    let request = apikeys_tests::event(
+        Route::RestGraphql,
+        "POST",
+        &prefect_body("{ auth_info { user_id } }", None),
+        &[("Authorization", &auth)],
+    );
+    let response = apikeys_graphql::handle(&down, request).await;
+    assert_eq!(response.status().as_u16(), 503);
+}

@@ -523,3 +523,76 @@ async fn a_session_in_no_tenant_ends_when_its_last_invitation_is_withdrawn() {
         "{used}"
     );
 }
+
+/// The session that accepted goes on: it lists its new tenant and is
+/// refreshed (no second sign-in), then switches into it.
+#[tokio::test]
+async fn the_session_that_accepts_sees_its_tenant_and_refreshes() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let id = invited(&p, &admin, "gail@example.com", "USER").await;
+    let reply = p
+        .log_in(&p.sign(&p.claims("gail-sub", "gail@example.com")))
+        .await;
+    let tokens = reply.json["data"]["log_in"].clone();
+    let (access, refresh) = (
+        tokens["access_token"].as_str().unwrap().to_string(),
+        tokens["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let accepted = accept(&p, &access, id).await;
+    assert!(accepted.get("errors").is_none(), "{accepted}");
+    let mine = p.as_session(&access, "{ my_tenants { id role } }").await;
+    assert_eq!(
+        mine["data"]["my_tenants"],
+        json!([{"id": p.h.tenant.id, "role": "USER"}]),
+        "{mine}"
+    );
+    let query = "mutation($a: String!) { refresh_token(input: {access_token: $a}) { access_token tenant_id } }";
+    let renewed = p.public(query, json!({"a": access}), Some(&refresh)).await;
+    let access = renewed.json["data"]["refresh_token"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", renewed.body))
+        .to_string();
+    let moved = p
+        .as_session(
+            &access,
+            &format!(
+                "mutation {{ switch_tenant(input: {{tenant_id: \"{}\"}}) {{ tenant_id }} }}",
+                p.h.tenant.id
+            ),
+        )
+        .await;
+    assert_eq!(
+        moved["data"]["switch_tenant"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{moved}"
+    );
+    p.h.assert_consistent().await;
+}
+
+/// A person in no tenant holds at most five sessions, like a member: the
+/// sixth sign-in ends the first.
+#[tokio::test]
+async fn a_person_in_no_tenant_holds_at_most_five_sessions() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    invited(&p, &admin, "hal@example.com", "USER").await;
+    let token = p.sign(&p.claims("hal-sub", "hal@example.com"));
+    let mut sessions = Vec::new();
+    for round in 0..30 {
+        // Past the sign-in bound of one identity (five, then one each 12 s).
+        p.h.clock.set(p.h.now() + Duration::seconds(12));
+        let reply = p.log_in(&token).await;
+        let access = reply.json["data"]["log_in"]["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{round}: {}", reply.body));
+        sessions.push(access.to_string());
+    }
+    let mut live = Vec::new();
+    for s in &sessions {
+        let reply = p.as_session(s, "{ membership_invitation { id } }").await;
+        live.push(reply.get("errors").is_none());
+    }
+    let expected: Vec<bool> = (0..30).map(|i| i >= 25).collect();
+    assert_eq!(live, expected);
+}

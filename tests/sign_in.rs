@@ -784,3 +784,313 @@ async fn aliases_of_my_tenants_read_once() {
         p.h.counter.total()
     );
 }
+
+/// A signed token with any header fields (jsonwebtoken's `Header` has no
+/// `crit`): the signing input made here, signed with the provider's key.
+fn signed_with_header(header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_rsa_der(RSA_A),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn tokens_with_a_crit_header_an_access_tokens_type_or_another_party_are_refused() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let good = p.claims("alice-sub", "alice@example.com");
+    let header = |extra: Value| {
+        let mut h = json!({"alg": "RS256", "kid": KID});
+        h.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        h
+    };
+    let with = |patch: Value| {
+        let mut c = good.clone();
+        c.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        c
+    };
+    let cases = [
+        // RFC 7515: an extension the recipient does not understand.
+        (
+            header(json!({"crit": ["exp"], "exp": 1})),
+            good.clone(),
+            "id_token_critical_header",
+        ),
+        (
+            header(json!({"crit": []})),
+            good.clone(),
+            "id_token_critical_header",
+        ),
+        // A JWT access token (RFC 9068) whose `aud` is our client id.
+        (
+            header(json!({"typ": "at+jwt"})),
+            good.clone(),
+            "id_token_not_an_id_token",
+        ),
+        (
+            header(json!({"typ": "application/at+jwt"})),
+            good.clone(),
+            "id_token_not_an_id_token",
+        ),
+        // Issued to several audiences, for another party.
+        (
+            header(json!({})),
+            with(json!({"aud": ["other-client", CLIENT], "azp": "other-client"})),
+            "id_token_wrong_authorized_party",
+        ),
+        (
+            header(json!({})),
+            with(json!({"aud": ["other-client", CLIENT]})),
+            "id_token_wrong_authorized_party",
+        ),
+        (
+            header(json!({})),
+            with(json!({"azp": "other-client"})),
+            "id_token_wrong_authorized_party",
+        ),
+    ];
+    for (head, claims, why) in cases {
+        p.h.counter.reset();
+        let reply = p.log_in(&signed_with_header(&head, &claims)).await;
+        assert_eq!(reason(&reply), why, "{head} {claims}: {}", reply.body);
+        assert_eq!(
+            p.h.counter.total(),
+            0,
+            "{why}: a refused token reads nothing"
+        );
+    }
+    // What an ID token says of itself is still welcome.
+    for (head, claims) in [
+        (header(json!({"typ": "JWT"})), good.clone()),
+        (
+            header(json!({})),
+            with(json!({"aud": ["other-client", CLIENT], "azp": CLIENT})),
+        ),
+        (header(json!({})), with(json!({"azp": CLIENT}))),
+    ] {
+        let reply = p.log_in(&signed_with_header(&head, &claims)).await;
+        assert!(
+            reply.json["data"]["log_in"]["access_token"].is_string(),
+            "{head} {claims}: {}",
+            reply.body
+        );
+    }
+}
+
+/// Auth0's issuers end with a slash: the token's `iss` says it so, and is
+/// compared with the issuer exactly as configured.
+#[tokio::test]
+async fn an_issuer_that_ends_with_a_slash_signs_people_in() {
+    let issuer = "https://tenant.auth0.example/";
+    let p = provider_with(&[("OIDC_ISSUER", issuer)]).await;
+    let user = p.h.tenant.admin_id;
+    let linked =
+        p.h.service()
+            .store()
+            .link_identity(issuer, "auth0|alice", user)
+            .await
+            .unwrap();
+    assert!(linked);
+    let mut claims = p.claims("auth0|alice", "alice@example.com");
+    claims["iss"] = json!(issuer);
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(
+        reply.json["data"]["log_in"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{}",
+        reply.body
+    );
+    // Without the slash it is another issuer.
+    claims["iss"] = json!(issuer.trim_end_matches('/'));
+    let reply = p.log_in(&p.sign(&claims)).await;
+    assert_eq!(reason(&reply), "id_token_wrong_issuer", "{}", reply.body);
+}
+
+/// Only an email of the plain form counts: never the text after its last
+/// `@`.
+#[tokio::test]
+async fn an_allowed_domain_is_matched_on_the_whole_email() {
+    let p = provider_with(&[("OIDC_EMAIL_DOMAINS", "example.com")]).await;
+    for (i, email) in [
+        "x@evil.com@example.com",
+        "x@evil.com\n@example.com",
+        "x@evil.com\r\n@example.com",
+        "x@evil.com (comment) @example.com",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = p.log_in(&p.sign(&p.claims(&format!("s{i}"), email))).await;
+        assert_eq!(
+            reason(&reply),
+            "id_token_email_not_allowed",
+            "{email:?}: {}",
+            reply.body
+        );
+    }
+    // The plain address of the domain is let through (to "not a member").
+    let reply = p.log_in(&p.sign(&p.claims("s9", "ann@example.com"))).await;
+    assert_eq!(reason(&reply), "not_a_member", "{}", reply.body);
+}
+
+/// The discovery document must speak for the configured issuer and send
+/// us to https (or this machine) for keys; otherwise nobody signs in, and
+/// it is said as the provider being unusable (503), never as a refusal.
+#[tokio::test]
+async fn a_discovery_document_of_another_issuer_or_a_plain_http_key_set_is_not_used() {
+    use apikeys_tests::documents::document_server;
+    let keys = provider().await.jwks;
+    for (document, works) in [
+        (json!({"issuer": ISSUER, "jwks_uri": keys.url}), true),
+        (
+            json!({"issuer": "https://evil.example", "jwks_uri": keys.url}),
+            false,
+        ),
+        (
+            json!({"issuer": ISSUER, "jwks_uri": "http://keys.example/jwks.json"}),
+            false,
+        ),
+        (json!({"issuer": ISSUER}), false),
+    ] {
+        let discovery =
+            document_server("/.well-known/openid-configuration", &document, false).await;
+        let p = provider_with(&[
+            ("OIDC_JWKS_URL", ""),
+            ("OIDC_DISCOVERY_URL", discovery.url.as_str()),
+        ])
+        .await;
+        p.link("alice-sub", p.h.tenant.admin_id).await;
+        let reply = p
+            .log_in(&p.sign(&p.claims("alice-sub", "alice@example.com")))
+            .await;
+        if works {
+            assert!(
+                reply.json["data"]["log_in"]["access_token"].is_string(),
+                "{document}: {}",
+                reply.body
+            );
+        } else {
+            assert_eq!(reply.status, 503, "{document}: {}", reply.body);
+            assert_eq!(code(&reply.json), "SERVICE_UNAVAILABLE", "{}", reply.body);
+        }
+    }
+}
+
+/// A stranger's valid ID token replayed 100 times costs a few reads, not
+/// 200: sign-ins are bounded per identity and per instance.
+#[tokio::test]
+async fn sign_ins_are_bounded_per_identity_and_per_instance() {
+    let p = provider().await;
+    let token = p.sign(&p.claims("stranger-sub", "stranger@example.com"));
+    p.h.counter.reset();
+    let mut answers = std::collections::BTreeMap::new();
+    let mut last = None;
+    for _ in 0..100 {
+        let reply = p.log_in(&token).await;
+        *answers
+            .entry(reason(&reply).to_string() + code(&reply.json))
+            .or_insert(0) += 1;
+        last = Some(reply);
+    }
+    let reads = p.h.counter.total();
+    eprintln!("100 sign-ins of one stranger: {answers:?}, {reads} DynamoDB requests");
+    // Five were looked up (each an identity read and an invitations query).
+    assert_eq!(
+        answers.get("not_a_memberUNAUTHENTICATED"),
+        Some(&5),
+        "{answers:?}"
+    );
+    assert_eq!(answers.get("RATE_LIMITED"), Some(&95), "{answers:?}");
+    assert!(reads <= 10, "{reads} requests");
+    let last = last.unwrap();
+    assert_eq!(last.status, 429, "{}", last.body);
+    assert_eq!(last.headers.get("retry-after").unwrap(), "12");
+    // Twelve seconds on, one more.
+    p.h.clock.set(p.h.now() + Duration::seconds(12));
+    assert_eq!(reason(&p.log_in(&token).await), "not_a_member");
+    // The instance: twenty at once, whoever asks.
+    p.h.clock.set(p.h.now() + Duration::seconds(60));
+    let mut limited = 0;
+    for i in 0..30 {
+        let reply = p
+            .log_in(&p.sign(&p.claims(&format!("many-{i}"), "m@example.com")))
+            .await;
+        if code(&reply.json) == "RATE_LIMITED" {
+            limited += 1;
+        }
+    }
+    assert_eq!(
+        limited, 10,
+        "twenty of thirty different people at one instant"
+    );
+}
+
+/// Signing in once more than five times ends the session issued first,
+/// however close together (the clock stands still here).
+#[tokio::test]
+async fn a_sixth_sign_in_ends_the_first_session_however_close_in_time() {
+    let p = provider().await;
+    p.link("alice-sub", p.h.tenant.admin_id).await;
+    let mut sessions = Vec::new();
+    for round in 0..6 {
+        // Past the identity's sign-in bound, the same instant otherwise.
+        if round == 5 {
+            p.h.clock.set(p.h.now() + Duration::seconds(12));
+        }
+        sessions.push(p.session("alice-sub").await.0);
+    }
+    let mut live = Vec::new();
+    for s in &sessions {
+        live.push(p.as_session(s, "{ hello }").await.get("errors").is_none());
+    }
+    assert_eq!(live, [false, true, true, true, true, true]);
+}
+
+/// One schema: a standard introspection describes sign-in too, with a
+/// credential and (where introspection is on) without one.
+#[tokio::test]
+async fn introspection_shows_the_sign_in_api() {
+    let p = provider_with(&[("ENABLE_INTROSPECTION", "true")]).await;
+    let query = "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }";
+    let names = |json: &Value| -> Vec<String> {
+        ["queryType", "mutationType"]
+            .iter()
+            .flat_map(|t| {
+                json["data"]["__schema"][t]["fields"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let with_key = p.h.gql(&p.h.tenant.admin_key, query, None).await;
+    let without = p.public(query, json!({}), None).await.json;
+    for json in [&with_key, &without] {
+        let names = names(json);
+        for field in [
+            "log_in",
+            "refresh_token",
+            "sign_in_settings",
+            "create_api_key",
+            "auth_info",
+        ] {
+            assert!(names.iter().any(|n| n == field), "{field}: {json}");
+        }
+    }
+    // Without a credential, what needs one still does.
+    let reply = p.public("{ auth_info { user_id } }", json!({}), None).await;
+    assert_eq!(code(&reply.json), "UNAUTHENTICATED", "{}", reply.body);
+}
