@@ -966,3 +966,105 @@ async fn repair_finds_and_finishes_a_policy_change_that_stopped_part_way() {
         .unwrap()
         .is_empty());
 }
+
+/// A policy change on more keys than one request can write is resumable:
+/// each request makes progress from the position the last one saved,
+/// answers CHANGE_INCOMPLETE until every key carries it, and never starts
+/// over; under ordinary contention (10 % of writes meeting a transaction
+/// on their item) it finishes all the same.
+#[tokio::test]
+async fn a_policy_change_on_many_keys_resumes_request_by_request_and_never_starts_over() {
+    let h = Harness::new().await;
+    let (account, _) = h.add_service_account("fleet").await;
+    let seeded = h
+        .seed_keys(account, apikeys_shared::domain::AccountType::Service, 430)
+        .await;
+    let proxy = FaultProxy::start(&endpoint(), Plan::Off, 11)
+        .await
+        .expect("proxy");
+    // A deadline so short that a request does one page (100 keys) and stops.
+    let (app, counter) = h.app_via(&proxy.endpoint(), &[("REQUEST_TIMEOUT_MS", "1500")]);
+    let auth = format!("Bearer {}", h.tenant.admin_key);
+    let send = |rules: Value| {
+        let request = event(
+            Route::RestGraphql,
+            "POST",
+            &prefect_body(SET_POLICY, Some(json!({"input": rules}))),
+            &[("Authorization", &auth)],
+        );
+        apikeys_graphql::handle(&app, request)
+    };
+    for (round, contention) in [(0, false), (1, true)] {
+        // Round 1 changes it again (a new generation), under contention.
+        let rules = if round == 0 {
+            json!({"leak_action": "NOTIFY"})
+        } else {
+            json!({"leak_action": "REVOKE", "allowed_networks": ["127.0.0.0/8"]})
+        };
+        if contention {
+            proxy.set_plan(Plan::Random {
+                rate: 0.1,
+                faults: vec![Fault::TransactionConflict],
+            });
+        }
+        let mut sends = 0;
+        let mut key_writes = 0;
+        loop {
+            sends += 1;
+            assert!(sends <= 20, "round {round}: not done after 20 sends");
+            counter.reset();
+            let response = send(rules.clone()).await;
+            let reply: Value = serde_json::from_slice(response.body()).unwrap();
+            key_writes += counter.snapshot().get("UpdateItem").copied().unwrap_or(0);
+            match error_code(&reply) {
+                "" => {
+                    assert_eq!(reply["data"]["set_key_policy"]["applied"], json!(true));
+                    break;
+                }
+                "CHANGE_INCOMPLETE" => {}
+                other => panic!("round {round}, send {sends}: {other}: {reply}"),
+            }
+        }
+        proxy.set_plan(Plan::Off);
+        eprintln!(
+            "round {round}: {sends} sends, {key_writes} UpdateItems for {} keys (and the tenant's own: one position per page)",
+            seeded.len() + 2
+        );
+        // Five pages of 100: every request but the last stopped part way,
+        // and no page was written twice (a conflict retried is one write
+        // more, a position saved one per page).
+        assert!(sends >= 5, "round {round}: {sends} sends");
+        let pages = seeded.len().div_ceil(100) as u64 + 1;
+        let retries = if contention { key_writes / 5 } else { 0 };
+        assert!(
+            key_writes <= seeded.len() as u64 + 2 + 2 * pages + retries,
+            "round {round}: {key_writes} writes: the change started over"
+        );
+        // Every key carries it: a key from outside the new allowlist is
+        // refused (round 1), the last seeded key is judged by it.
+        let view = h.service().key_policy_as_operator("acme").await.unwrap();
+        assert!(view.applied, "round {round}");
+    }
+    let stored = h
+        .service()
+        .store()
+        .keys_of_tenant(h.tenant.id)
+        .await
+        .unwrap();
+    let hashes: Vec<_> = stored.iter().map(|k| k.hash.clone()).collect();
+    assert_eq!(hashes.len(), seeded.len() + 2);
+    for hash in hashes {
+        let record = h
+            .service()
+            .store()
+            .key_by_hash(&hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.policy.networks.len(),
+            1,
+            "a key without the new policy"
+        );
+    }
+}

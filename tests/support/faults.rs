@@ -40,8 +40,10 @@ pub enum Fault {
     Throttling,
     /// HTTP 400 `ProvisionedThroughputExceededException`.
     ThroughputExceeded,
-    /// A `TransactWriteItems` cancelled with `TransactionConflict` (other
-    /// operations pass through).
+    /// A write that meets a transaction in progress on its item: a
+    /// `TransactWriteItems` cancelled with `TransactionConflict`, a single
+    /// write (UpdateItem, PutItem, DeleteItem) answered HTTP 400
+    /// `TransactionConflictException` (reads pass through).
     TransactionConflict,
     /// Forwarded, the answer cut in half.
     Truncated,
@@ -211,6 +213,7 @@ type Answer = Result<Response<Full<Bytes>>, Reset>;
 
 fn choose(state: &Mutex<State>, operation: &str) -> Option<Fault> {
     let is_transaction = operation == "TransactWriteItems";
+    let is_write = is_transaction || ["UpdateItem", "PutItem", "DeleteItem"].contains(&operation);
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let chosen = match state.plan.clone() {
         Plan::Off => None,
@@ -235,8 +238,8 @@ fn choose(state: &Mutex<State>, operation: &str) -> Option<Fault> {
             }
         }
     };
-    // A transaction conflict only exists for transactions.
-    let chosen = chosen.filter(|f| *f != Fault::TransactionConflict || is_transaction);
+    // A transaction conflict only exists for writes.
+    let chosen = chosen.filter(|f| *f != Fault::TransactionConflict || is_write);
     let name = chosen.map_or("pass", Fault::name);
     *state.counts.entry(name).or_default() += 1;
     chosen
@@ -336,6 +339,12 @@ async fn handle(
             StatusCode::BAD_REQUEST,
             "ProvisionedThroughputExceededException",
             "The level of configured provisioned throughput for the table was exceeded.",
+            Value::Null,
+        ),
+        Some(Fault::TransactionConflict) if operation != "TransactWriteItems" => dynamodb_error(
+            StatusCode::BAD_REQUEST,
+            "TransactionConflictException",
+            "Transaction is ongoing for the item",
             Value::Null,
         ),
         Some(Fault::TransactionConflict) => {
