@@ -584,3 +584,33 @@ async fn identical_reports_at_once_act_once() {
         h.assert_consistent().await;
     }
 }
+
+/// One entry of GitLab's request with a field of the wrong type (or a bare
+/// string in the array) is left out alone: the other leaked keys in it are
+/// revoked (a 400 left them all working, and GitLab does not retry a 400).
+#[tokio::test]
+async fn a_gitlab_entry_of_the_wrong_shape_leaves_the_others_revoked() {
+    let secret = "gitlab-pre-shared-token-for-tests";
+    let hash = TokenHash::of(secret).as_str().to_string();
+    let h = Harness::with_env(&[("GITLAB_TOKEN_SHA256", &hash)]).await;
+    let (first, second) = (new_key(&h, "one").await, new_key(&h, "two").await);
+    let body = serde_json::to_vec(&json!([
+        {"type": "gitleaks_rule_id_apikeys_user_key", "token": first, "location": 5},
+        "a bare string",
+        7,
+        {"type": "gitleaks_rule_id_apikeys_user_key", "token": ["not", "a", "string"]},
+        {"type": "gitleaks_rule_id_apikeys_user_key", "token": second,
+         "location": "https://gitlab.example/acme/app/-/blob/abc/.env"},
+    ]))
+    .unwrap();
+    let (status, answer) = gitlab(&h, "POST", "revoke_tokens", Some(secret), &body).await;
+    assert_eq!(status, 204, "{answer}");
+    assert!(
+        !works(&h, &first).await,
+        "the entry with a numeric location"
+    );
+    assert!(!works(&h, &second).await);
+    // Only a body that is not a JSON array is refused.
+    let (status, _) = gitlab(&h, "POST", "revoke_tokens", Some(secret), b"{\"a\":1}").await;
+    assert_eq!(status, 400);
+}
