@@ -1068,3 +1068,33 @@ async fn a_policy_change_on_many_keys_resumes_request_by_request_and_never_start
         );
     }
 }
+
+/// A request still applying an older generation, marking it applied, leaves
+/// a newer generation's saved position alone (it erased it, and the newer
+/// change started over from the first key).
+#[tokio::test]
+async fn marking_an_older_generation_applied_keeps_a_newer_ones_position() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let h = Harness::new().await;
+    // Generation 2 recorded and part way (its position saved); generation
+    // 1 not yet marked applied.
+    h.client
+        .update_item()
+        .table_name(&h.table)
+        .key("pk", AttributeValue::S(h.tenant.id.to_string()))
+        .key("sk", AttributeValue::S("tenant".into()))
+        .update_expression(
+            "SET pol_gen = :two, pol_pos = :pos, pol_pos_gen = :two, pol_applied = :zero",
+        )
+        .expression_attribute_values(":two", AttributeValue::N("2".into()))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .expression_attribute_values(":pos", AttributeValue::S("skey#somewhere".into()))
+        .send()
+        .await
+        .unwrap();
+    let store = h.service().store();
+    assert!(store.mark_policy_applied(h.tenant.id, 1).await.unwrap());
+    let read = store.tenant_policy(h.tenant.id).await.unwrap().unwrap();
+    assert_eq!(read.applied, 1);
+    assert_eq!(read.position.as_deref(), Some("skey#somewhere"));
+}

@@ -833,6 +833,11 @@ async fn tokens_with_a_crit_header_an_access_tokens_type_or_another_party_are_re
             good.clone(),
             "id_token_critical_header",
         ),
+        (
+            header(json!({"crit": null})),
+            good.clone(),
+            "id_token_critical_header",
+        ),
         // A JWT access token (RFC 9068) whose `aud` is our client id.
         (
             header(json!({"typ": "at+jwt"})),

@@ -412,12 +412,18 @@ impl IdTokenVerifier {
         }
         // The algorithm is read first: `none` and the symmetric ones are
         // refused as such (the library does not parse `none` at all).
-        let head = match unverified_part::<HeaderChecks>(token, 0) {
-            Some(head) if ACCEPTED_ALGORITHMS.contains(&head.alg.as_str()) => head,
-            Some(_) => return Ok(Err(TokenRefusal::Algorithm)),
-            None => return Ok(Err(TokenRefusal::Malformed)),
+        let Some(raw) = unverified_part::<serde_json::Map<String, serde_json::Value>>(token, 0)
+        else {
+            return Ok(Err(TokenRefusal::Malformed));
         };
-        if head.crit.is_some() {
+        let head =
+            match serde_json::from_value::<HeaderChecks>(serde_json::Value::Object(raw.clone())) {
+                Ok(head) if ACCEPTED_ALGORITHMS.contains(&head.alg.as_str()) => head,
+                Ok(_) => return Ok(Err(TokenRefusal::Algorithm)),
+                Err(_) => return Ok(Err(TokenRefusal::Malformed)),
+            };
+        // Present at all, whatever its value (`null` too): refused.
+        if raw.contains_key("crit") {
             return Ok(Err(TokenRefusal::CriticalHeader));
         }
         // An ID token says `JWT` or nothing; a JWT access token says
@@ -566,9 +572,6 @@ struct HeaderChecks {
     alg: String,
     #[serde(default)]
     typ: Option<String>,
-    /// Present at all (whatever its value): refused.
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -45,7 +45,9 @@ impl Bucket {
         }
     }
 
-    /// The bucket refilled to `now`.
+    /// The bucket refilled to `now`. A clock that stepped back refills
+    /// nothing for the step and counts on from `now` (never a bucket held
+    /// empty until the clock catches up with an earlier reading).
     fn at(self, rate: Rate, now: OffsetDateTime) -> Self {
         let nanos = now
             .unix_timestamp_nanos()
@@ -53,7 +55,7 @@ impl Bucket {
         let elapsed = (nanos as f64 / 1e9).max(0.0);
         Self {
             tokens: (self.tokens + elapsed * rate.per_second).min(rate.capacity),
-            at: now.max(self.at),
+            at: now,
         }
     }
 
@@ -98,14 +100,23 @@ impl SignInThrottle {
             .unwrap_or_else(|| Bucket::full(PER_IDENTITY, now))
             .at(PER_IDENTITY, now);
         let wait = own.wait(PER_IDENTITY).max(instance.wait(PER_INSTANCE));
-        if wait > 0 {
-            state.instance = Some(instance);
-            return Err(wait);
-        }
-        state.instance = Some(Bucket {
-            tokens: instance.tokens - 1.0,
-            ..instance
-        });
+        // Either way the buckets are kept as refilled to now (nothing taken
+        // on a refusal).
+        let (instance, own) = if wait > 0 {
+            (instance, own)
+        } else {
+            (
+                Bucket {
+                    tokens: instance.tokens - 1.0,
+                    ..instance
+                },
+                Bucket {
+                    tokens: own.tokens - 1.0,
+                    ..own
+                },
+            )
+        };
+        state.instance = Some(instance);
         if state.identities.len() >= IDENTITIES_KEPT {
             state
                 .identities
@@ -114,14 +125,12 @@ impl SignInThrottle {
                 state.identities.clear();
             }
         }
-        state.identities.insert(
-            identity.to_string(),
-            Bucket {
-                tokens: own.tokens - 1.0,
-                ..own
-            },
-        );
-        Ok(())
+        state.identities.insert(identity.to_string(), own);
+        if wait > 0 {
+            Err(wait)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -142,6 +151,33 @@ mod tests {
         let later = t0 + time::Duration::seconds(12);
         assert_eq!(throttle.admit("ann", later), Ok(()));
         assert_eq!(throttle.admit("ann", later), Err(12));
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_holds_no_bucket_empty() {
+        let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let throttle = SignInThrottle::default();
+        for _ in 0..5 {
+            assert_eq!(throttle.admit("ann", t0), Ok(()));
+        }
+        let back = t0 - time::Duration::hours(1);
+        assert_eq!(throttle.admit("ann", back), Err(12));
+        // Twelve seconds after the step, as Retry-After said.
+        assert_eq!(
+            throttle.admit("ann", back + time::Duration::seconds(12)),
+            Ok(())
+        );
+        // A step forward, then back: the instance's bucket is not frozen.
+        let throttle = SignInThrottle::default();
+        assert_eq!(throttle.admit("x", t0 + time::Duration::days(1)), Ok(()));
+        for i in 0..19 {
+            assert_eq!(throttle.admit(&format!("p{i}"), t0), Ok(()), "{i}");
+        }
+        assert_eq!(throttle.admit("p19", t0), Err(1));
+        assert_eq!(
+            throttle.admit("p19", t0 + time::Duration::seconds(1)),
+            Ok(())
+        );
     }
 
     #[test]

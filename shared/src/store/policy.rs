@@ -342,7 +342,9 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
-            .update_expression("SET pol_applied = :gen REMOVE pol_pos, pol_pos_gen")
+            // The position is left: it counts only for its own generation
+            // (removing it here could erase a newer generation's).
+            .update_expression("SET pol_applied = :gen")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(pol_applied) OR pol_applied < :gen)",
             )
