@@ -596,3 +596,211 @@ async fn a_person_in_no_tenant_holds_at_most_five_sessions() {
     let expected: Vec<bool> = (0..30).map(|i| i >= 25).collect();
     assert_eq!(live, expected);
 }
+
+const WITHDRAW: &str = "mutation($i: membership_invitation_id_input!) { delete_membership_invitation(input: $i) { success } }";
+const MINE: &str = "{ membership_invitation { id } my_tenants { id } }";
+
+async fn withdraw(p: &Provider, key: &str, id: Uuid) -> Value {
+    p.h.gql(key, WITHDRAW, Some(json!({"i": {"invitation_id": id}})))
+        .await
+}
+
+/// Two tenants withdrawing at once the last two invitations to one email:
+/// the person's session in no tenant ends (each withdrawal saw the other's
+/// invitation still waiting, and neither ended it). Withdrawals of one
+/// email are serialised by its sessions item.
+#[tokio::test]
+async fn two_withdrawals_at_once_of_the_last_invitations_end_the_session() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let beta = p.h.add_tenant("beta", "bob").await;
+    for round in 0..6 {
+        let email = format!("eve{round}@example.com");
+        let a = invited(&p, &admin, &email, "USER").await;
+        let b =
+            p.h.gql(
+                &beta.admin_key,
+                INVITE,
+                Some(json!({"i": {"tenant_id": beta.id, "email": email, "role": "USER"}})),
+            )
+            .await;
+        let b: Uuid =
+            serde_json::from_value(b["data"]["create_membership_invitation"]["id"].clone())
+                .unwrap();
+        let (_, access) = signed_in(&p, &format!("eve-{round}"), &email).await;
+        let (ra, rb) = tokio::join!(withdraw(&p, &admin, a), withdraw(&p, &beta.admin_key, b));
+        assert!(
+            ra.get("errors").is_none() && rb.get("errors").is_none(),
+            "{ra} {rb}"
+        );
+        let after = p.as_session(&access, MINE).await;
+        assert_eq!(
+            after["errors"][0]["extensions"]["reason"], "session_ended",
+            "round {round}: {after}"
+        );
+    }
+}
+
+/// A sign-in that read the invitation before its withdrawal and writes its
+/// session after it: refused (`not_a_member`), never a session in no
+/// tenant with nothing to accept. Every request of the signing-in instance
+/// is slowed so the withdrawal lands between its reads and its write.
+#[tokio::test]
+async fn a_sign_in_racing_the_withdrawal_of_the_last_invitation_gets_no_session() {
+    use apikeys_tests::faults::{Fault, FaultProxy, Plan};
+    use apikeys_tests::idp::{CLIENT, ISSUER};
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let proxy = FaultProxy::start(&apikeys_tests::endpoint(), Plan::Off, 7)
+        .await
+        .unwrap();
+    let (slow, _) = p.h.app_via(
+        &proxy.endpoint(),
+        &[
+            ("OIDC_ISSUER", ISSUER),
+            ("OIDC_CLIENT_ID", CLIENT),
+            ("OIDC_JWKS_URL", p.jwks.url.as_str()),
+        ],
+    );
+    for earlier_session in [false, true] {
+        let email = format!("gus-{earlier_session}@example.com");
+        let sub = format!("gus-{earlier_session}");
+        let id = invited(&p, &admin, &email, "USER").await;
+        if earlier_session {
+            signed_in(&p, &sub, &email).await;
+        }
+        proxy.set_plan(Plan::Random {
+            rate: 1.0,
+            faults: vec![Fault::Delay],
+        });
+        let body = prefect_body(
+            "mutation($t: String!) { log_in(input: {id_token: $t}) { access_token } }",
+            Some(json!({"t": p.sign(&p.claims(&sub, &email))})),
+        );
+        let log_in = async {
+            let response = apikeys_graphql::handle(
+                &slow,
+                apikeys_tests::event(Route::RestGraphql, "POST", &body, &[]),
+            )
+            .await;
+            serde_json::from_slice::<Value>(response.body()).unwrap()
+        };
+        let withdrawal = async {
+            tokio::time::sleep(std::time::Duration::from_millis(330)).await;
+            withdraw(&p, &admin, id).await
+        };
+        let (signed, withdrawn) = tokio::join!(log_in, withdrawal);
+        proxy.set_plan(Plan::Off);
+        assert!(withdrawn.get("errors").is_none(), "{withdrawn}");
+        match signed["data"]["log_in"]["access_token"].as_str() {
+            // Signed in before the withdrawal: ended with it.
+            Some(access) => {
+                let after = p.as_session(access, MINE).await;
+                assert_eq!(
+                    after["errors"][0]["extensions"]["reason"], "session_ended",
+                    "{after}"
+                );
+            }
+            None => assert_eq!(
+                signed["errors"][0]["extensions"]["reason"], "not_a_member",
+                "{signed}"
+            ),
+        }
+    }
+}
+
+/// The session that accepted one invitation is a member's now: another
+/// tenant withdrawing its (the last) invitation to the same email does not
+/// end it. A second session of the person in no tenant, refreshed, moves
+/// into the tenant joined (as a sign-in would), never "not a member".
+#[tokio::test]
+async fn a_session_that_accepted_outlives_other_withdrawals_and_others_refresh_into_the_tenant() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    let beta = p.h.add_tenant("beta", "bob").await;
+    let email = "fay@example.com";
+    let a = invited(&p, &admin, email, "USER").await;
+    let b =
+        p.h.gql(
+            &beta.admin_key,
+            INVITE,
+            Some(json!({"i": {"tenant_id": beta.id, "email": email, "role": "USER"}})),
+        )
+        .await;
+    let b: Uuid =
+        serde_json::from_value(b["data"]["create_membership_invitation"]["id"].clone()).unwrap();
+    let (_, first) = signed_in(&p, "fay-sub", email).await;
+    let second =
+        p.log_in(&p.sign(&p.claims("fay-sub", email))).await.json["data"]["log_in"].clone();
+    let accepted = accept(&p, &first, a).await;
+    assert!(accepted.get("errors").is_none(), "{accepted}");
+    let withdrawn = withdraw(&p, &beta.admin_key, b).await;
+    assert!(withdrawn.get("errors").is_none(), "{withdrawn}");
+    let mine = p.as_session(&first, MINE).await;
+    assert_eq!(
+        mine["data"]["my_tenants"],
+        json!([{"id": p.h.tenant.id}]),
+        "{mine}"
+    );
+    // The second session, in no tenant and unlisted by nothing but its
+    // email, was ended with the last invitation: sign in again, and the
+    // person is a member now, so the session is in the tenant.
+    let refreshed = p
+        .public(
+            "mutation($a: String!) { refresh_token(input: {access_token: $a}) { tenant_id } }",
+            json!({"a": second["access_token"]}),
+            second["refresh_token"].as_str(),
+        )
+        .await;
+    assert_eq!(
+        refreshed.json["errors"][0]["extensions"]["reason"], "session_ended",
+        "{}",
+        refreshed.body
+    );
+    let (again, _) = signed_in(&p, "fay-sub", email).await;
+    assert_eq!(
+        again["data"]["log_in"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{again}"
+    );
+    // Two sessions in no tenant, one accepts, no withdrawal: the other's
+    // refresh moves it into the tenant joined.
+    let email = "lea@example.com";
+    let a = invited(&p, &admin, email, "USER").await;
+    let (_, one) = signed_in(&p, "lea-sub", email).await;
+    let other = p.log_in(&p.sign(&p.claims("lea-sub", email))).await.json["data"]["log_in"].clone();
+    assert!(accept(&p, &one, a).await.get("errors").is_none());
+    let refreshed = p
+        .public(
+            "mutation($a: String!) { refresh_token(input: {access_token: $a}) { tenant_id } }",
+            json!({"a": other["access_token"]}),
+            other["refresh_token"].as_str(),
+        )
+        .await;
+    assert_eq!(
+        refreshed.json["data"]["refresh_token"]["tenant_id"],
+        json!(p.h.tenant.id),
+        "{}",
+        refreshed.body
+    );
+    p.h.assert_consistent().await;
+}
+
+/// A person never joins under the name of a service account of the tenant.
+#[tokio::test]
+async fn a_person_does_not_join_under_a_service_accounts_name() {
+    let p = provider().await;
+    let admin = p.h.tenant.admin_key.clone();
+    p.h.add_service_account("ops@example.com").await;
+    let id = invited(&p, &admin, "OPS@example.com", "USER").await;
+    let (_, access) = signed_in(&p, "ops-sub", "ops@example.com").await;
+    let reply = accept(&p, &access, id).await;
+    assert_eq!(code(&reply), "BAD_USER_INPUT", "{reply}");
+    assert!(
+        reply["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("service account named 'ops@example.com'"),
+        "{reply}"
+    );
+}

@@ -214,17 +214,16 @@ impl ApiKeys {
                 return Err(Error::NotFound("invitation"));
             };
             let now = self.now();
-            let others_wait = self
+            // The email's sessions first, then its invitations: a sign-in
+            // or another withdrawal between the two moves the listing's
+            // version, and this transaction is refused and read again.
+            let listing = self.store.invitee_sessions(&invitation.email).await?;
+            let last = !self
                 .store
                 .invitations_to(&invitation.email)
                 .await?
                 .iter()
                 .any(|i| i.id != id && i.expires_at > now);
-            let last = if others_wait {
-                None
-            } else {
-                Some(self.store.invitee_sessions(&invitation.email).await?)
-            };
             let audit = self.audit(
                 p.tenant_id,
                 AuditEvent::new(
@@ -237,7 +236,7 @@ impl ApiKeys {
             );
             match self
                 .store
-                .delete_invitation(&invitation, Some(p.user_id), last.as_ref(), &audit)
+                .delete_invitation(&invitation, Some(p.user_id), &listing, last, now, &audit)
                 .await?
             {
                 InvitationDelete::Deleted => return Ok(()),
@@ -260,7 +259,7 @@ impl ApiKeys {
     pub async fn accept_invitation(
         &self,
         person: &Person,
-        session: Option<&crate::token::TokenHash>,
+        session: Option<(&crate::token::TokenHash, Uuid)>,
         id: Uuid,
     ) -> Result<(Uuid, Uuid)> {
         let not_found = || Error::NotFound("invitation");
@@ -318,6 +317,26 @@ impl ApiKeys {
             if user.id == invitation.invited_by {
                 return Err(already_member());
             }
+            // A person never joins under the name of a service account of
+            // the tenant (they would pass for each other in its lists and
+            // its audit log), as the operator's `add-user` refuses too.
+            let folded = crate::domain::folded_name(&user.username);
+            let taken = self
+                .store
+                .members(invitation.tenant_id)
+                .await?
+                .into_iter()
+                .any(|m| {
+                    m.account_type == AccountType::Service
+                        && crate::domain::folded_name(&m.username) == folded
+                });
+            if taken {
+                return Err(Error::BadInput(format!(
+                    "this tenant has a service account named '{}', your username: ask an admin \
+                     of the tenant to delete that service account before you join",
+                    user.username
+                )));
+            }
             let membership = Membership {
                 id: Uuid::new_v4(),
                 tenant_id: invitation.tenant_id,
@@ -340,7 +359,7 @@ impl ApiKeys {
                 key_id: None,
                 name: user.username.clone(),
                 account_type: Some(AccountType::User),
-                session: session.cloned(),
+                session: session.map(|(hash, _)| hash.clone()),
             };
             let audit = self.audit(
                 invitation.tenant_id,

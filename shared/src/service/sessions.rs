@@ -203,7 +203,16 @@ impl ApiKeys {
             // A person in no tenant: listed by the email their invitations
             // wait for (capped like a member's sessions).
             let listing = match (tenant, &person.email) {
-                (None, Some(email)) => Some(self.store.invitee_sessions(email).await?),
+                (None, Some(email)) => {
+                    let listing = self.store.invitee_sessions(email).await?;
+                    // Read after the listing: the withdrawal of the last
+                    // invitation between the two moves the listing's
+                    // version, and this session's write is refused.
+                    if !self.may_enter_without_tenant(&person).await? {
+                        return Err(not_a_member(&person));
+                    }
+                    Some(listing)
+                }
                 (None, None) => return Err(not_a_member(&person)),
                 (Some(_), _) => None,
             };
@@ -301,18 +310,37 @@ impl ApiKeys {
                 "this session has ended (unused too long, or at its longest): sign in again",
             ));
         }
-        let tenant = record.member.as_ref().map(|m| m.tenant.id);
-        // A person in no tenant keeps a session only while an invitation
-        // still waits for them (withdrawn or expired: it ends here).
-        if tenant.is_none() && !self.may_enter_without_tenant(&record.person).await? {
-            return Err(not_a_member(&record.person));
+        let from = record.member.as_ref().map(|m| m.tenant.id);
+        let mut person = record.person;
+        // A person in no tenant who belongs to one since (an invitation
+        // accepted, in this session or another): into the first they
+        // joined, as a sign-in would. Otherwise they keep a session only
+        // while an invitation still waits for them (withdrawn or expired:
+        // it ends here).
+        let tenant = match from {
+            Some(tenant) => Some(tenant),
+            None => {
+                if person.user_id.is_none() {
+                    person.user_id = self
+                        .store
+                        .identity_user(&person.issuer, &person.subject)
+                        .await?;
+                }
+                match person.user_id {
+                    Some(user) => self.store.user_tenants(user).await?.first().copied(),
+                    None => None,
+                }
+            }
+        };
+        if tenant.is_none() && !self.may_enter_without_tenant(&person).await? {
+            return Err(not_a_member(&person));
         }
         let replacing = Replacing {
             hash,
             id: record.id,
-            tenant,
+            tenant: from,
         };
-        self.start_session(record.person, tenant, record.until, Some(replacing))
+        self.start_session(person, tenant, record.until, Some(replacing))
             .await
     }
 

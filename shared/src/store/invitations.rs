@@ -268,22 +268,25 @@ impl Store {
         }
     }
 
-    /// Deletes an invitation (withdrawn, by an admin still one). With
-    /// `last` (it was the last one waiting for its email: the sessions of
-    /// people in no tenant who signed in with it, as read), those sessions
-    /// end in the same transaction.
+    /// Deletes an invitation (withdrawn, by an admin still one), with the
+    /// sessions item of its email as `listing` read it (before the
+    /// invitations were read): moved on, only while it is that version, so
+    /// that two withdrawals of one email, or a withdrawal and a sign-in,
+    /// are serialised; with `last` (no other invitation waited for that
+    /// email), every session of a person in no tenant listed there ends in
+    /// the same transaction.
     pub async fn delete_invitation(
         &self,
         invitation: &Invitation,
         caller_admin: Option<Uuid>,
-        last: Option<&super::sessions::Listing>,
+        listing: &super::sessions::Listing,
+        last: bool,
+        now: OffsetDateTime,
         audit: &crate::audit::AuditRecord,
     ) -> Result<InvitationDelete> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, None)?;
-        if let Some(listing) = last {
-            self.invitee_session_ends(&mut tx, &invitation.email, listing)?;
-        }
+        self.invitee_listing_change(&mut tx, &invitation.email, listing, last, now)?;
         match self
             .commit(tx, invitation.tenant_id, caller_admin, &[audit])
             .await?
@@ -343,21 +346,25 @@ impl Store {
     /// whose identity is linked too, when the person has none yet), the
     /// person's index of tenants, the invitation's deletion (while it is
     /// unexpired at `now`), and the audit record, in one transaction. With
-    /// `linking` (the hash of a session whose person was not linked to a
-    /// user when it started), that session is linked to `m`'s user in the
-    /// same transaction, only while it lasts: it sees its new tenant and
-    /// may switch into it and refresh, with no second sign-in.
+    /// `linking` (the hash and id of a session whose person was not linked
+    /// to a user when it started), that session is linked to `m`'s user in
+    /// the same transaction, only while it lasts, and taken off the sessions
+    /// of people in no tenant: it sees its new tenant and may switch into
+    /// it and refresh, with no second sign-in.
     pub async fn accept_invitation(
         &self,
         invitation: &Invitation,
         m: &Membership,
         new_user: Option<(&UserRecord, &str, &str)>,
-        linking: Option<&TokenHash>,
+        linking: Option<(&TokenHash, Uuid)>,
         now: OffsetDateTime,
         audit: &crate::audit::AuditRecord,
     ) -> Result<InvitationAccept> {
         let mut tx = Tx::new();
-        if let Some(session) = linking {
+        if let Some((session, id)) = linking {
+            // A member's now: no longer one of the sessions of people in no
+            // tenant, which the last invitation's withdrawal ends.
+            tx.push(Part::Absent, self.invitee_unlisting(&invitation.email, id)?);
             // The acting session's own check (still there) is this write's.
             tx.push(
                 Part::ActingKey,

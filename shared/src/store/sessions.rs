@@ -282,43 +282,71 @@ impl Store {
         })
     }
 
-    /// The deletes that end every session of `listing` (on the sessions
-    /// item of `email`), and the update that empties it, only while it is
-    /// the version read: what withdrawing the last invitation to an email
-    /// adds to its transaction.
-    pub(super) fn invitee_session_ends(
+    /// Adds to a withdrawal's transaction the sessions item of `email` as
+    /// `listing` read it: its version moved on, only while it is still that
+    /// version (so that sign-ins and other withdrawals of the same email
+    /// are serialised with this one), and, with `end` (the last invitation
+    /// to that email goes), every session listed there deleted.
+    pub(super) fn invitee_listing_change(
         &self,
         tx: &mut Tx,
         email: &str,
         listing: &Listing,
+        end: bool,
+        now: OffsetDateTime,
     ) -> Result<()> {
-        if listing.entries.is_empty() {
-            return Ok(());
+        let mut names = vec![("#ttl".to_string(), "ttl".to_string())];
+        if end {
+            for (i, e) in listing.entries.iter().enumerate() {
+                tx.push(
+                    Part::KeyAt(i),
+                    self.plain_delete(key_of(hash_pk(&e.hash), "hash".into()))?,
+                );
+                names.push((format!("#e{i}"), format!("sess_{}", e.id)));
+            }
         }
-        let mut names = Vec::new();
-        for (i, e) in listing.entries.iter().enumerate() {
-            tx.push(
-                Part::KeyAt(i),
-                self.plain_delete(key_of(hash_pk(&e.hash), "hash".into()))?,
-            );
-            names.push((format!("#e{i}"), format!("sess_{}", e.id)));
-        }
-        let removal: Vec<&str> = names.iter().map(|(p, _)| p.as_str()).collect();
+        let removal: Vec<&str> = names.iter().skip(1).map(|(p, _)| p.as_str()).collect();
+        let removal = if removal.is_empty() {
+            String::new()
+        } else {
+            format!(" REMOVE {}", removal.join(", "))
+        };
+        let condition = if listing.version == 0 {
+            "attribute_not_exists(sess_v) OR sess_v = :v"
+        } else {
+            "sess_v = :v"
+        };
         tx.push(
             Part::Member,
             update_named(
                 &self.table,
                 invitee_sessions_key(email),
-                &format!("REMOVE {} SET sess_v = :v1", removal.join(", ")),
-                "sess_v = :v",
+                &format!("SET sess_v = :v1, #ttl = if_not_exists(#ttl, :ttl){removal}"),
+                condition,
                 values([
                     (":v", n(listing.version)),
                     (":v1", n(listing.version.saturating_add(1))),
+                    // No session outlives 12 hours: nor this item, empty.
+                    (":ttl", n(now.unix_timestamp().saturating_add(13 * 3600))),
                 ]),
                 names,
             )?,
         );
         Ok(())
+    }
+
+    /// The update that takes session `id` off the sessions item of
+    /// `email` (unconditional: a session started before such listings
+    /// existed is listed nowhere), moving its version on.
+    pub(super) fn invitee_unlisting(&self, email: &str, id: Uuid) -> Result<TransactWriteItem> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(invitee_sessions_key(email)))
+            .update_expression("REMOVE #s ADD sess_v :one")
+            .expression_attribute_names("#s", format!("sess_{id}"))
+            .expression_attribute_values(":one", n(1))
+            .build()?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// The tenants a person belongs to, by the index written with each of
@@ -435,20 +463,8 @@ impl Store {
                         vec![("#s".into(), format!("sess_{old_id}"))],
                     )?,
                 ),
-                // Unconditional: a session started before such listings
-                // existed is listed nowhere.
                 Some(ListedOn::Invitee(email)) => {
-                    let update = aws_sdk_dynamodb::types::Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(invitee_sessions_key(email)))
-                        .update_expression("REMOVE #s ADD sess_v :one")
-                        .expression_attribute_names("#s", format!("sess_{old_id}"))
-                        .expression_attribute_values(":one", n(1))
-                        .build()?;
-                    tx.push(
-                        Part::Absent,
-                        TransactWriteItem::builder().update(update).build(),
-                    );
+                    tx.push(Part::Absent, self.invitee_unlisting(email, old_id)?)
                 }
                 None => {}
             }

@@ -127,7 +127,11 @@ pub(super) async fn accept(
         )));
     };
     let (id, tenant_id) = service
-        .accept_invitation(&session.person, Some(&session.hash), input.invitation_id)
+        .accept_invitation(
+            &session.person,
+            Some((&session.hash, session.id)),
+            input.invitation_id,
+        )
         .await
         .map_err(field_error)?;
     Ok(AcceptedInvitation { id, tenant_id })
