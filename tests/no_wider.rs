@@ -671,6 +671,7 @@ async fn every_mutation_on_oneself_answers_without_a_server_error() {
             "set_key_policy",
             "create_membership_invitation",
             "accept_membership_invitation",
+            "delete_membership_invitation",
             "switch_tenant",
             "set_membership_role",
             "delete_membership",
@@ -720,7 +721,9 @@ async fn every_mutation_on_oneself_answers_without_a_server_error() {
                     simple("set_key_policy_input", "scopes_required"),
                     json!({"input": {"leak_action": "NOTIFY"}}),
                 ),
-                "create_membership_invitation" | "accept_membership_invitation" => {
+                "create_membership_invitation"
+                | "accept_membership_invitation"
+                | "delete_membership_invitation" => {
                     // Invited at their own address, by themself.
                     let invited = w
                         .send(
@@ -735,6 +738,11 @@ async fn every_mutation_on_oneself_answers_without_a_server_error() {
                         (
                             simple("create_membership_invitation_input", "id"),
                             json!({"input": {"tenant_id": h.tenant.id, "email": email, "role": "USER"}}),
+                        )
+                    } else if mutation == "delete_membership_invitation" {
+                        (
+                            simple("membership_invitation_id_input", "success"),
+                            json!({"input": {"invitation_id": id}}),
                         )
                     } else {
                         (
@@ -774,6 +782,21 @@ async fn every_mutation_on_oneself_answers_without_a_server_error() {
             h.clock.set(h.now() + time::Duration::seconds(13));
         }
     }
+    // A service account removing itself with its own key (every key of it
+    // deleted in the transaction that checks the acting key).
+    let (bot, bot_key) = h.add_service_account("self-bot").await;
+    let reply = w
+        .send(
+            &format!("Bearer {bot_key}"),
+            "mutation($input: delete_service_account_input!) { delete_service_account(input: $input) { success } }",
+            json!({"input": {"user_id": bot}}),
+        )
+        .await;
+    assert_eq!(
+        reply.json["data"]["delete_service_account"]["success"], true,
+        "{}",
+        reply.body
+    );
     // What the review found answered 500 now does what was asked, or says
     // plainly why not.
     let code_of = |mutation: &str, session: bool| {

@@ -583,11 +583,18 @@ def test_the_settings_page_sets_the_key_policy_and_old_keys_show_as_non_complian
     expect(page.locator("#policy-error")).to_contain_text("127.0.0.1")
     assert service.graphql(month, "{ key_policy { max_user_key_days } }")["data"]["key_policy"]["max_user_key_days"] is None
     page.get_by_label("Allowed networks for every key (optional)").fill("")
+    # Loosening a rule (leaked keys kept working) takes a credential with no
+    # limit of its own, and this key expires: said on the page, nothing saved.
     page.get_by_label("A key reported leaked by secret scanning is").select_option(label="Kept working, marked leaked and recorded")
+    page.get_by_role("button", name="Save the key policy").click()
+    expect(page.locator("#policy-error")).to_contain_text("loosens the key policy (leak_action)")
+    assert service.graphql(month, "{ key_policy { max_user_key_days } }")["data"]["key_policy"]["max_user_key_days"] is None
+    # Tightening needs no such thing.
+    page.get_by_label("A key reported leaked by secret scanning is").select_option(label="Revoked at once")
     page.get_by_role("button", name="Save the key policy").click()
     expect(page.locator("#flash")).to_contain_text("The key policy was saved.")
     expect(page.get_by_label("People's keys live at most (days)")).to_have_value("90")
-    assert service.graphql(month, "{ key_policy { leak_action } }")["data"]["key_policy"]["leak_action"] == "NOTIFY"
+    assert service.graphql(month, "{ key_policy { leak_action } }")["data"]["key_policy"]["leak_action"] == "REVOKE"
     shot(page, "settings")
     # The first key never expires: refused from now on, listed as such.
     refused = service.graphql(key, "{ auth_info { role } }")

@@ -990,19 +990,26 @@ async fn sign_in(
 ) -> Response<Body> {
     let context = Context::new(Arc::clone(&app.service), Caller::Nobody, source_ip(request))
         .with_sign_in(app.verifier(request), bearer.map(str::to_string));
+    let writes = prepared.measured.kind == OperationType::Mutation;
     let work = execute(&prepared, parsed, &context);
     match tokio::time::timeout_at(deadline.into(), work).await {
         Ok(response) => response,
-        Err(_) => {
+        // A sign-in or a refresh may have written its session (a refresh
+        // replaces the tokens presented) and never shown it: not "nothing
+        // happened". An unseen new session ends by itself.
+        Err(_) if writes => {
             tracing::warn!("sign-in stopped at its deadline");
-            // A session may have been written and never shown: it ends by
-            // itself (nothing else can use it).
+            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
+                message: "request deadline".into(),
+                unknown_outcome: true,
+            }));
+            json_response(StatusCode::OK, &error_body(&message, code))
+        }
+        Err(_) => {
+            tracing::warn!("sign-in settings stopped at their deadline");
             with_retry_after(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &error_body(
-                    "signing in took too long: nobody was signed in; try again",
-                    SERVICE_UNAVAILABLE,
-                ),
+                &error_body("the request took too long: try again", SERVICE_UNAVAILABLE),
             ))
         }
     }
