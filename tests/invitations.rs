@@ -22,16 +22,24 @@ fn code(json: &Value) -> &str {
 const INVITE: &str = "mutation($i: create_membership_invitation_input!) { create_membership_invitation(input: $i) { id } }";
 
 async fn invite(p: &Provider, key: &str, email: &str, role: &str) -> Value {
+    invite_to(p, key, p.h.tenant.id, email, role).await
+}
+
+async fn invite_to(p: &Provider, key: &str, tenant: Uuid, email: &str, role: &str) -> Value {
     p.h.gql(
         key,
         INVITE,
-        Some(json!({"i": {"tenant_id": p.h.tenant.id, "email": email, "role": role}})),
+        Some(json!({"i": {"tenant_id": tenant, "email": email, "role": role}})),
     )
     .await
 }
 
 async fn invited(p: &Provider, key: &str, email: &str, role: &str) -> Uuid {
-    let made = invite(p, key, email, role).await;
+    invited_to(p, key, p.h.tenant.id, email, role).await
+}
+
+async fn invited_to(p: &Provider, key: &str, tenant: Uuid, email: &str, role: &str) -> Uuid {
+    let made = invite_to(p, key, tenant, email, role).await;
     serde_json::from_value(made["data"]["create_membership_invitation"]["id"].clone())
         .unwrap_or_else(|_| panic!("{made}"))
 }
@@ -329,13 +337,7 @@ async fn who_may_invite_and_how_many() {
     }
     // Another tenant's id looks unknown.
     let beta = p.h.add_tenant("beta", "bea").await;
-    let foreign =
-        p.h.gql(
-            &admin,
-            INVITE,
-            Some(json!({"i": {"tenant_id": beta.id, "email": "x@example.com", "role": "USER"}})),
-        )
-        .await;
+    let foreign = invite_to(&p, &admin, beta.id, "x@example.com", "USER").await;
     assert_eq!(code(&foreign), "BAD_USER_INPUT", "{foreign}");
     // Hostile emails and roles: refused, nothing written.
     let long = format!("{}@example.com", "a".repeat(300));
@@ -617,16 +619,7 @@ async fn two_withdrawals_at_once_of_the_last_invitations_end_the_session() {
     for round in 0..6 {
         let email = format!("eve{round}@example.com");
         let a = invited(&p, &admin, &email, "USER").await;
-        let b =
-            p.h.gql(
-                &beta.admin_key,
-                INVITE,
-                Some(json!({"i": {"tenant_id": beta.id, "email": email, "role": "USER"}})),
-            )
-            .await;
-        let b: Uuid =
-            serde_json::from_value(b["data"]["create_membership_invitation"]["id"].clone())
-                .unwrap();
+        let b = invited_to(&p, &beta.admin_key, beta.id, &email, "USER").await;
         let (_, access) = signed_in(&p, &format!("eve-{round}"), &email).await;
         let (ra, rb) = tokio::join!(withdraw(&p, &admin, a), withdraw(&p, &beta.admin_key, b));
         assert!(
@@ -720,15 +713,7 @@ async fn a_session_that_accepted_outlives_other_withdrawals_and_others_refresh_i
     let beta = p.h.add_tenant("beta", "bob").await;
     let email = "fay@example.com";
     let a = invited(&p, &admin, email, "USER").await;
-    let b =
-        p.h.gql(
-            &beta.admin_key,
-            INVITE,
-            Some(json!({"i": {"tenant_id": beta.id, "email": email, "role": "USER"}})),
-        )
-        .await;
-    let b: Uuid =
-        serde_json::from_value(b["data"]["create_membership_invitation"]["id"].clone()).unwrap();
+    let b = invited_to(&p, &beta.admin_key, beta.id, email, "USER").await;
     let (_, first) = signed_in(&p, "fay-sub", email).await;
     let second =
         p.log_in(&p.sign(&p.claims("fay-sub", email))).await.json["data"]["log_in"].clone();

@@ -175,6 +175,18 @@ impl PolicySet {
 }
 
 impl Store {
+    /// An UpdateItem of the tenant item (its condition, expression and
+    /// values to be added).
+    pub(super) fn tenant_update(
+        &self,
+        tenant: Uuid,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+    }
+
     /// The tenant's key policy (strongly consistent); `None`: no tenant.
     pub async fn tenant_policy(&self, tenant: Uuid) -> Result<Option<TenantPolicy>> {
         let Some(item) = self.get(tenant_pk(tenant), "tenant".into()).await? else {
@@ -263,10 +275,7 @@ impl Store {
         position: &str,
     ) -> Result<bool> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .tenant_update(tenant)
             .update_expression("SET pol_pos = :pos, pol_pos_gen = :gen")
             .condition_expression("pol_gen = :gen")
             .expression_attribute_values(":pos", s(position))
@@ -338,10 +347,7 @@ impl Store {
     /// every key (never moving the mark back).
     pub async fn mark_policy_applied(&self, tenant: Uuid, generation: i64) -> Result<bool> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .tenant_update(tenant)
             // The position is left: it counts only for its own generation
             // (removing it here could erase a newer generation's).
             .update_expression("SET pol_applied = :gen")

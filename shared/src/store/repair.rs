@@ -42,10 +42,7 @@ impl Store {
         actual: TenantCounters,
     ) -> Result<bool> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(tenant_pk(tenant), "tenant".into())))
+            .tenant_update(tenant)
             .update_expression("SET admin_users = :admins, service_accounts = :accounts")
             .condition_expression(
                 "attribute_exists(pk) \

@@ -319,6 +319,51 @@ pub(super) enum Repeat {
     Idempotent,
 }
 
+/// The transient failures of a write's attempts so far: whether one of them
+/// may have applied, and the last one's message.
+#[derive(Default)]
+struct Failed {
+    ambiguous: bool,
+    last: String,
+}
+
+impl Failed {
+    /// Notes a failed attempt; an error that is not transient ends the write.
+    fn note(&mut self, err: StoreError) -> Result<()> {
+        match err {
+            StoreError::Transient {
+                message,
+                unknown_outcome,
+            } => {
+                self.ambiguous |= unknown_outcome;
+                self.last = message;
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Every attempt failed: unknown when one of them may have applied.
+    fn exhausted(self, what: &str) -> StoreError {
+        StoreError::Transient {
+            message: format!(
+                "{what} not done after {TRANSACTION_ATTEMPTS} attempts: {}",
+                self.last
+            ),
+            unknown_outcome: self.ambiguous,
+        }
+    }
+}
+
+/// A condition failed on a retry after an attempt whose outcome is unknown:
+/// it may be failing on that very attempt's write.
+fn own_condition() -> StoreError {
+    StoreError::Transient {
+        message: "a retried write failed a condition its first attempt may have changed".into(),
+        unknown_outcome: true,
+    }
+}
+
 /// The configuration override that turns the SDK's own retries off for one
 /// call: [`Store::transact`] and [`Store::conditional`] retry themselves, so
 /// that an attempt whose outcome is unknown is remembered.
@@ -338,8 +383,7 @@ impl Store {
         update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
         repeat: Repeat,
     ) -> Result<bool> {
-        let mut ambiguous = false;
-        let mut last = String::new();
+        let mut failed = Failed::default();
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             if attempt > 1 {
                 tokio::time::sleep(backoff(attempt.saturating_sub(1))).await;
@@ -358,31 +402,14 @@ impl Store {
                 .as_service_error()
                 .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
             {
-                if ambiguous && repeat == Repeat::Strict {
-                    return Err(StoreError::Transient {
-                        message: "a retried write failed a condition its first attempt may \
-                                  have changed"
-                            .into(),
-                        unknown_outcome: true,
-                    });
+                if failed.ambiguous && repeat == Repeat::Strict {
+                    return Err(own_condition());
                 }
                 return Ok(false);
             }
-            match StoreError::from(err) {
-                StoreError::Transient {
-                    message,
-                    unknown_outcome,
-                } => {
-                    ambiguous |= unknown_outcome;
-                    last = message;
-                }
-                other => return Err(other),
-            }
+            failed.note(StoreError::from(err))?;
         }
-        Err(StoreError::Transient {
-            message: format!("write not done after {TRANSACTION_ATTEMPTS} attempts: {last}"),
-            unknown_outcome: ambiguous,
-        })
+        Err(failed.exhausted("write"))
     }
 }
 
@@ -421,8 +448,7 @@ impl Store {
             return Err(StoreError::SameItemTwice { first, second });
         }
         let mut token = Uuid::new_v4().to_string();
-        let mut ambiguous = false;
-        let mut last = String::new();
+        let mut failed = Failed::default();
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             if attempt > 1 {
                 tokio::time::sleep(backoff(attempt.saturating_sub(1))).await;
@@ -447,16 +473,7 @@ impl Store {
                     .map(|r| CancelReason::from_code(r.code()))
                     .collect(),
                 _ => {
-                    match StoreError::from(err) {
-                        StoreError::Transient {
-                            message,
-                            unknown_outcome,
-                        } => {
-                            ambiguous |= unknown_outcome;
-                            last = message;
-                        }
-                        other => return Err(other),
-                    }
+                    failed.note(StoreError::from(err))?;
                     continue;
                 }
             };
@@ -469,16 +486,11 @@ impl Store {
             if retryable {
                 // Definitely not applied: the next attempt is a new transaction.
                 token = Uuid::new_v4().to_string();
-                last = "cancelled by concurrent writes or throttling".into();
+                failed.last = "cancelled by concurrent writes or throttling".into();
                 continue;
             }
-            if ambiguous && reasons.contains(&CancelReason::ConditionFailed) {
-                return Err(StoreError::Transient {
-                    message: "a retried transaction failed a condition its first attempt may \
-                              have changed"
-                        .into(),
-                    unknown_outcome: true,
-                });
+            if failed.ambiguous && reasons.contains(&CancelReason::ConditionFailed) {
+                return Err(own_condition());
             }
             if !reasons.contains(&CancelReason::ConditionFailed) {
                 return Err(StoreError::Sdk(format!(
@@ -487,10 +499,7 @@ impl Store {
             }
             return Ok(Err(Refused::from_reasons(&parts, &reasons)));
         }
-        Err(StoreError::Transient {
-            message: format!("transaction not done after {TRANSACTION_ATTEMPTS} attempts: {last}"),
-            unknown_outcome: ambiguous,
-        })
+        Err(failed.exhausted("transaction"))
     }
 
     /// The one tail every audited change ends through: adds, in this order,
