@@ -8,7 +8,9 @@ VENV=${APIKEYS_VENV:-$PWD/.venv}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
 
-log() { printf '==> %s\n' "$*" >&2; }
+# Each line says when, in seconds since the script began (bash's SECONDS),
+# so a run's log tells the time of each stage.
+log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 
 # The Python the project's tools are pinned to.
 python311() {
