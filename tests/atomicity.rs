@@ -223,7 +223,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
     };
     // A membership for a tenant that does not exist: the transaction that
     // would write the user, its username and the membership fails whole.
-    let membership = apikeys_shared::domain::Membership {
+    let membership = apikeys_shared::store::Membership {
         id: Uuid::new_v4(),
         tenant_id: Uuid::new_v4(),
         user_id: user.id,

@@ -17,8 +17,9 @@ use std::time::{Duration as StdDuration, Instant};
 
 use apikeys_graphql::App;
 use apikeys_shared::audit::AuditAction;
-use apikeys_shared::domain::{Membership, Person as Vouched, Role};
+use apikeys_shared::domain::{Person as Vouched, Role};
 use apikeys_shared::service::Authenticated;
+use apikeys_shared::store::Membership;
 use apikeys_shared::ApiKeys;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::idp::{provider_with, Provider, CLIENT, ISSUER};

@@ -4,23 +4,18 @@
 // panic = "abort" a panic ends the Lambda instance): enforced by clippy, with
 // the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
 
-pub mod audit;
-pub mod authz;
-pub mod clock;
+pub use apikeys_core::{audit, authz, clock, domain, policy, token};
 pub mod config;
-pub mod domain;
 pub mod error;
 pub mod events;
 pub mod https;
 pub mod keyset;
 pub mod logging;
 pub mod oidc;
-pub mod policy;
 pub mod scanning;
 pub mod service;
 pub mod store;
 pub mod sweep;
-pub mod token;
 
 pub use error::{Error, Refusal, Result};
 pub use service::ApiKeys;

@@ -5,15 +5,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
+use crate::authz::may_hold_another_key;
 use crate::authz::{authorize, narrowed, within, Action, Made, Maker, Reach, Target};
-use crate::authz::{key_limit_reached, may_hold_another_key};
 use crate::config::MAX_ROTATION_GRACE_SECONDS;
 use crate::domain::{
-    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Membership, Principal,
-    Role, Tenant,
+    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Principal, Role, Tenant,
 };
+use crate::error::key_limit_reached;
 use crate::error::{Error, Result};
 use crate::policy::{narrow_scopes, KeyPolicy, Violation};
+use crate::store::Membership;
 use crate::store::{
     AuthCopy, KeyDelete, KeyInsert, KeyToggle, Rotation, StoredKey, EXPIRED_PER_TRANSACTION,
 };

@@ -6,12 +6,12 @@ use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
 use crate::authz::{
-    authorize, last_admin, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
+    authorize, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
 };
-use crate::domain::{
-    folded_name, validate_name, AccountType, LeaseKind, Membership, Principal, Role,
-};
+use crate::domain::{folded_name, validate_name, AccountType, LeaseKind, Principal, Role};
+use crate::error::last_admin;
 use crate::error::{Error, Result};
+use crate::store::Membership;
 use crate::store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 
 use super::{

@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{network_allows, LeaseKind, Member, Membership, Principal, Tenant};
+use crate::domain::{network_allows, LeaseKind, Member, Principal, Tenant};
 pub use crate::error::Refusal;
 use crate::error::{Error, Result};
 use crate::policy::SCOPE_APIKEYS_READ;
+use crate::store::Membership;
 use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 use crate::token::{verify_presented, TokenHash};
 

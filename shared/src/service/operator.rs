@@ -3,13 +3,14 @@
 use uuid::Uuid;
 
 use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::{key_limit_reached, may_hold_another_key};
+use crate::authz::may_hold_another_key;
 use crate::domain::{
-    folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Membership, Role,
-    Tenant,
+    folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Role, Tenant,
 };
+use crate::error::key_limit_reached;
 use crate::error::{Error, Result};
 use crate::policy::KeyPolicy;
+use crate::store::Membership;
 use crate::store::{KeyInsert, MemberInsert, TenantInsert, UserRecord};
 use crate::token::NewKey;
 

@@ -83,7 +83,7 @@ fn audit_from(item: &Item) -> Result<(AuditRecord, AuditCursor)> {
         detail: f.opt_s("detail")?.map(str::to_string),
         expires: f.time("ttl")?,
     };
-    Ok((record, AuditCursor(sk.to_string())))
+    Ok((record, AuditCursor::of_sort_key(sk)))
 }
 
 impl Store {
@@ -106,7 +106,7 @@ impl Store {
         query = match before {
             Some(cursor) => query
                 .key_condition_expression("pk = :pk AND sk < :before")
-                .expression_attribute_values(":before", s(&cursor.0)),
+                .expression_attribute_values(":before", s(cursor.sort_key())),
             None => query.key_condition_expression("pk = :pk"),
         };
         let out = query.send().await.map_err(read_error)?;

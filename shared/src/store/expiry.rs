@@ -1,8 +1,8 @@
 //! The expiry index (`by_expiry`, sparse: only hash items of expiring keys)
 //! the sweeper walks hour by hour, and the removal of expired keys.
 
+use super::Membership;
 use crate::audit::AuditRecord;
-use crate::domain::Membership;
 
 use super::*;
 

@@ -11,7 +11,8 @@
 //! Both expire with a `ttl` a day after the invitation does; until then an
 //! expired one is refused by every read and replaced by a new one.
 
-use crate::domain::{Membership, Role};
+use super::Membership;
+use crate::domain::Role;
 
 use super::*;
 

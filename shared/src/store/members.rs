@@ -4,7 +4,8 @@
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Delete, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::{Lease, LeaseKind, Membership};
+use super::{Lease, Membership};
+use crate::domain::LeaseKind;
 
 use crate::audit::AuditRecord;
 

@@ -68,6 +68,8 @@ pub use policy::KeyPage;
 pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
+mod membership;
+pub use membership::{Lease, Membership};
 pub use sessions::{
     ListedOn, Listing, SessionEntry, SessionHome, SessionRecord, SessionWrite, MAX_SESSIONS,
 };

@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::domain::Membership;
+use super::Membership;
 
 use super::*;
 

@@ -27,7 +27,8 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::domain::{Membership, Person};
+use super::Membership;
+use crate::domain::Person;
 
 use super::members::{NO_LEASE_HELD, REMOVE_LEASE};
 use super::*;

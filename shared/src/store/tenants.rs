@@ -1,6 +1,7 @@
 //! Tenants: the tenant item with its counters, and the unique slug.
 
-use crate::domain::{Membership, Tenant};
+use super::Membership;
+use crate::domain::Tenant;
 
 use super::*;
 

@@ -270,9 +270,20 @@ impl AuditEvent {
 /// A position in a tenant's log: records strictly older than it come next.
 /// Opaque to clients: the `cursor` of the last record of a page.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditCursor(pub(crate) String);
+pub struct AuditCursor(String);
 
 impl AuditCursor {
+    /// The cursor of a record stored under the sort key `sk` (what the
+    /// store answers beside each record it reads).
+    pub fn of_sort_key(sk: &str) -> Self {
+        Self(sk.to_string())
+    }
+
+    /// The sort key records strictly older than this cursor sort below.
+    pub fn sort_key(&self) -> &str {
+        &self.0
+    }
+
     /// A cursor as a client sent it back: `None` when it is not one.
     pub fn parse(text: &str) -> Option<Self> {
         let (millis, id) = text.split_once('.')?;

@@ -14,7 +14,6 @@
 
 pub use crate::domain::Actor;
 use crate::domain::{narrow_networks, AccountType, Role};
-use crate::error::Error;
 use crate::policy::{narrow_scopes, scope_grants};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -463,23 +462,6 @@ pub const MAX_KEYS_PER_OWNER: u32 = 40;
 /// May an owner holding `held` keys get another one?
 pub fn may_hold_another_key(held: u32) -> bool {
     held < MAX_KEYS_PER_OWNER
-}
-
-/// The refusal of a key past [`MAX_KEYS_PER_OWNER`], said one way wherever
-/// it is met (`owner`: who, when the caller is not the owner).
-pub fn key_limit_reached(owner: Option<&str>) -> Error {
-    let who = owner.map_or_else(|| "an owner".to_string(), |name| format!("'{name}'"));
-    Error::BadInput(format!(
-        "{who} may hold at most {MAX_KEYS_PER_OWNER} keys in a tenant: revoke one first"
-    ))
-}
-
-/// The refusal of a change that would leave the tenant without an admin
-/// user (`verb`: "removed", "demoted"). Checked by
-/// [`leaves_tenant_without_admin`] on what the request read, and enforced
-/// by the store's condition on the tenant's `admin_users` count.
-pub fn last_admin(verb: &str) -> Error {
-    Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))
 }
 
 /// Would changing `target`'s role to `new_role` (`None`: removing it) leave the
