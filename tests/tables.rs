@@ -94,6 +94,6 @@ fn the_default_request_time_is_the_templates_function_timeout() {
         .trim()
         .parse()
         .expect("seconds");
-    let default = apikeys_shared::config::Deadlines::default().request;
+    let default = apikeys_shared::config::DEFAULT_REQUEST_TIMEOUT;
     assert_eq!(default.as_secs(), timeout);
 }

@@ -80,7 +80,7 @@ fn client(port: u16, http: SharedHttpClient) -> aws_sdk_dynamodb::Client {
             format!("https://localhost:{port}"),
         ),
     ]);
-    dynamodb_client_over(&Config::from_map(&env).unwrap(), http).unwrap()
+    dynamodb_client_over(&Config::from_map(&env).unwrap().store, http).unwrap()
 }
 
 #[tokio::test]

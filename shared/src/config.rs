@@ -9,43 +9,14 @@ pub use crate::authz::MAX_KEYS_PER_OWNER;
 /// Default cap on service accounts per tenant (`MAX_SERVICE_ACCOUNTS`).
 pub const DEFAULT_MAX_SERVICE_ACCOUNTS: u32 = 100;
 
-/// Time limits: every DynamoDB call is bounded, and every request answers
-/// before the function's deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadlines {
-    /// Opening a connection (TCP and TLS) to DynamoDB.
-    pub connect: Duration,
-    /// One try of one DynamoDB call (`DYNAMODB_ATTEMPT_TIMEOUT_MS`, default
-    /// 2000): DynamoDB answers in milliseconds, so this only ends a stalled
-    /// connection, and the SDK tries again on a fresh one.
-    pub attempt: Duration,
-    /// All tries of one call (`DYNAMODB_OPERATION_TIMEOUT_MS`, default 5000).
-    pub operation: Duration,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where and how the store reaches DynamoDB.
+    pub store: apikeys_store::StoreSettings,
     /// A request's whole time when Lambda does not give a deadline (the dev
     /// server, tests): the function's timeout in template.yaml
     /// (`REQUEST_TIMEOUT_MS`, default 10000).
-    pub request: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_millis(1000),
-            attempt: Duration::from_millis(2000),
-            operation: Duration::from_millis(5000),
-            request: Duration::from_millis(10_000),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// The DynamoDB table holding every item (`TABLE_NAME`).
-    pub table_name: String,
-    /// Endpoint override (a local DynamoDB, an emulator): `DYNAMODB_ENDPOINT`,
-    /// else the AWS SDKs' standard `AWS_ENDPOINT_URL_DYNAMODB`, else
-    /// `AWS_ENDPOINT_URL`.
-    pub endpoint: Option<String>,
+    pub request_timeout: Duration,
     /// Prefix of user keys (`USER_KEY_PREFIX`, default `apk`).
     pub user_key_prefix: String,
     /// Prefix of service-account keys (`SERVICE_KEY_PREFIX`, default `apks`).
@@ -56,7 +27,6 @@ pub struct Config {
     /// Service accounts a tenant may have (`MAX_SERVICE_ACCOUNTS`, 1 to
     /// 10000, default 100).
     pub max_service_accounts: u32,
-    pub deadlines: Deadlines,
     /// Warm up during init: open the DynamoDB connection (TCP and TLS) and
     /// run the request path once, so the first request pays no handshake
     /// (`WARM_CONNECTION`, default true).
@@ -68,10 +38,6 @@ pub struct Config {
     /// (`LAST_USED_INTERVAL_SECONDS`, 1 to 86400, default 300): it is
     /// accurate to this interval.
     pub last_used_interval: time::Duration,
-    /// Changes (audited writes: key and account changes) one member may
-    /// make per minute in a tenant (`CHANGES_PER_MINUTE`, 0 to 100000,
-    /// default 60; 0: no limit). Refused changes are written nowhere.
-    pub changes_per_minute: u32,
     /// Where GitHub's secret scanning public keys are fetched from
     /// (`GITHUB_SCANNING_KEYS_URL`, default GitHub's own; tests serve
     /// theirs).
@@ -87,31 +53,25 @@ pub struct Config {
     pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
+/// A request's whole time when Lambda gives no deadline: the functions'
+/// timeout in template.yaml.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(10_000);
+
 /// The longest grace a rotation may give the replaced key.
 pub const MAX_ROTATION_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
+pub use apikeys_platform::ConfigError;
+use apikeys_platform::Env;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_map(&std::env::vars().collect())
     }
 
-    pub fn from_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let table_name = get("TABLE_NAME")
-            .ok_or_else(|| ConfigError("TABLE_NAME is not set: name the DynamoDB table".into()))?
-            .to_string();
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env::from_map(vars);
         let prefix = |name: &str, default: &str| -> Result<String, ConfigError> {
-            let value = get(name).unwrap_or(default);
+            let value = env.get(name).unwrap_or(default);
             let ok = (1..=16).contains(&value.len())
                 && value
                     .bytes()
@@ -119,7 +79,7 @@ impl Config {
             if ok {
                 Ok(value.to_string())
             } else {
-                Err(ConfigError(format!(
+                Err(ConfigError::new(format!(
                     "{name} must be 1 to 16 characters of a-z, 0-9 and '_'"
                 )))
             }
@@ -127,96 +87,47 @@ impl Config {
         let user_key_prefix = prefix("USER_KEY_PREFIX", "apk")?;
         let service_key_prefix = prefix("SERVICE_KEY_PREFIX", "apks")?;
         if user_key_prefix == service_key_prefix {
-            return Err(ConfigError(
-                "USER_KEY_PREFIX and SERVICE_KEY_PREFIX must differ".into(),
+            return Err(ConfigError::new(
+                "USER_KEY_PREFIX and SERVICE_KEY_PREFIX must differ",
             ));
         }
-        let switch = |name: &str| match get(name) {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
-            Some(_) => Err(ConfigError(format!("{name} must be true or false"))),
-        };
-        let introspection = switch("ENABLE_INTROSPECTION")? || switch("ENABLE_GRAPHIQL")?;
-        let warm_connection = get("WARM_CONNECTION").is_none() || switch("WARM_CONNECTION")?;
-        let max_service_accounts = match get("MAX_SERVICE_ACCOUNTS") {
-            None => DEFAULT_MAX_SERVICE_ACCOUNTS,
-            Some(value) => value
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    ConfigError(
-                        "MAX_SERVICE_ACCOUNTS must be a whole number from 1 to 10000".into(),
-                    )
-                })?,
-        };
-        let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(value) => value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|ms| (1..=900_000).contains(ms))
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| {
-                        ConfigError(format!("{name} must be milliseconds from 1 to 900000"))
-                    }),
-            }
-        };
-        let whole = |name: &str, default: i64, max: i64, unit: &str| -> Result<i64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(value) => value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|v| (1..=max).contains(v))
-                    .ok_or_else(|| ConfigError(format!("{name} must be {unit} from 1 to {max}"))),
-            }
-        };
-        let audit_retention =
-            time::Duration::days(whole("AUDIT_RETENTION_DAYS", 365, 3653, "days")?);
-        let last_used_interval =
-            time::Duration::seconds(whole("LAST_USED_INTERVAL_SECONDS", 300, 86_400, "seconds")?);
-        let changes_per_minute = match get("CHANGES_PER_MINUTE") {
-            None => 60,
-            Some(value) => value
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= 100_000)
-                .ok_or_else(|| {
-                    ConfigError("CHANGES_PER_MINUTE must be a whole number from 0 to 100000".into())
-                })?,
-        };
-        let defaults = Deadlines::default();
-        let deadlines = Deadlines {
-            connect: defaults.connect,
-            attempt: millis("DYNAMODB_ATTEMPT_TIMEOUT_MS", defaults.attempt)?,
-            operation: millis("DYNAMODB_OPERATION_TIMEOUT_MS", defaults.operation)?,
-            request: millis("REQUEST_TIMEOUT_MS", defaults.request)?,
-        };
+        let introspection =
+            env.switch("ENABLE_INTROSPECTION", false)? || env.switch("ENABLE_GRAPHIQL", false)?;
+        let max_service_accounts = env.whole(
+            "MAX_SERVICE_ACCOUNTS",
+            i64::from(DEFAULT_MAX_SERVICE_ACCOUNTS),
+            1,
+            10_000,
+            "a whole number",
+        )?;
         Ok(Self {
-            table_name,
-            endpoint: [
-                "DYNAMODB_ENDPOINT",
-                "AWS_ENDPOINT_URL_DYNAMODB",
-                "AWS_ENDPOINT_URL",
-            ]
-            .into_iter()
-            .find_map(get)
-            .map(str::to_string),
+            store: apikeys_store::StoreSettings::from_env(&env)?,
+            request_timeout: env.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             user_key_prefix,
             service_key_prefix,
             introspection,
-            max_service_accounts,
-            deadlines,
-            warm_connection,
-            audit_retention,
-            last_used_interval,
-            changes_per_minute,
-            github_keys_url: get("GITHUB_SCANNING_KEYS_URL")
+            max_service_accounts: u32::try_from(max_service_accounts)
+                .unwrap_or(DEFAULT_MAX_SERVICE_ACCOUNTS),
+            warm_connection: env.switch("WARM_CONNECTION", true)?,
+            audit_retention: time::Duration::days(env.whole(
+                "AUDIT_RETENTION_DAYS",
+                365,
+                1,
+                3653,
+                "days",
+            )?),
+            last_used_interval: time::Duration::seconds(env.whole(
+                "LAST_USED_INTERVAL_SECONDS",
+                300,
+                1,
+                86_400,
+                "seconds",
+            )?),
+            github_keys_url: env
+                .get("GITHUB_SCANNING_KEYS_URL")
                 .unwrap_or(crate::scanning::GITHUB_KEYS_URL)
                 .to_string(),
-            gitlab_token_sha256: match get("GITLAB_TOKEN_SHA256") {
+            gitlab_token_sha256: match env.get("GITLAB_TOKEN_SHA256") {
                 None => None,
                 Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
                     Some(hex.to_ascii_lowercase())
@@ -231,7 +142,7 @@ impl Config {
                     None
                 }
             },
-            oidc: oidc_settings(env)?,
+            oidc: oidc_settings(vars)?,
         })
     }
 }
@@ -247,10 +158,9 @@ fn oidc_settings(
         // is (Auth0's issuers end with `/`).
         (Some(issuer), Some(client)) => (issuer, client),
         _ => {
-            return Err(ConfigError(
+            return Err(ConfigError::new(
                 "OIDC_ISSUER and OIDC_CLIENT_ID go together: set both (sign-in with the \
-                 identity provider) or neither (API keys only)"
-                    .into(),
+                 identity provider) or neither (API keys only)",
             ))
         }
     };
@@ -262,19 +172,19 @@ fn oidc_settings(
             {
                 Ok(Some(u.to_string()))
             }
-            Some(_) => Err(ConfigError(format!("{name} must be an http(s) URL"))),
+            Some(_) => Err(ConfigError::new(format!("{name} must be an http(s) URL"))),
         }
     };
     if issuer.len() > 512 || client_id.len() > 256 {
-        return Err(ConfigError(
-            "OIDC_ISSUER or OIDC_CLIENT_ID is too long".into(),
+        return Err(ConfigError::new(
+            "OIDC_ISSUER or OIDC_CLIENT_ID is too long",
         ));
     }
     let (client_id, client_stage_variable) = match client_id.strip_prefix("stage:") {
         Some(name) if !name.is_empty() => (String::new(), Some(name.to_string())),
         Some(_) => {
-            return Err(ConfigError(
-                "OIDC_CLIENT_ID=stage:<name> names an API Gateway stage variable".into(),
+            return Err(ConfigError::new(
+                "OIDC_CLIENT_ID=stage:<name> names an API Gateway stage variable",
             ))
         }
         None => (client_id.to_string(), None),
@@ -459,7 +369,7 @@ mod tests {
         let config = Config::from_map(&env(&[("TABLE_NAME", "t")])).unwrap();
         assert_eq!(config.user_key_prefix, "apk");
         assert_eq!(config.service_key_prefix, "apks");
-        assert_eq!(config.endpoint, None);
+        assert_eq!(config.store.endpoint, None);
         assert!(!config.introspection);
         assert!(config.warm_connection);
         assert_eq!(config.max_service_accounts, DEFAULT_MAX_SERVICE_ACCOUNTS);
@@ -470,7 +380,7 @@ mod tests {
         let endpoint = |pairs: &[(&str, &str)]| {
             let mut all = vec![("TABLE_NAME", "t")];
             all.extend_from_slice(pairs);
-            Config::from_map(&env(&all)).unwrap().endpoint
+            Config::from_map(&env(&all)).unwrap().store.endpoint
         };
         assert_eq!(endpoint(&[]), None);
         assert_eq!(

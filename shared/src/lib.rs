@@ -5,16 +5,15 @@
 // the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
 
 pub use apikeys_core::{audit, authz, clock, domain, policy, token};
+pub use apikeys_platform::{https, logging};
+pub use apikeys_store as store;
+pub use apikeys_store::events;
 pub mod config;
 pub mod error;
-pub mod events;
-pub mod https;
 pub mod keyset;
-pub mod logging;
 pub mod oidc;
 pub mod scanning;
 pub mod service;
-pub mod store;
 pub mod sweep;
 
 pub use error::{Error, Refusal, Result};

@@ -219,7 +219,7 @@ impl Harness {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_map(&env).expect("test config");
         let base =
-            dynamodb_client(&config).expect("AWS_REGION and credentials are set by infra/test");
+            dynamodb_client(&config.store).expect("AWS_REGION and credentials are set by infra/test");
         let spec = apikeys_admin::tables::table_spec(TEMPLATE, apikeys_admin::tables::KEYS_TABLE)
             .expect("template table");
         apikeys_admin::tables::create_table(&base, &table, &spec)
@@ -231,7 +231,7 @@ impl Harness {
             OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         ));
         let store =
-            Store::new(client.clone(), table.clone()).with_change_limit(config.changes_per_minute);
+            Store::new(client.clone(), table.clone()).with_change_limit(config.store.changes_per_minute);
         let service = ApiKeys::new(store, clock.clone(), config);
         let app = App::new(service);
         let mut harness = Self {
@@ -279,9 +279,9 @@ impl Harness {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_map(&env).expect("test config");
         let counter = RequestCounter::default();
-        let client = counter.instrument(&dynamodb_client(&config).expect("client"));
+        let client = counter.instrument(&dynamodb_client(&config.store).expect("client"));
         let store =
-            Store::new(client, self.table.clone()).with_change_limit(config.changes_per_minute);
+            Store::new(client, self.table.clone()).with_change_limit(config.store.changes_per_minute);
         let service = ApiKeys::new(store, self.clock.clone(), config);
         (App::new(service), counter)
     }

@@ -851,7 +851,7 @@ fn deadline_of(app: &App, request: &Request) -> Instant {
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
         })
-        .unwrap_or(app.service.config().deadlines.request);
+        .unwrap_or(app.service.config().request_timeout);
     now.checked_add(left.saturating_sub(ANSWER_MARGIN))
         .unwrap_or(now)
 }

@@ -37,7 +37,7 @@ impl App {
     /// by the SDK with exponential backoff, longer than the default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
-        let client = dynamodb_client(&config)?;
+        let client = dynamodb_client(&config.store)?;
         let retries = RetryConfig::standard()
             .with_max_attempts(8)
             .with_max_backoff(Duration::from_secs(5));
@@ -45,7 +45,7 @@ impl App {
             client.config().to_builder().retry_config(retries).build(),
         );
         let mut app = Self::new(
-            Store::new(client, config.table_name.clone()),
+            Store::new(client, config.store.table_name.clone()),
             Arc::new(SystemClock),
         );
         app.sweeper = app.sweeper.with_audit_retention(config.audit_retention);

@@ -218,7 +218,7 @@ fn config(cli: &Cli) -> Result<Config> {
 async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(apikeys_shared::https::https_client()?);
-    if let Some(endpoint) = &config.endpoint {
+    if let Some(endpoint) = &config.store.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     let shared = loader.load().await;
@@ -247,7 +247,7 @@ async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     }
     let sdk = aws_sdk_dynamodb::config::Builder::from(&shared);
     Ok(aws_sdk_dynamodb::Client::from_conf(
-        apikeys_shared::store::with_limits(sdk, config).build(),
+        apikeys_shared::store::with_limits(sdk, &config.store).build(),
     ))
 }
 
@@ -337,20 +337,20 @@ async fn run(cli: Cli) -> Result<()> {
         let spec = apikeys_admin::tables::table_spec(&text, apikeys_admin::tables::KEYS_TABLE)?;
         let client = client(&config).await?;
         let created =
-            apikeys_admin::tables::create_table(&client, &config.table_name, &spec).await?;
+            apikeys_admin::tables::create_table(&client, &config.store.table_name, &spec).await?;
         if cli.json {
             println!(
                 "{}",
-                json!({"table": config.table_name, "created": created})
+                json!({"table": config.store.table_name, "created": created})
             );
         } else if created {
-            println!("created table {}", config.table_name);
+            println!("created table {}", config.store.table_name);
         } else {
-            println!("table {} exists already", config.table_name);
+            println!("table {} exists already", config.store.table_name);
         }
         return Ok(());
     }
-    let store = Store::new(client(&config).await?, config.table_name.clone());
+    let store = Store::new(client(&config).await?, config.store.table_name.clone());
     if let Command::Sweep = &cli.command {
         let sweeper =
             apikeys_shared::sweep::Sweeper::new(store).with_audit_retention(config.audit_retention);

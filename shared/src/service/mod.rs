@@ -198,7 +198,7 @@ impl ApiKeys {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> std::result::Result<Self, crate::config::ConfigError> {
-        let store = Store::from_config(&config)?;
+        let store = Store::from_settings(&config.store)?;
         Ok(Self::new(store, clock, config))
     }
 

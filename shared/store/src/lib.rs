@@ -30,11 +30,14 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError};
-use crate::domain::{AccountType, Role};
-use crate::token::TokenHash;
+use apikeys_core::domain::{AccountType, Role};
+use apikeys_core::token::TokenHash;
+use apikeys_platform::ConfigError;
 
 mod audit;
+pub mod events;
+mod settings;
+pub use settings::{StoreSettings, Timeouts};
 mod auth_copy;
 mod checkpoint;
 mod client;
@@ -151,10 +154,10 @@ impl Store {
         self
     }
 
-    pub fn from_config(config: &Config) -> std::result::Result<Self, ConfigError> {
+    pub fn from_settings(settings: &StoreSettings) -> std::result::Result<Self, ConfigError> {
         Ok(
-            Self::new(dynamodb_client(config)?, config.table_name.clone())
-                .with_change_limit(config.changes_per_minute),
+            Self::new(dynamodb_client(settings)?, settings.table_name.clone())
+                .with_change_limit(settings.changes_per_minute),
         )
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
-use crate::audit::{AuditAction, AuditRecord};
+use apikeys_core::audit::{AuditAction, AuditRecord};
 
 /// The events' `source`.
 pub const SOURCE: &str = "apikeys";
@@ -129,7 +129,7 @@ pub fn audit_records_of_stream(event: &Value) -> Result<Vec<AuditRecord>, String
         let id = record.get("eventID").and_then(Value::as_str).unwrap_or("?");
         let item =
             item_of_stream_image(image).ok_or_else(|| format!("record {id}: not DynamoDB JSON"))?;
-        match crate::store::audit_record_of(&item) {
+        match crate::audit_record_of(&item) {
             Ok(Some(audit)) => records.push(audit),
             Ok(None) => {}
             Err(e) => return Err(format!("record {id}: {e}")),

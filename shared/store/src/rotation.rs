@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::audit::AuditRecord;
+use apikeys_core::audit::AuditRecord;
 
 use super::*;
 

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::Put;
 
-use crate::audit::AuditRecord;
+use apikeys_core::audit::AuditRecord;
 
 use super::*;
 
@@ -624,7 +624,8 @@ impl Store {
         // Taking power away is never counted (a revocation, disabling).
         if matches!(
             audit.action,
-            crate::audit::AuditAction::KeyRevoked | crate::audit::AuditAction::KeyDisabled
+            apikeys_core::audit::AuditAction::KeyRevoked
+                | apikeys_core::audit::AuditAction::KeyDisabled
         ) {
             return Ok(None);
         }

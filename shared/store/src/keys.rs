@@ -4,9 +4,9 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
-use crate::audit::AuditRecord;
-use crate::config::MAX_KEYS_PER_OWNER;
-use crate::domain::ApiKey;
+use apikeys_core::audit::AuditRecord;
+use apikeys_core::authz::MAX_KEYS_PER_OWNER;
+use apikeys_core::domain::ApiKey;
 
 use super::*;
 

@@ -1,8 +1,8 @@
 //! The authentication copy: what a hash item carries besides the key (the
 //! owner's role, membership and tenant), so that one read authenticates.
 
-use crate::domain::Tenant;
-use crate::policy::KeyPolicy;
+use apikeys_core::domain::Tenant;
+use apikeys_core::policy::KeyPolicy;
 
 use super::*;
 
@@ -18,7 +18,7 @@ pub struct HashRecord {
     pub last_used: Option<OffsetDateTime>,
     /// Replaced by a rotation: it works only until its grace ends.
     pub replaced: bool,
-    /// The key's role ceiling (see [`crate::domain::ApiKey::role_ceiling`]).
+    /// The key's role ceiling (see [`apikeys_core::domain::ApiKey::role_ceiling`]).
     pub ceiling: Option<Role>,
     /// Disabled: it authenticates nothing until enabled.
     pub disabled: bool,
@@ -60,7 +60,7 @@ pub struct AuthCopy {
 }
 
 impl AuthCopy {
-    pub fn of(owner: &crate::domain::Member, tenant: Tenant, policy: KeyPolicy) -> Self {
+    pub fn of(owner: &apikeys_core::domain::Member, tenant: Tenant, policy: KeyPolicy) -> Self {
         Self {
             policy,
             role: owner.role,

@@ -2,7 +2,7 @@
 //! the sweeper walks hour by hour, and the removal of expired keys.
 
 use super::Membership;
-use crate::audit::AuditRecord;
+use apikeys_core::audit::AuditRecord;
 
 use super::*;
 

@@ -3,7 +3,7 @@
 //! are only ever written inside the transaction of the change they describe
 //! (see [`audit_put`]) and removed by DynamoDB's TTL after the retention.
 
-use crate::audit::{AuditAction, AuditActor, AuditCursor, AuditRecord, TargetType};
+use apikeys_core::audit::{AuditAction, AuditActor, AuditCursor, AuditRecord, TargetType};
 
 use super::*;
 

@@ -8,8 +8,8 @@
 //! A key made meanwhile is written under the generation its transaction
 //! checks on the tenant item, so none is missed.
 
-use crate::audit::AuditRecord;
-use crate::policy::{KeyPolicy, LeakAction};
+use apikeys_core::audit::AuditRecord;
+use apikeys_core::policy::{KeyPolicy, LeakAction};
 
 use super::*;
 

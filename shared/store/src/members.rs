@@ -5,9 +5,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Delete, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{Lease, Membership};
-use crate::domain::LeaseKind;
+use apikeys_core::domain::LeaseKind;
 
-use crate::audit::AuditRecord;
+use apikeys_core::audit::AuditRecord;
 
 use super::*;
 

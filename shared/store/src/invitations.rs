@@ -12,7 +12,7 @@
 //! expired one is refused by every read and replaced by a new one.
 
 use super::Membership;
-use crate::domain::Role;
+use apikeys_core::domain::Role;
 
 use super::*;
 
@@ -160,7 +160,7 @@ impl Store {
         expired: &[Invitation],
         caller_admin: Option<Uuid>,
         hourly: Option<(Uuid, u32)>,
-        audit: &crate::audit::AuditRecord,
+        audit: &apikeys_core::audit::AuditRecord,
     ) -> Result<InvitationInsert> {
         let mut tx = Tx::new();
         let mut listing = key_of(tenant_pk(invitation.tenant_id), invite_sk(invitation.id));
@@ -283,7 +283,7 @@ impl Store {
         listing: &super::sessions::Listing,
         last: bool,
         now: OffsetDateTime,
-        audit: &crate::audit::AuditRecord,
+        audit: &apikeys_core::audit::AuditRecord,
     ) -> Result<InvitationDelete> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, None)?;
@@ -359,7 +359,7 @@ impl Store {
         new_user: Option<(&UserRecord, &str, &str)>,
         linking: Option<(&TokenHash, Uuid)>,
         now: OffsetDateTime,
-        audit: &crate::audit::AuditRecord,
+        audit: &apikeys_core::audit::AuditRecord,
     ) -> Result<InvitationAccept> {
         let mut tx = Tx::new();
         if let Some((session, id)) = linking {

@@ -1,7 +1,7 @@
 //! Tenants: the tenant item with its counters, and the unique slug.
 
 use super::Membership;
-use crate::domain::Tenant;
+use apikeys_core::domain::Tenant;
 
 use super::*;
 
@@ -13,7 +13,7 @@ pub struct TenantRecord {
     /// The version of the tenant's invitations (every new one moves it).
     pub invite_version: i64,
     /// The tenant's key policy (its networks also bind people's sessions).
-    pub policy: crate::policy::KeyPolicy,
+    pub policy: apikeys_core::policy::KeyPolicy,
 }
 
 fn tenant_from(item: &Item) -> Result<TenantRecord> {
@@ -78,7 +78,7 @@ impl Store {
         admin: &Membership,
         new_user: Option<&UserRecord>,
         first_key: &StoredKey,
-        audits: &[&crate::audit::AuditRecord],
+        audits: &[&apikeys_core::audit::AuditRecord],
     ) -> Result<TenantInsert> {
         let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
         tenant_item.extend(values([

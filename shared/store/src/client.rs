@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpC
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
 
-use crate::config::Deadlines;
+use crate::settings::{StoreSettings, Timeouts};
 
 use super::*;
 
@@ -100,8 +100,8 @@ impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
 /// only one a Lambda uses; skipping the rest of the chain (profiles, SSO, STS,
 /// IMDS) keeps those crates out of the bootstrap and their work out of init.
 /// The operator CLI, run by people with profiles and SSO, uses aws-config.
-pub fn dynamodb_client(config: &Config) -> std::result::Result<Client, ConfigError> {
-    dynamodb_client_over(config, crate::https::https_client()?)
+pub fn dynamodb_client(config: &StoreSettings) -> std::result::Result<Client, ConfigError> {
+    dynamodb_client_over(config, apikeys_platform::https::https_client()?)
 }
 
 /// The region and the credentials of the function's role, as Lambda puts
@@ -125,7 +125,7 @@ pub fn region_and_credentials() -> std::result::Result<(Region, Credentials), Co
 
 /// [`dynamodb_client`] over a given HTTP client.
 pub fn dynamodb_client_over(
-    config: &Config,
+    config: &StoreSettings,
     http: SharedHttpClient,
 ) -> std::result::Result<Client, ConfigError> {
     let (region, credentials) = region_and_credentials()?;
@@ -145,17 +145,17 @@ pub fn dynamodb_client_over(
 /// functions' and the operator CLI's).
 pub fn with_limits(
     builder: aws_sdk_dynamodb::config::Builder,
-    config: &Config,
+    config: &StoreSettings,
 ) -> aws_sdk_dynamodb::config::Builder {
     builder
-        .timeout_config(timeouts(&config.deadlines))
+        .timeout_config(timeouts(&config.timeouts))
         .retry_config(retry_config())
         .retry_partition(retry_partition())
         .retry_classifier(UnreadableAnswerIsTransient)
 }
 
 /// Every call bounded: connect, each attempt, and all attempts together.
-fn timeouts(deadlines: &Deadlines) -> TimeoutConfig {
+fn timeouts(deadlines: &Timeouts) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(deadlines.connect)
         .read_timeout(deadlines.attempt)
