@@ -1,6 +1,6 @@
 //! Tenant administration: service accounts and their keys, roles, members.
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::{error_code, unauthenticated, Harness};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -404,7 +404,7 @@ async fn a_service_account_cannot_take_a_persons_name_nor_a_person_an_accounts()
             .contains("username of a member"));
     }
     let (bot, bot_key) = h.add_service_account("deploy").await;
-    let person = apikeys_shared::service::operator::NewUser {
+    let person = apikeys_service::operator::NewUser {
         username: "deploy",
         email: None,
     };
@@ -488,7 +488,7 @@ async fn an_admin_demoted_meanwhile_cannot_remove_itself() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, apikeys_shared::Error::Forbidden(_)),
+        matches!(err, apikeys_service::Error::Forbidden(_)),
         "{err:?}"
     );
     h.assert_consistent().await;

@@ -1,13 +1,13 @@
 //! Writes are all or nothing: after any failed condition no item is left
 //! behind, proven by reading the whole table.
 
-use apikeys_shared::audit::AuditAction;
+use apikeys_core::audit::AuditAction;
 use std::sync::Arc;
 
-use apikeys_shared::domain::{AccountType, LeaseKind, Role};
-use apikeys_shared::service::operator::NewUser;
-use apikeys_shared::service::LEASE;
-use apikeys_shared::store::{Acquired, KeyInsert, MemberInsert, MembershipDelete, StoredKey};
+use apikeys_core::domain::{AccountType, LeaseKind, Role};
+use apikeys_service::operator::NewUser;
+use apikeys_service::LEASE;
+use apikeys_store::{Acquired, KeyInsert, MemberInsert, MembershipDelete, StoredKey};
 use apikeys_tests::Harness;
 use uuid::Uuid;
 
@@ -190,7 +190,7 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
         .await
         .unwrap();
     let create = || async {
-        let request = apikeys_shared::service::KeyRequest {
+        let request = apikeys_service::KeyRequest {
             name: "racer",
             expires_at: None,
             role_ceiling: None,
@@ -215,7 +215,7 @@ async fn concurrent_creates_never_exceed_the_per_owner_limit() {
 async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
     let h = Harness::new().await;
     let store = h.service().store();
-    let user = apikeys_shared::store::UserRecord {
+    let user = apikeys_store::UserRecord {
         id: Uuid::new_v4(),
         username: "ghost".into(),
         email: None,
@@ -223,7 +223,7 @@ async fn adding_a_user_whose_membership_cannot_be_written_writes_no_user() {
     };
     // A membership for a tenant that does not exist: the transaction that
     // would write the user, its username and the membership fails whole.
-    let membership = apikeys_shared::store::Membership {
+    let membership = apikeys_store::Membership {
         id: Uuid::new_v4(),
         tenant_id: Uuid::new_v4(),
         user_id: user.id,

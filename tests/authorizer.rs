@@ -6,7 +6,7 @@
 
 use apikeys_authorizer::routes::RouteMap;
 use apikeys_authorizer::{handle, App, UNAUTHORIZED};
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::{
     endpoint, mistyped, Harness, HTTP_API_AUTHORIZER_EVENT, REST_AUTHORIZER_EVENT,
@@ -233,7 +233,7 @@ async fn a_database_failure_is_the_gateways_500_never_a_denial() {
         ],
     );
     let app = App::new(
-        apikeys_shared::ApiKeys::new(
+        apikeys_service::ApiKeys::new(
             via_proxy.service().store().clone(),
             h.clock.clone(),
             via_proxy.service().config().clone(),
@@ -257,8 +257,8 @@ async fn a_database_failure_is_the_gateways_500_never_a_denial() {
 #[tokio::test]
 async fn each_functions_decision_line_is_written_at_the_default_level() {
     let captured = apikeys_tests::Captured::default();
-    let _installed = tracing::subscriber::set_default(apikeys_shared::logging::subscriber(
-        apikeys_shared::logging::level_from_env()
+    let _installed = tracing::subscriber::set_default(apikeys_platform::logging::subscriber(
+        apikeys_platform::logging::level_from_env()
             .min(tracing_subscriber::filter::LevelFilter::INFO),
         captured.clone(),
     ));

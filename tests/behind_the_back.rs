@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use apikeys_shared::domain::{LeaseKind, Role};
-use apikeys_shared::service::LEASE;
-use apikeys_shared::sweep::Sweeper;
+use apikeys_core::domain::{LeaseKind, Role};
+use apikeys_service::sweep::Sweeper;
+use apikeys_service::LEASE;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::{endpoint, Harness, MemberFixture};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -245,7 +245,7 @@ async fn a_key_the_sweeper_failed_to_delete_is_swept_once_the_database_is_back()
     proxy.set_plan(Plan::Off);
     // Hours later (the checkpoint long past the key's hour) the key is found.
     assert!(
-        first.checkpoint > apikeys_shared::store::expiry_bucket(t0),
+        first.checkpoint > apikeys_store::expiry_bucket(t0),
         "{first:?}"
     );
     let later = sweeper.sweep(t0 + Duration::hours(3), None).await.unwrap();
@@ -342,7 +342,7 @@ async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
         )
         .await
         .unwrap();
-    let request = apikeys_shared::service::KeyRequest {
+    let request = apikeys_service::KeyRequest {
         name: "first",
         expires_at: None,
         role_ceiling: None,
@@ -358,7 +358,7 @@ async fn the_operator_issuing_a_key_to_a_held_member_is_told_so() {
     assert!(
         matches!(
             err,
-            apikeys_shared::error::Error::Busy(LeaseKind::ChangingRole, _)
+            apikeys_service::error::Error::Busy(LeaseKind::ChangingRole, _)
         ),
         "{err:?}"
     );

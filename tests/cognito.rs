@@ -34,11 +34,7 @@ async fn the_emulators_cognito_tokens_sign_in_and_its_access_tokens_do_not() {
     // Ada is invited; she signs in (a session in no tenant) and accepts.
     let invitation = h
         .service()
-        .operator_invite(
-            "acme",
-            "ada@example.com",
-            apikeys_shared::domain::Role::User,
-        )
+        .operator_invite("acme", "ada@example.com", apikeys_core::domain::Role::User)
         .await
         .unwrap();
     let tokens = pool
@@ -91,11 +87,7 @@ async fn the_emulators_cognito_tokens_sign_in_and_its_access_tokens_do_not() {
     );
     // An unverified email matches no invitation.
     h.service()
-        .operator_invite(
-            "acme",
-            "eve@example.com",
-            apikeys_shared::domain::Role::User,
-        )
+        .operator_invite("acme", "eve@example.com", apikeys_core::domain::Role::User)
         .await
         .unwrap();
     let eve = pool

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::Harness;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
@@ -131,7 +131,7 @@ async fn every_kind_of_change_becomes_its_events_without_secrets() {
     .flat_map(|k| {
         [
             k.to_string(),
-            apikeys_shared::token::TokenHash::of(k).as_str().to_string(),
+            apikeys_core::token::TokenHash::of(k).as_str().to_string(),
         ]
     })
     .collect();

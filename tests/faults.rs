@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apikeys_core::audit::AuditAction;
+use apikeys_core::domain::Role;
 use apikeys_graphql::App;
-use apikeys_shared::audit::AuditAction;
-use apikeys_shared::domain::Role;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::metrics::RequestCounter;
 use apikeys_tests::{endpoint, event, prefect_body, Harness, Route};
@@ -175,7 +175,7 @@ async fn a_mixed_workload_at_a_30_percent_fault_rate_answers_truthfully_in_time(
     }
     // A lease whose release a fault prevented ends by itself.
     w.h.clock
-        .set(w.h.now() + apikeys_shared::service::LEASE + time::Duration::seconds(1));
+        .set(w.h.now() + apikeys_service::LEASE + time::Duration::seconds(1));
     w.h.assert_consistent().await;
     // Every change has exactly one audit record, and no record is without
     // its change: the workers' keys alive now are those whose creation was
@@ -545,7 +545,7 @@ async fn a_failing_or_stalled_last_use_write_costs_only_itself() {
         assert!(seen.ok(), "{fault:?}: {} {}", seen.status, seen.json);
         assert_eq!(seen.json["data"]["auth_info"]["role"], "USER");
         assert!(
-            seen.elapsed < apikeys_shared::service::KEY_USE_WAIT + Duration::from_millis(500),
+            seen.elapsed < apikeys_service::KEY_USE_WAIT + Duration::from_millis(500),
             "{fault:?}: the answer waited {:?} for a best-effort write",
             seen.elapsed
         );
@@ -625,6 +625,6 @@ async fn a_write_answered_500_after_it_applied_is_an_unknown_outcome_never_a_ref
         seen.json
     );
     w.h.clock
-        .set(w.h.now() + apikeys_shared::service::LEASE + time::Duration::seconds(1));
+        .set(w.h.now() + apikeys_service::LEASE + time::Duration::seconds(1));
     w.h.assert_consistent().await;
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::{error_code, prefect_body, unauthenticated, Harness, MemberFixture, Route};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -548,7 +548,7 @@ async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
         .create_api_key(
             &admin,
             sa,
-            apikeys_shared::service::KeyRequest {
+            apikeys_service::KeyRequest {
                 name: "k",
                 expires_at: None,
                 role_ceiling: None,
@@ -569,14 +569,14 @@ async fn admin_writes_recheck_the_callers_role_in_their_transaction() {
         .set_membership_role(&bob_then, carol.membership_id, Role::TenantAdmin.id())
         .await;
     assert!(
-        matches!(role, Err(apikeys_shared::Error::Forbidden(_))),
+        matches!(role, Err(apikeys_service::Error::Forbidden(_))),
         "{role:?}"
     );
     let removed = service
         .delete_membership(&bob_then, carol.membership_id)
         .await;
     assert!(
-        matches!(removed, Err(apikeys_shared::Error::Forbidden(_))),
+        matches!(removed, Err(apikeys_service::Error::Forbidden(_))),
         "{removed:?}"
     );
     assert!(!service.revoke_api_key(&bob_then, sa_key.id).await.unwrap());
@@ -763,7 +763,7 @@ async fn audit_log_asked_twice_through_aliases_or_fragments_is_refused_before_an
 async fn an_answer_over_the_size_bound_is_refused_with_a_clear_error() {
     let h = Harness::new().await;
     let (sa, _) = h.add_service_account("big").await;
-    h.seed_keys(sa, apikeys_shared::domain::AccountType::Service, 1000)
+    h.seed_keys(sa, apikeys_core::domain::AccountType::Service, 1000)
         .await;
     let aliases: String = (0..20)
         .map(|i| {

@@ -5,8 +5,8 @@
 //! an unverified email, expiry, withdrawal, double and racing accepts, the
 //! limits, and callers who may not invite.
 
-use apikeys_shared::domain::Role;
-use apikeys_shared::service::{INVITATIONS_PER_HOUR, MAX_PENDING_INVITATIONS};
+use apikeys_core::domain::Role;
+use apikeys_service::{INVITATIONS_PER_HOUR, MAX_PENDING_INVITATIONS};
 use apikeys_tests::idp::{provider, Provider};
 use apikeys_tests::{prefect_body, Route};
 use serde_json::{json, Value};
@@ -463,7 +463,7 @@ async fn an_admin_no_longer_an_admin_can_neither_withdraw_nor_leave_invitations_
     // Her request authenticated as an admin; the change is refused in words.
     let withdrawn = p.h.service().withdraw_invitation(&dora_before, spare).await;
     assert!(
-        matches!(withdrawn, Err(apikeys_shared::Error::Forbidden(_))),
+        matches!(withdrawn, Err(apikeys_service::Error::Forbidden(_))),
         "{withdrawn:?}"
     );
     // Her invitation no longer stands.

@@ -141,8 +141,8 @@ async fn foreign_service_accounts_and_memberships_cannot_be_touched_or_detected(
         .await;
     same_answer(&foreign, &random);
 
-    let foreign = h.gql(key, SET_ROLE, Some(json!({"input": {"membership_id": b.admin_membership_id, "role_id": apikeys_shared::domain::Role::User.id()}}))).await;
-    let random = h.gql(key, SET_ROLE, Some(json!({"input": {"membership_id": Uuid::new_v4(), "role_id": apikeys_shared::domain::Role::User.id()}}))).await;
+    let foreign = h.gql(key, SET_ROLE, Some(json!({"input": {"membership_id": b.admin_membership_id, "role_id": apikeys_core::domain::Role::User.id()}}))).await;
+    let random = h.gql(key, SET_ROLE, Some(json!({"input": {"membership_id": Uuid::new_v4(), "role_id": apikeys_core::domain::Role::User.id()}}))).await;
     same_answer(&foreign, &random);
 
     let foreign = h

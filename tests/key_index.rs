@@ -3,9 +3,9 @@
 //! index; an index left incomplete (keys written before it existed) is
 //! never trusted, and the operator's repair completes it.
 
-use apikeys_shared::domain::{AccountType, Principal};
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::sweep::Sweeper;
+use apikeys_core::domain::{AccountType, Principal};
+use apikeys_service::sweep::Sweeper;
+use apikeys_service::KeyRequest;
 use apikeys_tests::Harness;
 use uuid::Uuid;
 

@@ -1,6 +1,6 @@
 //! Key lifecycle: create, list, revoke, expiry, and input that must write nothing.
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::{error_code, unauthenticated, Harness};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::domain::{LeaseKind, Role};
-use apikeys_shared::service::LEASE;
-use apikeys_shared::store::Acquired;
+use apikeys_core::domain::{LeaseKind, Role};
+use apikeys_service::LEASE;
+use apikeys_store::Acquired;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::{endpoint, prefect_body, Harness, MemberFixture, Route};
 use serde_json::{json, Value};
@@ -241,7 +241,7 @@ async fn a_lease_whose_holder_died_blocks_growth_only_and_frees_itself() {
     );
     // Nor is the sweeper.
     h.clock.set(t0 + Duration::seconds(10));
-    let report = apikeys_shared::sweep::Sweeper::new(h.service().store().clone())
+    let report = apikeys_service::sweep::Sweeper::new(h.service().store().clone())
         .sweep(h.now(), None)
         .await
         .unwrap();

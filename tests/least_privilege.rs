@@ -2,7 +2,7 @@
 //! owner's role, at every request) and disabling a key (it fails like a
 //! revoked one until enabled), through the real handler.
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::{error_code, unauthenticated, Harness, Route};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -313,7 +313,7 @@ async fn a_key_disabled_while_requests_race_it_fails_on_every_request_after() {
 async fn the_operator_issues_a_read_only_key() {
     let h = Harness::new().await;
     h.add_member("acme", "bob", Role::TenantAdmin).await;
-    let request = apikeys_shared::service::KeyRequest {
+    let request = apikeys_service::KeyRequest {
         name: "dashboard",
         expires_at: None,
         role_ceiling: Some(Role::ReadOnlyUser),
@@ -367,7 +367,7 @@ async fn a_capped_key_does_not_enable_a_stronger_key() {
 async fn a_change_in_flight_when_its_key_stops_writes_nothing() {
     let h = Harness::new().await;
     let admin = h.tenant.admin_id;
-    let request = |name| apikeys_shared::service::KeyRequest {
+    let request = |name| apikeys_service::KeyRequest {
         name,
         expires_at: None,
         role_ceiling: None,
@@ -404,7 +404,7 @@ async fn a_change_in_flight_when_its_key_stops_writes_nothing() {
         assert!(
             matches!(
                 err,
-                apikeys_shared::Error::Store(apikeys_shared::store::StoreError::KeyStopped)
+                apikeys_service::Error::Store(apikeys_store::StoreError::KeyStopped)
             ),
             "{stop}: {err:?}"
         );

@@ -6,8 +6,8 @@
 
 use std::collections::HashSet;
 
-use apikeys_shared::domain::Role;
-use apikeys_shared::token::TokenHash;
+use apikeys_core::domain::Role;
+use apikeys_core::token::TokenHash;
 use apikeys_tests::{error_code, Harness};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
@@ -327,7 +327,7 @@ async fn an_admin_rotates_a_service_account_key_and_the_sweeper_removes_the_old_
     );
     // After the grace, the sweeper takes the old key away (and says so in the log).
     h.clock.set(t0 + Duration::seconds(121));
-    let report = apikeys_shared::sweep::Sweeper::new(h.service().store().clone())
+    let report = apikeys_service::sweep::Sweeper::new(h.service().store().clone())
         .sweep(h.now(), None)
         .await
         .unwrap();
@@ -626,7 +626,7 @@ async fn a_refused_or_failed_change_writes_no_record() {
         .create_api_key(
             &p,
             p.user_id,
-            apikeys_shared::service::KeyRequest {
+            apikeys_service::KeyRequest {
                 name: "ghost",
                 expires_at: None,
                 role_ceiling: None,
@@ -637,7 +637,7 @@ async fn a_refused_or_failed_change_writes_no_record() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, apikeys_shared::Error::NotFound(_)), "{err}");
+    assert!(matches!(err, apikeys_service::Error::NotFound(_)), "{err}");
     assert_eq!(
         audit_items(&h).await.len(),
         after_removal,

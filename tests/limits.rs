@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::{prefect_body, Harness, Route};
 use serde_json::{json, Value};
 
@@ -165,8 +165,8 @@ async fn revocation_is_never_counted_so_a_thief_cannot_lock_out_its_owner() {
 
 #[tokio::test]
 async fn a_creation_refused_by_the_limit_made_no_room_either() {
-    use apikeys_shared::audit::AuditAction;
-    use apikeys_shared::domain::AccountType;
+    use apikeys_core::audit::AuditAction;
+    use apikeys_core::domain::AccountType;
     let h = Harness::with_env(&[("CHANGES_PER_MINUTE", "3")]).await;
     // At the start of a minute; the refusal comes in the next one.
     let minute = h.now().unix_timestamp().div_euclid(60) * 60;
@@ -184,7 +184,7 @@ async fn a_creation_refused_by_the_limit_made_no_room_either() {
             .insert_key(&key, None, &h.audit(AuditAction::KeyCreated, key.key.id))
             .await
             .unwrap();
-        assert_eq!(written, apikeys_shared::store::KeyInsert::Written);
+        assert_eq!(written, apikeys_store::KeyInsert::Written);
     }
     h.clock.set(t0 + time::Duration::seconds(80));
     // Alice spends her changes this minute.
@@ -216,7 +216,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
     let t0 = h.now();
     // Bob holds his fixture key and 39 keys that expire in 10 s.
     for i in 0..39 {
-        let request = apikeys_shared::service::KeyRequest {
+        let request = apikeys_service::KeyRequest {
             name: &format!("short {i}"),
             expires_at: Some(t0 + time::Duration::seconds(10)),
             role_ceiling: None,
@@ -225,7 +225,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
         };
         h.service().issue_key("acme", "bob", request).await.unwrap();
     }
-    let full = apikeys_shared::service::KeyRequest {
+    let full = apikeys_service::KeyRequest {
         name: "one too many",
         expires_at: None,
         role_ceiling: None,
@@ -240,7 +240,7 @@ async fn the_operators_issue_key_at_the_limit_makes_room_from_expired_keys_like_
     assert!(refused.to_string().contains("at most 40"), "{refused}");
     // Expired, not yet swept: they make room, as they would for the API.
     h.clock.set(t0 + time::Duration::seconds(11));
-    let request = apikeys_shared::service::KeyRequest {
+    let request = apikeys_service::KeyRequest {
         name: "in their place",
         expires_at: None,
         role_ceiling: None,

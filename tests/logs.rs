@@ -1,8 +1,8 @@
 //! Logs at the most verbose level hold no key, hash, email, credential or
 //! request body: a whole scenario runs with `trace` and its output is searched.
 
-use apikeys_shared::domain::Role;
-use apikeys_shared::token::TokenHash;
+use apikeys_core::domain::Role;
+use apikeys_core::token::TokenHash;
 use apikeys_tests::{Captured, Harness, Route};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
@@ -17,7 +17,7 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
     std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
     let captured = Captured::default();
-    tracing::subscriber::set_global_default(apikeys_shared::logging::subscriber(
+    tracing::subscriber::set_global_default(apikeys_platform::logging::subscriber(
         LevelFilter::TRACE,
         captured.clone(),
     ))
@@ -72,7 +72,7 @@ async fn a_whole_scenario_at_trace_level_logs_no_secret() {
     h.gql(&bob.key, &format!("{{ nope_{body_marker} }}"), None)
         .await;
     // A malformed hash item: the storage error is logged, its key is not.
-    let broken = apikeys_shared::token::NewKey::generate("apk");
+    let broken = apikeys_core::token::NewKey::generate("apk");
     let broken_hash = broken.hash();
     h.client
         .put_item()

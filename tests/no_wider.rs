@@ -10,8 +10,8 @@
 //! their keys, their invitation, their session), with a key and with a
 //! session, answers without a server error.
 
-use apikeys_shared::domain::Role;
-use apikeys_shared::service::PolicyChange;
+use apikeys_core::domain::Role;
+use apikeys_service::PolicyChange;
 use apikeys_tests::idp::{provider_with, Provider};
 use apikeys_tests::{prefect_body, Reply, Route};
 use serde_json::{json, Value};

@@ -3,12 +3,12 @@
 //! `user` answer, kept equal to the membership by every write that changes
 //! it (`Harness::assert_consistent` compares every copy with its source).
 
-use apikeys_shared::audit::AuditAction;
+use apikeys_core::audit::AuditAction;
 use std::sync::Arc;
 
-use apikeys_shared::domain::{AccountType, ApiKey, Role};
-use apikeys_shared::store::StoredKey;
-use apikeys_shared::token::NewKey;
+use apikeys_core::domain::{AccountType, ApiKey, Role};
+use apikeys_core::token::NewKey;
+use apikeys_store::StoredKey;
 use apikeys_tests::{prefect_body, unauthenticated, Harness, Route};
 use serde_json::json;
 use uuid::Uuid;
@@ -185,7 +185,7 @@ async fn old_style_key(h: &Harness, owner: Uuid) -> String {
         )
         .await
         .unwrap();
-    assert_eq!(written, apikeys_shared::store::KeyInsert::Written);
+    assert_eq!(written, apikeys_store::KeyInsert::Written);
     secret.expose_secret().to_string()
 }
 

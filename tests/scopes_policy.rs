@@ -5,8 +5,8 @@
 //! fails half-way.
 
 use apikeys_authorizer::routes::RouteMap;
-use apikeys_shared::domain::Role;
-use apikeys_shared::service::PolicyChange;
+use apikeys_core::domain::Role;
+use apikeys_service::PolicyChange;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::{endpoint, error_code, event, prefect_body, Harness, Route};
 use serde_json::{json, Value};
@@ -907,7 +907,7 @@ async fn a_policy_change_the_database_breaks_half_way_is_finished_by_sending_it_
         .unwrap();
     let changes = records
         .iter()
-        .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyPolicyChanged)
+        .filter(|(r, _)| r.action == apikeys_core::audit::AuditAction::KeyPolicyChanged)
         .count();
     assert_eq!(changes, 1);
     h.assert_consistent().await;
@@ -977,7 +977,7 @@ async fn a_policy_change_on_many_keys_resumes_request_by_request_and_never_start
     let h = Harness::new().await;
     let (account, _) = h.add_service_account("fleet").await;
     let seeded = h
-        .seed_keys(account, apikeys_shared::domain::AccountType::Service, 430)
+        .seed_keys(account, apikeys_core::domain::AccountType::Service, 430)
         .await;
     let proxy = FaultProxy::start(&endpoint(), Plan::Off, 11)
         .await

@@ -5,10 +5,10 @@
 //! on the spot, or (notify-only tenants) kept and recorded; replays change
 //! nothing.
 
-use apikeys_shared::policy::LeakAction;
-use apikeys_shared::scanning::p256_pem;
-use apikeys_shared::service::PolicyChange;
-use apikeys_shared::token::TokenHash;
+use apikeys_core::policy::LeakAction;
+use apikeys_core::token::TokenHash;
+use apikeys_idp::github::p256_pem;
+use apikeys_service::PolicyChange;
 use apikeys_tests::documents::{document_server, DocumentServer};
 use apikeys_tests::{mistyped, Harness};
 use base64::Engine;
@@ -373,7 +373,7 @@ async fn a_thousand_matches_cost_batch_reads_and_one_transaction_per_live_key() 
             4 => format!("ghp_{:036}", i),
             5 => format!("apk_{}", "A".repeat(36)),
             6 => String::new(),
-            _ => apikeys_shared::token::NewKey::generate("apk")
+            _ => apikeys_core::token::NewKey::generate("apk")
                 .expose_secret()
                 .to_string(),
         });
@@ -577,7 +577,7 @@ async fn identical_reports_at_once_act_once() {
             .unwrap();
         let leaks = log
             .iter()
-            .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyLeaked)
+            .filter(|(r, _)| r.action == apikeys_core::audit::AuditAction::KeyLeaked)
             .count();
         assert_eq!(leaks, 1, "notify: {notify}");
         assert_eq!(works(h, &key).await, notify);

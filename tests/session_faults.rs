@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
+use apikeys_core::audit::AuditAction;
+use apikeys_core::domain::{Person as Vouched, Role};
 use apikeys_graphql::App;
-use apikeys_shared::audit::AuditAction;
-use apikeys_shared::domain::{Person as Vouched, Role};
-use apikeys_shared::service::Authenticated;
-use apikeys_shared::store::Membership;
-use apikeys_shared::ApiKeys;
+use apikeys_service::ApiKeys;
+use apikeys_service::Authenticated;
+use apikeys_store::Membership;
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
 use apikeys_tests::idp::{provider_with, Provider, CLIENT, ISSUER};
 use apikeys_tests::{
@@ -1434,7 +1434,7 @@ async fn session_and_invitation_writes_at_a_30_percent_fault_rate_answer_truthfu
     // Faults off: a lease whose release a fault prevented ends by itself.
     w.p.h
         .clock
-        .set(w.p.h.now() + apikeys_shared::service::LEASE + Duration::seconds(1));
+        .set(w.p.h.now() + apikeys_service::LEASE + Duration::seconds(1));
     w.p.h.assert_consistent().await;
     assert_sessions_and_invitations(&w).await;
     assert_acceptances_recorded(&w).await;

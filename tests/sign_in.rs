@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use apikeys_shared::domain::Role;
+use apikeys_core::domain::Role;
 use apikeys_tests::idp::{
     b64, forged, provider, provider_with, sign_rsa, CLIENT, ISSUER, KID, RSA_A, RSA_B,
 };
@@ -437,7 +437,7 @@ async fn switch_tenant_only_into_the_persons_own_tenants() {
     p.h.service()
         .add_member(
             "beta",
-            apikeys_shared::service::operator::NewUser {
+            apikeys_service::operator::NewUser {
                 username: "alice",
                 email: None,
             },
@@ -627,8 +627,8 @@ async fn without_its_stage_variable_sign_in_is_off_and_says_so() {
 
 #[tokio::test]
 async fn the_tenants_networks_bind_sessions_too_even_ones_made_before() {
-    use apikeys_shared::policy::LeakAction;
-    use apikeys_shared::service::{Authenticated, PolicyChange};
+    use apikeys_core::policy::LeakAction;
+    use apikeys_service::{Authenticated, PolicyChange};
     let p = provider().await;
     p.link("alice-sub", p.h.tenant.admin_id).await;
     let (before, _) = p.session("alice-sub").await;
@@ -692,7 +692,7 @@ async fn the_tenants_networks_bind_sessions_too_even_ones_made_before() {
 
 #[tokio::test]
 async fn a_log_out_that_raced_a_refresh_still_ends_the_session() {
-    use apikeys_shared::service::Authenticated;
+    use apikeys_service::Authenticated;
     let p = provider().await;
     p.link("alice-sub", p.h.tenant.admin_id).await;
     let (access, refresh) = p.session("alice-sub").await;

@@ -1,12 +1,12 @@
 //! The expiry sweeper, driven by the real scheduled event, against the local
 //! DynamoDB: what it removes, what it keeps, deadlines, and its request cost.
 
-use apikeys_shared::audit::AuditAction;
+use apikeys_core::audit::AuditAction;
 use std::time::{Duration as StdDuration, Instant};
 
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::expiry_bucket;
-use apikeys_shared::sweep::{SweepReport, Sweeper};
+use apikeys_service::sweep::{SweepReport, Sweeper};
+use apikeys_service::KeyRequest;
+use apikeys_store::expiry_bucket;
 use apikeys_sweeper::{App, ScheduledEvent};
 use apikeys_tests::{sweep_cost, unauthenticated, Harness, SCHEDULED_EVENT};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -279,7 +279,7 @@ async fn an_expiring_key_is_warned_once_per_window_across_many_sweeps() {
         .unwrap();
     let warnings: Vec<_> = records
         .iter()
-        .filter(|(r, _)| r.action == apikeys_shared::audit::AuditAction::KeyExpiringSoon)
+        .filter(|(r, _)| r.action == apikeys_core::audit::AuditAction::KeyExpiringSoon)
         .collect();
     assert_eq!(warnings.len(), 3);
     for (r, _) in &warnings {
@@ -300,7 +300,7 @@ async fn an_expiring_key_is_warned_once_per_window_across_many_sweeps() {
 async fn a_warning_backlog_is_worked_off_across_sweeps_that_run_out_of_time() {
     let h = Harness::new().await;
     let t0 = h.now();
-    h.add_member("acme", "bob", apikeys_shared::domain::Role::User)
+    h.add_member("acme", "bob", apikeys_core::domain::Role::User)
         .await;
     // Made long before their expiry (so not "made knowing"), then the
     // clock moves to 5 days before it: a backlog of 70 keys at the first

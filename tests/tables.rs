@@ -59,7 +59,7 @@ fn the_template_defines_the_index_and_ttl_the_code_relies_on() {
     let index = spec
         .indexes
         .iter()
-        .find(|i| i.index_name() == apikeys_shared::store::EXPIRY_INDEX)
+        .find(|i| i.index_name() == apikeys_store::EXPIRY_INDEX)
         .expect("the sweeper's index");
     let keys: Vec<&str> = index
         .key_schema()
@@ -94,6 +94,6 @@ fn the_default_request_time_is_the_templates_function_timeout() {
         .trim()
         .parse()
         .expect("seconds");
-    let default = apikeys_shared::config::DEFAULT_REQUEST_TIMEOUT;
+    let default = apikeys_service::config::DEFAULT_REQUEST_TIMEOUT;
     assert_eq!(default.as_secs(), timeout);
 }

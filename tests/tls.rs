@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apikeys_shared::config::Config;
-use apikeys_shared::https::{https_client, https_client_trusting};
-use apikeys_shared::store::dynamodb_client_over;
+use apikeys_platform::https::{https_client, https_client_trusting};
+use apikeys_service::config::Config;
+use apikeys_store::dynamodb_client_over;
 use apikeys_tests::endpoint;
 use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_sdk_dynamodb::error::DisplayErrorContext;

@@ -165,7 +165,7 @@ async fn tenant_header_naming_another_or_a_malformed_tenant_is_unauthenticated()
 async fn missing_malformed_unknown_and_mistyped_keys_get_the_unauthenticated_envelope() {
     let h = Harness::new().await;
     let typo = mistyped(&h.tenant.admin_key, 8);
-    let unknown = apikeys_shared::token::NewKey::generate("apk");
+    let unknown = apikeys_core::token::NewKey::generate("apk");
     let cases: Vec<Vec<(&str, String)>> = vec![
         vec![],
         vec![("Authorization", "Bearer".to_string())],

@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::metrics::RequestCounter;
+use apikeys_core::clock::ManualClock;
+use apikeys_core::domain::{AccountType, ApiKey, Role};
+use apikeys_core::token::NewKey;
 use apikeys_graphql::App;
-use apikeys_shared::clock::ManualClock;
-use apikeys_shared::config::Config;
-use apikeys_shared::domain::{AccountType, ApiKey, Role};
-use apikeys_shared::service::operator::NewUser;
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{dynamodb_client, key_items, Store, StoredKey};
-use apikeys_shared::sweep::{SweepReport, Sweeper};
-use apikeys_shared::token::NewKey;
-use apikeys_shared::ApiKeys;
+use apikeys_service::config::Config;
+use apikeys_service::operator::NewUser;
+use apikeys_service::sweep::{SweepReport, Sweeper};
+use apikeys_service::ApiKeys;
+use apikeys_service::KeyRequest;
+use apikeys_store::{dynamodb_client, key_items, Store, StoredKey};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -218,8 +218,8 @@ impl Harness {
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_map(&env).expect("test config");
-        let base =
-            dynamodb_client(&config.store).expect("AWS_REGION and credentials are set by infra/test");
+        let base = dynamodb_client(&config.store)
+            .expect("AWS_REGION and credentials are set by infra/test");
         let spec = apikeys_admin::tables::table_spec(TEMPLATE, apikeys_admin::tables::KEYS_TABLE)
             .expect("template table");
         apikeys_admin::tables::create_table(&base, &table, &spec)
@@ -230,10 +230,12 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(
             OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         ));
-        let store =
-            Store::new(client.clone(), table.clone()).with_change_limit(config.store.changes_per_minute);
+        let store = Store::new(client.clone(), table.clone())
+            .with_change_limit(config.store.changes_per_minute);
         let service = ApiKeys::new(store, clock.clone(), config);
-        let app = App::new(service);
+        let settings = apikeys_graphql::Settings::from_env(&apikeys_platform::Env::from_map(&env))
+            .expect("test settings");
+        let app = App::new(service, settings);
         let mut harness = Self {
             app,
             clock,
@@ -280,10 +282,12 @@ impl Harness {
         let config = Config::from_map(&env).expect("test config");
         let counter = RequestCounter::default();
         let client = counter.instrument(&dynamodb_client(&config.store).expect("client"));
-        let store =
-            Store::new(client, self.table.clone()).with_change_limit(config.store.changes_per_minute);
+        let store = Store::new(client, self.table.clone())
+            .with_change_limit(config.store.changes_per_minute);
         let service = ApiKeys::new(store, self.clock.clone(), config);
-        (App::new(service), counter)
+        let settings = apikeys_graphql::Settings::from_env(&apikeys_platform::Env::from_map(&env))
+            .expect("test settings");
+        (App::new(service, settings), counter)
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -294,10 +298,10 @@ impl Harness {
     /// operator: what a store write made by a test carries.
     pub fn audit(
         &self,
-        action: apikeys_shared::audit::AuditAction,
+        action: apikeys_core::audit::AuditAction,
         target: Uuid,
-    ) -> apikeys_shared::audit::AuditRecord {
-        use apikeys_shared::audit::{AuditActor, AuditEvent, TargetType};
+    ) -> apikeys_core::audit::AuditRecord {
+        use apikeys_core::audit::{AuditActor, AuditEvent, TargetType};
         let event = AuditEvent::new(
             action,
             AuditActor::operator(),
@@ -884,7 +888,7 @@ impl Unauthenticated {
         let reason = reply["errors"][0]["extensions"]["reason"]
             .as_str()
             .unwrap_or("");
-        let known = apikeys_shared::Refusal::ALL
+        let known = apikeys_core::refusal::Refusal::ALL
             .iter()
             .any(|r| r.code() == reason);
         let wanted = self.0.is_none_or(|w| w == reason);

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apikeys_shared::clock::{Clock, SystemClock};
-use apikeys_shared::config::{Config, ConfigError};
-use apikeys_shared::domain::Principal;
-use apikeys_shared::service::{Gate, Refusal};
-use apikeys_shared::token::{bearer_token, NewKey};
-use apikeys_shared::ApiKeys;
+use apikeys_core::clock::{Clock, SystemClock};
+use apikeys_core::domain::Principal;
+use apikeys_core::token::{bearer_token, NewKey};
+use apikeys_service::config::{Config, ConfigError};
+use apikeys_service::ApiKeys;
+use apikeys_service::{Gate, Refusal};
 use serde_json::{json, Map, Value};
 
 pub mod routes;
@@ -153,7 +153,7 @@ pub fn source_ip(event: &Value) -> Option<std::net::IpAddr> {
         .pointer("/identity/sourceIp")
         .or_else(|| context.pointer("/http/sourceIp"))?
         .as_str()?;
-    apikeys_shared::domain::parse_source_ip(text)
+    apikeys_core::domain::parse_source_ip(text)
 }
 
 /// Decides one authorizer event. `Err` is the gateway's 401 (REST, with

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_shared::logging::init();
+    apikeys_platform::logging::init();
     let app = Arc::new(apikeys_authorizer::App::from_env()?);
     app.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

@@ -11,7 +11,7 @@
 //! request no entry matches is refused to every scoped key. A key without
 //! scopes is not limited by the map.
 
-use apikeys_shared::policy::{scopes_grant, validate_scope};
+use apikeys_core::policy::{scopes_grant, validate_scope};
 use serde_json::Value;
 
 /// The most entries a map may hold (the REST policy lists the allowed ones,

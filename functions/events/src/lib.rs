@@ -11,8 +11,8 @@
 // (with panic = "abort" a panic ends the Lambda instance): enforced by
 // clippy, with the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
 
-use apikeys_shared::config::ConfigError;
-use apikeys_shared::events::{audit_records_of_stream, detail, detail_type, SOURCE};
+use apikeys_platform::ConfigError;
+use apikeys_store::events::{audit_records_of_stream, detail, detail_type, SOURCE};
 use aws_sdk_eventbridge::config::BehaviorVersion;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::Value;
@@ -39,10 +39,10 @@ impl App {
     /// `AWS_ENDPOINT_URL`) for an emulator.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (region, credentials) = apikeys_shared::store::region_and_credentials()?;
+        let (region, credentials) = apikeys_store::region_and_credentials()?;
         let mut builder = aws_sdk_eventbridge::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(apikeys_shared::https::https_client()?)
+            .http_client(apikeys_platform::https::https_client()?)
             .region(region)
             .credentials_provider(credentials);
         if let Some(endpoint) =

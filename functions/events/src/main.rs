@@ -8,7 +8,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_shared::logging::init();
+    apikeys_platform::logging::init();
     let app = Arc::new(apikeys_events::App::from_env()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = Arc::clone(&app);

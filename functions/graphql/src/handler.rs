@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use apikeys_shared::clock::{Clock, SystemClock};
-use apikeys_shared::config::{Config, ConfigError};
-use apikeys_shared::domain::{AccountType, Principal, Role, Tenant};
-use apikeys_shared::service::{Authenticated, Refusal};
-use apikeys_shared::store::StoreError;
-use apikeys_shared::token::{
-    bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE,
-};
-use apikeys_shared::{ApiKeys, Error};
+use apikeys_core::clock::SystemClock;
+use apikeys_core::domain::{AccountType, Principal, Role, Tenant};
+use apikeys_core::token::{bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE};
+use apikeys_service::config::{Config, ConfigError};
+use apikeys_service::ApiKeys;
+use apikeys_service::Error;
+use apikeys_service::{Authenticated, Refusal};
+use apikeys_store::StoreError;
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{
     EmptySubscription, GraphQLError, InputValue, OperationType, ValidatedOperation, Variables,
@@ -31,36 +30,63 @@ use crate::schema::{
 /// Largest request body accepted; any real GraphQL request is far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What the GraphQL function reads of the environment beyond the
+/// service's settings: introspection, and its own entrances (sign-in with
+/// an identity provider, secret scanning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Allow schema introspection (`ENABLE_INTROSPECTION`, default false;
+    /// `ENABLE_GRAPHIQL`, its former name, is still read).
+    pub introspection: bool,
+    /// The identity provider people sign in with; unset: keys only.
+    pub oidc: Option<apikeys_idp::oidc::OidcSettings>,
+    pub scanning: apikeys_idp::github::ScanningSettings,
+}
+
+impl Settings {
+    pub fn from_env(env: &apikeys_platform::Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            introspection: env.switch("ENABLE_INTROSPECTION", false)?
+                || env.switch("ENABLE_GRAPHIQL", false)?,
+            oidc: apikeys_idp::oidc::OidcSettings::from_env(env)?,
+            scanning: apikeys_idp::github::ScanningSettings::from_env(env),
+        })
+    }
+}
+
 /// Everything built once per cold start and shared by every request.
 pub struct App {
     service: Arc<ApiKeys>,
+    settings: Settings,
     schema: Schema,
     /// GitHub's secret scanning keys: their client built, and the keys
     /// fetched, when a report first needs them (never at cold start).
-    github_keys: std::sync::OnceLock<Option<apikeys_shared::scanning::GithubKeys>>,
+    github_keys: std::sync::OnceLock<Option<apikeys_idp::github::GithubKeys>>,
     /// The identity provider's ID-token verifier: built, and its keys
     /// fetched, when a sign-in first needs them (never at cold start).
-    verifier: std::sync::OnceLock<Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>>,
+    verifier: std::sync::OnceLock<Option<Arc<apikeys_idp::oidc::IdTokenVerifier>>>,
 }
 
 impl App {
-    pub fn new(service: ApiKeys) -> Self {
-        let introspection = service.config().introspection;
+    pub fn new(service: ApiKeys, settings: Settings) -> Self {
         Self {
             service: Arc::new(service),
-            schema: schema(introspection),
+            schema: schema(settings.introspection),
+            settings,
             github_keys: std::sync::OnceLock::new(),
             verifier: std::sync::OnceLock::new(),
         }
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
+        let env = apikeys_platform::Env::from_process();
         let config = Config::from_env()?;
-        Self::with_clock(config, Arc::new(SystemClock))
+        let service = ApiKeys::from_config(config, Arc::new(SystemClock))?;
+        Ok(Self::new(service, Settings::from_env(&env)?))
     }
 
-    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        Ok(Self::new(ApiKeys::from_config(config, clock)?))
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn service(&self) -> &ApiKeys {
@@ -70,11 +96,11 @@ impl App {
     /// The ID-token verifier, when an identity provider is configured
     /// (with a client id from the API Gateway stage variable the
     /// configuration names, read from the first request that needs it).
-    fn verifier(&self, request: &Request) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
+    fn verifier(&self, request: &Request) -> Option<Arc<apikeys_idp::oidc::IdTokenVerifier>> {
         if let Some(built) = self.verifier.get() {
             return built.clone();
         }
-        let mut settings = self.service.config().oidc.clone()?;
+        let mut settings = self.settings.oidc.clone()?;
         if let Some(name) = &settings.client_stage_variable {
             let from_stage = request
                 .stage_variables_ref()
@@ -90,7 +116,7 @@ impl App {
             };
             settings.client_id = client.to_string();
         }
-        let built = match apikeys_shared::oidc::IdTokenVerifier::new(settings) {
+        let built = match apikeys_idp::oidc::IdTokenVerifier::new(settings) {
             Ok(verifier) => Some(Arc::new(verifier)),
             Err(e) => {
                 tracing::error!(error = %e, "identity provider not usable: sign-in off");
@@ -166,7 +192,7 @@ fn warm_up_principal() -> Principal {
         key_scopes: Vec::new(),
         key_created: None,
         key_expires_at: None,
-        policy: apikeys_shared::policy::KeyPolicy::default(),
+        policy: apikeys_core::policy::KeyPolicy::default(),
         session: None,
     }
 }
@@ -434,8 +460,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
             gitlab_revoke(app, &request).await
         }
         (&Method::GET | &Method::HEAD, "") => console::page(
-            app.service
-                .config()
+            app.settings
                 .oidc
                 .as_ref()
                 .and_then(|o| o.token_url.as_deref()),
@@ -474,7 +499,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
 
 /// HTTP 413 for a leak report over 1 MiB, refused before anything else.
 fn report_too_large(body: &[u8]) -> Option<Response<Body>> {
-    (body.len() > apikeys_shared::scanning::MAX_REPORT_BYTES).then(|| {
+    (body.len() > apikeys_core::reports::MAX_REPORT_BYTES).then(|| {
         json_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &json!({"message": "a report is at most 1 MiB"}),
@@ -492,7 +517,7 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
         return refused;
     }
     let keys = app.github_keys.get_or_init(|| {
-        apikeys_shared::scanning::GithubKeys::new(app.service.config().github_keys_url.clone())
+        apikeys_idp::github::GithubKeys::new(app.settings.scanning.github_keys_url.clone())
             .map_err(|e| tracing::error!(error = %e, "secret scanning reports will be refused"))
             .ok()
     });
@@ -524,7 +549,7 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
             ));
         }
     }
-    let matches = match apikeys_shared::scanning::parse_report(body) {
+    let matches = match apikeys_core::reports::parse_report(body) {
         Ok(matches) => matches,
         Err(message) => {
             return json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
@@ -558,13 +583,13 @@ async fn github_report(app: &App, request: &Request) -> Response<Body> {
 /// Is the request GitLab's, by its pre-shared token? (`None`: the GitLab
 /// entrance is not configured, answered like a bad token.)
 fn gitlab_allowed(app: &App, request: &Request) -> bool {
-    app.service
-        .config()
+    app.settings
+        .scanning
         .gitlab_token_sha256
         .as_deref()
         .is_some_and(|hash| {
             // Sent twice: refused, as `authorization` answers none.
-            apikeys_shared::scanning::gitlab_token_matches(authorization(request), hash)
+            apikeys_core::reports::gitlab_token_matches(authorization(request), hash)
         })
 }
 
@@ -583,7 +608,7 @@ fn gitlab_types(app: &App, request: &Request) -> Response<Body> {
     }
     json_response(
         StatusCode::OK,
-        &json!({"types": apikeys_shared::scanning::GITLAB_TOKEN_TYPES}),
+        &json!({"types": apikeys_core::reports::GITLAB_TOKEN_TYPES}),
     )
 }
 
@@ -599,7 +624,7 @@ async fn gitlab_revoke(app: &App, request: &Request) -> Response<Body> {
         tracing::info!("token revocation request refused: wrong or missing token");
         return gitlab_unauthorized();
     }
-    let matches = match apikeys_shared::scanning::parse_gitlab_request(body) {
+    let matches = match apikeys_core::reports::parse_gitlab_request(body) {
         Ok((matches, 0)) => matches,
         Ok((matches, left_out)) => {
             tracing::info!(
@@ -869,7 +894,7 @@ fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
         #[allow(unreachable_patterns)]
         _ => None,
     }?;
-    apikeys_shared::domain::parse_source_ip(&text)
+    apikeys_core::domain::parse_source_ip(&text)
 }
 
 /// Time kept back from a request's deadline when long work (a key policy
@@ -960,7 +985,7 @@ fn signing_in(
     app: &App,
     request: &Request,
     prepared: &Prepared<'_>,
-) -> Option<Arc<apikeys_shared::oidc::IdTokenVerifier>> {
+) -> Option<Arc<apikeys_idp::oidc::IdTokenVerifier>> {
     if prepared.measured.signs_in {
         app.verifier(request)
     } else {

@@ -9,4 +9,4 @@ pub mod cost;
 pub mod handler;
 pub mod schema;
 
-pub use handler::{handle, App};
+pub use handler::{handle, App, Settings};

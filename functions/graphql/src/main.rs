@@ -6,7 +6,7 @@ use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_shared::logging::init();
+    apikeys_platform::logging::init();
     let app = Arc::new(apikeys_graphql::App::from_env()?);
     app.warm_up().await;
     lambda_http::run(service_fn(move |request: Request| {

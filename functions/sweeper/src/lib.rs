@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use apikeys_shared::clock::{Clock, SystemClock};
-use apikeys_shared::config::{Config, ConfigError};
-use apikeys_shared::store::{dynamodb_client, Store};
-use apikeys_shared::sweep::{SweepReport, Sweeper};
+use apikeys_core::clock::{Clock, SystemClock};
+use apikeys_service::config::{Config, ConfigError};
+use apikeys_service::sweep::{SweepReport, Sweeper};
+use apikeys_store::{dynamodb_client, Store};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use lambda_runtime::{Error, LambdaEvent};

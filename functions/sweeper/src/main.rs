@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    apikeys_shared::logging::init();
+    apikeys_platform::logging::init();
     let app = Arc::new(App::from_env()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ScheduledEvent>| {
         let app = Arc::clone(&app);

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use apikeys_shared::clock::SystemClock;
-use apikeys_shared::config::Config;
-use apikeys_shared::domain::{ApiKey, Role};
-use apikeys_shared::service::operator::NewUser;
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::Store;
-use apikeys_shared::ApiKeys;
+use apikeys_core::clock::SystemClock;
+use apikeys_core::domain::{ApiKey, Role};
+use apikeys_service::config::Config;
+use apikeys_service::operator::NewUser;
+use apikeys_service::ApiKeys;
+use apikeys_service::KeyRequest;
+use apikeys_store::Store;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -217,7 +217,7 @@ fn config(cli: &Cli) -> Result<Config> {
 /// The operator's client: aws-config's full chain (profiles, SSO, roles).
 async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(apikeys_shared::https::https_client()?);
+        .http_client(apikeys_platform::https::https_client()?);
     if let Some(endpoint) = &config.store.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
@@ -247,7 +247,7 @@ async fn client(config: &Config) -> Result<aws_sdk_dynamodb::Client> {
     }
     let sdk = aws_sdk_dynamodb::config::Builder::from(&shared);
     Ok(aws_sdk_dynamodb::Client::from_conf(
-        apikeys_shared::store::with_limits(sdk, &config.store).build(),
+        apikeys_store::with_limits(sdk, &config.store).build(),
     ))
 }
 
@@ -268,7 +268,7 @@ enum LeakArg {
     Notify,
 }
 
-fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::PolicyView) {
+fn print_policy(json: bool, tenant: &str, view: &apikeys_service::PolicyView) {
     let p = &view.policy;
     let networks: Vec<String> = p.networks.iter().map(ToString::to_string).collect();
     if json {
@@ -311,8 +311,8 @@ fn print_policy(json: bool, tenant: &str, view: &apikeys_shared::service::Policy
     println!(
         "  a leaked key is:                      {}",
         match p.leak_action {
-            apikeys_shared::policy::LeakAction::Revoke => "revoked",
-            apikeys_shared::policy::LeakAction::Notify => "reported only",
+            apikeys_core::policy::LeakAction::Revoke => "revoked",
+            apikeys_core::policy::LeakAction::Notify => "reported only",
         }
     );
     if !view.applied {
@@ -352,8 +352,8 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let store = Store::new(client(&config).await?, config.store.table_name.clone());
     if let Command::Sweep = &cli.command {
-        let sweeper =
-            apikeys_shared::sweep::Sweeper::new(store).with_audit_retention(config.audit_retention);
+        let sweeper = apikeys_service::sweep::Sweeper::new(store)
+            .with_audit_retention(config.audit_retention);
         let report = sweeper.sweep(OffsetDateTime::now_utc(), None).await?;
         if cli.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -460,12 +460,12 @@ async fn run(cli: Cli) -> Result<()> {
             networks,
             scopes,
         } => {
-            let allowed_networks = apikeys_shared::domain::parse_networks(&networks)
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let allowed_networks =
+                apikeys_core::domain::parse_networks(&networks).map_err(|e| anyhow::anyhow!(e))?;
             let scopes = if scopes.is_empty() {
                 Vec::new()
             } else {
-                apikeys_shared::policy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!(e))?
+                apikeys_core::policy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!(e))?
             };
             let expires_at = expires_at
                 .map(|t| {
@@ -491,14 +491,14 @@ async fn run(cli: Cli) -> Result<()> {
             networks,
             leak_action,
         } => {
-            let change = apikeys_shared::service::PolicyChange {
+            let change = apikeys_service::PolicyChange {
                 max_user_key_days,
                 max_service_key_days,
                 scopes_required,
                 allowed_networks: networks,
                 leak_action: match leak_action {
-                    LeakArg::Revoke => apikeys_shared::policy::LeakAction::Revoke,
-                    LeakArg::Notify => apikeys_shared::policy::LeakAction::Notify,
+                    LeakArg::Revoke => apikeys_core::policy::LeakAction::Revoke,
+                    LeakArg::Notify => apikeys_core::policy::LeakAction::Notify,
                 },
             };
             let view = service.set_key_policy_as_operator(&tenant, &change).await?;
@@ -590,7 +590,7 @@ async fn run(cli: Cli) -> Result<()> {
                     );
                 } else {
                     let who = match record.actor.account_type {
-                        Some(apikeys_shared::domain::AccountType::Service) => {
+                        Some(apikeys_core::domain::AccountType::Service) => {
                             format!("service account {}", record.actor.name)
                         }
                         _ => record.actor.name.clone(),

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{bail, Context, Result};
-use apikeys_shared::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use apikeys_shared::domain::AccountType;
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::{audit_put, key_items, StoredKey};
-use apikeys_shared::token::{NewKey, TokenHash};
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::domain::AccountType;
+use apikeys_core::token::{NewKey, TokenHash};
+use apikeys_service::KeyRequest;
+use apikeys_store::{audit_put, key_items, StoredKey};
 use apikeys_tests::{event, prefect_body, sweep_cost, Harness, Route};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
@@ -257,7 +257,7 @@ async fn overhead(iterations: usize) -> Result<Value> {
             .store()
             .delete_key(&stored.key_ref(), None, None, &audit)
             .await?;
-        if deleted != apikeys_shared::store::KeyDelete::Deleted {
+        if deleted != apikeys_store::KeyDelete::Deleted {
             bail!("the benchmark's key was not deleted: {deleted:?}");
         }
     }
@@ -352,7 +352,7 @@ async fn sign_in(
 fn bare_key(h: &Harness) -> StoredKey {
     let secret = NewKey::generate("apk");
     StoredKey {
-        key: apikeys_shared::domain::ApiKey {
+        key: apikeys_core::domain::ApiKey {
             id: Uuid::new_v4(),
             name: "bench".into(),
             tenant_id: h.tenant.id,
@@ -383,7 +383,7 @@ fn bench_audit(
     h: &Harness,
     action: AuditAction,
     stored: &StoredKey,
-) -> apikeys_shared::audit::AuditRecord {
+) -> apikeys_core::audit::AuditRecord {
     let event = AuditEvent::new(
         action,
         AuditActor::operator(),
@@ -566,7 +566,7 @@ async fn scaling() -> Result<Value> {
     let mut policies = BTreeMap::new();
     for keys in [100usize, 1_000, 4_000] {
         let h = tenant_with_bot_keys(keys).await?;
-        let change = apikeys_shared::service::PolicyChange {
+        let change = apikeys_service::PolicyChange {
             max_service_key_days: Some(90),
             ..Default::default()
         };

@@ -55,7 +55,7 @@ async fn serve(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    apikeys_shared::logging::init();
+    apikeys_platform::logging::init();
     let addr: SocketAddr = std::env::var("LISTEN_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:4000".into())
         .parse()

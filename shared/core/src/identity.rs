@@ -86,3 +86,34 @@ impl TokenRefusal {
         }
     }
 }
+
+/// Why no answer could be given: the provider's keys could not be fetched
+/// (retryable; never a refusal, never a sign-in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeysUnavailable(pub String);
+
+impl std::fmt::Display for KeysUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the identity provider's keys could not be fetched: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for KeysUnavailable {}
+
+/// What verifying an ID token answers: the person, a refusal and why, or
+/// no answer ([`KeysUnavailable`]).
+pub type Verified = Result<Result<Identity, TokenRefusal>, KeysUnavailable>;
+
+/// Verifies one identity provider's ID tokens at `now` (the `apikeys-idp`
+/// crate's verifier; what signing in asks of it).
+pub trait VerifyIdToken: Send + Sync {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        now: time::OffsetDateTime,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Verified> + Send + 'a>>;
+}

@@ -8,7 +8,11 @@ use tracing_subscriber::layer::SubscriberExt;
 
 /// This project's crates and binaries: their events go out at the chosen level.
 const OWN_TARGETS: &[&str] = &[
-    "apikeys_shared",
+    "apikeys_core",
+    "apikeys_platform",
+    "apikeys_store",
+    "apikeys_idp",
+    "apikeys_service",
     "apikeys_graphql",
     "apikeys_sweeper",
     "apikeys_authorizer",
@@ -76,7 +80,7 @@ mod tests {
         let f = filter(LevelFilter::TRACE);
         let enabled = |target: &str, level: Level| f.would_enable(target, &level);
         assert!(enabled("apikeys_graphql::handler", Level::TRACE));
-        assert!(enabled("apikeys_shared::store", Level::DEBUG));
+        assert!(enabled("apikeys_store", Level::DEBUG));
         for dep in [
             "aws_smithy_runtime::client",
             "hyper_util::client",

@@ -1,6 +1,6 @@
 //! `audit_log`: the tenant's audit records, newest first.
 
-use apikeys_shared::audit::{AuditCursor, AuditRecord};
+use apikeys_core::audit::{AuditCursor, AuditRecord};
 use juniper::GraphQLObject;
 use uuid::Uuid;
 

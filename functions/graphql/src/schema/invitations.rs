@@ -4,9 +4,10 @@
 //! shared by the authenticated schema and the schema of a person in no
 //! tenant yet (see `sessions`).
 
-use apikeys_shared::domain::{Person, Role};
-use apikeys_shared::store::Invitation;
-use apikeys_shared::{ApiKeys, Error};
+use apikeys_core::domain::{Person, Role};
+use apikeys_service::ApiKeys;
+use apikeys_service::Error;
+use apikeys_store::Invitation;
 use juniper::{FieldResult, GraphQLInputObject, GraphQLObject};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -96,13 +97,13 @@ pub struct MyTenant {
 #[derive(Default)]
 pub struct PersonReads {
     invitations: OnceCell<Result<Vec<Invitation>, Error>>,
-    tenants: OnceCell<Result<Vec<(apikeys_shared::domain::Tenant, Role)>, Error>>,
+    tenants: OnceCell<Result<Vec<(apikeys_core::domain::Tenant, Role)>, Error>>,
 }
 
 pub(super) async fn list(
     service: &ApiKeys,
     reads: &PersonReads,
-    admin_of: Option<&apikeys_shared::domain::Principal>,
+    admin_of: Option<&apikeys_core::domain::Principal>,
     person: Option<&Person>,
 ) -> FieldResult<Vec<MembershipInvitation>> {
     reads
@@ -116,7 +117,7 @@ pub(super) async fn list(
 
 pub(super) async fn accept(
     service: &ApiKeys,
-    session: Option<&apikeys_shared::domain::SessionRef>,
+    session: Option<&apikeys_core::domain::SessionRef>,
     input: InvitationIdInput,
 ) -> FieldResult<AcceptedInvitation> {
     let Some(session) = session else {
@@ -153,14 +154,12 @@ pub(super) async fn my_tenants(
         .map_err(field_error)?;
     Ok(found
         .into_iter()
-        .map(
-            |(t, role): (apikeys_shared::domain::Tenant, Role)| MyTenant {
-                id: t.id,
-                name: t.name,
-                slug: t.slug,
-                role: role.name().to_string(),
-            },
-        )
+        .map(|(t, role): (apikeys_core::domain::Tenant, Role)| MyTenant {
+            id: t.id,
+            name: t.name,
+            slug: t.slug,
+            role: role.name().to_string(),
+        })
         .collect())
 }
 

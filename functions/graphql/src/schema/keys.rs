@@ -1,6 +1,6 @@
 //! API keys: `auth_api_key`, its ordering, and the create and revoke inputs.
 
-use apikeys_shared::domain;
+use apikeys_core::domain;
 use juniper::{GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 

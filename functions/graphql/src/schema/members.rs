@@ -1,7 +1,7 @@
 //! People and service accounts: `user`, `membership`, `role_detail`, and
 //! the inputs of the member mutations.
 
-use apikeys_shared::domain::{Member, Role};
+use apikeys_core::domain::{Member, Role};
 use juniper::{graphql_object, GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 

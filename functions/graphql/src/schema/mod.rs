@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
-use apikeys_shared::authz::{authorize, Action, Target};
-use apikeys_shared::domain::{self, Member, Principal};
-use apikeys_shared::service::KeyRequest;
-use apikeys_shared::store::StoreError;
-use apikeys_shared::{ApiKeys, Error, Refusal};
+use apikeys_core::authz::{authorize, Action, Target};
+use apikeys_core::domain::{self, Member, Principal};
+use apikeys_core::refusal::Refusal;
+use apikeys_service::ApiKeys;
+use apikeys_service::Error;
+use apikeys_service::KeyRequest;
+use apikeys_store::StoreError;
 use juniper::{
     graphql_object, graphql_value, EmptySubscription, FieldError, FieldResult, GraphQLObject,
 };
@@ -58,7 +60,7 @@ pub struct Context {
     pub source: Option<std::net::IpAddr>,
     /// The identity provider's ID-token verifier (`None`: sign-in is not
     /// configured, or this request does not sign in).
-    pub verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
+    pub verifier: Option<Arc<apikeys_idp::oidc::IdTokenVerifier>>,
     /// The refresh token, as `refresh_token` takes it (Prefect 1.x sent
     /// it as the request's bearer).
     pub refresh_token: Option<String>,
@@ -66,7 +68,7 @@ pub struct Context {
     /// answer in time (`None`: no limit).
     pub until: Option<std::time::Instant>,
     members: OnceCell<Result<Vec<Member>, Error>>,
-    policy: OnceCell<Result<apikeys_shared::service::PolicyView, Error>>,
+    policy: OnceCell<Result<apikeys_service::PolicyView, Error>>,
     keys: OnceCell<Result<Vec<domain::ApiKey>, Error>>,
     person: PersonReads,
 }
@@ -92,7 +94,7 @@ impl Context {
     /// The same context, able to sign people in.
     pub fn with_sign_in(
         mut self,
-        verifier: Option<Arc<apikeys_shared::oidc::IdTokenVerifier>>,
+        verifier: Option<Arc<apikeys_idp::oidc::IdTokenVerifier>>,
         refresh_token: Option<String>,
     ) -> Self {
         self.verifier = verifier;
@@ -130,7 +132,7 @@ impl Context {
         }
     }
 
-    async fn policy(&self) -> FieldResult<apikeys_shared::service::PolicyView> {
+    async fn policy(&self) -> FieldResult<apikeys_service::PolicyView> {
         let p = self.principal()?;
         let read = async { self.service.key_policy(p).await };
         self.policy
@@ -395,7 +397,7 @@ impl Query {
             role_id: Some(p.effective_role().id()),
             account_type: Some(p.account_type.name().to_string()),
             permissions: Some(
-                apikeys_shared::authz::permissions(p.actor(), p.key_may_write())
+                apikeys_core::authz::permissions(p.actor(), p.key_may_write())
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
@@ -441,7 +443,7 @@ impl Query {
     /// The roles a member may have, with the stable ids a role is set by
     /// (no read).
     fn role() -> Vec<members::RoleDetail> {
-        apikeys_shared::domain::Role::ALL
+        apikeys_core::domain::Role::ALL
             .into_iter()
             .map(members::RoleDetail::from)
             .collect()
@@ -622,7 +624,7 @@ impl Mutation {
             domain::parse_networks(input.allowed_networks.as_deref().unwrap_or_default())
                 .map_err(|e| field_error(Error::BadInput(e)))?;
         let scopes = match &input.scopes {
-            Some(scopes) => apikeys_shared::policy::parse_scopes(scopes)
+            Some(scopes) => apikeys_core::policy::parse_scopes(scopes)
                 .map_err(|e| field_error(Error::BadInput(e)))?,
             None => Vec::new(),
         };

@@ -1,7 +1,7 @@
 //! The tenant's key policy: `key_policy` and `set_key_policy`.
 
-use apikeys_shared::policy::LeakAction;
-use apikeys_shared::service::{PolicyChange, PolicyView};
+use apikeys_core::policy::LeakAction;
+use apikeys_service::{PolicyChange, PolicyView};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject};
 
 /// What a leak report (secret scanning) does to a key of the tenant.

@@ -3,8 +3,8 @@
 //! the payload every new session is answered with (also `switch_tenant`'s).
 //! They are fields of the one schema, each deciding what caller it serves.
 
-use apikeys_shared::service::SessionTokens;
-use apikeys_shared::Error;
+use apikeys_service::Error;
+use apikeys_service::SessionTokens;
 use juniper::{FieldResult, GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 
@@ -93,7 +93,7 @@ pub(super) async fn log_in(ctx: &Context, input: LogInInput) -> FieldResult<Auth
         )));
     };
     ctx.service
-        .log_in(verifier, &input.id_token, input.tenant_id)
+        .log_in(verifier.as_ref(), &input.id_token, input.tenant_id)
         .await
         .map(AuthPayload::from)
         .map_err(field_error)
@@ -118,7 +118,7 @@ pub(super) async fn switch_tenant(
 ) -> FieldResult<AuthPayload> {
     if let super::Caller::Nobody = ctx.caller {
         return Err(field_error(Error::Unauthenticated(
-            apikeys_shared::Refusal::Malformed,
+            apikeys_core::refusal::Refusal::Malformed,
         )));
     }
     ctx.service

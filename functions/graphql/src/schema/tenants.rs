@@ -1,6 +1,6 @@
 //! The `tenant` type and its filters.
 
-use apikeys_shared::domain;
+use apikeys_core::domain;
 use juniper::{GraphQLInputObject, GraphQLObject};
 use uuid::Uuid;
 

@@ -19,10 +19,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::{AccountType, Person, Role, SessionRef, Tenant};
-use crate::oidc::{IdTokenVerifier, Identity};
-use crate::store::{AuthCopy, ListedOn, SessionHome, SessionRecord, SessionWrite};
-use crate::token::NewKey;
+use apikeys_core::domain::{AccountType, Person, Role, SessionRef, Tenant};
+use apikeys_core::identity::{Identity, VerifyIdToken};
+use apikeys_core::token::NewKey;
+use apikeys_store::{AuthCopy, ListedOn, SessionHome, SessionRecord, SessionWrite};
 
 /// The access token's prefix.
 pub const SESSION_PREFIX: &str = "apses";
@@ -104,7 +104,7 @@ impl ApiKeys {
     /// to ask for an invitation.
     pub async fn log_in(
         &self,
-        verifier: &IdTokenVerifier,
+        verifier: &dyn VerifyIdToken,
         id_token: &str,
         tenant: Option<Uuid>,
     ) -> Result<SessionTokens> {
@@ -169,7 +169,7 @@ impl ApiKeys {
     /// the reason; the provider's keys out of reach: retryable).
     pub async fn verify_identity(
         &self,
-        verifier: &IdTokenVerifier,
+        verifier: &dyn VerifyIdToken,
         id_token: &str,
     ) -> Result<Identity> {
         match verifier.verify(id_token, self.now()).await {
@@ -233,7 +233,7 @@ impl ApiKeys {
                         return Err(not_yours());
                     };
                     let member = AuthCopy::of(
-                        &crate::domain::Member::from(m.clone()),
+                        &apikeys_core::domain::Member::from(m.clone()),
                         record.tenant,
                         record.policy,
                     );

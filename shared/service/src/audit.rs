@@ -1,10 +1,10 @@
 //! Reading the audit log (its records are written by each change's own
-//! transaction, see `crate::audit`).
+//! transaction, see `apikeys_core::audit`).
 
-use crate::audit::{AuditCursor, AuditRecord};
-use crate::authz::{authorize, Action, Target};
-use crate::domain::Principal;
 use crate::error::{Error, Result};
+use apikeys_core::audit::{AuditCursor, AuditRecord};
+use apikeys_core::authz::{authorize, Action, Target};
+use apikeys_core::domain::Principal;
 
 use super::ApiKeys;
 

@@ -4,15 +4,15 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
-use crate::authz::{
-    authorize, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
-};
-use crate::domain::{folded_name, validate_name, AccountType, LeaseKind, Principal, Role};
 use crate::error::last_admin;
 use crate::error::{Error, Result};
-use crate::store::Membership;
-use crate::store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, TargetType};
+use apikeys_core::authz::{
+    authorize, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
+};
+use apikeys_core::domain::{folded_name, validate_name, AccountType, LeaseKind, Principal, Role};
+use apikeys_store::Membership;
+use apikeys_store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 
 use super::{
     kept_changing, lease_lost, may_change, wider_than_credential, ApiKeys, Leased, CONFLICT_RETRIES,

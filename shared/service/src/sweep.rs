@@ -35,10 +35,10 @@ use std::time::{Duration as StdDuration, Instant};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use std::collections::BTreeSet;
 
-use crate::store::{expiry_bucket, ExpiredEntry, Store, StoreError, SweepCheckpoint};
+use apikeys_store::{expiry_bucket, ExpiredEntry, Store, StoreError, SweepCheckpoint};
 
 /// Where a sweep starts when no checkpoint exists yet (a new deployment): a
 /// key can only have expired after it was created, and the schedule runs the

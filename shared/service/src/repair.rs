@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
-use crate::domain::AccountType;
 use crate::error::Result;
-use crate::store::{Remains, TenantCounters};
+use apikeys_core::domain::AccountType;
+use apikeys_store::{Remains, TenantCounters};
 
 use super::ApiKeys;
 

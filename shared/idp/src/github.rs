@@ -11,12 +11,51 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::https::FetchError;
 use crate::keyset::{KeySet, KeySetRules};
+use apikeys_platform::https::FetchError;
 
 /// Where GitHub publishes its secret scanning keys.
 pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
-pub use apikeys_core::reports::*;
+
+/// Secret scanning's settings, read from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanningSettings {
+    /// Where GitHub's secret scanning public keys are fetched from
+    /// (`GITHUB_SCANNING_KEYS_URL`, default GitHub's own; tests serve
+    /// theirs).
+    pub github_keys_url: String,
+    /// The SHA-256 (hex) of the pre-shared token GitLab's secret detection
+    /// sends to the token revocation API (`GITLAB_TOKEN_SHA256`, resolved
+    /// from SSM at deployment; unset: that entrance is closed). Only the
+    /// hash is configured, so the environment never holds the token.
+    pub gitlab_token_sha256: Option<String>,
+}
+
+impl ScanningSettings {
+    pub fn from_env(env: &apikeys_platform::Env) -> Self {
+        Self {
+            github_keys_url: env
+                .get("GITHUB_SCANNING_KEYS_URL")
+                .unwrap_or(GITHUB_KEYS_URL)
+                .to_string(),
+            gitlab_token_sha256: match env.get("GITLAB_TOKEN_SHA256") {
+                None => None,
+                Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    Some(hex.to_ascii_lowercase())
+                }
+                // A value of the wrong form closes that entrance alone (said
+                // in the log), never the whole function.
+                Some(_) => {
+                    tracing::error!(
+                        "GITLAB_TOKEN_SHA256 is not 64 hex digits (the SHA-256 of the token): \
+                         the GitLab token revocation entrance stays closed"
+                    );
+                    None
+                }
+            },
+        }
+    }
+}
 /// How GitHub's key set is kept: trusted for an hour (a key GitHub
 /// withdraws stops being accepted within it); an unknown identifier
 /// fetches it again at most once every five minutes (forged reports with
@@ -110,7 +149,7 @@ pub struct GithubKeys {
 }
 
 impl GithubKeys {
-    pub fn new(url: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
+    pub fn new(url: impl Into<String>) -> Result<Self, apikeys_platform::ConfigError> {
         Ok(Self {
             keys: KeySet::new(url, keys_of, GITHUB_KEY_SET)?,
         })

@@ -1,21 +1,33 @@
-//! The service's operations: authentication and every API action, each applying
-//! the authorization rules to targets resolved inside the caller's tenant.
-//! Keys, members and the operator's actions are each in their own file.
+//! The service: authentication and every API action, each applying the
+//! rules of `apikeys-core` to targets resolved inside the caller's tenant
+//! through `apikeys-store`; keys, members, sessions, invitations, policies,
+//! leaks and the operator's actions each in their own file; the service's
+//! errors, its settings, and the expiry sweep. No identity provider is
+//! compiled in: signing in is given a verifier (`VerifyIdToken`).
+
+// Nothing a request, the network or DynamoDB can influence may panic (with
+// panic = "abort" a panic ends the Lambda instance): enforced by clippy, with
+// the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
+
+pub mod config;
+pub mod error;
+pub mod sweep;
+
+pub use apikeys_core::refusal::Refusal;
+pub use error::{Error, Result};
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{network_allows, LeaseKind, Member, Principal, Tenant};
-pub use crate::error::Refusal;
-use crate::error::{Error, Result};
-use crate::policy::SCOPE_APIKEYS_READ;
-use crate::store::Membership;
-use crate::store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
-use crate::token::{verify_presented, TokenHash};
+use apikeys_core::clock::Clock;
+use apikeys_core::domain::{network_allows, LeaseKind, Member, Principal, Tenant};
+use apikeys_core::policy::SCOPE_APIKEYS_READ;
+use apikeys_core::token::{verify_presented, TokenHash};
+use apikeys_store::Membership;
+use apikeys_store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 
 mod audit;
 mod invitations;
@@ -69,7 +81,7 @@ fn refused(refusal: Refusal) -> Error {
 
 /// A use of a key to record (see [`ApiKeys::key_use`]).
 pub struct KeyUse {
-    key: crate::store::KeyRef,
+    key: apikeys_store::KeyRef,
     at: OffsetDateTime,
     since: OffsetDateTime,
 }
@@ -114,9 +126,9 @@ fn may_change(p: &Principal) -> Result<()> {
             message: format!(
                 "this API key's scopes do not let it change anything here: that needs the \
                  scope {}",
-                crate::policy::SCOPE_APIKEYS_WRITE
+                apikeys_core::policy::SCOPE_APIKEYS_WRITE
             ),
-            needed_scope: Some(crate::policy::SCOPE_APIKEYS_WRITE.to_string()),
+            needed_scope: Some(apikeys_core::policy::SCOPE_APIKEYS_WRITE.to_string()),
         });
     }
     if !p.key_replaced && !p.key_may_write() {
@@ -139,7 +151,7 @@ fn may_change(p: &Principal) -> Result<()> {
 
 /// The refusal of something wider than the credential asking for it (see
 /// `authz::within`), logged with the limit (never the key).
-pub(super) fn wider_than_credential(p: &Principal, wider: crate::authz::Wider) -> Error {
+pub(crate) fn wider_than_credential(p: &Principal, wider: apikeys_core::authz::Wider) -> Error {
     tracing::info!(
         reason = Refusal::WiderThanCredential.code(),
         limit = wider.limit.name(),
@@ -175,7 +187,7 @@ pub const LEASE: time::Duration = time::Duration::seconds(30);
 const LEASE_TRIES: u32 = 6;
 
 /// What the body of [`ApiKeys::with_lease`] did with the lease.
-pub(super) enum Leased<T> {
+pub(crate) enum Leased<T> {
     /// Its transaction committed the lease away.
     Committed(T),
     /// Nothing to write: the lease is to be given back.
@@ -215,8 +227,8 @@ impl ApiKeys {
     pub fn audit(
         &self,
         tenant: Uuid,
-        event: crate::audit::AuditEvent,
-    ) -> crate::audit::AuditRecord {
+        event: apikeys_core::audit::AuditEvent,
+    ) -> apikeys_core::audit::AuditRecord {
         event.record(tenant, self.clock.now(), self.config.audit_retention)
     }
 
@@ -226,7 +238,7 @@ impl ApiKeys {
     /// gives the lease back on every exit but a commit that took it away.
     /// A lease that cannot be given back (the database failing) frees
     /// itself at its end, [`LEASE`] after it was taken.
-    pub(super) async fn with_lease<T, F, Fut>(
+    pub(crate) async fn with_lease<T, F, Fut>(
         &self,
         member: &Membership,
         kind: LeaseKind,
@@ -436,7 +448,7 @@ impl ApiKeys {
             attempts.insert(p.api_key_id, at);
         }
         Some(KeyUse {
-            key: crate::store::KeyRef {
+            key: apikeys_store::KeyRef {
                 tenant_id: p.tenant_id,
                 key_id: p.api_key_id,
                 owner_id: p.user_id,
@@ -533,7 +545,7 @@ impl ApiKeys {
         };
         if let Some(violation) = violation {
             let reason = match violation {
-                crate::policy::Violation::ScopesRequired => Refusal::PolicyScopesRequired,
+                apikeys_core::policy::Violation::ScopesRequired => Refusal::PolicyScopesRequired,
                 _ => Refusal::PolicyMaxLifetime,
             };
             return Err(self.denied(

@@ -9,12 +9,12 @@ use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use crate::error::Result;
-use crate::policy::LeakAction;
-use crate::scanning::Match;
-use crate::store::{HashRecord, KeyDelete, KeyRef};
-use crate::token::TokenHash;
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::policy::LeakAction;
+use apikeys_core::reports::Match;
+use apikeys_core::token::TokenHash;
+use apikeys_store::{HashRecord, KeyDelete, KeyRef};
 
 use super::ApiKeys;
 
@@ -46,7 +46,7 @@ pub struct LeakOutcome {
 /// most `max` characters.
 fn clean(text: &str, max: usize) -> String {
     text.chars()
-        .filter(|c| !c.is_control() && !crate::domain::is_invisible_or_reordering(*c))
+        .filter(|c| !c.is_control() && !apikeys_core::domain::is_invisible_or_reordering(*c))
         .take(max)
         .collect()
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::https::{FetchError, Fetcher};
+use apikeys_platform::https::{FetchError, Fetcher};
 
 /// How a key set is kept.
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +76,7 @@ impl<K: Clone> KeySet<K> {
         url: impl Into<String>,
         parse: Parse<K>,
         rules: KeySetRules,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, apikeys_platform::ConfigError> {
         Ok(Self {
             url: url.into(),
             fetcher: Fetcher::new()?,

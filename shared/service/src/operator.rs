@@ -2,17 +2,17 @@
 
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::may_hold_another_key;
-use crate::domain::{
-    folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Role, Tenant,
-};
 use crate::error::key_limit_reached;
 use crate::error::{Error, Result};
-use crate::policy::KeyPolicy;
-use crate::store::Membership;
-use crate::store::{KeyInsert, MemberInsert, TenantInsert, UserRecord};
-use crate::token::NewKey;
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::authz::may_hold_another_key;
+use apikeys_core::domain::{
+    folded_name, validate_name, validate_slug, AccountType, ApiKey, Member, Role, Tenant,
+};
+use apikeys_core::policy::KeyPolicy;
+use apikeys_core::token::NewKey;
+use apikeys_store::Membership;
+use apikeys_store::{KeyInsert, MemberInsert, TenantInsert, UserRecord};
 
 use super::keys::{check_grace, Creator, Tried};
 use super::{kept_changing, ApiKeys, KeyRequest, Rotated, CONFLICT_RETRIES};

@@ -15,10 +15,10 @@
 use uuid::Uuid;
 
 use super::*;
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::{authorize, within, Action, Made, Maker, Target};
-use crate::domain::{AccountType, Person, Role};
-use crate::store::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert, UserRecord};
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::authz::{authorize, within, Action, Made, Maker, Target};
+use apikeys_core::domain::{AccountType, Person, Role};
+use apikeys_store::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert, UserRecord};
 
 /// How long an invitation waits to be accepted.
 pub const INVITATION_DAYS: i64 = 7;
@@ -30,7 +30,7 @@ pub const INVITATIONS_PER_HOUR: u32 = 20;
 /// An email as invitations hold it: trimmed, lowercase, of a plain form
 /// (ASCII, one `@`, a dotted domain, at most 254 characters).
 pub fn normalize_email(raw: &str) -> Result<String> {
-    crate::domain::plain_email(raw).ok_or_else(|| {
+    apikeys_core::domain::plain_email(raw).ok_or_else(|| {
         let shown: String = raw.chars().take(64).filter(|c| !c.is_control()).collect();
         Error::BadInput(format!(
             "{shown:?} is not an email address this service can invite (name@example.com)"
@@ -259,7 +259,7 @@ impl ApiKeys {
     pub async fn accept_invitation(
         &self,
         person: &Person,
-        session: Option<(&crate::token::TokenHash, Uuid)>,
+        session: Option<(&apikeys_core::token::TokenHash, Uuid)>,
         id: Uuid,
     ) -> Result<(Uuid, Uuid)> {
         let not_found = || Error::NotFound("invitation");
@@ -320,7 +320,7 @@ impl ApiKeys {
             // A person never joins under the name of a service account of
             // the tenant (they would pass for each other in its lists and
             // its audit log), as the operator's `add-user` refuses too.
-            let folded = crate::domain::folded_name(&user.username);
+            let folded = apikeys_core::domain::folded_name(&user.username);
             let taken = self
                 .store
                 .members(invitation.tenant_id)
@@ -328,7 +328,7 @@ impl ApiKeys {
                 .into_iter()
                 .any(|m| {
                     m.account_type == AccountType::Service
-                        && crate::domain::folded_name(&m.username) == folded
+                        && apikeys_core::domain::folded_name(&m.username) == folded
                 });
             if taken {
                 return Err(Error::BadInput(format!(

@@ -28,7 +28,7 @@ pub enum Error {
     /// counting its keys (it holds the member's lease, which ends by itself
     /// at the time given at the latest): nothing was changed.
     #[error("{}", busy_message(*.0, *.1))]
-    Busy(crate::domain::LeaseKind, time::OffsetDateTime),
+    Busy(apikeys_core::domain::LeaseKind, time::OffsetDateTime),
     /// What the request worked on kept changing under it (concurrent
     /// requests won every race), or a lease it held ran out before it
     /// wrote: nothing was changed, and the same request may simply be sent
@@ -59,14 +59,14 @@ pub enum Error {
     RateLimited { retry_after: u64, message: String },
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] apikeys_store::StoreError),
 }
 
-fn busy_message(kind: crate::domain::LeaseKind, until: time::OffsetDateTime) -> String {
+fn busy_message(kind: apikeys_core::domain::LeaseKind, until: time::OffsetDateTime) -> String {
     let what = match kind {
-        crate::domain::LeaseKind::Removing => "being removed",
-        crate::domain::LeaseKind::ChangingRole => "having its role changed",
-        crate::domain::LeaseKind::Recounting => "having its keys counted",
+        apikeys_core::domain::LeaseKind::Removing => "being removed",
+        apikeys_core::domain::LeaseKind::ChangingRole => "having its role changed",
+        apikeys_core::domain::LeaseKind::Recounting => "having its keys counted",
     };
     let until = until
         .format(&time::format_description::well_known::Rfc3339)
@@ -81,19 +81,19 @@ pub use apikeys_core::refusal::Refusal;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The refusal of a key past [`crate::authz::MAX_KEYS_PER_OWNER`], said one way wherever
+/// The refusal of a key past [`apikeys_core::authz::MAX_KEYS_PER_OWNER`], said one way wherever
 /// it is met (`owner`: who, when the caller is not the owner).
 pub fn key_limit_reached(owner: Option<&str>) -> Error {
     let who = owner.map_or_else(|| "an owner".to_string(), |name| format!("'{name}'"));
     Error::BadInput(format!(
         "{who} may hold at most {} keys in a tenant: revoke one first",
-        crate::authz::MAX_KEYS_PER_OWNER
+        apikeys_core::authz::MAX_KEYS_PER_OWNER
     ))
 }
 
 /// The refusal of a change that would leave the tenant without an admin
 /// user (`verb`: "removed", "demoted"). Checked by
-/// [`crate::authz::leaves_tenant_without_admin`] on what the request read, and enforced
+/// [`apikeys_core::authz::leaves_tenant_without_admin`] on what the request read, and enforced
 /// by the store's condition on the tenant's `admin_users` count.
 pub fn last_admin(verb: &str) -> Error {
     Error::BadInput(format!("the last admin user of a tenant cannot be {verb}"))

@@ -4,21 +4,21 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::may_hold_another_key;
-use crate::authz::{authorize, narrowed, within, Action, Made, Maker, Reach, Target};
 use crate::config::MAX_ROTATION_GRACE_SECONDS;
-use crate::domain::{
-    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Principal, Role, Tenant,
-};
 use crate::error::key_limit_reached;
 use crate::error::{Error, Result};
-use crate::policy::{narrow_scopes, KeyPolicy, Violation};
-use crate::store::Membership;
-use crate::store::{
+use apikeys_core::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::authz::may_hold_another_key;
+use apikeys_core::authz::{authorize, narrowed, within, Action, Made, Maker, Reach, Target};
+use apikeys_core::domain::{
+    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Principal, Role, Tenant,
+};
+use apikeys_core::policy::{narrow_scopes, KeyPolicy, Violation};
+use apikeys_core::token::NewKey;
+use apikeys_store::Membership;
+use apikeys_store::{
     AuthCopy, KeyDelete, KeyInsert, KeyToggle, Rotation, StoredKey, EXPIRED_PER_TRANSACTION,
 };
-use crate::token::NewKey;
 
 use super::{kept_changing, may_change, wider_than_credential, ApiKeys, Leased, CONFLICT_RETRIES};
 
@@ -81,7 +81,7 @@ struct Attempt {
     new: StoredKey,
     secret: NewKey,
     grace_end: Option<OffsetDateTime>,
-    audit: crate::audit::AuditRecord,
+    audit: apikeys_core::audit::AuditRecord,
 }
 
 impl Attempt {

@@ -20,8 +20,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::https::{FetchError, Fetcher};
 use crate::keyset::{KeySet, KeySetRules};
+use apikeys_platform::https::{FetchError, Fetcher};
+use apikeys_platform::{ConfigError, Env};
 
 /// The largest token looked at.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -74,13 +75,110 @@ pub struct OidcSettings {
     pub token_url: Option<String>,
 }
 
-pub use apikeys_core::identity::{Identity, TokenRefusal};
+pub use apikeys_core::identity::{Identity, KeysUnavailable, TokenRefusal};
 
-/// Why no answer could be given: the provider's keys could not be fetched
-/// (retryable; never a refusal, never a sign-in).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("the identity provider's keys could not be fetched: {0}")]
-pub struct KeysUnavailable(pub String);
+impl OidcSettings {
+    /// The identity provider's settings: none without an issuer and a
+    /// client (`OIDC_ISSUER`, `OIDC_CLIENT_ID` and the optional `OIDC_*`).
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let get = |name: &str| env.get(name);
+        let (issuer, client_id) = match (get("OIDC_ISSUER"), get("OIDC_CLIENT_ID")) {
+            (None, None) => return Ok(None),
+            // Exactly as configured: a token's `iss` is compared with it as it
+            // is (Auth0's issuers end with `/`).
+            (Some(issuer), Some(client)) => (issuer, client),
+            _ => {
+                return Err(ConfigError::new(
+                    "OIDC_ISSUER and OIDC_CLIENT_ID go together: set both (sign-in with the \
+                 identity provider) or neither (API keys only)",
+                ))
+            }
+        };
+        let url = |name: &str| -> Result<Option<String>, ConfigError> {
+            match get(name) {
+                None => Ok(None),
+                Some(u)
+                    if (u.starts_with("https://") || u.starts_with("http://"))
+                        && u.len() <= 2048 =>
+                {
+                    Ok(Some(u.to_string()))
+                }
+                Some(_) => Err(ConfigError::new(format!("{name} must be an http(s) URL"))),
+            }
+        };
+        if issuer.len() > 512 || client_id.len() > 256 {
+            return Err(ConfigError::new(
+                "OIDC_ISSUER or OIDC_CLIENT_ID is too long",
+            ));
+        }
+        let (client_id, client_stage_variable) = match client_id.strip_prefix("stage:") {
+            Some(name) if !name.is_empty() => (String::new(), Some(name.to_string())),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "OIDC_CLIENT_ID=stage:<name> names an API Gateway stage variable",
+                ))
+            }
+            None => (client_id.to_string(), None),
+        };
+        // A Cognito pool behind an endpoint override (an emulator, as
+        // AWS_ENDPOINT_URL moves DynamoDB): its discovery document is served
+        // there, while its tokens still name the real issuer.
+        let cognito_endpoint = [
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+            "AWS_ENDPOINT_URL",
+        ]
+        .into_iter()
+        .find_map(get)
+        .map(|e| e.trim_end_matches('/').to_string());
+        let cognito_pool = issuer
+            .strip_prefix("https://cognito-idp.")
+            .and_then(|rest| rest.split_once(".amazonaws.com/"))
+            .map(|(_, pool)| pool.to_string());
+        // Its hosted sign-in domain too (`https://<domain>.auth.<region>.
+        // amazoncognito.com/oauth2/…`): the emulator serves `/oauth2/…`.
+        let hosted = |configured: Option<String>, endpoint_path: &str| match (
+            configured,
+            &cognito_endpoint,
+            &cognito_pool,
+        ) {
+            (Some(u), Some(endpoint), Some(_)) if u.contains(".amazoncognito.com/oauth2/") => {
+                Some(format!("{endpoint}/oauth2/{endpoint_path}"))
+            }
+            (configured, _, _) => configured,
+        };
+        let default_discovery = match (&cognito_endpoint, &cognito_pool) {
+            (Some(endpoint), Some(pool)) => {
+                format!("{endpoint}/{pool}/.well-known/openid-configuration")
+            }
+            // OpenID Connect Discovery 1.0, section 4: a terminating `/` is
+            // removed before the path is appended.
+            _ => format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            ),
+        };
+        Ok(Some(OidcSettings {
+            issuer: issuer.to_string(),
+            client_id,
+            client_stage_variable,
+            jwks_url: url("OIDC_JWKS_URL")?,
+            discovery_url: url("OIDC_DISCOVERY_URL")?.unwrap_or(default_discovery),
+            email_domains: get("OIDC_EMAIL_DOMAINS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            provider_name: get("OIDC_PROVIDER_NAME")
+                .unwrap_or("your identity provider")
+                .chars()
+                .take(64)
+                .collect(),
+            authorize_url: hosted(url("OIDC_AUTHORIZE_URL")?, "authorize"),
+            token_url: hosted(url("OIDC_TOKEN_URL")?, "token"),
+        }))
+    }
+}
 
 /// A published key, and the one algorithm it is accepted with.
 #[derive(Clone, Debug)]
@@ -235,7 +333,7 @@ pub struct IdTokenVerifier {
 }
 
 impl IdTokenVerifier {
-    pub fn new(settings: OidcSettings) -> Result<Self, crate::config::ConfigError> {
+    pub fn new(settings: OidcSettings) -> Result<Self, ConfigError> {
         Ok(Self {
             settings,
             fetcher: Fetcher::new()?,
@@ -308,7 +406,7 @@ impl IdTokenVerifier {
             .get("jwks_uri")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| KeysUnavailable("the discovery document has no jwks_uri".into()))?;
-        if !crate::https::is_https_or_loopback(jwks_uri) {
+        if !apikeys_platform::https::is_https_or_loopback(jwks_uri) {
             return Err(KeysUnavailable(
                 "the discovery document's jwks_uri is not an https URL".into(),
             ));
@@ -458,7 +556,7 @@ impl IdTokenVerifier {
         let email = claims
             .email
             .filter(|_| verified)
-            .and_then(|e| crate::domain::plain_email(&e));
+            .and_then(|e| apikeys_core::domain::plain_email(&e));
         if !self.settings.email_domains.is_empty() {
             let domain = email
                 .as_deref()
@@ -474,6 +572,18 @@ impl IdTokenVerifier {
             email,
             name: claims.name.filter(|n| n.len() <= 256),
         })
+    }
+}
+
+impl apikeys_core::identity::VerifyIdToken for IdTokenVerifier {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        now: OffsetDateTime,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = apikeys_core::identity::Verified> + Send + 'a>,
+    > {
+        Box::pin(IdTokenVerifier::verify(self, token, now))
     }
 }
 
@@ -515,6 +625,96 @@ fn unverified_part<T: serde::de::DeserializeOwned>(token: &str, index: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_identity_provider_needs_issuer_and_client_and_finds_an_emulated_cognito() {
+        let base = [("TABLE_NAME", "t")];
+        assert_eq!(OidcSettings::from_env(&env(&base)).unwrap(), None);
+        for half in [
+            ("OIDC_ISSUER", "https://idp.example"),
+            ("OIDC_CLIENT_ID", "c"),
+        ] {
+            let err = OidcSettings::from_env(&env(&[base[0], half])).unwrap_err();
+            assert!(err.to_string().contains("go together"), "{err}");
+        }
+        let pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Abc";
+        let oidc = |extra: &[(&str, &str)]| {
+            let mut all = vec![
+                base[0],
+                ("OIDC_ISSUER", pool),
+                ("OIDC_CLIENT_ID", "stage:oidcClientId"),
+            ];
+            all.extend_from_slice(extra);
+            OidcSettings::from_env(&env(&all)).unwrap().unwrap()
+        };
+        let plain = oidc(&[]);
+        assert_eq!(plain.client_id, "");
+        assert_eq!(plain.client_stage_variable.as_deref(), Some("oidcClientId"));
+        assert_eq!(
+            plain.discovery_url,
+            format!("{pool}/.well-known/openid-configuration")
+        );
+        let emulated = oidc(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/"),
+            (
+                "OIDC_AUTHORIZE_URL",
+                "https://apikeys-1.auth.us-east-1.amazoncognito.com/oauth2/authorize",
+            ),
+            (
+                "OIDC_TOKEN_URL",
+                "https://apikeys-1.auth.us-east-1.amazoncognito.com/oauth2/token",
+            ),
+        ]);
+        assert_eq!(
+            emulated.discovery_url,
+            "http://127.0.0.1:4566/us-east-1_Abc/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            emulated.authorize_url.as_deref(),
+            Some("http://127.0.0.1:4566/oauth2/authorize")
+        );
+        assert_eq!(
+            emulated.token_url.as_deref(),
+            Some("http://127.0.0.1:4566/oauth2/token")
+        );
+        let chosen = oidc(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("OIDC_DISCOVERY_URL", "https://elsewhere.example/d"),
+        ]);
+        assert_eq!(chosen.discovery_url, "https://elsewhere.example/d");
+        // Another issuer is never moved by an endpoint override.
+        let other = OidcSettings::from_env(&env(&[
+            base[0],
+            ("OIDC_ISSUER", "https://login.example.com/"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("OIDC_EMAIL_DOMAINS", " Example.com, @corp.example ,,"),
+        ]))
+        .unwrap()
+        .unwrap();
+        // The issuer exactly as configured, its slash kept (tokens say it so).
+        assert_eq!(other.issuer, "https://login.example.com/");
+        assert_eq!(
+            other.discovery_url,
+            "https://login.example.com/.well-known/openid-configuration"
+        );
+        assert_eq!(other.email_domains, ["example.com", "corp.example"]);
+        for bad in [("OIDC_CLIENT_ID", "stage:"), ("OIDC_JWKS_URL", "ftp://x")] {
+            let mut all = vec![base[0], ("OIDC_ISSUER", pool), ("OIDC_CLIENT_ID", "c")];
+            all.retain(|(k, _)| *k != bad.0);
+            all.push(bad);
+            assert!(OidcSettings::from_env(&env(&all)).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_jwks_keeps_signing_keys_with_their_one_algorithm() {

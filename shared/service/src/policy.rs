@@ -5,12 +5,12 @@
 use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
-use crate::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
-use crate::authz::{authorize, within, Action, Made, Maker, Target};
-use crate::domain::{network_allows, parse_networks, Principal};
 use crate::error::{Error, Result};
-use crate::policy::{check_policy_days, KeyPolicy, LeakAction, MAX_TENANT_NETWORKS};
-use crate::store::{PolicySet, TenantPolicy};
+use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
+use apikeys_core::authz::{authorize, within, Action, Made, Maker, Target};
+use apikeys_core::domain::{network_allows, parse_networks, Principal};
+use apikeys_core::policy::{check_policy_days, KeyPolicy, LeakAction, MAX_TENANT_NETWORKS};
+use apikeys_store::{PolicySet, TenantPolicy};
 
 use super::{kept_changing, may_change, wider_than_credential, ApiKeys, CONFLICT_RETRIES};
 
@@ -39,7 +39,7 @@ impl PolicyChange {
         let mut networks = Vec::with_capacity(self.allowed_networks.len());
         for chunk in self
             .allowed_networks
-            .chunks(crate::domain::MAX_KEY_NETWORKS)
+            .chunks(apikeys_core::domain::MAX_KEY_NETWORKS)
         {
             networks.extend(parse_networks(chunk).map_err(Error::BadInput)?);
         }
@@ -398,7 +398,7 @@ impl ApiKeys {
     /// Runs writes of a policy onto items a few at a time: how many wrote.
     async fn run_writes<F>(&self, writes: Vec<F>) -> Result<usize>
     where
-        F: std::future::Future<Output = std::result::Result<bool, crate::store::StoreError>>,
+        F: std::future::Future<Output = std::result::Result<bool, apikeys_store::StoreError>>,
     {
         let results: Vec<_> = stream::iter(writes)
             .buffer_unordered(APPLY_CONCURRENCY)

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 fn main() {
     let started = Instant::now();
-    let config = apikeys_shared::config::Config::from_env().expect("config");
+    let config = apikeys_service::config::Config::from_env().expect("config");
     let after_config = started.elapsed();
-    let client = apikeys_shared::store::dynamodb_client(&config.store).expect("client");
+    let client = apikeys_store::dynamodb_client(&config.store).expect("client");
     let after_client = started.elapsed();
     drop(client);
     println!(
