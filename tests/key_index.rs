@@ -3,7 +3,8 @@
 //! index; an index left incomplete (keys written before it existed) is
 //! never trusted, and the operator's repair completes it.
 
-use apikeys_core::domain::{AccountType, Principal};
+use apikeys_core::domain::AccountType;
+use apikeys_core::principal::Principal;
 use apikeys_service::sweep::Sweeper;
 use apikeys_service::KeyRequest;
 use apikeys_tests::Harness;

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use apikeys_core::audit::AuditAction;
-use apikeys_core::domain::{Person as Vouched, Role};
+use apikeys_core::domain::Role;
+use apikeys_core::principal::Person as Vouched;
 use apikeys_graphql::App;
 use apikeys_service::ApiKeys;
 use apikeys_service::Authenticated;

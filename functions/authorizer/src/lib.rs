@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apikeys_core::clock::{Clock, SystemClock};
-use apikeys_core::domain::Principal;
+use apikeys_core::principal::Principal;
 use apikeys_core::token::{bearer_token, NewKey};
 use apikeys_service::config::{Config, ConfigError};
 use apikeys_service::ApiKeys;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use apikeys_core::clock::SystemClock;
-use apikeys_core::domain::{AccountType, Principal, Role, Tenant};
+use apikeys_core::domain::{AccountType, Role, Tenant};
+use apikeys_core::principal::Principal;
 use apikeys_core::token::{bearer_token, is_legacy_token, NewKey, TokenHash, LEGACY_TOKEN_MESSAGE};
 use apikeys_service::config::{Config, ConfigError};
 use apikeys_service::ApiKeys;

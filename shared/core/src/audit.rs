@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::Principal;
+use crate::principal::Principal;
 
 /// An expiry as a record's detail says it: RFC 3339, or "never".
 pub fn describe_expiry(at: Option<OffsetDateTime>) -> String {

@@ -246,7 +246,7 @@ pub struct Maker {
 impl Maker {
     /// The caller as a maker: a key with its limits (its role the lower of
     /// its owner's and its ceiling); a person's session with none.
-    pub fn of(p: &crate::domain::Principal) -> Self {
+    pub fn of(p: &crate::principal::Principal) -> Self {
         let reach = match p.session {
             Some(_) => Reach::default(),
             None => Reach {

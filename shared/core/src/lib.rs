@@ -13,6 +13,7 @@ pub mod clock;
 pub mod domain;
 pub mod identity;
 pub mod policy;
+pub mod principal;
 pub mod refusal;
 pub mod reports;
 pub mod token;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use apikeys_core::audit::{AuditCursor, AuditRecord};
 use apikeys_core::authz::{authorize, Action, Target};
-use apikeys_core::domain::Principal;
+use apikeys_core::principal::Principal;
 
 use super::ApiKeys;
 

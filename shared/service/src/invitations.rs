@@ -17,7 +17,8 @@ use uuid::Uuid;
 use super::*;
 use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use apikeys_core::authz::{authorize, within, Action, Made, Maker, Target};
-use apikeys_core::domain::{AccountType, Person, Role};
+use apikeys_core::domain::{AccountType, Role};
+use apikeys_core::principal::Person;
 use apikeys_store::{Invitation, InvitationAccept, InvitationDelete, InvitationInsert, UserRecord};
 
 /// How long an invitation waits to be accepted.

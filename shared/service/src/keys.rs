@@ -11,9 +11,10 @@ use apikeys_core::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, 
 use apikeys_core::authz::may_hold_another_key;
 use apikeys_core::authz::{authorize, narrowed, within, Action, Made, Maker, Reach, Target};
 use apikeys_core::domain::{
-    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Principal, Role, Tenant,
+    narrow_networks, validate_name, AccountType, ApiKey, LeaseKind, Member, Role, Tenant,
 };
 use apikeys_core::policy::{narrow_scopes, KeyPolicy, Violation};
+use apikeys_core::principal::Principal;
 use apikeys_core::token::NewKey;
 use apikeys_store::Membership;
 use apikeys_store::{

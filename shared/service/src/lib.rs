@@ -23,8 +23,9 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use apikeys_core::clock::Clock;
-use apikeys_core::domain::{network_allows, LeaseKind, Member, Principal, Tenant};
+use apikeys_core::domain::{network_allows, LeaseKind, Member, Tenant};
 use apikeys_core::policy::SCOPE_APIKEYS_READ;
+use apikeys_core::principal::Principal;
 use apikeys_core::token::{verify_presented, TokenHash};
 use apikeys_store::Membership;
 use apikeys_store::{Acquired, AuthCopy, HashRecord, Store, StoreError};

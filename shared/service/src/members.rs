@@ -10,7 +10,8 @@ use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, AuditRecord, Targ
 use apikeys_core::authz::{
     authorize, leaves_tenant_without_admin, within, Action, Actor, Made, Maker, Target,
 };
-use apikeys_core::domain::{folded_name, validate_name, AccountType, LeaseKind, Principal, Role};
+use apikeys_core::domain::{folded_name, validate_name, AccountType, LeaseKind, Role};
+use apikeys_core::principal::Principal;
 use apikeys_store::Membership;
 use apikeys_store::{MembershipDelete, MembershipInsert, RoleSet, StoredKey};
 

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use apikeys_core::audit::{AuditAction, AuditActor, AuditEvent, TargetType};
 use apikeys_core::authz::{authorize, within, Action, Made, Maker, Target};
-use apikeys_core::domain::{network_allows, parse_networks, Principal};
+use apikeys_core::domain::{network_allows, parse_networks};
 use apikeys_core::policy::{check_policy_days, KeyPolicy, LeakAction, MAX_TENANT_NETWORKS};
+use apikeys_core::principal::Principal;
 use apikeys_store::{PolicySet, TenantPolicy};
 
 use super::{kept_changing, may_change, wider_than_credential, ApiKeys, CONFLICT_RETRIES};

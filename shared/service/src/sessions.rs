@@ -19,8 +19,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use apikeys_core::domain::{AccountType, Person, Role, SessionRef, Tenant};
+use apikeys_core::domain::{AccountType, Role, Tenant};
 use apikeys_core::identity::{Identity, VerifyIdToken};
+use apikeys_core::principal::{Person, SessionRef};
 use apikeys_core::token::NewKey;
 use apikeys_store::{AuthCopy, ListedOn, SessionHome, SessionRecord, SessionWrite};
 

@@ -28,7 +28,7 @@
 use aws_sdk_dynamodb::types::Delete;
 
 use super::Membership;
-use apikeys_core::domain::Person;
+use apikeys_core::principal::Person;
 
 use super::members::{NO_LEASE_HELD, REMOVE_LEASE};
 use super::*;

@@ -4,7 +4,8 @@
 //! shared by the authenticated schema and the schema of a person in no
 //! tenant yet (see `sessions`).
 
-use apikeys_core::domain::{Person, Role};
+use apikeys_core::domain::Role;
+use apikeys_core::principal::Person;
 use apikeys_service::ApiKeys;
 use apikeys_service::Error;
 use apikeys_store::Invitation;
@@ -103,7 +104,7 @@ pub struct PersonReads {
 pub(super) async fn list(
     service: &ApiKeys,
     reads: &PersonReads,
-    admin_of: Option<&apikeys_core::domain::Principal>,
+    admin_of: Option<&apikeys_core::principal::Principal>,
     person: Option<&Person>,
 ) -> FieldResult<Vec<MembershipInvitation>> {
     reads
@@ -117,7 +118,7 @@ pub(super) async fn list(
 
 pub(super) async fn accept(
     service: &ApiKeys,
-    session: Option<&apikeys_core::domain::SessionRef>,
+    session: Option<&apikeys_core::principal::SessionRef>,
     input: InvitationIdInput,
 ) -> FieldResult<AcceptedInvitation> {
     let Some(session) = session else {

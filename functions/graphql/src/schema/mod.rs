@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use apikeys_core::authz::{authorize, Action, Target};
-use apikeys_core::domain::{self, Member, Principal};
+use apikeys_core::domain::{self, Member};
+use apikeys_core::principal::Principal;
 use apikeys_core::refusal::Refusal;
 use apikeys_service::ApiKeys;
 use apikeys_service::Error;
@@ -42,7 +43,7 @@ pub enum Caller {
     /// A person signed in with the identity provider who belongs to no
     /// tenant yet: they may see and accept their invitations, switch into
     /// a tenant, list their tenants and log out.
-    Person(domain::SessionRef),
+    Person(apikeys_core::principal::SessionRef),
     /// Nobody: only the sign-in fields ([`PUBLIC_FIELDS`]) run.
     Nobody,
 }
@@ -124,7 +125,7 @@ impl Context {
 
     /// The person's session presented (a member's in a tenant, or one in
     /// none); `None` for an API key, or nobody.
-    pub fn session(&self) -> Option<&domain::SessionRef> {
+    pub fn session(&self) -> Option<&apikeys_core::principal::SessionRef> {
         match &self.caller {
             Caller::Member(p) => p.session.as_ref(),
             Caller::Person(session) => Some(session),
