@@ -404,7 +404,7 @@ async fn a_change_in_flight_when_its_key_stops_writes_nothing() {
         assert!(
             matches!(
                 err,
-                apikeys_service::Error::Store(apikeys_store::StoreError::KeyStopped)
+                apikeys_service::Error::Unauthenticated(apikeys_core::refusal::Refusal::KeyStopped)
             ),
             "{stop}: {err:?}"
         );

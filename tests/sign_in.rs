@@ -681,11 +681,15 @@ async fn the_tenants_networks_bind_sessions_too_even_ones_made_before() {
         let Authenticated::Member(principal) = authenticated else {
             panic!("a member's session")
         };
-        assert!(p
-            .h
-            .service()
-            .admit_here(&principal, "127.0.0.1".parse().ok())
-            .is_ok());
+        let at = p.h.service().use_at(
+            None,
+            "127.0.0.1".parse().ok(),
+            apikeys_service::Api::ThisOne,
+        );
+        assert!(matches!(
+            apikeys_service::verify::admit(*principal, &at),
+            apikeys_service::Verdict::Allow(_)
+        ));
     }
     p.h.assert_consistent().await;
 }

@@ -1,8 +1,8 @@
 //! The API Gateway Lambda authorizer: any API of the platform accepts these
 //! keys. REQUEST authorizers of REST APIs get an IAM policy with
 //! `principalId` and a `context`; HTTP APIs (payload 2.0) get the simple
-//! `isAuthorized` answer with the same `context`. Authentication is the
-//! GraphQL endpoint's (`ApiKeys::gate`): one consistent read, expiry to the
+//! `isAuthorized` answer with the same `context`. Verification is the
+//! GraphQL endpoint's (`ApiKeys::verify_key`, on another `Api`): one consistent read, expiry to the
 //! second, nothing cached.
 
 // Nothing a request, the network or DynamoDB can influence may panic (with
@@ -17,7 +17,7 @@ use apikeys_core::principal::Principal;
 use apikeys_core::token::{bearer_token, NewKey};
 use apikeys_service::config::{Config, ConfigError};
 use apikeys_service::ApiKeys;
-use apikeys_service::{Gate, Refusal};
+use apikeys_service::{Api, Refusal, Verdict};
 use serde_json::{json, Map, Value};
 
 pub mod routes;
@@ -70,7 +70,9 @@ impl App {
         }
         let key = NewKey::generate(&self.service.config().user_key_prefix);
         let hash = key.hash();
-        let decision = self.service.gate(Some(&hash), None, None);
+        let decision = self
+            .service
+            .verify_key(Some(&hash), self.service.use_at(None, None, Api::Other));
         if tokio::time::timeout(Duration::from_secs(2), decision)
             .await
             .is_err()
@@ -164,11 +166,8 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     let tenant = header(&event, "x-prefect-tenant-id");
     // The key is checked and hashed once, for the decision and the use.
     let hash = app.service.presented_hash(bearer);
-    let gate = match app
-        .service
-        .gate(hash.as_ref(), tenant, source_ip(&event))
-        .await
-    {
+    let at = app.service.use_at(tenant, source_ip(&event), Api::Other);
+    let gate = match app.service.verify_key(hash.as_ref(), at).await {
         Ok(gate) => gate,
         Err(e) => {
             tracing::error!(error = %e, "authorizer could not decide");
@@ -178,7 +177,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     // An allowed key's use is recorded at most once per interval: then the
     // answer waits for that one write (there is no other work to overlap
     // it with, and a frozen instance would lose a write left running).
-    if let (Gate::Allow(p), Some(hash)) = (&gate, &hash) {
+    if let (Verdict::Allow(p), Some(hash)) = (&gate, &hash) {
         if let Some(key_use) = app.service.key_use(hash, p) {
             app.service.record_key_use(key_use).await;
         }
@@ -193,21 +192,21 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
     // A scoped key: the route map decides (a request whose ARN cannot be
     // read is refused to it).
     let scope = match (&gate, &request) {
-        (Gate::Allow(p), Some(r)) => app.routes.decide(&p.key_scopes, r.method, r.path),
-        (Gate::Allow(p), None) if !p.key_scopes.is_empty() => Err(None),
+        (Verdict::Allow(p), Some(r)) => app.routes.decide(&p.key_scopes, r.method, r.path),
+        (Verdict::Allow(p), None) if !p.key_scopes.is_empty() => Err(None),
         _ => Ok(()),
     };
     // Why, for the operator, whatever the answer's form (a REST 401 leaves
     // before any answer is built).
     let reason = match (&gate, &scope) {
-        (Gate::Allow(_), Ok(())) => "allowed",
-        (Gate::Allow(_), Err(_)) => Refusal::ScopeMissing.code(),
-        (Gate::Unauthenticated(refusal), _) => refusal.code(),
-        (Gate::Forbidden(refusal, _), _) => refusal.code(),
+        (Verdict::Allow(_), Ok(())) => "allowed",
+        (Verdict::Allow(_), Err(_)) => Refusal::ScopeMissing.code(),
+        (Verdict::Unauthenticated(refusal), _) => refusal.code(),
+        (Verdict::Forbidden(denial), _) => denial.reason.code(),
     };
-    let allowed = matches!((&gate, &scope), (Gate::Allow(_), Ok(())));
+    let allowed = matches!((&gate, &scope), (Verdict::Allow(_), Ok(())));
     match &scope {
-        Err(needed) if matches!(gate, Gate::Allow(_)) => tracing::info!(
+        Err(needed) if matches!(gate, Verdict::Allow(_)) => tracing::info!(
             allowed,
             http_api,
             reason,
@@ -228,20 +227,22 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
         // for a request without the identity source header, decided before
         // this function runs.
         match (gate, scope) {
-            (Gate::Allow(p), Ok(())) => json!({"isAuthorized": true, "context": context(&p)}),
-            (Gate::Allow(_), Err(needed)) => {
+            (Verdict::Allow(p), Ok(())) => json!({"isAuthorized": true, "context": context(&p)}),
+            (Verdict::Allow(_), Err(needed)) => {
                 json!({"isAuthorized": false, "context": refusal(&needed)})
             }
-            (Gate::Forbidden(refusal, message), _) => json!({"isAuthorized": false,
-                "context": refusal_context(refusal.code(), &message, None)}),
-            (Gate::Unauthenticated(_), _) => json!({"isAuthorized": false, "context": Map::new()}),
+            (Verdict::Forbidden(denial), _) => json!({"isAuthorized": false,
+                "context": refusal_context(denial.reason.code(), &denial.message, None)}),
+            (Verdict::Unauthenticated(_), _) => {
+                json!({"isAuthorized": false, "context": Map::new()})
+            }
         }
     } else {
         let stage = request.as_ref().map(|r| r.stage);
         match (gate, scope) {
             // Every route the key may take, so that an answer the gateway
             // caches (with a cache TTL) is right for the key's other routes.
-            (Gate::Allow(p), Ok(())) => policy(
+            (Verdict::Allow(p), Ok(())) => policy(
                 &p.user_id.to_string(),
                 "Allow",
                 match stage {
@@ -251,7 +252,7 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
                 },
                 context(&p),
             ),
-            (Gate::Allow(p), Err(needed)) => {
+            (Verdict::Allow(p), Err(needed)) => {
                 let resources = stage
                     .map(|stage| app.routes.resources(&p.key_scopes, stage))
                     .unwrap_or_default();
@@ -275,13 +276,13 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, lambda_runtime::Er
                     answer
                 }
             }
-            (Gate::Forbidden(refusal, message), _) => policy(
+            (Verdict::Forbidden(denial), _) => policy(
                 "forbidden",
                 "Deny",
                 json!(arn),
-                refusal_context(refusal.code(), &message, None),
+                refusal_context(denial.reason.code(), &denial.message, None),
             ),
-            (Gate::Unauthenticated(_), _) => return Err(UNAUTHORIZED.into()),
+            (Verdict::Unauthenticated(_), _) => return Err(UNAUTHORIZED.into()),
         }
     };
     Ok(answer)

@@ -11,8 +11,7 @@ use apikeys_core::token::{bearer_token, is_legacy_token, NewKey, TokenHash, LEGA
 use apikeys_service::config::{Config, ConfigError};
 use apikeys_service::ApiKeys;
 use apikeys_service::Error;
-use apikeys_service::{Authenticated, Refusal};
-use apikeys_store::StoreError;
+use apikeys_service::{verify, Api, Authenticated, Refusal, Verdict};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{
     EmptySubscription, GraphQLError, InputValue, OperationType, ValidatedOperation, Variables,
@@ -841,18 +840,16 @@ async fn answer(app: &App, request: &Request) -> Response<Body> {
         // a mutation may have been applied or not.
         Err(_) if writes => {
             tracing::warn!("request stopped at its deadline");
-            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
-                message: "request deadline".into(),
+            let (code, message) = error_code_and_message(&Error::Deadline {
                 unknown_outcome: true,
-            }));
+            });
             json_response(StatusCode::OK, &error_body(&message, code))
         }
         Err(_) => {
             tracing::warn!("request stopped at its deadline");
-            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
-                message: "request deadline".into(),
+            let (code, message) = error_code_and_message(&Error::Deadline {
                 unknown_outcome: false,
-            }));
+            });
             with_retry_after(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &error_body(&message, code),
@@ -915,11 +912,15 @@ async fn run(
     prepared: &Prepared<'_>,
     deadline: Instant,
 ) -> Response<Body> {
-    let authenticated = match credential {
-        Credential::Key(hash) => app.service.authenticate_hash(hash, tenant_header).await,
+    // One verification chain (apikeys_core::verify): a key's whole chain in
+    // the service; a session loaded by the service, then the same checks of
+    // where and how it is used.
+    let at = app.service.use_at(tenant_header, source, Api::ThisOne);
+    let verdict = match credential {
+        Credential::Key(hash) => app.service.verify_key(Some(hash), at).await,
         Credential::Session(token) => {
             match app.service.authenticate_session(token, tenant_header).await {
-                Ok(Authenticated::Member(principal)) => Ok(*principal),
+                Ok(Authenticated::Member(principal)) => Ok(verify::admit(*principal, &at)),
                 // A person in no tenant yet: the fields of invitations.
                 Ok(Authenticated::Person(person)) => {
                     let context =
@@ -927,22 +928,20 @@ async fn run(
                             .with_sign_in(signing_in(app, request, prepared), None);
                     return execute(prepared, parsed, &context).await;
                 }
+                Err(Error::Unauthenticated(reason)) => Ok(Verdict::Unauthenticated(reason)),
                 Err(e) => Err(e),
             }
         }
     };
-    let authenticated = match authenticated {
-        Ok(principal) => app
-            .service
-            .admit_here(&principal, source)
-            .map(|()| principal),
-        Err(e) => Err(e),
-    };
-    let principal = match authenticated {
-        Ok(principal) => principal,
-        Err(Error::Unauthenticated(reason)) => return unauthenticated(reason),
-        Err(denied @ Error::Denied { .. }) => {
-            let error = field_error_json(&denied);
+    let principal = match verdict {
+        Ok(Verdict::Allow(principal)) => *principal,
+        Ok(Verdict::Unauthenticated(reason)) => return unauthenticated(reason),
+        Ok(Verdict::Forbidden(denial)) => {
+            let error = field_error_json(&Error::Denied {
+                reason: denial.reason,
+                message: denial.message,
+                needed_scope: denial.needed_scope,
+            });
             return json_response(StatusCode::OK, &json!({"errors": [error], "data": null}));
         }
         Err(other) => {
@@ -1025,10 +1024,9 @@ async fn sign_in(
         // happened". An unseen new session ends by itself.
         Err(_) if writes => {
             tracing::warn!("sign-in stopped at its deadline");
-            let (code, message) = error_code_and_message(&Error::Store(StoreError::Transient {
-                message: "request deadline".into(),
+            let (code, message) = error_code_and_message(&Error::Deadline {
                 unknown_outcome: true,
-            }));
+            });
             json_response(StatusCode::OK, &error_body(&message, code))
         }
         Err(_) => {

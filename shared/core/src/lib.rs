@@ -17,3 +17,4 @@ pub mod principal;
 pub mod refusal;
 pub mod reports;
 pub mod token;
+pub mod verify;

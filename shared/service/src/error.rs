@@ -57,6 +57,11 @@ pub enum Error {
     /// be.
     #[error("{message}")]
     RateLimited { retry_after: u64, message: String },
+    /// The request's time ran out before it was done (the function's
+    /// deadline, not the database's answer): a query changed nothing; a
+    /// change (`unknown_outcome`) may or may not have been applied.
+    #[error("the request ran out of time")]
+    Deadline { unknown_outcome: bool },
     /// The storage layer failed; the message is logged, never shown.
     #[error("internal error")]
     Store(#[from] apikeys_store::StoreError),
@@ -78,6 +83,34 @@ fn busy_message(kind: apikeys_core::domain::LeaseKind, until: time::OffsetDateTi
 }
 
 pub use apikeys_core::refusal::Refusal;
+
+/// A change the store halted is told as what it is: the credential that
+/// made it stopped working, or a limit reached (with when to try again).
+impl From<apikeys_store::Failure> for Error {
+    fn from(failure: apikeys_store::Failure) -> Self {
+        use apikeys_store::{Failure, Halt};
+        match failure {
+            Failure::Database(e) => Error::Store(e),
+            Failure::Halted(Halt::KeyStopped) => Error::Unauthenticated(Refusal::KeyStopped),
+            Failure::Halted(Halt::RateLimited { retry_after, limit }) => Error::RateLimited {
+                retry_after,
+                message: format!(
+                    "too many changes: a member may make {limit} key and account changes a \
+                     minute in a tenant; nothing was changed, try again in {retry_after} s"
+                ),
+            },
+            Failure::Halted(Halt::InvitationsLimited { retry_after, limit }) => {
+                Error::RateLimited {
+                    retry_after,
+                    message: format!(
+                        "too many invitations: an admin may send {limit} an hour; nothing was \
+                         sent, try again in {retry_after} s"
+                    ),
+                }
+            }
+        }
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

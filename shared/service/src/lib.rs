@@ -23,10 +23,11 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use apikeys_core::clock::Clock;
-use apikeys_core::domain::{network_allows, LeaseKind, Member, Tenant};
-use apikeys_core::policy::SCOPE_APIKEYS_READ;
+use apikeys_core::domain::{LeaseKind, Member, Tenant};
 use apikeys_core::principal::Principal;
 use apikeys_core::token::{verify_presented, TokenHash};
+pub use apikeys_core::verify::{self, Api, Denial, Use, Verdict};
+use apikeys_core::verify::{check, WriteRefusal};
 use apikeys_store::Membership;
 use apikeys_store::{Acquired, AuthCopy, HashRecord, Store, StoreError};
 
@@ -91,18 +92,6 @@ pub struct KeyUse {
 /// (started alongside the request's work, so usually not at all).
 pub const KEY_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
-/// What an authorizer decides about a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
-    Allow(Box<Principal>),
-    /// No key that authenticates, and why (see [`Refusal`]).
-    Unauthenticated(Refusal),
-    /// A valid key refused here: a tenant header naming another tenant, a
-    /// network the key or its tenant does not allow, or a rule of its
-    /// tenant's key policy it breaks (the gateway's 403), with why.
-    Forbidden(Refusal, String),
-}
-
 /// A read-modify-write that lost every race: retryable, nothing applied.
 fn kept_changing(what: &str) -> Error {
     Error::Contended(format!(
@@ -115,39 +104,25 @@ fn kept_changing(what: &str) -> Error {
 /// but it may not create, rotate or revoke keys or manage accounts (a leaked
 /// key its owner rotated could otherwise kill the new one).
 fn may_change(p: &Principal) -> Result<()> {
-    // A scoped key changes things here only with apikeys:write.
-    if !p.key_read_only() && !p.key_may_write() {
-        tracing::info!(
-            reason = Refusal::ScopeMissing.code(),
-            key_id = %p.api_key_id,
-            "change refused"
-        );
-        return Err(Error::Denied {
-            reason: Refusal::ScopeMissing,
-            message: format!(
-                "this API key's scopes do not let it change anything here: that needs the \
-                 scope {}",
-                apikeys_core::policy::SCOPE_APIKEYS_WRITE
-            ),
-            needed_scope: Some(apikeys_core::policy::SCOPE_APIKEYS_WRITE.to_string()),
-        });
-    }
-    if !p.key_replaced && !p.key_may_write() {
-        return Err(Error::Forbidden(
-            "this API key is read-only: it may read, and change nothing (not even its owner's \
-             keys); use a key without that limit"
-                .into(),
-        ));
-    }
-    if p.key_replaced {
-        return Err(Error::Forbidden(
-            "this API key was replaced by a rotation and only works until its grace period \
-             ends: it cannot create, rotate or revoke keys or manage accounts; use the key \
-             that replaced it"
-                .into(),
-        ));
-    }
-    Ok(())
+    let Err(refusal) = check::may_write(p) else {
+        return Ok(());
+    };
+    Err(match refusal {
+        // A scoped key changes things here only with apikeys:write.
+        WriteRefusal::ScopeMissing => {
+            tracing::info!(
+                reason = Refusal::ScopeMissing.code(),
+                key_id = %p.api_key_id,
+                "change refused"
+            );
+            Error::Denied {
+                reason: Refusal::ScopeMissing,
+                message: refusal.message(),
+                needed_scope: Some(apikeys_core::policy::SCOPE_APIKEYS_WRITE.to_string()),
+            }
+        }
+        WriteRefusal::ReadOnly | WriteRefusal::Replaced => Error::Forbidden(refusal.message()),
+    })
 }
 
 /// The refusal of something wider than the credential asking for it (see
@@ -309,70 +284,66 @@ impl ApiKeys {
         now.replace_nanosecond(0).unwrap_or(now)
     }
 
-    /// Resolves a bearer key (and optional tenant header) to the caller.
-    /// A key with a bad shape or checksum is rejected without a database
-    /// read; otherwise one strongly consistent read of the key's hash item,
-    /// which carries the owner's role and what the caller's tenant and
-    /// membership look like (kept equal to the membership by every write that
-    /// changes them), so revocation, expiry, role changes and removal all
-    /// apply on the very next request. A key written before those copies
-    /// existed is resolved from the membership and the tenant (three reads)
-    /// and its copy written then, once.
-    pub async fn authenticate(
-        &self,
-        bearer: Option<&str>,
-        tenant_header: Option<&str>,
-    ) -> Result<Principal> {
-        let Some(hash) = self.presented_hash(bearer) else {
-            return Err(refused(Refusal::Malformed));
+    /// Verifies a presented key for a use (`hash`: as
+    /// [`ApiKeys::presented_hash`] checked and hashed it; `None`: no key, or
+    /// one of the wrong shape or checksum, refused with no read): the chain
+    /// of `apikeys_core::verify`, on one strongly consistent read of the
+    /// key's hash item, which carries the owner's role and what the caller's
+    /// tenant and membership look like (kept equal to the membership by
+    /// every write that changes them), so revocation, expiry, role changes
+    /// and removal all apply on the very next request. What the GraphQL
+    /// function and the authorizer both call. `Err`: the database failed.
+    pub async fn verify_key(&self, hash: Option<&TokenHash>, at: Use<'_>) -> Result<Verdict> {
+        let verdict = match self.load(hash, &at).await? {
+            Verdict::Allow(p) => verify::admit(*p, &at),
+            refused => refused,
         };
-        self.authenticate_hash(&hash, tenant_header).await
+        match &verdict {
+            Verdict::Allow(_) => {}
+            Verdict::Unauthenticated(reason) => {
+                tracing::info!(reason = reason.code(), "authentication refused");
+            }
+            Verdict::Forbidden(denial) => tracing::info!(
+                reason = denial.reason.code(),
+                source = ?at.source,
+                "authentication refused"
+            ),
+        }
+        Ok(verdict)
     }
 
-    /// [`ApiKeys::authenticate`] of a key already checked and hashed by
-    /// [`ApiKeys::presented_hash`]: what a function that needs the hash
-    /// again (to record the key's use) calls, so that a request hashes its
-    /// key once.
-    pub async fn authenticate_hash(
-        &self,
-        hash: &TokenHash,
-        tenant_header: Option<&str>,
-    ) -> Result<Principal> {
-        self.resolve(hash, tenant_header).await?.map_err(refused)
-    }
-
-    /// The caller a key resolves to, or why it resolves to no one.
-    async fn resolve(
-        &self,
-        hash: &TokenHash,
-        tenant_header: Option<&str>,
-    ) -> Result<std::result::Result<Principal, Refusal>> {
-        let wanted_tenant = match tenant_header.map(|value| Uuid::parse_str(value.trim())) {
-            Some(Ok(tenant)) => Some(tenant),
-            Some(Err(_)) => return Ok(Err(Refusal::WrongTenant)),
-            None => None,
+    /// The chain up to the caller as loaded (steps 1 to 5: the tenant
+    /// header's form, the load, expiry, disabled, the tenant): `Allow`
+    /// with the caller before the rules of where and how it is used. A key
+    /// written before the copies existed is resolved from the membership
+    /// and the tenant (three reads) and its copy written then, once.
+    async fn load(&self, hash: Option<&TokenHash>, at: &Use<'_>) -> Result<Verdict> {
+        let Some(hash) = hash else {
+            return Ok(Verdict::Unauthenticated(Refusal::Malformed));
+        };
+        let wanted = match check::tenant_header_form(at) {
+            Ok(wanted) => wanted,
+            Err(refused) => return Ok(refused.into()),
         };
         let Some(record) = self.store.key_by_hash(hash).await? else {
-            return Ok(Err(Refusal::UnknownOrRevoked));
+            return Ok(Verdict::Unauthenticated(Refusal::UnknownOrRevoked));
         };
-        if record.expires_at.is_some_and(|at| at <= self.now()) {
-            return Ok(Err(Refusal::Expired));
-        }
-        // A disabled key fails like a revoked one, until enabled.
-        if record.disabled {
-            return Ok(Err(Refusal::Disabled));
-        }
-        if wanted_tenant.is_some_and(|t| t != record.tenant_id) {
-            return Ok(Err(Refusal::WrongTenant));
+        let checked = check::expiry(record.expires_at, at.now)
+            .and_then(|()| check::disabled(record.disabled))
+            .and_then(|()| check::tenant(wanted, record.tenant_id, at.api));
+        if let Err(refused) = checked {
+            return Ok(refused.into());
         }
         let copy = match record.copy {
             Some(copy) => copy,
             None => match self.copy_from_membership(hash, &record).await {
-                Err(Error::Unauthenticated(_)) => return Ok(Err(Refusal::OwnerRemoved)),
+                Err(Error::Unauthenticated(_)) => {
+                    return Ok(Verdict::Unauthenticated(Refusal::OwnerRemoved))
+                }
                 other => other?,
             },
         };
-        Ok(Ok(Principal {
+        Ok(Verdict::Allow(Box::new(Principal {
             user_id: record.owner_id,
             tenant_id: record.tenant_id,
             api_key_id: record.key_id,
@@ -391,7 +362,49 @@ impl ApiKeys {
             key_expires_at: record.expires_at,
             policy: record.policy,
             session: None,
-        }))
+        })))
+    }
+
+    /// The caller a bearer key (and optional tenant header) resolves to,
+    /// by the chain up to the load (not where or how it is used): what the
+    /// operator's tools and tests ask of a key they hold.
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        tenant_header: Option<&str>,
+    ) -> Result<Principal> {
+        let hash = self.presented_hash(bearer);
+        let at = Use {
+            now: self.now(),
+            tenant_header,
+            source: None,
+            api: Api::ThisOne,
+        };
+        match self.load(hash.as_ref(), &at).await? {
+            Verdict::Allow(p) => Ok(*p),
+            Verdict::Unauthenticated(reason) => Err(refused(reason)),
+            Verdict::Forbidden(denial) => Err(Error::Denied {
+                reason: denial.reason,
+                message: denial.message,
+                needed_scope: denial.needed_scope,
+            }),
+        }
+    }
+
+    /// Where and when a request uses its credential: now, by this service's
+    /// clock.
+    pub fn use_at<'a>(
+        &self,
+        tenant_header: Option<&'a str>,
+        source: Option<std::net::IpAddr>,
+        api: Api,
+    ) -> Use<'a> {
+        Use {
+            now: self.now(),
+            tenant_header,
+            source,
+            api,
+        }
     }
 
     /// What a hash item written before the copies lacks, from the membership
@@ -484,150 +497,6 @@ impl ApiKeys {
             attempts.remove(&key_use.key.key_id);
         }
         written
-    }
-
-    /// Authentication for an API Gateway authorizer in front of another API:
-    /// the same read and rules as [`ApiKeys::authenticate`], with one more
-    /// answer: a valid key whose tenant header names another tenant is
-    /// [`Gate::WrongTenant`] (the gateway's 403), where a missing or bad key
-    /// is [`Gate::Unauthenticated`] (its 401). Storage failures are errors.
-    /// `hash`: the presented key as [`ApiKeys::presented_hash`] checked and
-    /// hashed it (`None`: no key, or one of the wrong shape or checksum).
-    pub async fn gate(
-        &self,
-        hash: Option<&TokenHash>,
-        tenant_header: Option<&str>,
-        source: Option<std::net::IpAddr>,
-    ) -> Result<Gate> {
-        let Some(hash) = hash else {
-            return Ok(Gate::Unauthenticated(Refusal::Malformed));
-        };
-        let principal = match self.resolve(hash, None).await? {
-            Ok(principal) => principal,
-            Err(refusal) => return Ok(Gate::Unauthenticated(refusal)),
-        };
-        let wanted = tenant_header.map(|value| Uuid::parse_str(value.trim()));
-        if match wanted {
-            Some(Ok(tenant)) => tenant != principal.tenant_id,
-            Some(Err(_)) => true,
-            None => false,
-        } {
-            return Ok(Gate::Forbidden(
-                Refusal::WrongTenant,
-                "this API key belongs to another tenant than the one asked for".into(),
-            ));
-        }
-        Ok(match self.admit(&principal, source) {
-            Ok(()) => Gate::Allow(Box::new(principal)),
-            Err(Error::Denied {
-                reason, message, ..
-            }) => Gate::Forbidden(reason, message),
-            Err(other) => return Err(other),
-        })
-    }
-
-    /// May the caller's key be used here and now, by the rules beyond
-    /// authentication, all read from what authentication read (no read):
-    /// the tenant's key policy (a key made before a rule was tightened is
-    /// refused, not deleted), the tenant's networks and the key's own
-    /// (`source`: the address API Gateway saw, never a header the client
-    /// sets; a limited key is refused where the place is not known).
-    pub fn admit(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
-        // A key item written before `created` was copied, under a lifetime
-        // limit, cannot be judged: the limit wins.
-        let created = p.key_created.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        // A person's session is no key: of the key policy, only the
-        // tenant's networks bind it.
-        let violation = match p.session {
-            Some(_) => None,
-            None => p
-                .policy
-                .violation(p.account_type, created, p.key_expires_at, &p.key_scopes),
-        };
-        if let Some(violation) = violation {
-            let reason = match violation {
-                apikeys_core::policy::Violation::ScopesRequired => Refusal::PolicyScopesRequired,
-                _ => Refusal::PolicyMaxLifetime,
-            };
-            return Err(self.denied(
-                p,
-                reason,
-                format!(
-                    "{}: make a key that meets the policy, or ask an admin to loosen it",
-                    violation.message(p.account_type)
-                ),
-                source,
-            ));
-        }
-        let from = || source.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
-        if !p.policy.allows_source(source) {
-            return Err(self.denied(
-                p,
-                Refusal::PolicyNetwork,
-                format!(
-                    "this tenant's key policy allows its keys only from its own networks, and \
-                     this request came from {}",
-                    from()
-                ),
-                source,
-            ));
-        }
-        if !network_allows(&p.key_networks, source) {
-            return Err(self.denied(
-                p,
-                Refusal::NetworkNotAllowed,
-                format!(
-                    "this API key may not be used from {}: it is limited to other networks",
-                    from()
-                ),
-                source,
-            ));
-        }
-        Ok(())
-    }
-
-    /// [`ApiKeys::admit`] for this service's own API: also, a scoped key
-    /// needs one of its scopes (`apikeys:read`, `apikeys:write`).
-    pub fn admit_here(&self, p: &Principal, source: Option<std::net::IpAddr>) -> Result<()> {
-        self.admit(p, source)?;
-        if !p.key_may_read() {
-            let mut denied = self.denied(
-                p,
-                Refusal::ScopeMissing,
-                format!(
-                    "this API key's scopes do not include this API: it needs the scope \
-                     {SCOPE_APIKEYS_READ} (or apikeys:write to change things)"
-                ),
-                source,
-            );
-            if let Error::Denied { needed_scope, .. } = &mut denied {
-                *needed_scope = Some(SCOPE_APIKEYS_READ.to_string());
-            }
-            return Err(denied);
-        }
-        Ok(())
-    }
-
-    /// A refusal of a valid key, logged with its reason, the key's id and
-    /// the address (never the key).
-    fn denied(
-        &self,
-        p: &Principal,
-        reason: Refusal,
-        message: String,
-        source: Option<std::net::IpAddr>,
-    ) -> Error {
-        tracing::info!(
-            reason = reason.code(),
-            key_id = %p.api_key_id,
-            source = ?source,
-            "authentication refused"
-        );
-        Error::Denied {
-            reason,
-            message,
-            needed_scope: None,
-        }
     }
 
     /// The hash of a presented key when its shape and checksum are right:

@@ -38,7 +38,7 @@ use time::{Duration, OffsetDateTime};
 use apikeys_core::audit::{describe_expiry, AuditAction, AuditActor, AuditEvent, TargetType};
 use std::collections::BTreeSet;
 
-use apikeys_store::{expiry_bucket, ExpiredEntry, Store, StoreError, SweepCheckpoint};
+use apikeys_store::{expiry_bucket, ExpiredEntry, Failure, Store, SweepCheckpoint};
 
 /// Where a sweep starts when no checkpoint exists yet (a new deployment): a
 /// key can only have expired after it was created, and the schedule runs the
@@ -144,7 +144,7 @@ impl Sweeper {
         &self,
         now: OffsetDateTime,
         deadline: Option<Instant>,
-    ) -> Result<SweepReport, StoreError> {
+    ) -> Result<SweepReport, Failure> {
         let started = Instant::now();
         let mut report = SweepReport::default();
         let current = expiry_bucket(now);
@@ -253,7 +253,7 @@ impl Sweeper {
         now: OffsetDateTime,
         deadline: Option<Instant>,
         report: &mut SweepReport,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Failure> {
         let saved = self.store.warning_checkpoint().await?;
         let mut until = [now.unix_timestamp(); 2];
         // The 1-day window first: the more urgent, never starved by a long
@@ -378,7 +378,7 @@ impl Sweeper {
         window: usize,
         length: &Duration,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, Failure> {
         let k = &entry.key;
         let Some(stored) = self
             .store
@@ -420,7 +420,7 @@ impl Sweeper {
         now: OffsetDateTime,
         deadline: Option<Instant>,
         report: &mut SweepReport,
-    ) -> Result<Walked, StoreError> {
+    ) -> Result<Walked, Failure> {
         let failed_before = report.failed;
         let mut start = None;
         loop {
@@ -447,7 +447,7 @@ impl Sweeper {
     /// Removes a page's entries; `false` when it stopped for the deadline.
     async fn remove(
         &self,
-        entries: Vec<Result<ExpiredEntry, StoreError>>,
+        entries: Vec<Result<ExpiredEntry, apikeys_store::StoreError>>,
         now: OffsetDateTime,
         deadline: Option<Instant>,
         report: &mut SweepReport,

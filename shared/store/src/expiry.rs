@@ -62,7 +62,7 @@ impl Store {
         owner: &Membership,
         keys: &[(KeyRef, AuditRecord)],
         now: OffsetDateTime,
-    ) -> Result<bool> {
+    ) -> Changed<bool> {
         if keys.is_empty() {
             return Ok(false);
         }
@@ -93,7 +93,7 @@ impl Store {
             Ok(()) => Ok(true),
             // One was revoked or swept meanwhile, or the owner is gone.
             Err(r) if !r.keys_at().is_empty() || r.has(Part::Member) => Ok(false),
-            Err(r) => Err(r.unexplained("delete_expired_keys")),
+            Err(r) => Err(r.unexplained("delete_expired_keys").into()),
         }
     }
 
@@ -151,7 +151,7 @@ impl Store {
         entry: &ExpiredEntry,
         now: OffsetDateTime,
         audit: &AuditRecord,
-    ) -> Result<bool> {
+    ) -> Changed<bool> {
         match self.delete_key(&entry.key, Some(now), None, audit).await? {
             KeyDelete::Deleted => Ok(true),
             // Only its owner is gone (removed outside our transactions):
@@ -162,7 +162,7 @@ impl Store {
                 match self.commit(tx, entry.key.tenant_id, None, &[audit]).await? {
                     Ok(()) => Ok(true),
                     Err(r) if r.has(Part::Key) => Ok(false),
-                    Err(r) => Err(r.unexplained("delete_expired")),
+                    Err(r) => Err(r.unexplained("delete_expired").into()),
                 }
             }
             KeyDelete::KeyGone | KeyDelete::CallerNotAdmin => Ok(false),
@@ -212,7 +212,7 @@ impl Store {
         window: usize,
         at: OffsetDateTime,
         audit: &AuditRecord,
-    ) -> Result<bool> {
+    ) -> Changed<bool> {
         let attribute = warned_attribute(window);
         let mut tx = Tx::new();
         tx.push(
@@ -233,7 +233,7 @@ impl Store {
         match self.commit(tx, entry.key.tenant_id, None, &[audit]).await? {
             Ok(()) => Ok(true),
             Err(r) if r.has(Part::Key) => Ok(false),
-            Err(r) => Err(r.unexplained("warn_expiring")),
+            Err(r) => Err(r.unexplained("warn_expiring").into()),
         }
     }
 

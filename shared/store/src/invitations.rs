@@ -161,7 +161,7 @@ impl Store {
         caller_admin: Option<Uuid>,
         hourly: Option<(Uuid, u32)>,
         audit: &apikeys_core::audit::AuditRecord,
-    ) -> Result<InvitationInsert> {
+    ) -> Changed<InvitationInsert> {
         let mut tx = Tx::new();
         let mut listing = key_of(tenant_pk(invitation.tenant_id), invite_sk(invitation.id));
         listing.extend(invitation_attributes(invitation));
@@ -254,18 +254,18 @@ impl Store {
         match outcome {
             Ok(()) => Ok(InvitationInsert::Written),
             Err(r) if r.has(Part::Caller) => Ok(InvitationInsert::CallerNotAdmin),
-            Err(r) if r.has(Part::HourlyLimit) => Err(StoreError::InvitationsLimited {
+            Err(r) if r.has(Part::HourlyLimit) => Err(Failure::Halted(Halt::InvitationsLimited {
                 retry_after: u64::try_from(
                     3600i64.saturating_sub(invitation.created.unix_timestamp().rem_euclid(3600)),
                 )
                 .unwrap_or(3600),
                 limit: hourly.map_or(0, |(_, max)| max),
-            }),
+            })),
             Err(r) if r.has(Part::Absent) => Ok(InvitationInsert::Pending),
             Err(r) if r.has(Part::Tenant) || r.has(Part::Invitation) => {
                 Ok(InvitationInsert::Changed)
             }
-            Err(r) => Err(r.unexplained("insert_invitation")),
+            Err(r) => Err(r.unexplained("insert_invitation").into()),
         }
     }
 
@@ -284,7 +284,7 @@ impl Store {
         last: bool,
         now: OffsetDateTime,
         audit: &apikeys_core::audit::AuditRecord,
-    ) -> Result<InvitationDelete> {
+    ) -> Changed<InvitationDelete> {
         let mut tx = Tx::new();
         self.push_invitation_deletes(&mut tx, invitation, None)?;
         self.invitee_listing_change(&mut tx, &invitation.email, listing, last, now)?;
@@ -296,7 +296,7 @@ impl Store {
             Err(r) if r.has(Part::Caller) => Ok(InvitationDelete::CallerNotAdmin),
             Err(r) if r.has(Part::Invitation) => Ok(InvitationDelete::Gone),
             Err(r) if r.has(Part::Member) => Ok(InvitationDelete::SessionsChanged),
-            Err(r) => Err(r.unexplained("delete_invitation")),
+            Err(r) => Err(r.unexplained("delete_invitation").into()),
         }
     }
 
@@ -360,7 +360,7 @@ impl Store {
         linking: Option<(&TokenHash, Uuid)>,
         now: OffsetDateTime,
         audit: &apikeys_core::audit::AuditRecord,
-    ) -> Result<InvitationAccept> {
+    ) -> Changed<InvitationAccept> {
         let mut tx = Tx::new();
         if let Some((session, id)) = linking {
             // A member's now: no longer one of the sessions of people in no
@@ -412,7 +412,7 @@ impl Store {
             Err(r) if r.has(Part::NewMember) => Ok(InvitationAccept::AlreadyMember),
             Err(r) if r.has(Part::Tenant) => Ok(InvitationAccept::TenantGone),
             Err(r) if r.has(Part::User) => Ok(InvitationAccept::UserTaken),
-            Err(r) => Err(r.unexplained("accept_invitation")),
+            Err(r) => Err(r.unexplained("accept_invitation").into()),
         }
     }
 }

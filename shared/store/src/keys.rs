@@ -394,7 +394,7 @@ impl Store {
         key: &KeyRef,
         at: OffsetDateTime,
         audit: &AuditRecord,
-    ) -> Result<bool> {
+    ) -> Changed<bool> {
         let mut tx = Tx::new();
         for item_key in key.item_keys() {
             tx.push(
@@ -411,7 +411,7 @@ impl Store {
         match self.commit(tx, key.tenant_id, None, &[audit]).await? {
             Ok(()) => Ok(true),
             Err(r) if r.has(Part::Key) => Ok(false),
-            Err(r) => Err(r.unexplained("mark_leaked")),
+            Err(r) => Err(r.unexplained("mark_leaked").into()),
         }
     }
 
@@ -448,7 +448,7 @@ impl Store {
         stored: &StoredKey,
         creator_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<KeyInsert> {
+    ) -> Changed<KeyInsert> {
         let k = &stored.key;
         let (listing, lookup) = key_items(stored);
         let (condition, mut vals) = owner_takes(stored, k.created, true);
@@ -477,7 +477,7 @@ impl Store {
         let outcome = self
             .commit(tx, k.tenant_id, creator_admin, &[audit])
             .await?;
-        KeyInsert::of(outcome)
+        Ok(KeyInsert::of(outcome)?)
     }
 
     /// Records that a key was used at `now`, unless that was already
@@ -532,7 +532,7 @@ impl Store {
         at: OffsetDateTime,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<KeyToggle> {
+    ) -> Changed<KeyToggle> {
         let mut tx = Tx::new();
         for item_key in key.item_keys() {
             let item = if disabled {
@@ -557,7 +557,7 @@ impl Store {
         let outcome = self
             .commit(tx, key.tenant_id, caller_admin, &[audit])
             .await?;
-        KeyToggle::of(outcome)
+        Ok(KeyToggle::of(outcome)?)
     }
 
     /// Removes a key and its hash lookup together, decrementing its owner's
@@ -569,7 +569,7 @@ impl Store {
         expired_by: Option<OffsetDateTime>,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<KeyDelete> {
+    ) -> Changed<KeyDelete> {
         let index = KeyIndex::of(key.owner_type, &[], &[key.key_id]);
         let mut tx = Tx::new();
         push_key_deletes(&self.table, &mut tx, Part::Key, key, expired_by)?;
@@ -587,6 +587,6 @@ impl Store {
         let outcome = self
             .commit(tx, key.tenant_id, caller_admin, &[audit])
             .await?;
-        KeyDelete::of(outcome)
+        Ok(KeyDelete::of(outcome)?)
     }
 }

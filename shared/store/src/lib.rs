@@ -112,22 +112,59 @@ pub enum StoreError {
     SameItemTwice { first: Part, second: Part },
     #[error("stored item {0} is malformed: {1}")]
     Corrupt(String, &'static str),
-    /// The acting member made its allowed number of changes this minute:
-    /// nothing was written; the next window opens in `retry_after` seconds.
-    #[error("rate limited for {retry_after} s")]
-    RateLimited { retry_after: u64, limit: u32 },
-    /// The inviter sent its allowed number of invitations this hour:
-    /// nothing was written; the next hour opens in `retry_after` seconds.
-    #[error("invitations limited for {retry_after} s")]
-    InvitationsLimited { retry_after: u64, limit: u32 },
-    /// The key the change was made with was revoked, disabled or rotated
-    /// while the request worked: nothing was written, and the caller is
-    /// answered as a key that no longer authenticates.
-    #[error("the acting key stopped working during the request")]
+}
+
+/// What stopped a change before its transaction applied, by a rule the
+/// store enforces in the transaction itself: a state of the data (the
+/// caller is told which), never a failure of the database. Nothing was
+/// written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The key (or session) the change was made with was revoked, disabled,
+    /// rotated or ended while the request worked: the caller is answered
+    /// as a credential that no longer authenticates.
     KeyStopped,
+    /// The acting member made its allowed number of changes this minute;
+    /// the next window opens in `retry_after` seconds.
+    RateLimited { retry_after: u64, limit: u32 },
+    /// The inviter sent its allowed number of invitations this hour; the
+    /// next hour opens in `retry_after` seconds.
+    InvitationsLimited { retry_after: u64, limit: u32 },
+}
+
+/// Why a change the store was asked to make gave no answer of its own:
+/// the database failed ([`StoreError`]), or the change was halted
+/// ([`Halt`]).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Database(#[from] StoreError),
+    #[error("the change was halted: {0:?}")]
+    Halted(Halt),
+}
+
+impl<E> From<aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>
+    for Failure
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn from(
+        err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self {
+        Failure::Database(StoreError::from(err))
+    }
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for Failure {
+    fn from(err: aws_sdk_dynamodb::error::BuildError) -> Self {
+        Failure::Database(StoreError::from(err))
+    }
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The answer of a store call that makes a change.
+pub type Changed<T> = std::result::Result<T, Failure>;
 pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]

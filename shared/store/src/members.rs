@@ -328,7 +328,7 @@ impl Store {
         creator_admin: Option<Uuid>,
         max_service_accounts: u32,
         audit: &AuditRecord,
-    ) -> Result<MembershipInsert> {
+    ) -> Changed<MembershipInsert> {
         let mut tx = Tx::new();
         tx.push(Part::NewMember, put(&self.table, membership_item(m))?);
         tx.push(
@@ -338,7 +338,7 @@ impl Store {
         let outcome = self
             .commit(tx, m.tenant_id, creator_admin, &[audit])
             .await?;
-        MembershipInsert::of(outcome)
+        Ok(MembershipInsert::of(outcome)?)
     }
 
     /// The tenant item's part in adding (`delta` 1) or removing (-1) `m`:
@@ -515,7 +515,7 @@ impl Store {
         keys: &[StoredKey],
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<MembershipDelete> {
+    ) -> Changed<MembershipDelete> {
         let mut tx = Tx::new();
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -562,7 +562,7 @@ impl Store {
         }
         tx.push(Part::Tenant, self.tenant_counter_item(m, -1, 0)?);
         let outcome = self.commit(tx, m.tenant_id, caller_admin, &[audit]).await?;
-        MembershipDelete::of(outcome)
+        Ok(MembershipDelete::of(outcome)?)
     }
 
     /// Changes a member's role while `lease` (a [`LeaseKind::ChangingRole`]
@@ -581,7 +581,7 @@ impl Store {
         caller_admin: Option<Uuid>,
         keys: &[KeyRef],
         audit: &AuditRecord,
-    ) -> Result<RoleSet> {
+    ) -> Changed<RoleSet> {
         let mut tx = Tx::new();
         // A role change ends the member's sessions (listed on the
         // membership, which the lease kept from changing): signing in
@@ -637,7 +637,7 @@ impl Store {
             );
         }
         let outcome = self.commit(tx, m.tenant_id, caller_admin, &[audit]).await?;
-        RoleSet::of(outcome)
+        Ok(RoleSet::of(outcome)?)
     }
 
     /// Adds a person to a tenant, creating the user too when `new_user` is
@@ -647,7 +647,7 @@ impl Store {
         m: &Membership,
         new_user: Option<&UserRecord>,
         audit: &AuditRecord,
-    ) -> Result<MemberInsert> {
+    ) -> Changed<MemberInsert> {
         let mut tx = Tx::new();
         tx.push(Part::NewMember, put(&self.table, membership_item(m))?);
         tx.push(Part::Tenant, self.tenant_counter_item(m, 1, 0)?);
@@ -663,6 +663,6 @@ impl Store {
             }
         }
         let outcome = self.commit(tx, m.tenant_id, None, &[audit]).await?;
-        MemberInsert::of(outcome)
+        Ok(MemberInsert::of(outcome)?)
     }
 }

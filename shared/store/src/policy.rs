@@ -295,7 +295,7 @@ impl Store {
         policy: &KeyPolicy,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<PolicySet> {
+    ) -> Changed<PolicySet> {
         let (expression, mut vals) = policy_update(policy, &[]);
         let condition = if from == 0 {
             "attribute_exists(pk) AND attribute_not_exists(pol_gen)"
@@ -315,7 +315,7 @@ impl Store {
             )?,
         );
         let outcome = self.commit(tx, tenant, caller_admin, &[audit]).await?;
-        PolicySet::of(outcome)
+        Ok(PolicySet::of(outcome)?)
     }
 
     /// Writes `policy` onto one key's hash item (and the key's `created`,

@@ -55,7 +55,7 @@ impl Store {
         now: OffsetDateTime,
         caller_admin: Option<Uuid>,
         audit: &AuditRecord,
-    ) -> Result<Rotation> {
+    ) -> Changed<Rotation> {
         let k = &new.key;
         let (listing, lookup) = key_items(new);
         // With a grace the old key stays a while: the new one counts.
@@ -156,6 +156,6 @@ impl Store {
             }
         }
         let outcome = self.commit(tx, k.tenant_id, caller_admin, &[audit]).await?;
-        Rotation::of(outcome)
+        Ok(Rotation::of(outcome)?)
     }
 }

@@ -79,7 +79,7 @@ impl Store {
         new_user: Option<&UserRecord>,
         first_key: &StoredKey,
         audits: &[&apikeys_core::audit::AuditRecord],
-    ) -> Result<TenantInsert> {
+    ) -> Changed<TenantInsert> {
         let mut tenant_item = key_of(tenant_pk(tenant.id), "tenant".into());
         tenant_item.extend(values([
             ("name", s(&tenant.name)),
@@ -115,6 +115,6 @@ impl Store {
             }
         }
         let outcome = self.commit(tx, tenant.id, None, audits).await?;
-        TenantInsert::of(outcome)
+        Ok(TenantInsert::of(outcome)?)
     }
 }

@@ -512,14 +512,14 @@ impl Store {
     /// when changes are limited ([`Part::Counter`], counted for the first
     /// record's actor), then the change's audit records ([`Part::Audit`]),
     /// and runs the transaction. A change over the member's limit writes
-    /// nothing and is told apart: [`StoreError::RateLimited`].
+    /// nothing and is told apart: [`Halt::RateLimited`].
     pub(super) async fn commit(
         &self,
         mut tx: Tx,
         tenant: Uuid,
         caller_admin: Option<Uuid>,
         audits: &[&AuditRecord],
-    ) -> Result<Outcome> {
+    ) -> Changed<Outcome> {
         if let Some(caller) = caller_admin {
             tx.push(Part::Caller, check_admin(&self.table, tenant, caller)?);
         }
@@ -545,15 +545,15 @@ impl Store {
                 .iter()
                 .all(|p| matches!(p, Part::ActingKey | Part::Counter))
             {
-                return Err(StoreError::KeyStopped);
+                return Err(Failure::Halted(Halt::KeyStopped));
             }
             refused = refused.without(Part::ActingKey);
         }
         if refused.has(Part::Counter) {
-            return Err(limit.unwrap_or(StoreError::RateLimited {
+            return Err(Failure::Halted(limit.unwrap_or(Halt::RateLimited {
                 retry_after: 60,
                 limit: 0,
-            }));
+            })));
         }
         Ok(Err(refused))
     }
@@ -617,7 +617,7 @@ impl Store {
         tx: &mut Tx,
         tenant: Uuid,
         audit: &AuditRecord,
-    ) -> Result<Option<StoreError>> {
+    ) -> Result<Option<Halt>> {
         let (Some(max), Some(actor)) = (self.changes_per_minute, audit.actor.user_id) else {
             return Ok(None);
         };
@@ -647,7 +647,7 @@ impl Store {
                 true,
             )?,
         );
-        Ok(Some(StoreError::RateLimited {
+        Ok(Some(Halt::RateLimited {
             retry_after: u64::try_from(retry_after).unwrap_or(60),
             limit: max,
         }))

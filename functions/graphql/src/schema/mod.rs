@@ -207,6 +207,10 @@ pub const CHANGE_INCOMPLETE: &str = "CHANGE_INCOMPLETE";
 /// `extensions.code` of a write whose outcome is not known.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 
+/// What a caller is told of a change whose outcome is not known.
+const UNKNOWN_OUTCOME_MESSAGE: &str = "The database did not confirm the change in time: it may \
+                                       or may not have been applied. Check before trying again.";
+
 /// A service error as `extensions.code` and message, mapped once: domain
 /// answers say what they mean; storage failures say only what happened.
 pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
@@ -218,7 +222,6 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
                 |advice| format!("Unauthenticated: {advice}"),
             ),
         ),
-        Error::Store(StoreError::KeyStopped) => ("UNAUTHENTICATED", "Unauthenticated".to_string()),
         Error::SignIn { message, .. } => ("UNAUTHENTICATED", message.clone()),
         Error::Unavailable(message) => (SERVICE_UNAVAILABLE, message.clone()),
         Error::RateLimited { message, .. } => (RATE_LIMITED, message.clone()),
@@ -231,18 +234,22 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
             tracing::info!(error = %err, "request lost to concurrent changes");
             (SERVICE_UNAVAILABLE, err.to_string())
         }
+        Error::Deadline {
+            unknown_outcome: true,
+        } => (OUTCOME_UNKNOWN, UNKNOWN_OUTCOME_MESSAGE.to_string()),
+        Error::Deadline {
+            unknown_outcome: false,
+        } => (
+            SERVICE_UNAVAILABLE,
+            "This request ran out of time and nothing was changed: try again shortly.".to_string(),
+        ),
         Error::Store(StoreError::Transient {
             message,
             unknown_outcome,
         }) => {
             tracing::warn!(error = %message, "storage unavailable");
             if *unknown_outcome {
-                (
-                    OUTCOME_UNKNOWN,
-                    "The database did not confirm the change in time: it may or may not have \
-                     been applied. Check before trying again."
-                        .to_string(),
-                )
+                (OUTCOME_UNKNOWN, UNKNOWN_OUTCOME_MESSAGE.to_string())
             } else {
                 (
                     SERVICE_UNAVAILABLE,
@@ -252,20 +259,6 @@ pub fn error_code_and_message(err: &Error) -> (&'static str, String) {
                 )
             }
         }
-        Error::Store(StoreError::RateLimited { retry_after, limit }) => (
-            RATE_LIMITED,
-            format!(
-                "too many changes: a member may make {limit} key and account changes a minute \
-                 in a tenant; nothing was changed, try again in {retry_after} s"
-            ),
-        ),
-        Error::Store(StoreError::InvitationsLimited { retry_after, limit }) => (
-            RATE_LIMITED,
-            format!(
-                "too many invitations: an admin may send {limit} an hour; nothing was sent, try \
-                 again in {retry_after} s"
-            ),
-        ),
         Error::Store(e) => {
             tracing::error!(error = %e, "storage error");
             ("INTERNAL_SERVER_ERROR", "Internal server error".to_string())
@@ -281,12 +274,7 @@ fn unauthenticated() -> FieldError {
 /// Maps a service error to a GraphQL error with `extensions.code`.
 pub fn field_error(err: Error) -> FieldError {
     let (code, message) = error_code_and_message(&err);
-    if let Error::RateLimited { retry_after, .. }
-    | Error::Store(
-        StoreError::RateLimited { retry_after, .. }
-        | StoreError::InvitationsLimited { retry_after, .. },
-    ) = err
-    {
+    if let Error::RateLimited { retry_after, .. } = err {
         let seconds = i32::try_from(retry_after).unwrap_or(60);
         return FieldError::new(
             message,
@@ -297,10 +285,6 @@ pub fn field_error(err: Error) -> FieldError {
         Error::Unauthenticated(reason) => FieldError::new(
             message,
             graphql_value!({ "code": code, "reason": (reason.code()) }),
-        ),
-        Error::Store(StoreError::KeyStopped) => FieldError::new(
-            message,
-            graphql_value!({ "code": code, "reason": (Refusal::KeyStopped.code()) }),
         ),
         Error::SignIn { reason, .. } => {
             FieldError::new(message, graphql_value!({ "code": code, "reason": reason }))
