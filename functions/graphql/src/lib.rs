@@ -4,9 +4,13 @@
 // panic = "abort" a panic ends the Lambda instance): enforced by clippy, with
 // the lints of [workspace.lints] (Cargo.toml) and clippy.toml.
 
+pub mod app;
 pub mod console;
 pub mod cost;
+pub mod edge;
 pub mod handler;
+pub mod routes;
 pub mod schema;
 
-pub use handler::{handle, App, Settings};
+pub use app::{App, Settings};
+pub use handler::handle;

@@ -1,0 +1,4 @@
+//! One module per route family; the router is `crate::handler::handle`.
+
+pub mod graphql;
+pub mod scanning;
