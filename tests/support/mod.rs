@@ -2,6 +2,7 @@
 //! real GraphQL handler, and real API Gateway events as `sam local
 //! generate-event` makes them (tests/events/).
 
+pub mod authorizer;
 pub mod documents;
 pub mod faults;
 pub mod idp;

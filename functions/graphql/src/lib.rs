@@ -11,6 +11,7 @@ pub mod edge;
 pub mod handler;
 pub mod routes;
 pub mod schema;
+pub mod warm_up;
 
 pub use app::{App, Settings};
 pub use handler::handle;

@@ -155,13 +155,14 @@ impl GithubKeys {
         })
     }
 
-    /// Checks a report's signature. `Ok(Err(_))`: refused, and why;
-    /// `Err(_)`: the key set could not be fetched.
+    /// Checks a report's signature at `now`. `Ok(Err(_))`: refused, and
+    /// why; `Err(_)`: the key set could not be fetched.
     pub async fn verify(
         &self,
         identifier: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
+        now: time::OffsetDateTime,
     ) -> Result<Result<(), BadSignature>, FetchError> {
         let (Some(identifier), Some(signature)) = (identifier, signature) else {
             return Ok(Err(BadSignature::Missing));
@@ -177,7 +178,7 @@ impl GithubKeys {
         let Ok(der) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
             return Ok(Err(BadSignature::Malformed));
         };
-        let Some(point) = self.keys.key(identifier).await? else {
+        let Some(point) = self.keys.key(identifier, now).await? else {
             return Ok(Err(BadSignature::UnknownKey));
         };
         let key = ring::signature::UnparsedPublicKey::new(

@@ -2,10 +2,15 @@
 //! provider's JWKS) as one instance keeps it: fetched from a configurable
 //! URL, trusted for a while, fetched again for an unknown identifier at a
 //! bounded rate, and a failed fetch is a retryable answer, never a refusal.
+//! Ages are read from the time the caller passes (the service's clock, so
+//! that tests move it rather than wait); a clock that stepped back makes an
+//! age zero, never negative.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use apikeys_platform::https::{FetchError, Fetcher};
 
@@ -34,9 +39,9 @@ pub type Parse<K> = fn(&[u8]) -> Result<HashMap<String, K>, FetchError>;
 struct Cache<K> {
     keys: HashMap<String, K>,
     /// When the keys were fetched.
-    fetched: Option<Instant>,
+    fetched: Option<OffsetDateTime>,
     /// When the last fetch was tried, and whether it failed.
-    tried: Option<(Instant, bool)>,
+    tried: Option<(OffsetDateTime, bool)>,
 }
 
 impl<K> Default for Cache<K> {
@@ -87,29 +92,32 @@ impl<K: Clone> KeySet<K> {
         })
     }
 
-    fn known(&self, identifier: &str) -> Known<K> {
+    fn known(&self, identifier: &str, now: OffsetDateTime) -> Known<K> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = cache
-            .fetched
-            .is_some_and(|at| at.elapsed() < self.rules.max_age);
+        let age = |at| apikeys_core::clock::age(now, at);
+        let fresh = cache.fetched.is_some_and(|at| age(at) < self.rules.max_age);
         if let (true, Some(key)) = (fresh, cache.keys.get(identifier)) {
             return Known::Key(key.clone());
         }
         match cache.tried {
-            Some((at, true)) if at.elapsed() < self.rules.retry_after => Known::Failing,
-            Some((at, false)) if fresh && at.elapsed() < self.rules.refetch_after => Known::Unknown,
+            Some((at, true)) if age(at) < self.rules.retry_after => Known::Failing,
+            Some((at, false)) if fresh && age(at) < self.rules.refetch_after => Known::Unknown,
             _ => Known::Fetch,
         }
     }
 
-    /// The key `identifier`: from a set fetched less than `max_age` ago,
+    /// The key `identifier` at `now`: from a set fetched less than `max_age` ago,
     /// else fetched now (for an unknown identifier, at most once every
     /// `refetch_after`). `Ok(None)`: no such key in a fresh set. `Err`: the
     /// set could not be fetched (a retryable failure, never a refusal).
-    pub async fn key(&self, identifier: &str) -> Result<Option<K>, FetchError> {
+    pub async fn key(
+        &self,
+        identifier: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<K>, FetchError> {
         let mut fetched_once = false;
         loop {
-            match self.known(identifier) {
+            match self.known(identifier, now) {
                 Known::Key(key) => return Ok(Some(key)),
                 Known::Unknown => return Ok(None),
                 Known::Failing => {
@@ -123,7 +131,7 @@ impl<K: Clone> KeySet<K> {
             fetched_once = true;
             let _one = self.fetching.lock().await;
             // Fetched by another request meanwhile?
-            if !matches!(self.known(identifier), Known::Fetch) {
+            if !matches!(self.known(identifier, now), Known::Fetch) {
                 continue;
             }
             let fetched = match self
@@ -135,7 +143,6 @@ impl<K: Clone> KeySet<K> {
                 Err(e) => Err(e),
             };
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
             match fetched {
                 Ok(keys) => {
                     cache.keys = keys;

@@ -329,7 +329,7 @@ pub struct IdTokenVerifier {
     /// When finding the key set (the discovery document) last failed: for
     /// `JWKS_RULES.retry_after` after it, sign-ins are answered retryable
     /// at once rather than each waiting on a fetch of their own.
-    discovery_failed: std::sync::Mutex<Option<std::time::Instant>>,
+    discovery_failed: std::sync::Mutex<Option<OffsetDateTime>>,
 }
 
 impl IdTokenVerifier {
@@ -346,12 +346,12 @@ impl IdTokenVerifier {
         &self.settings
     }
 
-    async fn key_set(&self) -> Result<&KeySet<Jwk>, KeysUnavailable> {
+    async fn key_set(&self, now: OffsetDateTime) -> Result<&KeySet<Jwk>, KeysUnavailable> {
         let recently_failed = || {
             self.discovery_failed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|at| at.elapsed() < JWKS_RULES.retry_after)
+                .is_some_and(|at| apikeys_core::clock::age(now, at) < JWKS_RULES.retry_after)
         };
         self.keys
             .get_or_try_init(|| async {
@@ -370,8 +370,7 @@ impl IdTokenVerifier {
                             *self
                                 .discovery_failed
                                 .lock()
-                                .unwrap_or_else(|e| e.into_inner()) =
-                                Some(std::time::Instant::now());
+                                .unwrap_or_else(|e| e.into_inner()) = Some(now);
                             return Err(e);
                         }
                     },
@@ -476,9 +475,9 @@ impl IdTokenVerifier {
             Some(_) => return Ok(Err(TokenRefusal::WrongIssuer)),
             None => return Ok(Err(TokenRefusal::Malformed)),
         }
-        let keys = self.key_set().await?;
+        let keys = self.key_set(now).await?;
         let Some(jwk) = keys
-            .key(&kid)
+            .key(&kid, now)
             .await
             .map_err(|e| KeysUnavailable(e.to_string()))?
         else {

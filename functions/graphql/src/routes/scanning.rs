@@ -44,6 +44,7 @@ pub(crate) async fn github_report(app: &App, request: &Request) -> Response<Body
             header_str(request, "github-public-key-identifier"),
             header_str(request, "github-public-key-signature"),
             body,
+            app.service.now(),
         )
         .await;
     match verified {

@@ -434,7 +434,16 @@ async fn an_unreachable_key_set_is_a_retryable_answer_never_an_acceptance() {
         status, 503,
         "within the pause after a failure: retryable, not 401"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    // A clock stepped back an hour ages nothing: still within the pause,
+    // and no fetch.
+    let fetched = server.fetched();
+    let t0 = h.now();
+    h.clock.set(t0 - time::Duration::hours(1));
+    let (status, _) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
+    assert_eq!(status, 503);
+    assert_eq!(server.fetched(), fetched);
+    // The pause is 5 s of the service's clock.
+    h.clock.set(t0 + time::Duration::milliseconds(5200));
     let (status, answer) = report(&h, &body, Some(&github.id), Some(&github.sign(&body))).await;
     assert_eq!(status, 200, "{answer}");
     assert!(

@@ -5,55 +5,13 @@
 //! a database failure is the gateway's 500, never a denial.
 
 use apikeys_authorizer::routes::RouteMap;
-use apikeys_authorizer::{handle, App, UNAUTHORIZED};
+use apikeys_authorizer::App;
 use apikeys_core::domain::Role;
+use apikeys_tests::authorizer::{bearer, decide};
 use apikeys_tests::faults::{Fault, FaultProxy, Plan};
-use apikeys_tests::{
-    endpoint, mistyped, Harness, HTTP_API_AUTHORIZER_EVENT, REST_AUTHORIZER_EVENT,
-};
-use serde_json::{json, Value};
+use apikeys_tests::{endpoint, mistyped, Harness};
+use serde_json::json;
 use time::Duration;
-
-/// The event of `form` with these headers (REST: also as multi-value).
-fn event(form: &str, headers: &[(&str, &str)]) -> Value {
-    let fixture = if form == "rest" {
-        REST_AUTHORIZER_EVENT
-    } else {
-        HTTP_API_AUTHORIZER_EVENT
-    };
-    let mut event: Value = serde_json::from_str(fixture).unwrap();
-    let single: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    event["headers"] = Value::Object(single);
-    if form == "rest" {
-        let multi: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!([v])))
-            .collect();
-        event["multiValueHeaders"] = Value::Object(multi);
-    }
-    event
-}
-
-fn bearer(key: &str) -> String {
-    format!("Bearer {key}")
-}
-
-/// What the gateway would answer: "allow", "401", "403" or "500".
-async fn decide(app: &App, form: &str, headers: &[(&str, &str)]) -> (String, Value) {
-    match handle(app, event(form, headers)).await {
-        Err(e) if e.to_string() == UNAUTHORIZED => ("401".into(), Value::Null),
-        Err(_) => ("500".into(), Value::Null),
-        Ok(answer) if answer["isAuthorized"] == json!(true) => ("allow".into(), answer),
-        Ok(answer) if answer["isAuthorized"] == json!(false) => ("403".into(), answer),
-        Ok(answer) => match answer["policyDocument"]["Statement"][0]["Effect"].as_str() {
-            Some("Allow") => ("allow".into(), answer),
-            _ => ("403".into(), answer),
-        },
-    }
-}
 
 #[tokio::test]
 async fn a_user_key_and_a_service_account_key_are_allowed_with_the_caller_in_the_context() {
@@ -248,33 +206,5 @@ async fn a_database_failure_is_the_gateways_500_never_a_denial() {
         )
         .await;
         assert_eq!(decision, "500", "{form}");
-    }
-}
-
-/// Every function's decision line is written at the default level (`info`):
-/// an operator sees why a request was refused. A function crate missing from
-/// the logging allowlist (`shared/src/logging.rs`) has its lines filtered out.
-#[tokio::test]
-async fn each_functions_decision_line_is_written_at_the_default_level() {
-    let captured = apikeys_tests::Captured::default();
-    let _installed = tracing::subscriber::set_default(apikeys_platform::logging::subscriber(
-        apikeys_platform::logging::level_from_env()
-            .min(tracing_subscriber::filter::LevelFilter::INFO),
-        captured.clone(),
-    ));
-    let h = Harness::new().await;
-    // The authorizer's, the GraphQL function's and the sweeper's.
-    let app = App::new(h.service_copy(), RouteMap::default());
-    let (answer, _) = decide(&app, "rest", &[("Authorization", &bearer("apk_nope"))]).await;
-    assert_eq!(answer, "401");
-    h.gql(&h.tenant.admin_key, "{ hello }", None).await;
-    let sweeper = apikeys_sweeper::App::new(h.service().store().clone(), h.clock.clone());
-    let payload: apikeys_sweeper::ScheduledEvent =
-        serde_json::from_str(apikeys_tests::SCHEDULED_EVENT).unwrap();
-    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
-    apikeys_sweeper::handle(&sweeper, event).await.unwrap();
-    let text = captured.text();
-    for line in ["authorizer decision", "\"request\"", "\"sweep\""] {
-        assert!(text.contains(line), "no {line} line at info: {text}");
     }
 }

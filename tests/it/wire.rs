@@ -342,7 +342,7 @@ async fn get_and_unknown_paths_answer_with_json_errors() {
 
 /// The introspection query every GraphQL tool sends (graphql-js's
 /// `getIntrospectionQuery()`, as graphql-core and GraphiQL send it): depth 15.
-const INTROSPECTION_QUERY: &str = include_str!("data/introspection_query.graphql");
+const INTROSPECTION_QUERY: &str = include_str!("../data/introspection_query.graphql");
 
 #[tokio::test]
 async fn the_standard_introspection_query_works_where_introspection_is_on_and_nowhere_else() {

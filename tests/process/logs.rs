@@ -13,6 +13,7 @@ const SECRET_ACCESS_KEY: &str = "logscan/secret/access/key/0000000000000";
 
 #[tokio::test]
 async fn a_whole_scenario_at_trace_level_logs_no_secret() {
+    let _turn = crate::ONE_AT_A_TIME.lock().await;
     // Before any client exists: the credentials the SDK signs with.
     std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);

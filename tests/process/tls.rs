@@ -85,6 +85,7 @@ fn client(port: u16, http: SharedHttpClient) -> aws_sdk_dynamodb::Client {
 
 #[tokio::test]
 async fn requests_go_over_tls_to_a_server_the_client_trusts() {
+    let _turn = crate::ONE_AT_A_TIME.lock().await;
     let (roots, server) = test_ca();
     let port = tls_proxy(server).await;
     let client = client(port, https_client_trusting(roots));
@@ -94,18 +95,12 @@ async fn requests_go_over_tls_to_a_server_the_client_trusts() {
     }
 }
 
-/// `https_client` reads `AWS_CA_BUNDLE`, which one test below sets: the
-/// tests that build a client from the environment take turns.
-static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[tokio::test]
 async fn a_server_outside_the_compiled_in_roots_is_refused() {
+    let _turn = crate::ONE_AT_A_TIME.lock().await;
     let (_, server) = test_ca();
     let port = tls_proxy(server).await;
-    let http = {
-        let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
-        https_client().unwrap()
-    };
+    let http = { https_client().unwrap() };
     let err = client(port, http).list_tables().send().await.unwrap_err();
     let text = DisplayErrorContext(&err).to_string().to_lowercase();
     assert!(text.contains("certificate"), "{text}");
@@ -116,6 +111,7 @@ async fn a_server_outside_the_compiled_in_roots_is_refused() {
 /// that names the variable. One test: the variable is the process's.
 #[tokio::test]
 async fn a_private_ca_named_by_aws_ca_bundle_is_trusted_and_a_bad_bundle_is_named() {
+    let _turn = crate::ONE_AT_A_TIME.lock().await;
     let (_, server, ca_pem) = test_ca_with_pem();
     let port = tls_proxy(server).await;
     let dir = std::env::temp_dir().join(format!("apikeys-ca-{}", uuid::Uuid::new_v4()));
@@ -123,7 +119,6 @@ async fn a_private_ca_named_by_aws_ca_bundle_is_trusted_and_a_bad_bundle_is_name
     let bundle = dir.join("ca.pem");
     std::fs::write(&bundle, ca_pem).unwrap();
     let (trusting, bad, missing) = {
-        let _turn = ENV.lock().unwrap_or_else(|e| e.into_inner());
         std::env::set_var("AWS_CA_BUNDLE", &bundle);
         let trusting = https_client();
         std::fs::write(&bundle, "not a certificate").unwrap();

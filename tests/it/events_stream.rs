@@ -11,7 +11,7 @@ use apikeys_tests::Harness;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 
-const STREAM_EVENT: &str = include_str!("events/dynamodb-stream.json");
+const STREAM_EVENT: &str = include_str!("../events/dynamodb-stream.json");
 
 /// An attribute value as DynamoDB JSON.
 fn dynamodb_json(value: &AttributeValue) -> Value {

@@ -67,9 +67,9 @@ async fn authorize(
 ) -> (&'static str, Value) {
     let stage = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/prod";
     let mut e: Value = if form == "rest" {
-        serde_json::from_str(include_str!("events/rest-request-authorizer.json")).unwrap()
+        serde_json::from_str(include_str!("../events/rest-request-authorizer.json")).unwrap()
     } else {
-        serde_json::from_str(include_str!("events/http-api-authorizer.json")).unwrap()
+        serde_json::from_str(include_str!("../events/http-api-authorizer.json")).unwrap()
     };
     let auth = format!("Bearer {key}");
     e["headers"] = json!({ "Authorization": auth });
@@ -666,7 +666,7 @@ async fn a_tenant_network_allowlist_refuses_every_key_elsewhere() {
     assert!(from("::ffff:127.0.0.2").await.get("errors").is_none());
     let app = apikeys_authorizer::App::new(h.service_copy(), RouteMap::default());
     let mut e: Value =
-        serde_json::from_str(include_str!("events/rest-request-authorizer.json")).unwrap();
+        serde_json::from_str(include_str!("../events/rest-request-authorizer.json")).unwrap();
     e["headers"] = json!({"Authorization": auth});
     e["multiValueHeaders"] = json!({"Authorization": [auth]});
     e["requestContext"]["identity"]["sourceIp"] = json!("198.51.100.1");

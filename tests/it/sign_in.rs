@@ -241,14 +241,15 @@ async fn a_provider_out_of_reach_is_a_retryable_answer_within_the_deadline() {
     // Slow: the fetch is given up after 3 s, well within the request's 10.
     p.jwks.set_down(false);
     p.jwks.set_delay_ms(8_000);
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    // After the 5 s pause that follows a failure (of the service's clock).
+    p.h.clock.set(p.h.now() + time::Duration::seconds(6));
     let started = Instant::now();
     let reply = p.log_in(&token).await;
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert!(started.elapsed() < std::time::Duration::from_secs(9));
     // Back: signed in.
     p.jwks.set_delay_ms(0);
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    p.h.clock.set(p.h.now() + time::Duration::seconds(6));
     let reply = p.log_in(&token).await;
     assert!(
         reply.json["data"]["log_in"]["access_token"].is_string(),
