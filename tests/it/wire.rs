@@ -1,4 +1,4 @@
-//! The GraphQL wire contract (README, "The GraphQL API"), through real API Gateway events.
+//! The GraphQL wire contract (docs/API.md, "The GraphQL API"), through real API Gateway events.
 
 use apikeys_tests::{error_code, mistyped, prefect_body, unauthenticated, Harness, Route};
 use serde_json::{json, Value};

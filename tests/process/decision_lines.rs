@@ -10,7 +10,7 @@ use apikeys_tests::Harness;
 
 /// Every function's decision line is written at the default level (`info`):
 /// an operator sees why a request was refused. A function crate missing from
-/// the logging allowlist (`shared/src/logging.rs`) has its lines filtered out.
+/// the logging allowlist (`shared/platform/src/logging.rs`) has its lines filtered out.
 #[tokio::test]
 async fn each_functions_decision_line_is_written_at_the_default_level() {
     let _turn = crate::ONE_AT_A_TIME.lock().await;

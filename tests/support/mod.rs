@@ -868,7 +868,7 @@ impl Reply {
     }
 }
 
-/// The UNAUTHENTICATED envelope the Prefect client expects (README, "The
+/// The UNAUTHENTICATED envelope the Prefect client expects (docs/API.md, "The
 /// GraphQL API"), exactly, with any of the reasons a refusal may name.
 pub fn unauthenticated() -> Unauthenticated {
     Unauthenticated(None)

@@ -1,6 +1,6 @@
 //! The events function: reads the table's change stream (DynamoDB Streams,
 //! new images) and puts one EventBridge event per audit record inserted,
-//! on the bus `EVENT_BUS_NAME` (source `apikeys`; see `shared::events`).
+//! on the bus `EVENT_BUS_NAME` (source `apikeys`; see `apikeys_store::events`).
 //!
 //! Delivery is at least once: a batch whose events are not all accepted
 //! fails as a whole, and the stream gives it again (then, past its age

@@ -1,4 +1,4 @@
-//! The rules of who may do what (the README's "Rules" table), in one place, as pure functions: the
+//! The rules of who may do what (docs/SECURITY.md's "Rules" table), in one place, as pure functions: the
 //! table of (role, account type, action, target) in [`authorize`], the
 //! permissions derived from it, the rule that nothing is made wider than
 //! the credential making it ([`within`]), the tenant's last admin, and the
@@ -485,73 +485,70 @@ mod tests {
     use Role::*;
     use Target::*;
 
-    /// Every (action, target) and the answer for each role
-    /// `[TenantAdmin, User, ReadOnlyUser]`, when a person acts and when a
-    /// service account acts.
-    #[rustfmt::skip]
-    const TABLE: &[(Action, Target, [bool; 3], [bool; 3])] = &[
-        //                                      person               service account
-        (CreateKey, Myself,                    [true, true, true],   [true, true, true]),
-        (CreateKey, ServiceAccount,            [true, false, false], [true, false, false]),
-        (CreateKey, OtherUser,                 [false, false, false], [false, false, false]),
-        (ListKeys, Myself,                     [true, true, true],   [true, true, true]),
-        (ListKeys, ServiceAccount,             [true, false, false], [true, false, false]),
-        (ListKeys, OtherUser,                  [false, false, false], [false, false, false]),
-        (RevokeKey, Myself,                    [true, true, true],   [true, true, true]),
-        (RevokeKey, ServiceAccount,            [true, false, false], [true, false, false]),
-        (RevokeKey, OtherUser,                 [false, false, false], [false, false, false]),
-        (CreateServiceAccount, Myself,         [false, false, false], [false, false, false]),
-        (CreateServiceAccount, ServiceAccount, [true, false, false], [true, false, false]),
-        (CreateServiceAccount, OtherUser,      [false, false, false], [false, false, false]),
-        (DeleteServiceAccount, Myself,         [false, false, false], [true, false, false]),
-        (DeleteServiceAccount, ServiceAccount, [true, false, false], [true, false, false]),
-        (DeleteServiceAccount, OtherUser,      [false, false, false], [false, false, false]),
-        (ChangeRole, Myself,                   [true, false, false], [true, false, false]),
-        (ChangeRole, ServiceAccount,           [true, false, false], [true, false, false]),
-        (ChangeRole, OtherUser,                [true, false, false], [false, false, false]),
-        (RemoveMember, Myself,                 [true, false, false], [true, false, false]),
-        (RemoveMember, ServiceAccount,         [true, false, false], [true, false, false]),
-        (RemoveMember, OtherUser,              [true, false, false], [false, false, false]),
-        (ReadEmail, Myself,                    [true, true, true],   [true, true, true]),
-        (ReadEmail, ServiceAccount,            [true, false, false], [false, false, false]),
-        (ReadEmail, OtherUser,                 [true, false, false], [false, false, false]),
-        (ReadAuditLog, Myself,                 [true, false, false], [true, false, false]),
-        (ReadAuditLog, ServiceAccount,         [true, false, false], [true, false, false]),
-        (ReadAuditLog, OtherUser,              [true, false, false], [true, false, false]),
-        (SetKeyPolicy, Myself,                 [true, false, false], [false, false, false]),
-        (SetKeyPolicy, ServiceAccount,         [true, false, false], [false, false, false]),
-        (SetKeyPolicy, OtherUser,              [true, false, false], [false, false, false]),
-        (Invite, Myself,                       [true, false, false], [false, false, false]),
-        (Invite, ServiceAccount,               [true, false, false], [false, false, false]),
-        (Invite, OtherUser,                    [true, false, false], [false, false, false]),
-    ];
+    /// docs/SECURITY.md's table of every cell: (action, target, the
+    /// answers for a person as `[TenantAdmin, User, ReadOnlyUser]`, then for
+    /// a service account). The docs are the table this test holds the code
+    /// to, so the two cannot disagree.
+    const SECURITY_MD: &str = include_str!("../../../docs/SECURITY.md");
+
+    fn docs_table() -> Vec<(String, String, [bool; 6])> {
+        let begin = SECURITY_MD
+            .find("<!-- rules: begin")
+            .expect("docs/SECURITY.md has the rules table's begin marker");
+        let end = SECURITY_MD
+            .find("<!-- rules: end -->")
+            .expect("docs/SECURITY.md has the rules table's end marker");
+        SECURITY_MD[begin..end]
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().trim_matches('`'))
+                    .collect();
+                assert_eq!(cells.len(), 8, "a row of 8 cells: {line}");
+                let mut answers = [false; 6];
+                for (answer, cell) in answers.iter_mut().zip(&cells[2..]) {
+                    *answer = match *cell {
+                        "yes" => true,
+                        "no" => false,
+                        other => panic!("{other:?} is neither yes nor no: {line}"),
+                    };
+                }
+                (cells[0].to_string(), cells[1].to_string(), answers)
+            })
+            .collect()
+    }
 
     #[test]
-    fn every_actor_action_target_combination_matches_the_table() {
+    fn every_actor_action_target_combination_matches_the_docs_table() {
+        let table = docs_table();
         let mut checked = 0;
         for action in Action::ALL {
             for target in Target::ALL {
-                let row = TABLE
-                    .iter()
-                    .find(|(a, t, _, _)| (*a, *t) == (action, target))
-                    .unwrap_or_else(|| panic!("table lacks {action:?} {target:?}"));
+                let (a, t) = (format!("{action:?}"), format!("{target:?}"));
+                let rows: Vec<_> = table.iter().filter(|r| (&r.0, &r.1) == (&a, &t)).collect();
+                assert_eq!(rows.len(), 1, "docs/SECURITY.md needs one row for {a} {t}");
+                let answers = rows[0].2;
                 for (i, role) in Role::ALL.into_iter().enumerate() {
                     for (account_type, expected) in [
-                        (AccountType::User, row.2[i]),
-                        (AccountType::Service, row.3[i]),
+                        (AccountType::User, answers[i]),
+                        (AccountType::Service, answers[3 + i]),
                     ] {
                         let actor = Actor::new(role, account_type);
                         assert_eq!(
                             authorize(actor, action, target),
                             expected,
-                            "{actor:?} {action:?} {target:?}"
+                            "docs/SECURITY.md and authorize disagree on {actor:?} {action:?} {target:?}"
                         );
                         checked += 1;
                     }
                 }
             }
         }
-        assert_eq!(TABLE.len(), Action::ALL.len() * Target::ALL.len());
+        // No row of the docs names an action or target the code lacks.
+        assert_eq!(table.len(), Action::ALL.len() * Target::ALL.len());
         assert_eq!(checked, 198);
     }
 

@@ -2,7 +2,7 @@
 //! for the whole instance, so that a stranger replaying a valid ID token
 //! (or many) costs at most a few database reads, never one per request.
 //! Nothing is written: a cold instance starts with full buckets, which is
-//! the bound's only slack (see the README's numbers).
+//! the bound's only slack (see docs/API.md, "Sign-ins are bounded", for the numbers).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

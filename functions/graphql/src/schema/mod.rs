@@ -1,4 +1,4 @@
-//! The GraphQL schema (README, "The GraphQL API"): the request context, the error mapping and
+//! The GraphQL schema (docs/API.md, "The GraphQL API"): the request context, the error mapping and
 //! the root types; each type family is in its own file. Resolvers delegate
 //! to the service layer.
 
