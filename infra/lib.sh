@@ -28,7 +28,8 @@ ensure_venv() {
   fi
   log "installing $want into $dir"
   [ -x "$dir/bin/python" ] || "$(python311)" -m venv "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  # --no-compile: Python compiles what it imports, when it first does.
+  "$dir/bin/pip" install -q --disable-pip-version-check --no-compile "$@"
   echo "$want" > "$stamp"
 }
 
@@ -162,4 +163,46 @@ stop_pid() {
   done
   kill -KILL "$pid" 2> /dev/null || true
   wait "$pid" 2> /dev/null || true
+}
+
+# Stages that run beside the others (infra/test): in_background NAME CMD...
+# runs CMD (a command or a function of this file) with its output in
+# $STAGE_LOGS/NAME.log, and leaves NAME.done or NAME.failed there when it
+# ends; await_stage NAME waits for that (from any process: a background
+# stage may await another); finish NAME awaits it, shows its output, and
+# ends the run if it failed; stop_background (on exit) stops what is still
+# running, children included, by pid.
+BACKGROUND_PIDS=()
+in_background() {
+  local name=$1; shift
+  (
+    if ( "$@" ); then touch "$STAGE_LOGS/$name.done"; else touch "$STAGE_LOGS/$name.failed"; exit 1; fi
+  ) > "$STAGE_LOGS/$name.log" 2>&1 &
+  BACKGROUND_PIDS+=("$!")
+}
+await_stage() {
+  local name=$1
+  until [ -e "$STAGE_LOGS/$name.done" ]; do
+    if [ -e "$STAGE_LOGS/$name.failed" ]; then log "$name failed"; return 1; fi
+    sleep 0.5
+  done
+}
+finish() {
+  local name=$1 ok=0
+  await_stage "$name" 2> /dev/null || ok=1
+  sed "s/^/  [$name] /" "$STAGE_LOGS/$name.log" >&2
+  if [ "$ok" != 0 ]; then log "$name failed"; exit 1; fi
+}
+stop_tree() {
+  local children child
+  children=$(pgrep -P "$1" 2> /dev/null || true)
+  kill -TERM "$1" 2> /dev/null || true
+  for child in $children; do stop_tree "$child"; done
+}
+stop_background() {
+  local pid
+  for pid in "${BACKGROUND_PIDS[@]}"; do
+    running "$pid" && stop_tree "$pid"
+  done
+  for pid in "${BACKGROUND_PIDS[@]}"; do wait "$pid" 2> /dev/null || true; done
 }
