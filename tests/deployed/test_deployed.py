@@ -6,7 +6,6 @@ API (allow with the caller in the backend's request context, 401 without a
 key, 403 for a foreign tenant), the EventBridge schedule runs the sweeper,
 and each function's role is refused what its policy does not grant."""
 
-import datetime
 import hashlib
 import json
 import os
@@ -16,8 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import BIN, request
-from deployed_stack import deploy
+import pytest
+from conftest import BIN, request, soon
 
 PREFECT = Path(sys.executable).parent / "prefect"
 
@@ -68,11 +67,6 @@ def test_the_authorizer_protects_another_api(deployed):
     assert request(whoami, key, headers=foreign)[0] == 403
 
 
-def soon(seconds):
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def test_an_expired_key_is_refused_through_the_gateway(deployed):
     deployed.admin("create-tenant", "--name", "Expiring", "--slug", "expiring", "--admin", "eve")
     key = deployed.admin("issue-key", "--tenant", "expiring", "--username", "eve", "--expires-at", soon(3))["key"]
@@ -83,18 +77,18 @@ def test_an_expired_key_is_refused_through_the_gateway(deployed):
     assert status == 200 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
 
 
-def test_the_schedule_runs_the_sweeper_which_removes_an_expired_key(deployed):
-    deployed.admin("create-tenant", "--name", "Swept", "--slug", "swept", "--admin", "sam")
-    key = deployed.admin("issue-key", "--tenant", "swept", "--username", "sam", "--expires-at", soon(3))["key"]
+@pytest.mark.late
+def test_the_schedule_runs_the_sweeper_which_removes_an_expired_key(deployed, started):
+    # The key, expiring 3 s after it was issued, was issued before the first test.
     table = deployed.outputs["KeysTableName"]
-    item = json.dumps({"pk": {"S": "hash#" + hashlib.sha256(key.encode()).hexdigest()}, "sk": {"S": "hash"}})
+    item = json.dumps({"pk": {"S": "hash#" + hashlib.sha256(started.swept_key.encode()).hexdigest()},
+                       "sk": {"S": "hash"}})
 
     def present():
         rc, out = deployed.aws("dynamodb", "get-item", "--table-name", table, "--key", item, "--output", "json")
         assert rc == 0, out
         return bool(out.strip()) and "Item" in json.loads(out)
 
-    assert present()
     # rate(1 minute): the emulator checks its rules every 10 s.
     deadline = time.monotonic() + 180
     while present():
@@ -228,17 +222,15 @@ def test_every_change_reaches_eventbridge_once_and_without_secrets(deployed):
         assert not any(secret in b or digest in b for b in bodies), "a secret or a hash in an event"
 
 
-def test_events_that_cannot_be_put_are_retried_then_land_in_the_failure_queue(deployed, tmp_path):
+@pytest.mark.late
+def test_events_that_cannot_be_put_are_retried_then_land_in_the_failure_queue(started):
     """A second stack whose events cannot be put (its bus named as another
     account's ARN, which its role is not allowed to put to; the emulator
-    accepts events for any bus name of its own account): every PutEvents
-    of its events function fails, the stream gives the batch again until
-    the record age limit (60 s here), and the batch's description lands in
-    the events failure queue."""
-    failing = deploy(deployed.endpoint, tmp_path, name="apikeys-nobus",
-                     overrides=("EventBusName=arn:aws:events:us-east-1:111111111111:event-bus/elsewhere",
-                                "EventsMaxRecordAgeSeconds=60", "SweepSchedule=rate(1 day)"))
-    failing.admin(BIN / "apikeys-admin", "create-tenant", "--name", "Unheard", "--slug", "unheard", "--admin", "una")
+    accepts events for any bus name of its own account), deployed before the
+    first test: every PutEvents of its events function fails, the stream
+    gives the batch again until the record age limit (60 s here), and the
+    batch's description lands in the events failure queue."""
+    failing = started.failing_stack()
     queue = failing.outputs["EventsFailureQueueUrl"]
     deadline = time.monotonic() + 300
     messages = []
