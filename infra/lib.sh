@@ -27,9 +27,11 @@ ensure_venv() {
     return 0
   fi
   log "installing $want into $dir"
-  [ -x "$dir/bin/python" ] || "$(python311)" -m venv "$dir"
+  [ -x "$dir/bin/python" ] || "$(python311)" -m venv "$dir" || return 1
   # --no-compile: Python compiles what it imports, when it first does.
-  "$dir/bin/pip" install -q --disable-pip-version-check --no-compile "$@"
+  # Explicit: a caller may have errexit off, and a stamp after a failed
+  # install would make the broken venv trusted.
+  "$dir/bin/pip" install -q --disable-pip-version-check --no-compile "$@" || return 1
   echo "$want" > "$stamp"
 }
 
@@ -91,7 +93,7 @@ ensure_graphql_http() {
   fi
   command -v npm > /dev/null || { log "Node.js and npm are needed for the GraphQL-over-HTTP audit"; return 1; }
   log "installing the GraphQL-over-HTTP audit (npm ci in $dir)"
-  (cd "$dir" && npm ci --no-audit --no-fund --silent)
+  (cd "$dir" && npm ci --no-audit --no-fund --silent) || return 1
   cp "$dir/package-lock.json" "$stamp"
 }
 
@@ -175,15 +177,28 @@ stop_pid() {
 BACKGROUND_PIDS=()
 in_background() {
   local name=$1; shift
+  # The stage runs with errexit in a subshell of its own: its status is
+  # tested outside it (testing it inside, as `if`, would turn errexit off
+  # for the whole stage, and a failing step would go unnoticed).
   (
-    if ( "$@" ); then touch "$STAGE_LOGS/$name.done"; else touch "$STAGE_LOGS/$name.failed"; exit 1; fi
+    set +e
+    (set -e; "$@")
+    rc=$?
+    if [ "$rc" = 0 ]; then touch "$STAGE_LOGS/$name.done"; else touch "$STAGE_LOGS/$name.failed"; fi
+    exit "$rc"
   ) > "$STAGE_LOGS/$name.log" 2>&1 &
   BACKGROUND_PIDS+=("$!")
+  printf '%s\n' "$!" > "$STAGE_LOGS/$name.pid"
 }
 await_stage() {
-  local name=$1
+  local name=$1 pid
   until [ -e "$STAGE_LOGS/$name.done" ]; do
     if [ -e "$STAGE_LOGS/$name.failed" ]; then log "$name failed"; return 1; fi
+    # A stage killed from outside leaves no mark: it has failed.
+    pid=$(cat "$STAGE_LOGS/$name.pid" 2> /dev/null || true)
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2> /dev/null && [ ! -e "$STAGE_LOGS/$name.done" ]; then
+      log "$name ended without finishing"; return 1
+    fi
     sleep 0.5
   done
 }
@@ -199,10 +214,40 @@ stop_tree() {
   kill -TERM "$1" 2> /dev/null || true
   for child in $children; do stop_tree "$child"; done
 }
+# stop_trees PID...: stop_tree each, then SIGKILL whatever of them is
+# still running 10 s later.
+stop_trees() {
+  local pid
+  for pid in "$@"; do running "$pid" && stop_tree "$pid"; done
+  for _ in $(seq 1 50); do
+    for pid in "$@"; do running "$pid" && break 2; done
+    return 0
+  done
+  for pid in "$@"; do running "$pid" && kill -KILL "$pid" 2> /dev/null; done
+  return 0
+}
 stop_background() {
   local pid
-  for pid in "${BACKGROUND_PIDS[@]}"; do
-    running "$pid" && stop_tree "$pid"
-  done
+  [ "${#BACKGROUND_PIDS[@]}" = 0 ] && return 0
+  stop_trees "${BACKGROUND_PIDS[@]}"
   for pid in "${BACKGROUND_PIDS[@]}"; do wait "$pid" 2> /dev/null || true; done
 }
+
+# The stage runner's self-test: a stage whose first step fails has failed
+# (whatever it does after), one killed from outside has failed, and one
+# that succeeds is done.
+stages_self_test() (
+  STAGE_LOGS=$(mktemp -d)
+  BACKGROUND_PIDS=()
+  trap 'stop_background; rm -rf "$STAGE_LOGS"' EXIT
+  fails_first() { false; echo "went on"; }
+  in_background failing fails_first
+  in_background passing true
+  in_background killed sleep 600
+  kill -KILL "${BACKGROUND_PIDS[2]}"
+  if await_stage failing 2> /dev/null; then echo "a failing stage was taken as done"; exit 1; fi
+  if grep -q "went on" "$STAGE_LOGS/failing.log"; then echo "a stage went on after a failing step"; exit 1; fi
+  await_stage passing || { echo "a passing stage was not done"; exit 1; }
+  if await_stage killed 2> /dev/null; then echo "a killed stage was taken as done"; exit 1; fi
+  echo "stage runner: self-test passed"
+)

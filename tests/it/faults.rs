@@ -630,3 +630,48 @@ async fn a_write_answered_500_after_it_applied_is_an_unknown_outcome_never_a_ref
         .set(w.h.now() + apikeys_service::LEASE + time::Duration::seconds(1));
     w.h.assert_consistent().await;
 }
+
+/// Time is judged after the key's read: a key that expires while its hash
+/// item is being read (a slow answer, retries) is refused as expired, not
+/// admitted by the time the request began.
+#[tokio::test]
+async fn a_key_that_expires_while_it_is_read_is_refused_as_expired() {
+    let w = world().await;
+    let admin = w.h.tenant.admin_key.clone();
+    let t0 = w.h.now();
+    let expires = (t0 + time::Duration::seconds(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let made =
+        w.h.create_key(&admin, w.h.tenant.admin_id, "short", Some(&expires))
+            .await;
+    let key = made["data"]["create_api_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query = "{ auth_info { api_key_id } }";
+    assert!(call(&w.app, &key, query, None).await.ok());
+    // The read is delayed 150 ms; 50 ms into it, the clock passes the expiry.
+    w.proxy.set_plan(Plan::FailNext {
+        count: 1,
+        fault: Fault::Delay,
+        operation: Some("GetItem"),
+    });
+    let clock = Arc::clone(&w.h.clock);
+    let mover = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.set(t0 + time::Duration::seconds(11));
+    });
+    let seen = call(&w.app, &key, query, None).await;
+    mover.await.unwrap();
+    w.proxy.set_plan(Plan::Off);
+    assert_eq!(
+        (
+            seen.code(),
+            seen.json["errors"][0]["extensions"]["reason"].as_str()
+        ),
+        ("UNAUTHENTICATED", Some("expired")),
+        "{}",
+        seen.json
+    );
+}

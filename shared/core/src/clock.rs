@@ -34,39 +34,39 @@ impl Clock for ManualClock {
     }
 }
 
-/// How long after `earlier` it is at `now`: zero when the clock stepped
-/// back (an age is never negative), the longest duration past ~584 years.
-pub fn age(now: OffsetDateTime, earlier: OffsetDateTime) -> std::time::Duration {
+/// Is `at` less than `limit` before `now`? Not when the clock stepped back
+/// past `at` (`now` before it): an age measured across a step back cannot
+/// be trusted, so what was fetched or tried then counts as old, and is
+/// fetched or tried again (once: that new time is after the step).
+pub fn within(now: OffsetDateTime, at: OffsetDateTime, limit: std::time::Duration) -> bool {
     let nanos = now
         .unix_timestamp_nanos()
-        .saturating_sub(earlier.unix_timestamp_nanos());
-    if nanos <= 0 {
-        return std::time::Duration::ZERO;
-    }
-    u64::try_from(nanos).map_or(std::time::Duration::MAX, std::time::Duration::from_nanos)
+        .saturating_sub(at.unix_timestamp_nanos());
+    nanos >= 0 && u128::try_from(nanos).is_ok_and(|n| n < limit.as_nanos())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::within;
     use std::time::Duration;
     use time::macros::datetime;
 
     #[test]
-    fn an_age_is_never_negative_and_never_overflows() {
+    fn within_a_limit_only_forward_and_never_overflowing() {
         let t = datetime!(2026-12-05 12:00 UTC);
-        assert_eq!(
-            age(t + time::Duration::seconds(5), t),
-            Duration::from_secs(5)
+        let five = Duration::from_secs(5);
+        assert!(within(t, t, five));
+        assert!(within(t + time::Duration::milliseconds(4999), t, five));
+        assert!(!within(t + time::Duration::seconds(5), t, five));
+        // A clock stepped back: not within, however short the step.
+        assert!(!within(t - time::Duration::nanoseconds(1), t, five));
+        assert!(!within(t - time::Duration::hours(1), t, Duration::MAX));
+        let (max, min) = (
+            time::PrimitiveDateTime::MAX.assume_utc(),
+            time::PrimitiveDateTime::MIN.assume_utc(),
         );
-        assert_eq!(age(t, t), Duration::ZERO);
-        assert_eq!(age(t - time::Duration::hours(1), t), Duration::ZERO);
-        assert_eq!(
-            age(
-                time::PrimitiveDateTime::MAX.assume_utc(),
-                time::PrimitiveDateTime::MIN.assume_utc()
-            ),
-            Duration::MAX
-        );
+        assert!(within(max, min, Duration::MAX));
+        assert!(!within(max, min, five));
+        assert!(!within(min, max, Duration::MAX));
     }
 }

@@ -94,14 +94,16 @@ impl<K: Clone> KeySet<K> {
 
     fn known(&self, identifier: &str, now: OffsetDateTime) -> Known<K> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let age = |at| apikeys_core::clock::age(now, at);
-        let fresh = cache.fetched.is_some_and(|at| age(at) < self.rules.max_age);
+        let within = |at, limit| apikeys_core::clock::within(now, at, limit);
+        let fresh = cache
+            .fetched
+            .is_some_and(|at| within(at, self.rules.max_age));
         if let (true, Some(key)) = (fresh, cache.keys.get(identifier)) {
             return Known::Key(key.clone());
         }
         match cache.tried {
-            Some((at, true)) if age(at) < self.rules.retry_after => Known::Failing,
-            Some((at, false)) if fresh && age(at) < self.rules.refetch_after => Known::Unknown,
+            Some((at, true)) if within(at, self.rules.retry_after) => Known::Failing,
+            Some((at, false)) if fresh && within(at, self.rules.refetch_after) => Known::Unknown,
             _ => Known::Fetch,
         }
     }

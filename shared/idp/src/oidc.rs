@@ -351,7 +351,7 @@ impl IdTokenVerifier {
             self.discovery_failed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|at| apikeys_core::clock::age(now, at) < JWKS_RULES.retry_after)
+                .is_some_and(|at| apikeys_core::clock::within(now, at, JWKS_RULES.retry_after))
         };
         self.keys
             .get_or_try_init(|| async {

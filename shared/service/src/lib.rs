@@ -293,9 +293,17 @@ impl ApiKeys {
     /// every write that changes them), so revocation, expiry, role changes
     /// and removal all apply on the very next request. What the GraphQL
     /// function and the authorizer both call. `Err`: the database failed.
-    pub async fn verify_key(&self, hash: Option<&TokenHash>, at: Use<'_>) -> Result<Verdict> {
-        let verdict = match self.load(hash, &at).await? {
-            Verdict::Allow(p) => verify::admit(*p, &at),
+    pub async fn verify_key(&self, hash: Option<&TokenHash>, mut at: Use<'_>) -> Result<Verdict> {
+        let loaded = self.load(hash, &at).await?;
+        // Time is judged after the read: a key that expired while it was
+        // being read (retries included) is expired.
+        at.now = self.now();
+        let mut key_id = None;
+        let verdict = match loaded {
+            Verdict::Allow(p) => {
+                key_id = Some(p.api_key_id);
+                verify::admit(*p, &at)
+            }
             refused => refused,
         };
         match &verdict {
@@ -305,6 +313,7 @@ impl ApiKeys {
             }
             Verdict::Forbidden(denial) => tracing::info!(
                 reason = denial.reason.code(),
+                key_id = %key_id.map(|k| k.to_string()).unwrap_or_default(),
                 source = ?at.source,
                 "authentication refused"
             ),
@@ -328,7 +337,7 @@ impl ApiKeys {
         let Some(record) = self.store.key_by_hash(hash).await? else {
             return Ok(Verdict::Unauthenticated(Refusal::UnknownOrRevoked));
         };
-        let checked = check::expiry(record.expires_at, at.now)
+        let checked = check::expiry(record.expires_at, self.now())
             .and_then(|()| check::disabled(record.disabled))
             .and_then(|()| check::tenant(wanted, record.tenant_id, at.api));
         if let Err(refused) = checked {

@@ -145,7 +145,7 @@ impl Store {
             .await?
             .as_ref()
             // A session is no key (see `store::sessions`).
-            .filter(|item| !super::sessions::is_session(item))
+            .filter(|item| !is_session(item))
             .map(hash_record_from)
             .transpose()
     }
@@ -159,7 +159,7 @@ impl Store {
             .collect();
         let mut found = HashMap::with_capacity(keys.len());
         for item in self.batch_get(keys).await? {
-            if super::sessions::is_session(&item) {
+            if is_session(&item) {
                 continue;
             }
             let hash = Fields(&item)
@@ -220,4 +220,13 @@ impl Store {
             Err(r) => Err(r.unexplained("backfill_copy")),
         }
     }
+}
+
+/// A session's item (kind `session`), beside the hash items that carry a
+/// copy of their member too.
+pub(super) fn is_session(item: &Item) -> bool {
+    item.get("kind")
+        .and_then(|k| k.as_s().ok())
+        .map(String::as_str)
+        == Some("session")
 }

@@ -72,10 +72,8 @@ pub use policy::{PolicySet, TenantPolicy};
 pub use repair::*;
 pub use rotation::*;
 mod membership;
-pub use membership::{Lease, Membership};
-pub use sessions::{
-    ListedOn, Listing, SessionEntry, SessionHome, SessionRecord, SessionWrite, MAX_SESSIONS,
-};
+pub use membership::{Lease, Membership, SessionEntry};
+pub use sessions::{ListedOn, Listing, SessionHome, SessionRecord, SessionWrite, MAX_SESSIONS};
 pub use tenants::*;
 pub use tx::{Part, Refused};
 pub use users::*;

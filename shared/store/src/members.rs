@@ -239,7 +239,7 @@ impl KeyIndex {
 
 fn membership_from(item: &Item) -> Result<Membership> {
     let f = Fields(item);
-    let (sessions, sessions_version) = super::sessions::sessions_from(item);
+    let (sessions, sessions_version) = super::membership::sessions_from(item);
     Ok(Membership {
         id: f.uuid("membership_id")?,
         tenant_id: f.uuid("pk")?,

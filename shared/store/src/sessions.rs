@@ -27,6 +27,8 @@
 
 use aws_sdk_dynamodb::types::Delete;
 
+use super::auth_copy::is_session;
+use super::membership::sessions_from;
 use super::Membership;
 use apikeys_core::principal::Person;
 
@@ -36,47 +38,6 @@ use super::*;
 /// The most sessions one member holds in one tenant: signing in once more
 /// ends the oldest.
 pub const MAX_SESSIONS: usize = 5;
-
-/// One session as listed on its membership.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionEntry {
-    pub id: Uuid,
-    pub hash: TokenHash,
-    /// When the session ends, whatever happens.
-    pub until: OffsetDateTime,
-    /// The listing's version when its tokens were issued (a sign-in or a
-    /// refresh): entries of one listing are written one version at a time,
-    /// so this orders them exactly (0: an entry of an earlier version).
-    pub issued: i64,
-}
-
-/// The sessions listed on an item (a membership, or the sessions item of
-/// an email), oldest issued first, and their version.
-pub(super) fn sessions_from(item: &Item) -> (Vec<SessionEntry>, i64) {
-    let mut entries: Vec<SessionEntry> = item
-        .iter()
-        .filter_map(|(name, value)| {
-            let id = Uuid::parse_str(name.strip_prefix("sess_")?).ok()?;
-            let mut parts = value.as_s().ok()?.split(' ');
-            let hash = parts.next()?;
-            let until = OffsetDateTime::from_unix_timestamp(parts.next()?.parse().ok()?).ok()?;
-            let issued = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            Some(SessionEntry {
-                id,
-                hash: TokenHash::from_stored(hash.to_string()),
-                until,
-                issued,
-            })
-        })
-        .collect();
-    entries.sort_by_key(|e| (e.issued, e.until, e.id));
-    let version = item
-        .get("sess_v")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (entries, version)
-}
 
 /// A session's hash item, as authentication reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,13 +63,6 @@ pub struct SessionRecord {
     pub refresh_until: OffsetDateTime,
     /// When the session ends, whatever happens (the absolute lifetime).
     pub until: OffsetDateTime,
-}
-
-pub(super) fn is_session(item: &Item) -> bool {
-    item.get("kind")
-        .and_then(|k| k.as_s().ok())
-        .map(String::as_str)
-        == Some("session")
 }
 
 fn session_from(item: &Item) -> Result<SessionRecord> {

@@ -302,7 +302,18 @@ pub(crate) async fn run(
         Credential::Key(hash) => app.service.verify_key(Some(hash), at).await,
         Credential::Session(token) => {
             match app.service.authenticate_session(token, tenant_header).await {
-                Ok(Authenticated::Member(principal)) => Ok(verify::admit(*principal, &at)),
+                Ok(Authenticated::Member(principal)) => {
+                    let verdict = verify::admit(*principal, &at);
+                    if let Verdict::Forbidden(denial) = &verdict {
+                        // As verify_key logs a key's refusal.
+                        tracing::info!(
+                            reason = denial.reason.code(),
+                            source = ?source,
+                            "authentication refused"
+                        );
+                    }
+                    Ok(verdict)
+                }
                 // A person in no tenant yet: the fields of invitations.
                 Ok(Authenticated::Person(person)) => {
                     let context =
