@@ -176,6 +176,7 @@ def main():
     state = tempfile.mkdtemp(prefix="apikeys-bench-")
     db, endpoint = start_ministack()
     procs = [db]
+    failed = []
     rows = []
     try:
         env = {**AWS_ENV, "PATH": os.environ["PATH"], "TABLE_NAME": "apikeys-bench", "DYNAMODB_ENDPOINT": endpoint}
@@ -418,28 +419,33 @@ def main():
                          f"{ours:.2f} s", f"{theirs:.2f} s", ratio(ours, theirs), "-"))
 
         # 5. Scaling of DynamoDB requests.
-        scaling = runner(env, "scaling")
-        sweeps = scaling["sweep_50_expired_among_live"]
-        for live, result in sweeps.items():
-            rows.append((f"scaling: sweep of 50 expired among {int(live):,} live keys", f"{result['requests']} requests",
-                         "50 expired", ratio(result["requests"], 50), "flat"))
-        for count, result in scaling["admin_listing_of_service_account_keys"].items():
-            ops = ", ".join(f"{k} {v}" for k, v in sorted(result["by_operation"].items()))
-            rows.append((f"scaling: auth_api_key listing {int(count):,} keys", f"{result['requests']} requests ({ops})",
-                         f"{result['listed']} listed", "-", "1 Query per 1 MB page"))
-        for accounts, row in scaling["removal_of_one_service_account_with_40_keys_among_accounts"].items():
-            fast, slow = row["indexed"], row["not_indexed"]
-            rows.append((f"scaling: removing 1 service account (40 keys) among {int(accounts):,}",
-                         f"{fast['items_read']} items read, {fast['requests']} requests, "
-                         f"{fast['latency_us'] / 1000:.1f} ms (by its key index)",
-                         f"{slow['items_read']} items read, {slow['requests']} requests, "
-                         f"{slow['latency_us'] / 1000:.1f} ms (not indexed: all service-account keys)",
-                         ratio(fast["items_read"], slow["items_read"]), "its own 40 keys, flat"))
-        for keys, row in scaling["key_policy_change_among_keys"].items():
-            ops = ", ".join(f"{n} {op}" for op, n in sorted(row["by_operation"].items()))
-            rows.append((f"scaling: a tenant key policy change with {int(keys):,} keys",
-                         f"{row['requests']} requests ({ops}), {row['latency_us'] / 1000:.0f} ms",
-                         "-", "-", "1 conditional UpdateItem per key, 16 at a time"))
+        # A failure here still prints what was measured before it (and the
+        # run still fails, naming it).
+        try:
+            scaling = runner(env, "scaling")
+            sweeps = scaling["sweep_50_expired_among_live"]
+            for live, result in sweeps.items():
+                rows.append((f"scaling: sweep of 50 expired among {int(live):,} live keys", f"{result['requests']} requests",
+                             "50 expired", ratio(result["requests"], 50), "flat"))
+            for count, result in scaling["admin_listing_of_service_account_keys"].items():
+                ops = ", ".join(f"{k} {v}" for k, v in sorted(result["by_operation"].items()))
+                rows.append((f"scaling: auth_api_key listing {int(count):,} keys", f"{result['requests']} requests ({ops})",
+                             f"{result['listed']} listed", "-", "1 Query per 1 MB page"))
+            for accounts, row in scaling["removal_of_one_service_account_with_40_keys_among_accounts"].items():
+                fast, slow = row["indexed"], row["not_indexed"]
+                rows.append((f"scaling: removing 1 service account (40 keys) among {int(accounts):,}",
+                             f"{fast['items_read']} items read, {fast['requests']} requests, "
+                             f"{fast['latency_us'] / 1000:.1f} ms (by its key index)",
+                             f"{slow['items_read']} items read, {slow['requests']} requests, "
+                             f"{slow['latency_us'] / 1000:.1f} ms (not indexed: all service-account keys)",
+                             ratio(fast["items_read"], slow["items_read"]), "its own 40 keys, flat"))
+            for keys, row in scaling["key_policy_change_among_keys"].items():
+                ops = ", ".join(f"{n} {op}" for op, n in sorted(row["by_operation"].items()))
+                rows.append((f"scaling: a tenant key policy change with {int(keys):,} keys",
+                             f"{row['requests']} requests ({ops}), {row['latency_us'] / 1000:.0f} ms",
+                             "-", "-", "1 conditional UpdateItem per key, 16 at a time"))
+        except RuntimeError as e:
+            failed.append(f"scaling: {str(e).strip().splitlines()[-1]}")
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -456,6 +462,8 @@ def main():
     out = REPO / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(table + "\n")
+    if failed:
+        sys.exit("failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":
