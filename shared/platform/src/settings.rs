@@ -36,6 +36,16 @@ impl Env {
         Self { vars: vars.clone() }
     }
 
+    /// An environment of these pairs (what tests and tools build one from).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
     /// A variable's value, trimmed; `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars
@@ -96,12 +106,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            &pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::from_pairs(pairs)
     }
 
     #[test]
