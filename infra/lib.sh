@@ -219,9 +219,12 @@ stop_tree() {
 stop_trees() {
   local pid
   for pid in "$@"; do running "$pid" && stop_tree "$pid"; done
+  local alive
   for _ in $(seq 1 50); do
-    for pid in "$@"; do running "$pid" && break 2; done
-    return 0
+    alive=0
+    for pid in "$@"; do running "$pid" && alive=1; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.2
   done
   for pid in "$@"; do running "$pid" && kill -KILL "$pid" 2> /dev/null; done
   return 0

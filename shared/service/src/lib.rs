@@ -92,6 +92,23 @@ pub struct KeyUse {
 /// (started alongside the request's work, so usually not at all).
 pub const KEY_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// The one log line of a refused credential: the reason, and for a
+/// valid key its id and the caller's address (never the key or its hash).
+fn log_refusal(verdict: &Verdict, key_id: Option<Uuid>, at: &Use<'_>) {
+    match verdict {
+        Verdict::Allow(_) => {}
+        Verdict::Unauthenticated(reason) => {
+            tracing::info!(reason = reason.code(), "authentication refused");
+        }
+        Verdict::Forbidden(denial) => tracing::info!(
+            reason = denial.reason.code(),
+            key_id = %key_id.map(|k| k.to_string()).unwrap_or_default(),
+            source = ?at.source,
+            "authentication refused"
+        ),
+    }
+}
+
 /// A read-modify-write that lost every race: retryable, nothing applied.
 fn kept_changing(what: &str) -> Error {
     Error::Contended(format!(
@@ -298,27 +315,23 @@ impl ApiKeys {
         // Time is judged after the read: a key that expired while it was
         // being read (retries included) is expired.
         at.now = self.now();
-        let mut key_id = None;
-        let verdict = match loaded {
-            Verdict::Allow(p) => {
-                key_id = Some(p.api_key_id);
-                verify::admit(*p, &at)
+        Ok(match loaded {
+            Verdict::Allow(p) => self.admit(*p, &at),
+            refused => {
+                log_refusal(&refused, None, &at);
+                refused
             }
-            refused => refused,
-        };
-        match &verdict {
-            Verdict::Allow(_) => {}
-            Verdict::Unauthenticated(reason) => {
-                tracing::info!(reason = reason.code(), "authentication refused");
-            }
-            Verdict::Forbidden(denial) => tracing::info!(
-                reason = denial.reason.code(),
-                key_id = %key_id.map(|k| k.to_string()).unwrap_or_default(),
-                source = ?at.source,
-                "authentication refused"
-            ),
-        }
-        Ok(verdict)
+        })
+    }
+
+    /// The checks of where and how a loaded caller (a key's, or a
+    /// session's) is used (`apikeys_core::verify::admit`), its refusal
+    /// logged: the chain's end, for keys and sessions alike.
+    pub fn admit(&self, p: Principal, at: &Use<'_>) -> Verdict {
+        let key_id = p.session.is_none().then_some(p.api_key_id);
+        let verdict = verify::admit(p, at);
+        log_refusal(&verdict, key_id, at);
+        verdict
     }
 
     /// The chain up to the caller as loaded (steps 1 to 5: the tenant

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use apikeys_core::token::{is_legacy_token, LEGACY_TOKEN_MESSAGE};
 use apikeys_service::Error;
-use apikeys_service::{verify, Api, Authenticated, Refusal, Verdict};
+use apikeys_service::{Api, Authenticated, Refusal, Verdict};
 use juniper::parser::{parse_document_source, ParseError};
 use juniper::{
     EmptySubscription, GraphQLError, InputValue, OperationType, ValidatedOperation, Variables,
@@ -302,18 +302,7 @@ pub(crate) async fn run(
         Credential::Key(hash) => app.service.verify_key(Some(hash), at).await,
         Credential::Session(token) => {
             match app.service.authenticate_session(token, tenant_header).await {
-                Ok(Authenticated::Member(principal)) => {
-                    let verdict = verify::admit(*principal, &at);
-                    if let Verdict::Forbidden(denial) = &verdict {
-                        // As verify_key logs a key's refusal.
-                        tracing::info!(
-                            reason = denial.reason.code(),
-                            source = ?source,
-                            "authentication refused"
-                        );
-                    }
-                    Ok(verdict)
-                }
+                Ok(Authenticated::Member(principal)) => Ok(app.service.admit(*principal, &at)),
                 // A person in no tenant yet: the fields of invitations.
                 Ok(Authenticated::Person(person)) => {
                     let context =
